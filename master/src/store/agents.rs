@@ -1,0 +1,195 @@
+//! Agents: enrollment record, registration details, liveness, revocation,
+//! and the stream cursors (last command sequence, last acknowledged one,
+//! last stored event id).
+
+use super::{to_u64, Store, StoreError};
+use dockflare_common::identity::AgentId;
+use sqlx::Row;
+
+/// An agent as enrollment creates it.
+#[derive(Debug, Clone)]
+pub struct NewAgent {
+    pub id: AgentId,
+    pub display_name: String,
+    pub cert_serial: String,
+    pub cert_not_after: i64,
+}
+
+/// What an agent says about itself at Register.
+#[derive(Debug, Clone, Default)]
+pub struct AgentRegistration {
+    pub display_name: String,
+    pub hostname: String,
+    pub docker_mode: String,
+    pub node_id: String,
+    pub node_role: String,
+    pub version: String,
+    pub tunnel_group: String,
+    pub capabilities: Vec<String>,
+}
+
+/// An agent row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRecord {
+    pub id: String,
+    pub display_name: String,
+    pub hostname: String,
+    /// online, offline or revoked.
+    pub status: String,
+    pub docker_mode: String,
+    pub node_id: String,
+    pub node_role: String,
+    pub version: String,
+    pub tunnel_group: String,
+    pub capabilities: Vec<String>,
+    pub enrolled_at: i64,
+    pub last_seen_at: Option<i64>,
+    pub cert_serial: String,
+    pub cert_not_after: i64,
+    pub last_command_seq: u64,
+    pub last_acked_command_seq: u64,
+    pub last_event_id: u64,
+}
+
+impl AgentRecord {
+    pub fn is_revoked(&self) -> bool {
+        self.status == STATUS_REVOKED
+    }
+}
+
+pub const STATUS_ONLINE: &str = "online";
+pub const STATUS_OFFLINE: &str = "offline";
+pub const STATUS_REVOKED: &str = "revoked";
+
+const COLUMNS: &str = "id, display_name, hostname, status, docker_mode, node_id, node_role, version, tunnel_group, \
+    capabilities, enrolled_at, last_seen_at, cert_serial, cert_not_after, last_command_seq, last_acked_command_seq, \
+    last_event_id";
+
+fn agent_from_row(row: &sqlx::any::AnyRow) -> Result<AgentRecord, StoreError> {
+    let capabilities: String = row.try_get("capabilities")?;
+    Ok(AgentRecord {
+        id: row.try_get("id")?,
+        display_name: row.try_get("display_name")?,
+        hostname: row.try_get("hostname")?,
+        status: row.try_get("status")?,
+        docker_mode: row.try_get("docker_mode")?,
+        node_id: row.try_get("node_id")?,
+        node_role: row.try_get("node_role")?,
+        version: row.try_get("version")?,
+        tunnel_group: row.try_get("tunnel_group")?,
+        capabilities: capabilities.split(',').filter(|c| !c.is_empty()).map(str::to_string).collect(),
+        enrolled_at: row.try_get("enrolled_at")?,
+        last_seen_at: row.try_get("last_seen_at")?,
+        cert_serial: row.try_get("cert_serial")?,
+        cert_not_after: row.try_get("cert_not_after")?,
+        last_command_seq: to_u64(row.try_get("last_command_seq")?, "last_command_seq")?,
+        last_acked_command_seq: to_u64(row.try_get("last_acked_command_seq")?, "last_acked_command_seq")?,
+        last_event_id: to_u64(row.try_get("last_event_id")?, "last_event_id")?,
+    })
+}
+
+impl Store {
+    pub(super) async fn insert_agent(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        agent: &NewAgent,
+        token_id: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO agents (id, display_name, status, join_token_id, enrolled_at, cert_serial, cert_not_after) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(agent.id.as_str())
+        .bind(&agent.display_name)
+        .bind(STATUS_OFFLINE)
+        .bind(token_id)
+        .bind(now)
+        .bind(&agent.cert_serial)
+        .bind(agent.cert_not_after)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a Register call: details, and online unless revoked.
+    pub async fn register_agent(
+        &self,
+        id: &AgentId,
+        registration: &AgentRegistration,
+        now: i64,
+    ) -> Result<Option<AgentRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "UPDATE agents SET display_name = $2, hostname = $3, docker_mode = $4, node_id = $5, node_role = $6, \
+             version = $7, tunnel_group = $8, capabilities = $9, last_seen_at = $10, \
+             status = CASE WHEN status = '{STATUS_REVOKED}' THEN status ELSE '{STATUS_ONLINE}' END \
+             WHERE id = $1 RETURNING {COLUMNS}"
+        ))
+        .bind(id.as_str())
+        .bind(&registration.display_name)
+        .bind(&registration.hostname)
+        .bind(&registration.docker_mode)
+        .bind(&registration.node_id)
+        .bind(&registration.node_role)
+        .bind(&registration.version)
+        .bind(&registration.tunnel_group)
+        .bind(registration.capabilities.join(","))
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(agent_from_row).transpose()
+    }
+
+    pub async fn get_agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM agents WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(agent_from_row).transpose()
+    }
+
+    /// Agents ordered by id, after `after_id` (exclusive).
+    pub async fn list_agents(&self, after_id: &str, limit: u32) -> Result<Vec<AgentRecord>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM agents WHERE id > $1 ORDER BY id LIMIT $2"))
+            .bind(after_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(agent_from_row).collect()
+    }
+
+    /// Revokes an agent; `None` if it does not exist.
+    pub async fn revoke_agent(&self, id: &str, now: i64) -> Result<Option<AgentRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "UPDATE agents SET status = '{STATUS_REVOKED}', revoked_at = COALESCE(revoked_at, $2) \
+             WHERE id = $1 RETURNING {COLUMNS}"
+        ))
+        .bind(id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(agent_from_row).transpose()
+    }
+
+    /// Records a renewed certificate.
+    pub async fn update_agent_certificate(&self, id: &AgentId, serial: &str, not_after: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE agents SET cert_serial = $2, cert_not_after = $3 WHERE id = $1")
+            .bind(id.as_str())
+            .bind(serial)
+            .bind(not_after)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks online agents not seen since `cutoff` offline; returns their ids.
+    pub async fn mark_stale_agents_offline(&self, cutoff: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "UPDATE agents SET status = '{STATUS_OFFLINE}' \
+             WHERE status = '{STATUS_ONLINE}' AND (last_seen_at IS NULL OR last_seen_at < $1) RETURNING id"
+        ))
+        .bind(cutoff)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| row.try_get::<String, _>("id").map_err(StoreError::from)).collect()
+    }
+}

@@ -1,0 +1,178 @@
+//! Agent events, written in batches: one transaction stores many events of
+//! many agents, advances each agent's `last_event_id` and `last_seen_at`, and
+//! settles the commands that command_result events acknowledge.
+
+use super::{to_i64, to_u64, Store, StoreError};
+use sqlx::Row;
+use std::collections::HashMap;
+
+/// Rows per multi-row INSERT: 6 parameters each stays far below SQLite's
+/// 32766 and PostgreSQL's 65535 bind parameters.
+const ROWS_PER_INSERT: usize = 500;
+
+/// One event as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub agent_id: String,
+    pub event_id: u64,
+    pub kind: String,
+    pub occurred_at: i64,
+    pub received_at: i64,
+    /// The encoded `dockflare.v1.AgentEvent`.
+    pub payload: Vec<u8>,
+}
+
+/// A command acknowledgement carried by a command_result event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandAck {
+    pub agent_id: String,
+    pub sequence: u64,
+    pub command_id: String,
+    pub success: bool,
+    pub error: String,
+    pub at: i64,
+}
+
+/// What one write transaction stores.
+#[derive(Debug, Default)]
+pub struct EventBatch {
+    pub events: Vec<StoredEvent>,
+    pub acks: Vec<CommandAck>,
+}
+
+impl EventBatch {
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.acks.is_empty()
+    }
+}
+
+fn placeholders(rows: usize, columns: usize) -> String {
+    let mut text = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        if row > 0 {
+            text.push(',');
+        }
+        text.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                text.push(',');
+            }
+            text.push('$');
+            text.push_str(&(row * columns + column + 1).to_string());
+        }
+        text.push(')');
+    }
+    text
+}
+
+impl Store {
+    /// Stores a batch atomically. Events already stored (same agent and id) are skipped.
+    pub async fn write_event_batch(&self, batch: &EventBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for chunk in batch.events.chunks(ROWS_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO agent_events (agent_id, event_id, kind, occurred_at, received_at, payload) VALUES {} \
+                 ON CONFLICT (agent_id, event_id) DO NOTHING",
+                placeholders(chunk.len(), 6)
+            );
+            let mut query = sqlx::query(&sql);
+            for event in chunk {
+                query = query
+                    .bind(event.agent_id.as_str())
+                    .bind(to_i64(event.event_id, "event_id")?)
+                    .bind(event.kind.as_str())
+                    .bind(event.occurred_at)
+                    .bind(event.received_at)
+                    .bind(event.payload.as_slice());
+            }
+            query.execute(&mut *tx).await?;
+        }
+
+        let mut progress: HashMap<&str, (u64, i64)> = HashMap::new();
+        for event in &batch.events {
+            let entry = progress.entry(event.agent_id.as_str()).or_insert((0, 0));
+            entry.0 = entry.0.max(event.event_id);
+            entry.1 = entry.1.max(event.received_at);
+        }
+        for (agent_id, (last_event_id, seen_at)) in progress {
+            sqlx::query(
+                "UPDATE agents SET \
+                 last_event_id = CASE WHEN last_event_id < $2 THEN $2 ELSE last_event_id END, \
+                 last_seen_at = CASE WHEN last_seen_at IS NULL OR last_seen_at < $3 THEN $3 ELSE last_seen_at END \
+                 WHERE id = $1",
+            )
+            .bind(agent_id)
+            .bind(to_i64(last_event_id, "event_id")?)
+            .bind(seen_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        let mut acked: HashMap<&str, u64> = HashMap::new();
+        for ack in &batch.acks {
+            let state = if ack.success { "acked" } else { "failed" };
+            sqlx::query(
+                "UPDATE agent_commands SET state = $4, error = $5, acked_at = $6 \
+                 WHERE agent_id = $1 AND sequence = $2 AND id = $3 AND state IN ('queued', 'delivered')",
+            )
+            .bind(ack.agent_id.as_str())
+            .bind(to_i64(ack.sequence, "sequence")?)
+            .bind(ack.command_id.as_str())
+            .bind(state)
+            .bind(ack.error.as_str())
+            .bind(ack.at)
+            .execute(&mut *tx)
+            .await?;
+            let entry = acked.entry(ack.agent_id.as_str()).or_insert(0);
+            *entry = (*entry).max(ack.sequence);
+        }
+        for (agent_id, sequence) in acked {
+            sqlx::query(
+                "UPDATE agents SET last_acked_command_seq = $2 \
+                 WHERE id = $1 AND last_acked_command_seq < $2 AND last_command_seq >= $2",
+            )
+            .bind(agent_id)
+            .bind(to_i64(sequence, "sequence")?)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stored events of an agent with an id above `after`, oldest first.
+    pub async fn list_events(&self, agent_id: &str, after: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT agent_id, event_id, kind, occurred_at, received_at, payload FROM agent_events \
+             WHERE agent_id = $1 AND event_id > $2 ORDER BY event_id LIMIT $3",
+        )
+        .bind(agent_id)
+        .bind(to_i64(after, "event_id")?)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredEvent {
+                    agent_id: row.try_get("agent_id")?,
+                    event_id: to_u64(row.try_get("event_id")?, "event_id")?,
+                    kind: row.try_get("kind")?,
+                    occurred_at: row.try_get("occurred_at")?,
+                    received_at: row.try_get("received_at")?,
+                    payload: row.try_get("payload")?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_number_rows_then_columns() {
+        assert_eq!(super::placeholders(2, 3), "($1,$2,$3),($4,$5,$6)");
+    }
+}

@@ -1,0 +1,131 @@
+//! Join tokens: stored hashed, with an expiry, a use count and revocation.
+//! Enrollment consumes one use and creates the agent in one transaction.
+
+use super::{agents::NewAgent, Store, StoreError};
+use sqlx::Row;
+
+/// A join token's metadata. The secret is never stored, only its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinTokenRow {
+    pub id: String,
+    pub description: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub max_uses: u32,
+    pub uses: u32,
+    pub revoked: bool,
+}
+
+/// Why a join token cannot enroll an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRejection {
+    #[error("join token is unknown or its secret does not match")]
+    Unknown,
+    #[error("join token has expired")]
+    Expired,
+    #[error("join token has been revoked")]
+    Revoked,
+    #[error("join token has been used up (every allowed enrollment happened)")]
+    UsedUp,
+}
+
+const COLUMNS: &str = "id, description, created_at, expires_at, max_uses, uses, revoked_at";
+
+fn token_from_row(row: &sqlx::any::AnyRow) -> Result<JoinTokenRow, StoreError> {
+    Ok(JoinTokenRow {
+        id: row.try_get("id")?,
+        description: row.try_get("description")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        max_uses: u32::try_from(row.try_get::<i64, _>("max_uses")?).unwrap_or(u32::MAX),
+        uses: u32::try_from(row.try_get::<i64, _>("uses")?).unwrap_or(u32::MAX),
+        revoked: row.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
+    })
+}
+
+impl Store {
+    pub async fn insert_join_token(
+        &self,
+        row: &JoinTokenRow,
+        secret_hash: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO join_tokens (id, secret_hash, description, created_at, expires_at, max_uses, uses) \
+             VALUES ($1, $2, $3, $4, $5, $6, 0)",
+        )
+        .bind(&row.id)
+        .bind(secret_hash)
+        .bind(&row.description)
+        .bind(row.created_at)
+        .bind(row.expires_at)
+        .bind(i64::from(row.max_uses))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn list_join_tokens(&self) -> Result<Vec<JoinTokenRow>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM join_tokens ORDER BY created_at, id"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    /// Revokes a token; `None` if it does not exist.
+    pub async fn revoke_join_token(&self, id: &str, now: i64) -> Result<Option<JoinTokenRow>, StoreError> {
+        let row = sqlx::query(&format!(
+            "UPDATE join_tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 RETURNING {COLUMNS}"
+        ))
+        .bind(id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    /// Consumes one use of a join token and creates the agent, atomically.
+    pub async fn enroll_agent(
+        &self,
+        token_id: &str,
+        secret_hash: &str,
+        now: i64,
+        agent: &NewAgent,
+    ) -> Result<Result<(), TokenRejection>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let consumed = sqlx::query(
+            "UPDATE join_tokens SET uses = uses + 1 \
+             WHERE id = $1 AND secret_hash = $2 AND revoked_at IS NULL AND expires_at > $3 AND uses < max_uses \
+             RETURNING id",
+        )
+        .bind(token_id)
+        .bind(secret_hash)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if consumed.is_none() {
+            tx.rollback().await?;
+            return Ok(Err(self.token_rejection(token_id, secret_hash, now).await?));
+        }
+        Store::insert_agent(&mut tx, agent, token_id, now).await?;
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    async fn token_rejection(&self, token_id: &str, secret_hash: &str, now: i64) -> Result<TokenRejection, StoreError> {
+        let row = sqlx::query("SELECT secret_hash, expires_at, max_uses, uses, revoked_at FROM join_tokens WHERE id = $1")
+            .bind(token_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(TokenRejection::Unknown) };
+        if row.try_get::<String, _>("secret_hash")? != secret_hash {
+            return Ok(TokenRejection::Unknown);
+        }
+        if row.try_get::<Option<i64>, _>("revoked_at")?.is_some() {
+            return Ok(TokenRejection::Revoked);
+        }
+        if row.try_get::<i64, _>("expires_at")? <= now {
+            return Ok(TokenRejection::Expired);
+        }
+        Ok(TokenRejection::UsedUp)
+    }
+}
