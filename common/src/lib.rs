@@ -2,10 +2,12 @@
 //! tokens), the certificates that prove it (PKI), and — in later modules —
 //! labels and routes.
 //!
-//! **Architecture invariant:** this crate does no I/O. Files, sockets, Docker
-//! and databases belong to the binaries; everything here is a plain function
-//! over values, tested with tables of cases.
+//! **Architecture invariant:** this crate does no I/O, except `secret_file`
+//! (atomic 0600 writes, shared so both binaries write secrets one way).
+//! Sockets, Docker and databases belong to the binaries; everything here is
+//! a plain function over values, tested with tables of cases.
 
 pub mod identity;
 pub mod join_token;
 pub mod pki;
+pub mod secret_file;

@@ -56,6 +56,8 @@ pub struct CertificateInfo {
     pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
     pub uri_sans: Vec<String>,
+    /// DNS names and IP addresses (as text) among the subject alternative names.
+    pub host_names: Vec<String>,
 }
 
 impl CertificateInfo {
@@ -173,10 +175,21 @@ pub fn describe_certificate(der: &[u8]) -> Result<CertificateInfo, PkiError> {
     use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
     let (_, cert) = X509Certificate::from_der(der).map_err(|e| PkiError::InvalidCertificate(e.to_string()))?;
     let mut uri_sans = Vec::new();
+    let mut host_names = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for name in &san.value.general_names {
-            if let GeneralName::URI(uri) = name {
-                uri_sans.push((*uri).to_string());
+            match name {
+                GeneralName::URI(uri) => uri_sans.push((*uri).to_string()),
+                GeneralName::DNSName(dns) => host_names.push((*dns).to_string()),
+                GeneralName::IPAddress(bytes) => {
+                    let ip = match bytes.len() {
+                        4 => <[u8; 4]>::try_from(*bytes).ok().map(IpAddr::from),
+                        16 => <[u8; 16]>::try_from(*bytes).ok().map(IpAddr::from),
+                        _ => None,
+                    };
+                    host_names.extend(ip.map(|ip| ip.to_string()));
+                }
+                _ => {}
             }
         }
     }
@@ -185,7 +198,18 @@ pub fn describe_certificate(der: &[u8]) -> Result<CertificateInfo, PkiError> {
         not_before: cert.validity().not_before.to_datetime(),
         not_after: cert.validity().not_after.to_datetime(),
         uri_sans,
+        host_names,
     })
+}
+
+/// Whether `der` carries a valid signature by the certificate `issuer_der`.
+pub fn is_issued_by(der: &[u8], issuer_der: &[u8]) -> bool {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (Ok((_, cert)), Ok((_, issuer))) = (X509Certificate::from_der(der), X509Certificate::from_der(issuer_der))
+    else {
+        return false;
+    };
+    cert.verify_signature(Some(issuer.public_key())).is_ok()
 }
 
 /// Every certificate in a PEM text, as DER.

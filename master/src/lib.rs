@@ -1,4 +1,16 @@
 //! The DockFlare master as a library: the binary (`main.rs`) parses flags
-//! and calls [`server::run`]; tests and benchmarks start the same pieces.
+//! and calls [`server::start`]; tests start the same pieces.
 
+pub mod admin_service;
+pub mod agent_service;
+pub mod auth;
+pub mod commands;
+pub mod convert;
+pub mod event_writer;
+pub mod liveness;
+pub mod pki_files;
+pub mod server;
+pub mod sessions;
+pub mod state;
 pub mod store;
+pub mod tls;

@@ -1,1 +1,253 @@
-fn main() {}
+//! `dockflare-master`: flags and environment in, a running master out.
+//! `dockflare-master` (or `serve`) runs the server; `token create|list|revoke`
+//! manage join tokens directly in the database.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use dockflare_master::admin_service::new_join_token;
+use dockflare_master::pki_files::{self, PkiOptions};
+use dockflare_master::server::{self, ServeOptions};
+use dockflare_master::state::{now_millis, ProtocolSettings};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "dockflare-master",
+    version,
+    about = "DockFlare master: turns Docker labels reported by agents into Cloudflare Tunnel routes."
+)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Args, Debug)]
+struct CommonArgs {
+    /// Directory for the SQLite database and the PKI (created 0700).
+    #[arg(long, env = "DOCKFLARE_DATA_DIR", default_value = "dockflare-data", global = true)]
+    data_dir: PathBuf,
+    /// Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB. Default: SQLite in the data dir.
+    #[arg(long, env = "DOCKFLARE_DATABASE_URL", global = true, hide_env_values = true)]
+    database_url: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, env = "DOCKFLARE_LOG_FORMAT", default_value = "text", global = true)]
+    log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the master (the default).
+    Serve,
+    /// Manage join tokens.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenAction {
+    /// Create a join token and print it (the only time it is shown).
+    Create {
+        /// How long the token stays valid, e.g. 1h, 7d.
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        /// How many agents may enroll with it.
+        #[arg(long, default_value_t = 1)]
+        max_uses: u32,
+        /// Free text shown by `token list`.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List join tokens (without secrets).
+    List,
+    /// Revoke a join token by id.
+    Revoke { id: String },
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Address of the gRPC port (mutual TLS).
+    #[arg(long, env = "DOCKFLARE_LISTEN", default_value = "0.0.0.0:8443")]
+    listen: SocketAddr,
+    /// Names and addresses agents use to reach the master; they go into the server certificate.
+    /// Default: this host's name, localhost, 127.0.0.1 and ::1.
+    #[arg(long = "server-name", env = "DOCKFLARE_SERVER_NAMES", value_delimiter = ',')]
+    server_names: Vec<String>,
+    /// Operator-supplied CA certificate (PEM), used instead of generating one. Needs --ca-key.
+    #[arg(long, env = "DOCKFLARE_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+    /// Key of --ca-cert (PEM).
+    #[arg(long, env = "DOCKFLARE_CA_KEY")]
+    ca_key: Option<PathBuf>,
+    /// Operator-supplied server certificate (PEM, issued by the CA). Needs --tls-key.
+    #[arg(long, env = "DOCKFLARE_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// Key of --tls-cert (PEM).
+    #[arg(long, env = "DOCKFLARE_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// How often agents send heartbeats.
+    #[arg(long, env = "DOCKFLARE_HEARTBEAT_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    heartbeat_interval: Duration,
+    /// An agent with no heartbeat for this long is offline.
+    #[arg(long, env = "DOCKFLARE_HEARTBEAT_TIMEOUT", default_value = "35s", value_parser = humantime::parse_duration)]
+    heartbeat_timeout: Duration,
+    /// Lifetime of agent certificates (agents renew at ~70%).
+    #[arg(long, env = "DOCKFLARE_AGENT_CERT_TTL", default_value = "7d", value_parser = humantime::parse_duration)]
+    agent_cert_ttl: Duration,
+    /// How long a command may wait for a slow agent before its stream is closed.
+    #[arg(long, env = "DOCKFLARE_COMMAND_SEND_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    command_send_timeout: Duration,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,h2=warn,hyper=warn,tower=warn,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+fn pki_options(common: &CommonArgs, serve: &ServeArgs) -> PkiOptions {
+    let server_names = if serve.server_names.is_empty() {
+        let mut names: Vec<String> = host_name().into_iter().collect();
+        for name in ["localhost", "127.0.0.1", "::1"] {
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_string());
+            }
+        }
+        names
+    } else {
+        serve.server_names.iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect()
+    };
+    PkiOptions {
+        dir: common.data_dir.join("pki"),
+        server_names,
+        ca_cert: serve.ca_cert.clone(),
+        ca_key: serve.ca_key.clone(),
+        server_cert: serve.tls_cert.clone(),
+        server_key: serve.tls_key.clone(),
+    }
+}
+
+fn serve_options(cli: &Cli) -> Result<ServeOptions> {
+    let serve = &cli.serve;
+    if serve.heartbeat_timeout <= serve.heartbeat_interval {
+        bail!(
+            "--heartbeat-timeout ({:?}) must be longer than --heartbeat-interval ({:?})",
+            serve.heartbeat_timeout,
+            serve.heartbeat_interval
+        );
+    }
+    if serve.agent_cert_ttl < Duration::from_secs(10) {
+        bail!("--agent-cert-ttl must be at least 10s");
+    }
+    Ok(ServeOptions {
+        listen: serve.listen,
+        data_dir: cli.common.data_dir.clone(),
+        database_url: cli.common.database_url.clone(),
+        pki: pki_options(&cli.common, serve),
+        settings: ProtocolSettings {
+            heartbeat_interval: serve.heartbeat_interval,
+            heartbeat_timeout: serve.heartbeat_timeout,
+            agent_certificate_lifetime: serve.agent_cert_ttl,
+            command_send_timeout: serve.command_send_timeout,
+        },
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut terminate) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!(message = "Shutting down.");
+}
+
+async fn token_command(cli: &Cli, action: &TokenAction) -> Result<()> {
+    let options = serve_options(cli)?;
+    dockflare_common::secret_file::create_private_dir(&options.data_dir)
+        .with_context(|| format!("creating {}", options.data_dir.display()))?;
+    let store = server::connect_store(&server::database_url(&options)).await.context("opening the database")?;
+    match action {
+        TokenAction::Create { ttl, max_uses, description } => {
+            let pki = pki_files::load_or_create(&options.pki, time::OffsetDateTime::now_utc())?;
+            let (token, row) =
+                new_join_token(pki.ca.certificate_der(), ttl.as_secs(), *max_uses, description, now_millis())
+                    .map_err(|status| anyhow::anyhow!("{}", status.message()))?;
+            store.insert_join_token(&row, &token.secret_hash()).await?;
+            eprintln!(
+                "Join token {} created (max uses {}, expires in {}).",
+                row.id,
+                row.max_uses,
+                humantime::format_duration(*ttl)
+            );
+            println!("{}", token.expose());
+        }
+        TokenAction::List => {
+            println!("{:<14} {:>5} {:>8} {:<8} {:<25} DESCRIPTION", "ID", "USES", "MAX", "STATE", "EXPIRES");
+            let now = now_millis();
+            for row in store.list_join_tokens().await? {
+                let state = if row.revoked {
+                    "revoked"
+                } else if row.expires_at <= now {
+                    "expired"
+                } else {
+                    "valid"
+                };
+                let expires = humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + Duration::from_millis(row.expires_at.max(0) as u64),
+                );
+                println!(
+                    "{:<14} {:>5} {:>8} {:<8} {:<25} {}",
+                    row.id, row.uses, row.max_uses, state, expires, row.description
+                );
+            }
+        }
+        TokenAction::Revoke { id } => match store.revoke_join_token(id, now_millis()).await? {
+            Some(row) => println!("Join token {} revoked.", row.id),
+            None => bail!("join token {id:?} does not exist"),
+        },
+    }
+    store.close().await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.common.log_format);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match &cli.command {
+        Some(Command::Token { action }) => token_command(&cli, action).await,
+        None | Some(Command::Serve) => {
+            let options = serve_options(&cli)?;
+            let running = server::start(options, shutdown_signal()).await?;
+            running.served.await.context("server task")?.context("gRPC server")?;
+            Ok(())
+        }
+    }
+}

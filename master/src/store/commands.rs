@@ -140,7 +140,13 @@ impl Store {
     }
 
     /// Records that commands `first..=last` were written to the agent's stream.
-    pub async fn mark_commands_delivered(&self, agent_id: &str, first: u64, last: u64, now: i64) -> Result<(), StoreError> {
+    pub async fn mark_commands_delivered(
+        &self,
+        agent_id: &str,
+        first: u64,
+        last: u64,
+        now: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE agent_commands SET delivery_count = delivery_count + 1, delivered_at = $4, \
              state = CASE WHEN state = 'queued' THEN 'delivered' ELSE state END \

@@ -12,8 +12,8 @@ mod commands;
 mod events;
 mod tokens;
 
-pub use agents::{AgentRecord, AgentRegistration, NewAgent};
-pub use commands::{CommandRow, CommandState};
+pub use agents::{AgentRecord, AgentRegistration, NewAgent, STATUS_OFFLINE, STATUS_ONLINE, STATUS_REVOKED};
+pub use commands::{CommandRow, CommandState, Enqueued};
 pub use events::{CommandAck, EventBatch, StoredEvent};
 pub use tokens::{JoinTokenRow, TokenRejection};
 
@@ -47,7 +47,9 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            StoreError::Database(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_))
+            StoreError::Database(
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)
+            )
         ) || matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.message().contains("locked"))
     }
 }

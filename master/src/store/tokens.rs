@@ -44,11 +44,7 @@ fn token_from_row(row: &sqlx::any::AnyRow) -> Result<JoinTokenRow, StoreError> {
 }
 
 impl Store {
-    pub async fn insert_join_token(
-        &self,
-        row: &JoinTokenRow,
-        secret_hash: &str,
-    ) -> Result<(), StoreError> {
+    pub async fn insert_join_token(&self, row: &JoinTokenRow, secret_hash: &str) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO join_tokens (id, secret_hash, description, created_at, expires_at, max_uses, uses) \
              VALUES ($1, $2, $3, $4, $5, $6, 0)",
@@ -112,10 +108,11 @@ impl Store {
     }
 
     async fn token_rejection(&self, token_id: &str, secret_hash: &str, now: i64) -> Result<TokenRejection, StoreError> {
-        let row = sqlx::query("SELECT secret_hash, expires_at, max_uses, uses, revoked_at FROM join_tokens WHERE id = $1")
-            .bind(token_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT secret_hash, expires_at, max_uses, uses, revoked_at FROM join_tokens WHERE id = $1")
+                .bind(token_id)
+                .fetch_optional(&self.pool)
+                .await?;
         let Some(row) = row else { return Ok(TokenRejection::Unknown) };
         if row.try_get::<String, _>("secret_hash")? != secret_hash {
             return Ok(TokenRejection::Unknown);

@@ -1,0 +1,271 @@
+//! `dockflare.v1.AdminService`: join tokens, agents and their command and
+//! event logs, for operators (grpcurl) and integrations. Every call needs an
+//! admin certificate.
+
+use crate::convert;
+use crate::state::{now_millis, store_status, SharedState};
+use crate::store::JoinTokenRow;
+use dockflare::v1::admin_service_server::AdminService;
+use dockflare::v1::{self, command, send_command_request};
+use dockflare_common::join_token::{certificate_digest, JoinToken};
+use prost::Message;
+use tonic::{Request, Response, Status};
+
+const DEFAULT_TOKEN_TTL_SECONDS: u64 = 24 * 3600;
+const MAX_TOKEN_TTL_SECONDS: u64 = 365 * 24 * 3600;
+const MAX_TOKEN_USES: u32 = 100_000;
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 1000;
+
+/// The AdminService implementation.
+pub struct AdminApi {
+    state: SharedState,
+}
+
+impl AdminApi {
+    pub fn new(state: SharedState) -> AdminApi {
+        AdminApi { state }
+    }
+}
+
+/// A new join token for `ca_der`'s CA, and the row to store for it.
+pub fn new_join_token(
+    ca_der: &[u8],
+    ttl_seconds: u64,
+    max_uses: u32,
+    description: &str,
+    now: i64,
+) -> Result<(JoinToken, JoinTokenRow), Status> {
+    let ttl = if ttl_seconds == 0 { DEFAULT_TOKEN_TTL_SECONDS } else { ttl_seconds };
+    if ttl > MAX_TOKEN_TTL_SECONDS {
+        return Err(Status::invalid_argument(format!("ttl_seconds: at most {MAX_TOKEN_TTL_SECONDS} (one year)")));
+    }
+    let max_uses = if max_uses == 0 { 1 } else { max_uses };
+    if max_uses > MAX_TOKEN_USES {
+        return Err(Status::invalid_argument(format!("max_uses: at most {MAX_TOKEN_USES}")));
+    }
+    if description.chars().count() > 256 || description.chars().any(char::is_control) {
+        return Err(Status::invalid_argument("description: at most 256 printable characters"));
+    }
+    let token = JoinToken::generate(certificate_digest(ca_der));
+    let row = JoinTokenRow {
+        id: token.id.clone(),
+        description: description.to_string(),
+        created_at: now,
+        expires_at: now.saturating_add((ttl as i64).saturating_mul(1000)),
+        max_uses,
+        uses: 0,
+        revoked: false,
+    };
+    Ok((token, row))
+}
+
+fn page_size(requested: u32) -> u32 {
+    match requested {
+        0 => DEFAULT_PAGE,
+        n => n.min(MAX_PAGE),
+    }
+}
+
+fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, Status> {
+    if value.is_empty() {
+        Err(Status::invalid_argument(format!("{field}: required")))
+    } else {
+        Ok(value)
+    }
+}
+
+#[tonic::async_trait]
+impl AdminService for AdminApi {
+    async fn create_join_token(
+        &self,
+        request: Request<v1::CreateJoinTokenRequest>,
+    ) -> Result<Response<v1::CreateJoinTokenResponse>, Status> {
+        let admin = self.state.auth.admin(&request)?;
+        let request = request.into_inner();
+        let (token, row) = new_join_token(
+            self.state.ca.certificate_der(),
+            request.ttl_seconds,
+            request.max_uses,
+            &request.description,
+            now_millis(),
+        )?;
+        self.state
+            .store
+            .insert_join_token(&row, &token.secret_hash())
+            .await
+            .map_err(|e| store_status("storing the join token", e))?;
+        tracing::info!(message = "Join token created.", token_id = %row.id, max_uses = row.max_uses, %admin);
+        Ok(Response::new(v1::CreateJoinTokenResponse { token: token.expose(), info: Some(convert::join_token(&row)) }))
+    }
+
+    async fn list_join_tokens(
+        &self,
+        request: Request<v1::ListJoinTokensRequest>,
+    ) -> Result<Response<v1::ListJoinTokensResponse>, Status> {
+        self.state.auth.admin(&request)?;
+        let rows = self.state.store.list_join_tokens().await.map_err(|e| store_status("listing join tokens", e))?;
+        Ok(Response::new(v1::ListJoinTokensResponse { tokens: rows.iter().map(convert::join_token).collect() }))
+    }
+
+    async fn revoke_join_token(
+        &self,
+        request: Request<v1::RevokeJoinTokenRequest>,
+    ) -> Result<Response<v1::RevokeJoinTokenResponse>, Status> {
+        let admin = self.state.auth.admin(&request)?;
+        let id = required("id", &request.get_ref().id)?;
+        let row = self
+            .state
+            .store
+            .revoke_join_token(id, now_millis())
+            .await
+            .map_err(|e| store_status("revoking the join token", e))?
+            .ok_or_else(|| Status::not_found(format!("join token {id:?} does not exist")))?;
+        tracing::info!(message = "Join token revoked.", token_id = %row.id, %admin);
+        Ok(Response::new(v1::RevokeJoinTokenResponse { token: Some(convert::join_token(&row)) }))
+    }
+
+    async fn list_agents(
+        &self,
+        request: Request<v1::ListAgentsRequest>,
+    ) -> Result<Response<v1::ListAgentsResponse>, Status> {
+        self.state.auth.admin(&request)?;
+        let request = request.into_inner();
+        let limit = page_size(request.page_size);
+        let rows = self
+            .state
+            .store
+            .list_agents(&request.page_token, limit)
+            .await
+            .map_err(|e| store_status("listing agents", e))?;
+        let next_page_token = if rows.len() == limit as usize {
+            rows.last().map(|r| r.id.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let agents = rows.iter().map(|row| convert::agent(row, self.state.sessions.is_connected(&row.id))).collect();
+        Ok(Response::new(v1::ListAgentsResponse { agents, next_page_token }))
+    }
+
+    async fn get_agent(&self, request: Request<v1::GetAgentRequest>) -> Result<Response<v1::GetAgentResponse>, Status> {
+        self.state.auth.admin(&request)?;
+        let id = required("id", &request.get_ref().id)?;
+        let row = self
+            .state
+            .store
+            .get_agent(id)
+            .await
+            .map_err(|e| store_status("reading the agent", e))?
+            .ok_or_else(|| Status::not_found(format!("agent {id:?} does not exist")))?;
+        let agent = convert::agent(&row, self.state.sessions.is_connected(&row.id));
+        Ok(Response::new(v1::GetAgentResponse { agent: Some(agent) }))
+    }
+
+    async fn revoke_agent(
+        &self,
+        request: Request<v1::RevokeAgentRequest>,
+    ) -> Result<Response<v1::RevokeAgentResponse>, Status> {
+        let admin = self.state.auth.admin(&request)?;
+        let id = required("id", &request.get_ref().id)?;
+        let row = self
+            .state
+            .store
+            .revoke_agent(id, now_millis())
+            .await
+            .map_err(|e| store_status("revoking the agent", e))?
+            .ok_or_else(|| Status::not_found(format!("agent {id:?} does not exist")))?;
+        self.state.sessions.revoke(id);
+        tracing::info!(message = "Agent revoked.", agent = %id, %admin);
+        Ok(Response::new(v1::RevokeAgentResponse { agent: Some(convert::agent(&row, false)) }))
+    }
+
+    async fn send_command(
+        &self,
+        request: Request<v1::SendCommandRequest>,
+    ) -> Result<Response<v1::SendCommandResponse>, Status> {
+        self.state.auth.admin(&request)?;
+        let request = request.into_inner();
+        let agent_id = required("agent_id", &request.agent_id)?.to_string();
+        let kind = match request.kind {
+            None => {
+                return Err(Status::invalid_argument(
+                    "kind: exactly one of start_tunnel, stop_tunnel, update_tunnel_config, resync must be set",
+                ))
+            }
+            Some(send_command_request::Kind::StartTunnel(start)) => {
+                required("start_tunnel.tunnel_id", &start.tunnel_id)?;
+                required("start_tunnel.token", &start.token)?;
+                command::Kind::StartTunnel(start)
+            }
+            Some(send_command_request::Kind::StopTunnel(stop)) => command::Kind::StopTunnel(stop),
+            Some(send_command_request::Kind::UpdateTunnelConfig(update)) => command::Kind::UpdateTunnelConfig(update),
+            Some(send_command_request::Kind::Resync(resync)) => command::Kind::Resync(resync),
+        };
+        let queued = crate::commands::enqueue(&self.state, &agent_id, kind).await?;
+        Ok(Response::new(v1::SendCommandResponse { command_id: queued.0, sequence: queued.1 }))
+    }
+
+    async fn list_commands(
+        &self,
+        request: Request<v1::ListCommandsRequest>,
+    ) -> Result<Response<v1::ListCommandsResponse>, Status> {
+        self.state.auth.admin(&request)?;
+        let request = request.into_inner();
+        let agent_id = required("agent_id", &request.agent_id)?;
+        let rows = self
+            .state
+            .store
+            .commands_after(agent_id, request.after_sequence, page_size(request.limit))
+            .await
+            .map_err(|e| store_status("listing commands", e))?;
+        Ok(Response::new(v1::ListCommandsResponse { commands: rows.iter().map(convert::command_record).collect() }))
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<v1::ListEventsRequest>,
+    ) -> Result<Response<v1::ListEventsResponse>, Status> {
+        self.state.auth.admin(&request)?;
+        let request = request.into_inner();
+        let agent_id = required("agent_id", &request.agent_id)?;
+        let rows = self
+            .state
+            .store
+            .list_events(agent_id, request.after_event_id, page_size(request.limit))
+            .await
+            .map_err(|e| store_status("listing events", e))?;
+        let events = rows
+            .iter()
+            .map(|row| v1::EventRecord {
+                agent_id: row.agent_id.clone(),
+                event_id: row.event_id,
+                kind: row.kind.clone(),
+                occurred_at: Some(convert::timestamp(row.occurred_at)),
+                received_at: Some(convert::timestamp(row.received_at)),
+                event: v1::AgentEvent::decode(row.payload.as_slice()).ok(),
+            })
+            .collect();
+        Ok(Response::new(v1::ListEventsResponse { events }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_token_limits_are_enforced_with_field_names() {
+        let err = |r: Result<(JoinToken, JoinTokenRow), Status>| r.err().map(|s| s.message().to_string());
+        assert_eq!(
+            err(new_join_token(b"ca", MAX_TOKEN_TTL_SECONDS + 1, 1, "", 0)).map(|m| m.starts_with("ttl_seconds")),
+            Some(true)
+        );
+        assert_eq!(
+            err(new_join_token(b"ca", 0, MAX_TOKEN_USES + 1, "", 0)).map(|m| m.starts_with("max_uses")),
+            Some(true)
+        );
+        let (_, row) =
+            new_join_token(b"ca", 0, 0, "laptop", 1_000).map_err(|s| s.to_string()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((row.max_uses, row.expires_at), (1, 1_000 + DEFAULT_TOKEN_TTL_SECONDS as i64 * 1000));
+    }
+}

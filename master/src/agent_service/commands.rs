@@ -1,0 +1,122 @@
+//! The WatchCommands pump: one task per connected agent. It replays every
+//! command after the agent's last acknowledged one, then sleeps until a
+//! command is queued, an event receipt is due, or the master ends the
+//! stream. A stuck agent only ever blocks its own task: each send has a
+//! deadline, after which the stream is closed and the agent, when it
+//! reconnects, gets everything unacknowledged again.
+
+use super::end_status;
+use crate::sessions::{Attached, EndReason};
+use crate::state::{now_millis, SharedState};
+use dockflare::v1::{watch_commands_response::Message as Outgoing, Command, EventsReceipt, WatchCommandsResponse};
+use dockflare_common::identity::AgentId;
+use prost::Message;
+use tokio::sync::mpsc;
+use tonic::Status;
+
+/// Messages buffered per command stream before sends wait for the agent.
+pub const STREAM_BUFFER: usize = 16;
+/// Commands read from the store per round.
+const PAGE: u32 = 64;
+
+type Sink = mpsc::Sender<Result<WatchCommandsResponse, Status>>;
+
+/// Why the pump stops.
+enum Stop {
+    /// The agent went away (or never reads): nothing more to send.
+    Gone,
+    /// The master ends the stream with this status.
+    End(Status),
+}
+
+pub async fn pump(state: SharedState, agent_id: AgentId, acked: u64, mut attached: Attached, sink: Sink) {
+    let stop = run(&state, &agent_id, acked, &mut attached, &sink).await;
+    if let Stop::End(status) = stop {
+        let _ = sink.try_send(Err(status));
+    }
+    tracing::debug!(message = "Command stream closed.", agent = %agent_id);
+}
+
+async fn run(state: &SharedState, agent_id: &AgentId, acked: u64, attached: &mut Attached, sink: &Sink) -> Stop {
+    let mut cursor = acked;
+    let mut receipt_sent = 0u64;
+    loop {
+        let rows = match state.store.commands_after(agent_id.as_str(), cursor, PAGE).await {
+            Ok(rows) => rows,
+            Err(error) => return Stop::End(crate::state::store_status("reading the command log", error)),
+        };
+        let first = rows.first().map(|row| row.sequence);
+        for row in &rows {
+            let command = match Command::decode(row.payload.as_slice()) {
+                Ok(command) => command,
+                Err(error) => {
+                    // A row we wrote ourselves cannot be read: say so loudly, skip nothing silently.
+                    tracing::error!(message = "Stored command is unreadable.", agent = %agent_id, sequence = row.sequence, %error);
+                    return Stop::End(Status::internal(format!("command {} is unreadable in the store", row.sequence)));
+                }
+            };
+            if let Err(stop) = send(state, agent_id, attached, sink, Outgoing::Command(command)).await {
+                return stop;
+            }
+            cursor = row.sequence;
+        }
+        if let Some(first) = first {
+            if let Err(error) =
+                state.store.mark_commands_delivered(agent_id.as_str(), first, cursor, now_millis()).await
+            {
+                tracing::warn!(message = "Could not record command delivery.", agent = %agent_id, %error);
+            }
+            if rows.len() == PAGE as usize {
+                continue;
+            }
+        }
+
+        let stored = *attached.receipts.borrow_and_update();
+        if stored > receipt_sent {
+            receipt_sent = stored;
+            let receipt = Outgoing::EventsReceipt(EventsReceipt { through_event_id: stored });
+            if let Err(stop) = send(state, agent_id, attached, sink, receipt).await {
+                return stop;
+            }
+        }
+
+        let commands_queued = attached.commands_queued.clone();
+        tokio::select! {
+            _ = commands_queued.notified() => {}
+            changed = attached.receipts.changed() => {
+                if changed.is_err() {
+                    return Stop::Gone;
+                }
+            }
+            reason = attached.end.wait_for(Option::is_some) => {
+                let reason = reason.ok().and_then(|r| *r).unwrap_or(EndReason::Superseded);
+                return Stop::End(end_status(agent_id.as_str(), reason));
+            }
+            _ = sink.closed() => return Stop::Gone,
+        }
+    }
+}
+
+async fn send(
+    state: &SharedState,
+    agent_id: &AgentId,
+    attached: &mut Attached,
+    sink: &Sink,
+    message: Outgoing,
+) -> Result<(), Stop> {
+    let response = WatchCommandsResponse { message: Some(message) };
+    tokio::select! {
+        sent = tokio::time::timeout(state.settings.command_send_timeout, sink.send(Ok(response))) => match sent {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Stop::Gone),
+            Err(_) => {
+                tracing::warn!(message = "Agent is not reading its command stream; closing it.", agent = %agent_id);
+                Err(Stop::Gone)
+            }
+        },
+        reason = attached.end.wait_for(Option::is_some) => {
+            let reason = reason.ok().and_then(|r| *r).unwrap_or(EndReason::Superseded);
+            Err(Stop::End(end_status(agent_id.as_str(), reason)))
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! `dockflare.v1.AgentService`: enrollment, registration, certificate
+//! renewal, and the two long-lived streams. Identity always comes from the
+//! caller's certificate ([`crate::auth`]); validation lives in [`validate`],
+//! the command stream pump in [`commands`].
+
+mod commands;
+pub mod validate;
+
+use crate::event_writer::PendingEvent;
+use crate::sessions::{EndReason, StreamKind};
+use crate::state::{now_millis, store_status, SharedState};
+use crate::store::{AgentRecord, CommandAck, NewAgent, StoredEvent};
+use dockflare::v1::agent_service_server::AgentService;
+use dockflare::v1::{
+    AgentEvent, EnrollRequest, EnrollResponse, RegisterRequest, RegisterResponse, RenewCertificateRequest,
+    RenewCertificateResponse, ReportEventsResponse, WatchCommandsRequest, WatchCommandsResponse,
+};
+use dockflare_common::identity::{AgentId, Identity};
+use dockflare_common::join_token::{certificate_digest, JoinToken};
+use prost::Message;
+use std::time::Duration;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// Features this master offers agents (RegisterResponse.master_capabilities).
+pub const MASTER_CAPABILITIES: &[&str] = &["events.receipts", "commands.replay", "certificates.renew"];
+/// Longest a finished event stream waits for its last events to be stored.
+const FINAL_RECEIPT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The AgentService implementation.
+pub struct AgentApi {
+    state: SharedState,
+}
+
+impl AgentApi {
+    pub fn new(state: SharedState) -> AgentApi {
+        AgentApi { state }
+    }
+
+    /// The caller's agent record, refusing unknown and revoked agents.
+    async fn active_agent(&self, agent_id: &AgentId) -> Result<AgentRecord, Status> {
+        let record = self
+            .state
+            .store
+            .get_agent(agent_id.as_str())
+            .await
+            .map_err(|e| store_status("looking up the agent", e))?
+            .ok_or_else(|| unknown_agent(agent_id))?;
+        if record.is_revoked() {
+            return Err(revoked(agent_id));
+        }
+        Ok(record)
+    }
+
+    fn lifetime(&self) -> time::Duration {
+        time::Duration::try_from(self.state.settings.agent_certificate_lifetime).unwrap_or(time::Duration::days(7))
+    }
+}
+
+fn unknown_agent(agent_id: &AgentId) -> Status {
+    Status::unauthenticated(format!("agent {agent_id} is not known to this master; enroll again with a join token"))
+}
+
+fn revoked(agent_id: &AgentId) -> Status {
+    Status::permission_denied(format!("agent {agent_id} has been revoked"))
+}
+
+fn end_status(agent_id: &str, reason: EndReason) -> Status {
+    match reason {
+        EndReason::Revoked => Status::permission_denied(format!("agent {agent_id} has been revoked")),
+        EndReason::Superseded => Status::aborted("a newer stream of this agent replaced this one"),
+    }
+}
+
+#[tonic::async_trait]
+impl AgentService for AgentApi {
+    async fn enroll(&self, request: Request<EnrollRequest>) -> Result<Response<EnrollResponse>, Status> {
+        let request = request.into_inner();
+        let token =
+            JoinToken::parse(&request.join_token).map_err(|e| Status::unauthenticated(format!("join_token: {e}")))?;
+        let ca = &self.state.ca;
+        if token.ca_digest != certificate_digest(ca.certificate_der()) {
+            return Err(Status::unauthenticated("join_token: it was issued by a master with a different CA"));
+        }
+        if request.display_name.chars().count() > 128 || request.display_name.chars().any(char::is_control) {
+            return Err(Status::invalid_argument("display_name: at most 128 printable characters"));
+        }
+        let agent_id = AgentId::generate();
+        let now = time::OffsetDateTime::now_utc();
+        let issued = ca
+            .sign_csr(&request.csr_der, &Identity::Agent(agent_id.clone()), self.lifetime(), now)
+            .map_err(|e| Status::invalid_argument(format!("csr_der: {e}")))?;
+        let display_name = if request.display_name.trim().is_empty() {
+            format!("agent-{}", &agent_id.as_str()[..8])
+        } else {
+            request.display_name.clone()
+        };
+        let new_agent = NewAgent {
+            id: agent_id.clone(),
+            display_name,
+            cert_serial: issued.serial_hex.clone(),
+            cert_not_after: crate::store::unix_millis(issued.not_after),
+        };
+        match self.state.store.enroll_agent(&token.id, &token.secret_hash(), now_millis(), &new_agent).await {
+            Err(e) => return Err(store_status("enrolling the agent", e)),
+            Ok(Err(rejection)) => {
+                tracing::warn!(message = "Enrollment refused.", token_id = %token.id, reason = %rejection);
+                return Err(Status::unauthenticated(format!("join_token: {rejection}")));
+            }
+            Ok(Ok(())) => {}
+        }
+        tracing::info!(message = "Agent enrolled.", agent = %agent_id, name = %new_agent.display_name, token_id = %token.id);
+        Ok(Response::new(EnrollResponse {
+            agent_id: agent_id.to_string(),
+            certificate_pem: issued.certificate_pem,
+            ca_certificates_pem: ca.certificate_pem().to_string(),
+            not_after: Some(crate::convert::timestamp(new_agent.cert_not_after)),
+        }))
+    }
+
+    async fn register(&self, request: Request<RegisterRequest>) -> Result<Response<RegisterResponse>, Status> {
+        let agent_id = self.state.auth.agent(&request)?;
+        let registration =
+            validate::registration(request.get_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let record = self
+            .state
+            .store
+            .register_agent(&agent_id, &registration, now_millis())
+            .await
+            .map_err(|e| store_status("registering the agent", e))?
+            .ok_or_else(|| unknown_agent(&agent_id))?;
+        if record.is_revoked() {
+            return Err(revoked(&agent_id));
+        }
+        tracing::info!(
+            message = "Agent registered.",
+            agent = %agent_id,
+            name = %record.display_name,
+            mode = %record.docker_mode,
+            version = %record.version,
+            last_acked_command = record.last_acked_command_seq,
+            last_event = record.last_event_id,
+        );
+        let interval = self.state.settings.heartbeat_interval;
+        Ok(Response::new(RegisterResponse {
+            agent_id: agent_id.to_string(),
+            status: crate::convert::agent_status(&record.status) as i32,
+            heartbeat_interval: Some(prost_types::Duration {
+                seconds: interval.as_secs() as i64,
+                nanos: interval.subsec_nanos() as i32,
+            }),
+            last_acked_command_sequence: record.last_acked_command_seq,
+            last_event_id: record.last_event_id,
+            master_capabilities: MASTER_CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+            master_version: env!("CARGO_PKG_VERSION").to_string(),
+        }))
+    }
+
+    async fn report_events(
+        &self,
+        request: Request<Streaming<AgentEvent>>,
+    ) -> Result<Response<ReportEventsResponse>, Status> {
+        let agent_id = self.state.auth.agent(&request)?;
+        let record = self.active_agent(&agent_id).await?;
+        let mut attached = self.state.sessions.attach(agent_id.as_str(), StreamKind::Events, record.last_event_id);
+        let mut stream = request.into_inner();
+        let mut last_accepted = record.last_event_id.max(*attached.receipts.borrow());
+        loop {
+            let message = tokio::select! {
+                biased;
+                reason = attached.end.wait_for(Option::is_some) => {
+                    let reason = reason.ok().and_then(|r| *r).unwrap_or(EndReason::Superseded);
+                    return Err(end_status(agent_id.as_str(), reason));
+                }
+                message = stream.message() => message,
+            };
+            let event = match message {
+                Ok(Some(event)) => event,
+                Ok(None) => break,
+                Err(status) => {
+                    tracing::debug!(message = "Event stream ended by the agent.", agent = %agent_id, %status);
+                    return Err(status);
+                }
+            };
+            let valid = match validate::event(&event) {
+                Ok(valid) => valid,
+                Err(error) => {
+                    tracing::warn!(message = "Rejected an invalid event.", agent = %agent_id, event_id = event.event_id, %error);
+                    return Err(Status::invalid_argument(format!("event {}: {error}", event.event_id)));
+                }
+            };
+            if event.event_id <= last_accepted {
+                continue; // seen before: agents resend after reconnects
+            }
+            last_accepted = event.event_id;
+            let received_at = now_millis();
+            let ack = valid.ack.map(|ack| CommandAck {
+                agent_id: agent_id.to_string(),
+                sequence: ack.sequence,
+                command_id: ack.command_id,
+                success: ack.success,
+                error: ack.error,
+                at: received_at,
+            });
+            let pending = PendingEvent {
+                event: StoredEvent {
+                    agent_id: agent_id.to_string(),
+                    event_id: event.event_id,
+                    kind: valid.kind.to_string(),
+                    occurred_at: valid.occurred_at,
+                    received_at,
+                    payload: event.encode_to_vec(),
+                },
+                ack,
+            };
+            self.state.events.submit(pending).await.map_err(|_| Status::unavailable("the master is shutting down"))?;
+        }
+        let stored =
+            tokio::time::timeout(FINAL_RECEIPT_TIMEOUT, attached.receipts.wait_for(|id| *id >= last_accepted)).await;
+        match stored {
+            Ok(Ok(_)) => Ok(Response::new(ReportEventsResponse { through_event_id: last_accepted })),
+            _ => Err(Status::unavailable("events were received but are not stored yet; resend them")),
+        }
+    }
+
+    type WatchCommandsStream = ReceiverStream<Result<WatchCommandsResponse, Status>>;
+
+    async fn watch_commands(
+        &self,
+        request: Request<WatchCommandsRequest>,
+    ) -> Result<Response<Self::WatchCommandsStream>, Status> {
+        let agent_id = self.state.auth.agent(&request)?;
+        let record = self.active_agent(&agent_id).await?;
+        let attached = self.state.sessions.attach(agent_id.as_str(), StreamKind::Commands, record.last_event_id);
+        let (tx, rx) = tokio::sync::mpsc::channel(commands::STREAM_BUFFER);
+        tokio::spawn(commands::pump(self.state.clone(), agent_id, record.last_acked_command_seq, attached, tx));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn renew_certificate(
+        &self,
+        request: Request<RenewCertificateRequest>,
+    ) -> Result<Response<RenewCertificateResponse>, Status> {
+        let agent_id = self.state.auth.agent(&request)?;
+        self.active_agent(&agent_id).await?;
+        let now = time::OffsetDateTime::now_utc();
+        let issued = self
+            .state
+            .ca
+            .sign_csr(&request.get_ref().csr_der, &Identity::Agent(agent_id.clone()), self.lifetime(), now)
+            .map_err(|e| Status::invalid_argument(format!("csr_der: {e}")))?;
+        let not_after = crate::store::unix_millis(issued.not_after);
+        self.state
+            .store
+            .update_agent_certificate(&agent_id, &issued.serial_hex, not_after)
+            .await
+            .map_err(|e| store_status("recording the renewed certificate", e))?;
+        tracing::info!(message = "Agent certificate renewed.", agent = %agent_id, serial = %issued.serial_hex);
+        Ok(Response::new(RenewCertificateResponse {
+            certificate_pem: issued.certificate_pem,
+            ca_certificates_pem: self.state.ca.certificate_pem().to_string(),
+            not_after: Some(crate::convert::timestamp(not_after)),
+        }))
+    }
+}

@@ -1,0 +1,72 @@
+//! Who is calling: every call's client certificate chain is verified against
+//! the master's CA and its DockFlare identity (URI SAN) is read. Handlers ask
+//! for the role they need; the agent id always comes from here, never from a
+//! request body.
+
+use dockflare_common::identity::{AgentId, Identity};
+use dockflare_common::pki::describe_certificate;
+use rustls::pki_types::UnixTime;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::{CertificateError, Error as TlsError};
+use std::sync::Arc;
+use tonic::{Request, Status};
+
+/// Checks callers' certificates.
+#[derive(Clone, Debug)]
+pub struct Authenticator {
+    verifier: Arc<dyn ClientCertVerifier>,
+}
+
+impl Authenticator {
+    pub fn new(verifier: Arc<dyn ClientCertVerifier>) -> Authenticator {
+        Authenticator { verifier }
+    }
+
+    /// The verified identity of the caller.
+    pub fn identity<T>(&self, request: &Request<T>) -> Result<Identity, Status> {
+        let certs = request.peer_certs().filter(|certs| !certs.is_empty()).ok_or_else(|| {
+            Status::unauthenticated("no client certificate: this call needs a certificate issued by the master's CA")
+        })?;
+        let (end_entity, intermediates) =
+            certs.split_first().ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+        self.verifier.verify_client_cert(end_entity, intermediates, UnixTime::now()).map_err(|error| {
+            Status::unauthenticated(format!("client certificate rejected: {}", describe_tls_error(&error)))
+        })?;
+        let info = describe_certificate(end_entity)
+            .map_err(|error| Status::unauthenticated(format!("client certificate unreadable: {error}")))?;
+        info.identity().ok_or_else(|| {
+            Status::unauthenticated("client certificate carries no DockFlare identity (spiffe://dockflare/... URI SAN)")
+        })
+    }
+
+    /// The calling agent's id; PERMISSION_DENIED for admin certificates.
+    pub fn agent<T>(&self, request: &Request<T>) -> Result<AgentId, Status> {
+        match self.identity(request)? {
+            Identity::Agent(id) => Ok(id),
+            Identity::Admin(_) => {
+                Err(Status::permission_denied("AgentService needs an agent certificate, not an admin one"))
+            }
+        }
+    }
+
+    /// The calling admin's name; PERMISSION_DENIED for agent certificates.
+    pub fn admin<T>(&self, request: &Request<T>) -> Result<String, Status> {
+        match self.identity(request)? {
+            Identity::Admin(name) => Ok(name),
+            Identity::Agent(id) => Err(Status::permission_denied(format!(
+                "AdminService needs an admin certificate; agent {id} may not call it"
+            ))),
+        }
+    }
+}
+
+fn describe_tls_error(error: &TlsError) -> String {
+    match error {
+        TlsError::InvalidCertificate(CertificateError::UnknownIssuer) => "not issued by this master's CA".into(),
+        TlsError::InvalidCertificate(CertificateError::Expired) => "expired (re-enroll the agent)".into(),
+        TlsError::InvalidCertificate(CertificateError::ExpiredContext { .. }) => "expired (re-enroll the agent)".into(),
+        TlsError::InvalidCertificate(CertificateError::NotValidYet) => "not valid yet (check the clocks)".into(),
+        TlsError::InvalidCertificate(CertificateError::InvalidPurpose) => "not a client certificate".into(),
+        other => other.to_string(),
+    }
+}

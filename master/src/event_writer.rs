@@ -1,0 +1,94 @@
+//! The single writer of agent events. Event streams hand it validated events
+//! through one bounded queue; it stores whatever has accumulated in one
+//! transaction (group commit: one fsync for many events), then publishes
+//! per-agent receipts. While the database is down it retries the same batch
+//! with backoff and the full queue pushes back on the agents' streams:
+//! nothing is acknowledged before it is stored, nothing stored is dropped.
+
+use crate::sessions::Sessions;
+use crate::store::{CommandAck, EventBatch, Store, StoredEvent};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Events waiting to be written, across all agents.
+pub const QUEUE_CAPACITY: usize = 65_536;
+/// Most events in one transaction.
+pub const MAX_BATCH: usize = 8_192;
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// One event for the writer, with the command acknowledgement it carries.
+#[derive(Debug)]
+pub struct PendingEvent {
+    pub event: StoredEvent,
+    pub ack: Option<CommandAck>,
+}
+
+/// Handle to queue events. Cheap to clone.
+#[derive(Clone)]
+pub struct EventWriter {
+    queue: mpsc::Sender<PendingEvent>,
+}
+
+/// The writer task stopped (the master is shutting down).
+#[derive(Debug, thiserror::Error)]
+#[error("the event writer has stopped")]
+pub struct WriterStopped;
+
+impl EventWriter {
+    /// Starts the writer task.
+    pub fn spawn(store: Store, sessions: Sessions) -> EventWriter {
+        let (queue, incoming) = mpsc::channel(QUEUE_CAPACITY);
+        tokio::spawn(run(store, sessions, incoming));
+        EventWriter { queue }
+    }
+
+    /// Queues an event, waiting while the queue is full.
+    pub async fn submit(&self, pending: PendingEvent) -> Result<(), WriterStopped> {
+        self.queue.send(pending).await.map_err(|_| WriterStopped)
+    }
+}
+
+async fn run(store: Store, sessions: Sessions, mut incoming: mpsc::Receiver<PendingEvent>) {
+    let mut buffer = Vec::with_capacity(MAX_BATCH);
+    while incoming.recv_many(&mut buffer, MAX_BATCH).await > 0 {
+        let mut batch = EventBatch::default();
+        for pending in buffer.drain(..) {
+            batch.acks.extend(pending.ack);
+            batch.events.push(pending.event);
+        }
+        write_until_stored(&store, &batch).await;
+        let mut stored: HashMap<&str, u64> = HashMap::new();
+        for event in &batch.events {
+            let entry = stored.entry(event.agent_id.as_str()).or_default();
+            *entry = (*entry).max(event.event_id);
+        }
+        for (agent_id, event_id) in stored {
+            sessions.publish_receipt(agent_id, event_id);
+        }
+    }
+}
+
+async fn write_until_stored(store: &Store, batch: &EventBatch) {
+    let mut delay = RETRY_MIN;
+    let mut failures = 0u32;
+    loop {
+        match store.write_event_batch(batch).await {
+            Ok(()) => {
+                if failures > 0 {
+                    tracing::info!(message = "Event writes recovered.", failed_attempts = failures);
+                }
+                return;
+            }
+            Err(error) => {
+                if failures == 0 {
+                    tracing::error!(message = "Storing agent events failed; retrying.", events = batch.events.len(), %error);
+                }
+                failures += 1;
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Starting the master: PKI, store, sessions, the event writer, the
+//! liveness check, and the gRPC server (AgentService, AdminService, health,
+//! reflection v1 and v1alpha) on one mutual-TLS port.
+
+use crate::admin_service::AdminApi;
+use crate::agent_service::AgentApi;
+use crate::auth::Authenticator;
+use crate::event_writer::EventWriter;
+use crate::pki_files::{self, PkiOptions};
+use crate::sessions::Sessions;
+use crate::state::{MasterState, ProtocolSettings};
+use crate::store::{self, Store};
+use crate::tls;
+use dockflare::v1::admin_service_server::AdminServiceServer;
+use dockflare::v1::agent_service_server::AgentServiceServer;
+use secrecy::ExposeSecret;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Largest message an agent may send (a status report of many containers).
+const MAX_AGENT_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// Everything `start` needs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `None`: SQLite in the data dir.
+    pub database_url: Option<String>,
+    pub pki: PkiOptions,
+    pub settings: ProtocolSettings,
+}
+
+/// Why the master could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data dir {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Pki(#[from] pki_files::PkiFilesError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsSetupError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("reflection: {0}")]
+    Reflection(String),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
+/// A started master.
+pub struct RunningMaster {
+    pub local_addr: SocketAddr,
+    pub state: Arc<MasterState>,
+    pub served: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+/// Connects to the database, retrying while it is unreachable (a PostgreSQL
+/// that is still starting, say); other errors are final.
+pub async fn connect_store(url: &str) -> Result<Store, store::StoreError> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match Store::connect(url).await {
+            Ok(store) => return Ok(store),
+            Err(error) if error.is_unavailable() => {
+                tracing::warn!(message = "Database unreachable; retrying.", url = %store::redact_url(url), %error, retry_in_ms = delay.as_millis() as u64);
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// The database URL the options select.
+pub fn database_url(options: &ServeOptions) -> String {
+    options.database_url.clone().unwrap_or_else(|| store::default_sqlite_url(&options.data_dir))
+}
+
+/// Starts the master; it serves until `shutdown` completes.
+pub async fn start(
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<RunningMaster, StartError> {
+    dockflare_common::secret_file::create_private_dir(&options.data_dir)
+        .map_err(|source| StartError::DataDir { path: options.data_dir.clone(), source })?;
+    let pki = pki_files::load_or_create(&options.pki, time::OffsetDateTime::now_utc())?;
+    let chain_verifier = tls::client_chain_verifier(pki.ca.certificate_der())?;
+    let tls_config = tls::server_config(
+        &pki.server_cert_pem,
+        pki.server_key_pem.expose_secret(),
+        pki.ca.certificate_der(),
+        chain_verifier.clone(),
+    )?;
+
+    let url = database_url(&options);
+    let store = connect_store(&url).await?;
+    tracing::info!(message = "Database ready.", backend = ?store.backend(), url = %store::redact_url(&url));
+
+    let sessions = Sessions::default();
+    let events = EventWriter::spawn(store.clone(), sessions.clone());
+    tokio::spawn(crate::liveness::run(store.clone(), options.settings.heartbeat_timeout));
+    let state = Arc::new(MasterState {
+        store,
+        sessions,
+        events,
+        ca: pki.ca,
+        auth: Authenticator::new(chain_verifier),
+        settings: options.settings.clone(),
+    });
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<AgentServiceServer<AgentApi>>().await;
+    health_reporter.set_serving::<AdminServiceServer<AdminApi>>().await;
+    let reflection = |builder: tonic_reflection::server::Builder<'static>| {
+        builder
+            .register_encoded_file_descriptor_set(dockflare::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection(tonic_reflection::server::Builder::configure())
+        .build_v1()
+        .map_err(|e| StartError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = reflection(tonic_reflection::server::Builder::configure())
+        .build_v1alpha()
+        .map_err(|e| StartError::Reflection(e.to_string()))?;
+
+    let listener = TcpListener::bind(options.listen)
+        .await
+        .map_err(|source| StartError::Listen { addr: options.listen, source })?;
+    let local_addr = listener.local_addr().map_err(|source| StartError::Listen { addr: options.listen, source })?;
+    let incoming = tls::incoming(listener, tls_config);
+
+    let router = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .tcp_nodelay(true)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(AgentServiceServer::new(AgentApi::new(state.clone())).max_decoding_message_size(MAX_AGENT_MESSAGE))
+        .add_service(AdminServiceServer::new(AdminApi::new(state.clone())));
+    let served = tokio::spawn(router.serve_with_incoming_shutdown(incoming, shutdown));
+    tracing::info!(
+        message = "Master listening.",
+        addr = %local_addr,
+        ca = %pki.dir.join("ca.crt").display(),
+        admin_cert = %pki.dir.join("admin.crt").display(),
+    );
+    Ok(RunningMaster { local_addr, state, served })
+}

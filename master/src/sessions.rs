@@ -1,0 +1,204 @@
+//! Live agent sessions on this master: who has a command stream or an event
+//! stream open, how to wake a command stream when a command is queued, where
+//! event receipts are published, and how streams are ended (a newer stream
+//! of the same agent supersedes the older; revocation ends both).
+//!
+//! One mutex guards a map of small entries; it is held only to look up or
+//! change an entry, never across an await.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::{watch, Notify};
+
+/// Why the master ended a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// A newer stream of the same kind for the same agent took over.
+    Superseded,
+    /// An operator revoked the agent.
+    Revoked,
+}
+
+/// The two long-lived streams an agent holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    Commands,
+    Events,
+}
+
+struct Attachment {
+    generation: u64,
+    end: watch::Sender<Option<EndReason>>,
+}
+
+struct Entry {
+    commands_queued: Arc<Notify>,
+    receipts: watch::Sender<u64>,
+    commands: Option<Attachment>,
+    events: Option<Attachment>,
+}
+
+impl Entry {
+    fn slot(&mut self, kind: StreamKind) -> &mut Option<Attachment> {
+        match kind {
+            StreamKind::Commands => &mut self.commands,
+            StreamKind::Events => &mut self.events,
+        }
+    }
+}
+
+/// The registry of live sessions. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Sessions {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: HashMap<String, Entry>,
+    next_generation: u64,
+}
+
+/// A stream's hold on its session. Dropping it detaches the stream.
+pub struct Attached {
+    sessions: Sessions,
+    agent_id: String,
+    kind: StreamKind,
+    generation: u64,
+    /// Becomes `Some` when the master ends this stream.
+    pub end: watch::Receiver<Option<EndReason>>,
+    /// Woken when a command is queued for the agent (command streams).
+    pub commands_queued: Arc<Notify>,
+    /// The highest event id stored for the agent.
+    pub receipts: watch::Receiver<u64>,
+}
+
+impl Sessions {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding this lock cannot leave an entry half-written
+        // (every change is a single insert or assignment), so a poisoned
+        // lock is still consistent.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Attaches a stream, ending the agent's previous stream of that kind.
+    /// `stored_event_id` seeds the receipt channel for a new entry.
+    pub fn attach(&self, agent_id: &str, kind: StreamKind, stored_event_id: u64) -> Attached {
+        let mut inner = self.lock();
+        inner.next_generation += 1;
+        let generation = inner.next_generation;
+        let entry = inner.entries.entry(agent_id.to_string()).or_insert_with(|| Entry {
+            commands_queued: Arc::new(Notify::new()),
+            receipts: watch::Sender::new(stored_event_id),
+            commands: None,
+            events: None,
+        });
+        let (end_tx, end_rx) = watch::channel(None);
+        if let Some(previous) = entry.slot(kind).replace(Attachment { generation, end: end_tx }) {
+            let _ = previous.end.send(Some(EndReason::Superseded));
+        }
+        Attached {
+            sessions: self.clone(),
+            agent_id: agent_id.to_string(),
+            kind,
+            generation,
+            end: end_rx,
+            commands_queued: entry.commands_queued.clone(),
+            receipts: entry.receipts.subscribe(),
+        }
+    }
+
+    fn detach(&self, agent_id: &str, kind: StreamKind, generation: u64) {
+        let mut inner = self.lock();
+        let Some(entry) = inner.entries.get_mut(agent_id) else { return };
+        if entry.slot(kind).as_ref().is_some_and(|a| a.generation == generation) {
+            *entry.slot(kind) = None;
+        }
+        if entry.commands.is_none() && entry.events.is_none() {
+            inner.entries.remove(agent_id);
+        }
+    }
+
+    /// Wakes the agent's command stream, if it has one here.
+    pub fn notify_commands(&self, agent_id: &str) {
+        if let Some(entry) = self.lock().entries.get(agent_id) {
+            entry.commands_queued.notify_one();
+        }
+    }
+
+    /// Publishes that the agent's events up to `event_id` are stored.
+    pub fn publish_receipt(&self, agent_id: &str, event_id: u64) {
+        if let Some(entry) = self.lock().entries.get(agent_id) {
+            entry.receipts.send_if_modified(|stored| {
+                let advanced = event_id > *stored;
+                *stored = (*stored).max(event_id);
+                advanced
+            });
+        }
+    }
+
+    /// Ends every stream of a revoked agent.
+    pub fn revoke(&self, agent_id: &str) {
+        if let Some(entry) = self.lock().entries.get_mut(agent_id) {
+            for attachment in [entry.commands.take(), entry.events.take()].into_iter().flatten() {
+                let _ = attachment.end.send(Some(EndReason::Revoked));
+            }
+        }
+    }
+
+    /// Whether the agent has a command stream open on this master.
+    pub fn is_connected(&self, agent_id: &str) -> bool {
+        self.lock().entries.get(agent_id).is_some_and(|entry| entry.commands.is_some())
+    }
+
+    /// Number of agents with a command stream open here.
+    pub fn connected_count(&self) -> usize {
+        self.lock().entries.values().filter(|entry| entry.commands.is_some()).count()
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        self.sessions.detach(&self.agent_id, self.kind, self.generation);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_newer_stream_supersedes_the_older_and_the_older_cannot_detach_it() {
+        let sessions = Sessions::default();
+        let first = sessions.attach("a", StreamKind::Commands, 0);
+        let second = sessions.attach("a", StreamKind::Commands, 0);
+        assert_eq!(*first.end.borrow(), Some(EndReason::Superseded));
+        assert_eq!(*second.end.borrow(), None);
+        drop(first);
+        assert!(sessions.is_connected("a"));
+        drop(second);
+        assert!(!sessions.is_connected("a"));
+        assert_eq!(sessions.connected_count(), 0);
+    }
+
+    #[test]
+    fn revocation_ends_both_streams() {
+        let sessions = Sessions::default();
+        let commands = sessions.attach("a", StreamKind::Commands, 0);
+        let events = sessions.attach("a", StreamKind::Events, 0);
+        let other = sessions.attach("b", StreamKind::Commands, 0);
+        sessions.revoke("a");
+        assert_eq!(*commands.end.borrow(), Some(EndReason::Revoked));
+        assert_eq!(*events.end.borrow(), Some(EndReason::Revoked));
+        assert_eq!(*other.end.borrow(), None);
+    }
+
+    #[test]
+    fn receipts_only_move_forward() {
+        let sessions = Sessions::default();
+        let events = sessions.attach("a", StreamKind::Events, 5);
+        sessions.publish_receipt("a", 9);
+        sessions.publish_receipt("a", 7);
+        assert_eq!(*events.receipts.borrow(), 9);
+    }
+}

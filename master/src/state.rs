@@ -1,0 +1,64 @@
+//! What every request handler shares: the store, live sessions, the event
+//! writer, the CA, the authenticator and the tunables.
+
+use crate::auth::Authenticator;
+use crate::event_writer::EventWriter;
+use crate::sessions::Sessions;
+use crate::store::{Store, StoreError};
+use dockflare_common::pki::CertificateAuthority;
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::Status;
+
+/// Tunables of the agent protocol.
+#[derive(Debug, Clone)]
+pub struct ProtocolSettings {
+    /// How often agents must heartbeat.
+    pub heartbeat_interval: Duration,
+    /// After how long without an event an agent counts as offline.
+    pub heartbeat_timeout: Duration,
+    /// Lifetime of agent certificates.
+    pub agent_certificate_lifetime: Duration,
+    /// Longest the master waits for a slow agent to take a command before it
+    /// ends that agent's command stream (the agent reconnects and replays).
+    pub command_send_timeout: Duration,
+}
+
+impl Default for ProtocolSettings {
+    fn default() -> Self {
+        ProtocolSettings {
+            heartbeat_interval: Duration::from_secs(10),
+            heartbeat_timeout: Duration::from_secs(35),
+            agent_certificate_lifetime: Duration::from_secs(7 * 24 * 3600),
+            command_send_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Shared state of the master's gRPC services.
+pub struct MasterState {
+    pub store: Store,
+    pub sessions: Sessions,
+    pub events: EventWriter,
+    pub ca: CertificateAuthority,
+    pub auth: Authenticator,
+    pub settings: ProtocolSettings,
+}
+
+pub type SharedState = Arc<MasterState>;
+
+/// Maps a store failure to a gRPC status, logging it once here.
+pub fn store_status(context: &str, error: StoreError) -> Status {
+    if error.is_unavailable() {
+        tracing::warn!(message = "Database unavailable.", context, %error);
+        Status::unavailable(format!("{context}: database unavailable, retry later"))
+    } else {
+        tracing::error!(message = "Database error.", context, %error);
+        Status::internal(format!("{context}: database error"))
+    }
+}
+
+/// The current time as Unix milliseconds.
+pub fn now_millis() -> i64 {
+    crate::store::unix_millis(time::OffsetDateTime::now_utc())
+}
