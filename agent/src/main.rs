@@ -1,1 +1,206 @@
-fn main() {}
+//! `dockflare-agent`: enrolls once with a join token, then keeps a session
+//! with the master, applies its commands, and renews its certificate.
+
+use anyhow::{bail, Context, Result};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
+use dockflare::v1::{DockerMode, NodeRole, RegisterRequest};
+use dockflare_agent::applier::{self, Applier};
+use dockflare_agent::enroll::{enroll, EnrollError};
+use dockflare_agent::identity::AgentIdentity;
+use dockflare_agent::inventory::Inventory;
+use dockflare_agent::ledger::Ledger;
+use dockflare_agent::outbox::{self, Outbox};
+use dockflare_agent::session::{self, SessionContext};
+use dockflare_agent::{renewal, tunnel_state};
+use dockflare_common::join_token::JoinToken;
+use secrecy::{ExposeSecret, SecretString};
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// Agent capabilities reported at Register.
+const CAPABILITIES: &[&str] = &["commands.at_most_once", "events.resend", "tunnel_state.file"];
+
+#[derive(Parser)]
+#[command(
+    name = "dockflare-agent",
+    version,
+    about = "DockFlare agent: reports a Docker host's labelled containers to the master and runs its tunnel connector."
+)]
+struct Args {
+    /// Master URL(s), https://HOST:PORT, comma-separated; the agent fails over between them.
+    #[arg(long = "master", env = "DOCKFLARE_MASTER_URL", value_delimiter = ',', required = true)]
+    masters: Vec<String>,
+    /// Join token for the first start (prefer the environment variable or --join-token-file:
+    /// a command line is visible to every user of the host).
+    #[arg(long, env = "DOCKFLARE_JOIN_TOKEN", hide_env_values = true, value_parser = secret)]
+    join_token: Option<SecretString>,
+    /// File holding the join token.
+    #[arg(long, env = "DOCKFLARE_JOIN_TOKEN_FILE")]
+    join_token_file: Option<PathBuf>,
+    /// Directory for the agent's identity and state (created 0700).
+    #[arg(long, env = "DOCKFLARE_DATA_DIR", default_value = "dockflare-agent-data")]
+    data_dir: PathBuf,
+    /// Name shown in the master (default: the host name).
+    #[arg(long, env = "AGENT_DISPLAY_NAME")]
+    display_name: Option<String>,
+    /// Agents with the same tunnel group share one Cloudflare tunnel.
+    #[arg(long, env = "DOCKFLARE_TUNNEL_GROUP", default_value = "")]
+    tunnel_group: String,
+    /// Log format: text or json.
+    #[arg(long, env = "DOCKFLARE_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+    /// Longest wait between reconnect attempts.
+    #[arg(long, env = "DOCKFLARE_RECONNECT_MAX", default_value = "30s", value_parser = humantime::parse_duration)]
+    reconnect_max: Duration,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(value.to_string()))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,h2=warn,hyper=warn,tower=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+fn join_token(args: &Args) -> Result<Option<JoinToken>> {
+    let text = match (&args.join_token, &args.join_token_file) {
+        (Some(token), _) => SecretString::from(token.expose_secret().to_string()),
+        (None, Some(path)) => SecretString::from(
+            std::fs::read_to_string(path).with_context(|| format!("reading the join token from {}", path.display()))?,
+        ),
+        (None, None) => return Ok(None),
+    };
+    JoinToken::parse(text.expose_secret()).map(Some).context("the join token is malformed")
+}
+
+/// The identity from the data dir, or a new one from enrollment.
+async fn identity(args: &Args, display_name: &str, max_wait: Duration) -> Result<AgentIdentity> {
+    if let Some(identity) = AgentIdentity::load(&args.data_dir)? {
+        if identity.not_after > time::OffsetDateTime::now_utc() {
+            tracing::info!(message = "Using the stored identity.", agent = %identity.agent_id, not_after = %identity.not_after);
+            return Ok(identity);
+        }
+        tracing::warn!(message = "The stored certificate has expired; enrolling again.", agent = %identity.agent_id);
+    }
+    let Some(token) = join_token(args)? else {
+        bail!("this agent is not enrolled yet: give a join token (DOCKFLARE_JOIN_TOKEN, --join-token-file or --join-token)");
+    };
+    let mut delay = Duration::from_millis(500);
+    loop {
+        let mut last_error = None;
+        for url in &args.masters {
+            match enroll(url, &token, display_name).await {
+                Ok(identity) => {
+                    identity.save(&args.data_dir)?;
+                    tracing::info!(message = "Enrolled.", agent = %identity.agent_id, master = %url);
+                    return Ok(identity);
+                }
+                Err(error @ (EnrollError::Refused(_) | EnrollError::CaMismatch(_) | EnrollError::BadUrl(_))) => {
+                    return Err(error).context("enrollment failed");
+                }
+                Err(error) => last_error = Some(error),
+            }
+        }
+        if let Some(error) = last_error {
+            tracing::warn!(message = "Enrollment failed; retrying.", %error, retry_in_ms = delay.as_millis() as u64);
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(max_wait);
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let matches = Args::command().get_matches();
+    let args = Args::from_arg_matches(&matches)?;
+    init_logging(args.log_format);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if matches.value_source("join_token") == Some(ValueSource::CommandLine) {
+        tracing::warn!(message = "The join token was given on the command line, where every user of this host can read it; prefer DOCKFLARE_JOIN_TOKEN or --join-token-file.");
+    }
+    for url in &args.masters {
+        dockflare_agent::enroll::host_and_port(url)?;
+    }
+    dockflare_common::secret_file::create_private_dir(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let display_name = args.display_name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(host_name);
+
+    let identity = identity(&args, &display_name, args.reconnect_max).await?;
+    let (identity_tx, identity_rx) = watch::channel(identity);
+
+    let outbox = Outbox::new(outbox::DEFAULT_CAPACITY);
+    let inventory = Inventory::default();
+    let tunnel = tunnel_state::load(&args.data_dir)?;
+    if let Some(state) = &tunnel {
+        tracing::info!(message = "Loaded the desired tunnel state.", tunnel = %state.id, desired = ?state.desired_state);
+    }
+    let (tunnel_tx, _tunnel_rx) = watch::channel(tunnel);
+    let (commands_tx, commands_rx) = mpsc::channel(applier::QUEUE);
+    let applier = Applier {
+        data_dir: args.data_dir.clone(),
+        ledger: Ledger::load(&args.data_dir)?,
+        outbox: outbox.clone(),
+        inventory: inventory.clone(),
+        tunnel: tunnel_tx,
+    };
+    tokio::spawn(applier.run(commands_rx));
+    tokio::spawn(renewal::run(args.masters.clone(), args.data_dir.clone(), identity_tx));
+
+    let registration = RegisterRequest {
+        display_name: display_name.clone(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        docker_mode: DockerMode::Standalone as i32,
+        node_id: String::new(),
+        node_role: NodeRole::Unspecified as i32,
+        capabilities: CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+        hostname: host_name(),
+        tunnel_group: args.tunnel_group.clone(),
+    };
+    let context = SessionContext {
+        master_urls: args.masters.clone(),
+        registration,
+        identity: identity_rx,
+        outbox,
+        inventory,
+        commands: commands_tx,
+        backoff: (Duration::from_millis(200), args.reconnect_max),
+    };
+    tokio::select! {
+        _ = session::run(context) => {}
+        _ = shutdown_signal() => tracing::info!(message = "Shutting down."),
+    }
+    Ok(())
+}

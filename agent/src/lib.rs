@@ -1,0 +1,13 @@
+//! The DockFlare agent as a library: the binary (`main.rs`) parses flags and
+//! wires these pieces; tests drive them directly.
+
+pub mod applier;
+pub mod connection;
+pub mod enroll;
+pub mod identity;
+pub mod inventory;
+pub mod ledger;
+pub mod outbox;
+pub mod renewal;
+pub mod session;
+pub mod tunnel_state;

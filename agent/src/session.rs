@@ -1,0 +1,187 @@
+//! The agent's connection to the master: register, then hold both streams
+//! (events out, commands in) and heartbeat, until anything fails; then back
+//! off (jittered, exponential, capped) and start over. After every
+//! (re)connect the agent sends its unconfirmed events again and a full
+//! status_report, so the master never has to guess what it missed.
+
+use crate::connection::connect_any;
+use crate::identity::AgentIdentity;
+use crate::inventory::Inventory;
+use crate::outbox::Outbox;
+use backon::BackoffBuilder;
+use dockflare::v1::agent_event::Event;
+use dockflare::v1::agent_service_client::AgentServiceClient;
+use dockflare::v1::watch_commands_response::Message as Incoming;
+use dockflare::v1::{AgentEvent, Command, Heartbeat, RegisterRequest, StatusReport, WatchCommandsRequest};
+use futures::Stream;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tonic::Code;
+
+/// Largest message the agent accepts from the master.
+const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+/// A session that lasted this long resets the reconnect backoff.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+/// Events sent per read of the outbox.
+const SEND_BATCH: usize = 256;
+
+/// What the session loop needs.
+#[derive(Clone)]
+pub struct SessionContext {
+    pub master_urls: Vec<String>,
+    pub registration: RegisterRequest,
+    pub identity: watch::Receiver<AgentIdentity>,
+    pub outbox: Outbox,
+    pub inventory: Inventory,
+    pub commands: mpsc::Sender<Command>,
+    /// Shortest and longest wait between reconnects.
+    pub backoff: (Duration, Duration),
+}
+
+fn backoff(context: &SessionContext) -> impl Iterator<Item = Duration> {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(context.backoff.0)
+        .with_max_delay(context.backoff.1)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// Runs sessions forever.
+pub async fn run(context: SessionContext) {
+    let mut delays = backoff(&context);
+    let mut preferred = 0usize;
+    loop {
+        let started = Instant::now();
+        let error = run_once(&context, &mut preferred).await;
+        if started.elapsed() >= STABLE_AFTER {
+            delays = backoff(&context);
+        }
+        let delay = delays.next().unwrap_or(context.backoff.1);
+        match &error {
+            SessionEnd::Refused(reason) => {
+                tracing::error!(message = "The master refuses this agent.", %reason, retry_in_ms = delay.as_millis() as u64)
+            }
+            SessionEnd::Failed(reason) => {
+                tracing::warn!(message = "Connection to the master lost.", %reason, retry_in_ms = delay.as_millis() as u64)
+            }
+        }
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// How a session ended.
+enum SessionEnd {
+    /// The master refuses us (revoked, unknown): retrying will not help until
+    /// an operator acts, but we keep trying slowly.
+    Refused(String),
+    Failed(String),
+}
+
+fn status_end(call: &str, status: &tonic::Status) -> SessionEnd {
+    let reason = format!("{call}: {:?}: {}", status.code(), status.message());
+    match status.code() {
+        Code::PermissionDenied | Code::Unauthenticated => SessionEnd::Refused(reason),
+        _ => SessionEnd::Failed(reason),
+    }
+}
+
+async fn run_once(context: &SessionContext, preferred: &mut usize) -> SessionEnd {
+    let identity = context.identity.borrow().clone();
+    let (channel, index) = match connect_any(&context.master_urls, *preferred, &identity).await {
+        Ok(pair) => pair,
+        Err(reason) => return SessionEnd::Failed(reason),
+    };
+    *preferred = index;
+    let url = &context.master_urls[index];
+    let mut client = AgentServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
+    let registered = match client.register(context.registration.clone()).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => return status_end("Register", &status),
+    };
+    context.outbox.resume_after(registered.last_event_id);
+    let dropped = context.outbox.take_dropped();
+    if dropped > 0 {
+        tracing::warn!(
+            message = "Events were dropped while the master was unreachable; a full status report follows.",
+            dropped
+        );
+    }
+    context.outbox.push(Event::StatusReport(StatusReport { containers: context.inventory.snapshot() }));
+    let heartbeat_every = registered
+        .heartbeat_interval
+        .and_then(|d| Duration::try_from(d).ok())
+        .filter(|d| !d.is_zero())
+        .unwrap_or(Duration::from_secs(10))
+        .max(Duration::from_millis(50));
+
+    let mut commands = match client.watch_commands(WatchCommandsRequest {}).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => return status_end("WatchCommands", &status),
+    };
+    let mut events_client = client.clone();
+    let report = events_client.report_events(outbox_stream(context.outbox.clone()));
+    tokio::pin!(report);
+    tracing::info!(
+        message = "Connected to the master.",
+        master = %url,
+        agent = %registered.agent_id,
+        last_event_id = registered.last_event_id,
+        last_acked_command = registered.last_acked_command_sequence,
+        heartbeat_ms = heartbeat_every.as_millis() as u64,
+    );
+    let mut heartbeat = tokio::time::interval(heartbeat_every);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            result = &mut report => {
+                return match result {
+                    Ok(response) => SessionEnd::Failed(format!("event stream closed (stored through {})", response.get_ref().through_event_id)),
+                    Err(status) => status_end("ReportEvents", &status),
+                };
+            }
+            message = commands.message() => match message {
+                Ok(Some(message)) => match message.message {
+                    Some(Incoming::Command(command)) => {
+                        if context.commands.send(command).await.is_err() {
+                            return SessionEnd::Failed("the command applier stopped".into());
+                        }
+                    }
+                    Some(Incoming::EventsReceipt(receipt)) => {
+                        context.outbox.confirm(receipt.through_event_id);
+                        tracing::debug!(message = "Events confirmed.", through = receipt.through_event_id);
+                    }
+                    None => tracing::debug!(message = "Ignoring an empty or unknown message from the master."),
+                },
+                Ok(None) => return SessionEnd::Failed("the master closed the command stream".into()),
+                Err(status) => return status_end("WatchCommands", &status),
+            },
+            _ = heartbeat.tick() => {
+                context.outbox.push(Event::Heartbeat(Heartbeat { container_count: context.inventory.len() as u32 }));
+            }
+        }
+    }
+}
+
+/// Every pending event of the outbox, then each new one as it is pushed.
+fn outbox_stream(outbox: Outbox) -> impl Stream<Item = AgentEvent> + Send + 'static {
+    futures::stream::unfold((outbox, 0u64, VecDeque::<AgentEvent>::new()), |(outbox, cursor, mut buffer)| async move {
+        loop {
+            if let Some(event) = buffer.pop_front() {
+                let id = event.event_id;
+                return Some((event, (outbox, id, buffer)));
+            }
+            let added = outbox.added();
+            let notified = added.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let batch = outbox.pending_after(cursor, SEND_BATCH);
+            if batch.is_empty() {
+                notified.await;
+                continue;
+            }
+            buffer.extend(batch);
+        }
+    })
+}
