@@ -1,0 +1,334 @@
+//! Fleet behaviour with real processes: two agents enroll and stay apart;
+//! commands survive an agent's downtime and a `kill -9` of the master with
+//! exactly-once application and no acknowledged event lost (SQLite and
+//! PostgreSQL); a stuck agent does not delay others; certificates renew
+//! while streams stay up.
+
+mod processes;
+mod support;
+
+use anyhow::{bail, Context, Result};
+use dockflare::v1::agent_service_client::AgentServiceClient;
+use dockflare::v1::{
+    send_command_request::Kind, CommandState, DockerMode, GetAgentRequest, IngressRule, ListCommandsRequest,
+    ListEventsRequest, RegisterRequest, Resync, SendCommandRequest, StartTunnel, WatchCommandsRequest,
+};
+use processes::{eventually, Agent, Master};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn wait_connected(master: &Master, agent_id: &str) -> Result<()> {
+    eventually(&format!("agent {agent_id} connected"), WAIT, || async {
+        let agent = master.admin().await?.get_agent(GetAgentRequest { id: agent_id.into() }).await?.into_inner().agent;
+        Ok(agent.filter(|a| a.connected).map(|_| ()))
+    })
+    .await
+}
+
+async fn send(master: &Master, agent_id: &str, kind: Kind) -> Result<(String, u64)> {
+    let response = master
+        .admin()
+        .await?
+        .send_command(SendCommandRequest { agent_id: agent_id.into(), kind: Some(kind) })
+        .await?
+        .into_inner();
+    Ok((response.command_id, response.sequence))
+}
+
+fn resync(reason: &str) -> Kind {
+    Kind::Resync(Resync { reason: reason.into() })
+}
+
+fn start_tunnel(n: usize) -> Kind {
+    Kind::StartTunnel(StartTunnel {
+        tunnel_id: format!("tunnel-{n}"),
+        tunnel_name: format!("name-{n}"),
+        token: format!("token-{n}"),
+        rules: vec![],
+    })
+}
+
+/// Every command of the agent, by id, once all listed are acked.
+async fn wait_all_acked(master: &Master, agent_id: &str, expected: usize) -> Result<BTreeMap<String, u32>> {
+    eventually(&format!("{expected} commands acked by {agent_id}"), Duration::from_secs(60), || async {
+        let commands = master
+            .admin()
+            .await?
+            .list_commands(ListCommandsRequest { agent_id: agent_id.into(), after_sequence: 0, limit: 1000 })
+            .await?
+            .into_inner()
+            .commands;
+        let acked = commands.iter().filter(|c| c.state == CommandState::Acked as i32).count();
+        Ok((commands.len() == expected && acked == expected)
+            .then(|| commands.iter().map(|c| (c.id.clone(), c.delivery_count)).collect()))
+    })
+    .await
+}
+
+/// How many times the agent applied each command id (across all its runs).
+fn applied_counts(agent: &Agent) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for record in agent.logs.records("Applying command.") {
+        if let Some(id) = record.get("command").and_then(|c| c.as_str()) {
+            *counts.entry(id.to_string()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_agents_enroll_register_and_cannot_act_as_each_other() -> Result<()> {
+    let master = Master::start(None, &["--heartbeat-interval", "500ms", "--heartbeat-timeout", "3s"]).await?;
+    let token = master.join_token(2).await?;
+    let first = Agent::start(&[master.url()], &token)?;
+    let second = Agent::start(&[master.url()], &token)?;
+    let (first_id, second_id) = (first.id(WAIT).await?, second.id(WAIT).await?);
+    assert_ne!(first_id, second_id);
+    wait_connected(&master, &first_id).await?;
+    wait_connected(&master, &second_id).await?;
+
+    let (command_id, _) = send(&master, &first_id, resync("only for the first")).await?;
+    wait_all_acked(&master, &first_id, 1).await?;
+    assert_eq!(applied_counts(&first).get(&command_id), Some(&1));
+    assert!(applied_counts(&second).is_empty(), "the second agent applied a command meant for the first");
+
+    // The only way to call as an agent is with its certificate; the id the
+    // master answers with is the certificate's, whatever the request says.
+    let bundle = std::fs::read_to_string(first.data_dir.path().join("agent.pem"))?;
+    let split = bundle.find("-----BEGIN PRIVATE KEY-----").context("agent.pem has no key")?;
+    let (cert, key) = bundle.split_at(split);
+    let channel = support::mtls_channel(master.addr, &master.pki("ca.crt")?, Some((cert, key))).await?;
+    let registered = AgentServiceClient::new(channel)
+        .register(RegisterRequest {
+            display_name: second_id.clone(),
+            docker_mode: DockerMode::Standalone as i32,
+            hostname: "impostor".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(registered.agent_id, first_id);
+    let second_agent = master.admin().await?.get_agent(GetAgentRequest { id: second_id.clone() }).await?.into_inner();
+    assert_ne!(second_agent.agent.map(|a| a.hostname), Some("impostor".to_string()));
+    Ok(())
+}
+
+async fn commands_and_events_survive_restarts(database_url: Option<&str>) -> Result<()> {
+    let mut master =
+        Master::start(database_url, &["--heartbeat-interval", "100ms", "--heartbeat-timeout", "5s"]).await?;
+    let token = master.join_token(1).await?;
+    let mut agent = Agent::start(&[master.url()], &token)?;
+    let agent_id = agent.id(WAIT).await?;
+    wait_connected(&master, &agent_id).await?;
+
+    // Commands queued while the agent is down arrive when it returns.
+    agent.kill9()?;
+    let mut queued = BTreeSet::new();
+    for n in 0..20 {
+        queued.insert(send(&master, &agent_id, start_tunnel(n)).await?.0);
+    }
+    agent.restart()?;
+    wait_all_acked(&master, &agent_id, queued.len()).await?;
+
+    // kill -9 of the master while commands are queued and events stream.
+    let sender = {
+        let (addr, ca, cert, key) =
+            (master.addr, master.pki("ca.crt")?, master.pki("admin.crt")?, master.pki("admin.key")?);
+        let agent_id = agent_id.clone();
+        tokio::spawn(async move {
+            let mut sent = BTreeSet::new();
+            let mut n = 100;
+            let deadline = Instant::now() + Duration::from_secs(90);
+            while sent.len() < 60 && Instant::now() < deadline {
+                let attempt = async {
+                    let channel = support::mtls_channel(addr, &ca, Some((&cert, &key))).await?;
+                    let response = dockflare::v1::admin_service_client::AdminServiceClient::new(channel)
+                        .send_command(SendCommandRequest { agent_id: agent_id.clone(), kind: Some(start_tunnel(n)) })
+                        .await?;
+                    anyhow::Ok(response.into_inner().command_id)
+                };
+                match attempt.await {
+                    Ok(id) => {
+                        sent.insert(id);
+                        n += 1;
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+            sent
+        })
+    };
+    master.logs.wait_for("Command queued.", WAIT).await?;
+    eventually("a few commands queued before the kill", WAIT, || async {
+        Ok((master.logs.count("Command queued.") >= 20 + 10).then_some(()))
+    })
+    .await?;
+    master.restart().await?;
+    let sent = sender.await?;
+    if sent.len() < 60 {
+        bail!("only {} commands could be queued around the restart", sent.len());
+    }
+    queued.extend(sent);
+    let delivered = wait_all_acked(&master, &agent_id, queued.len()).await?;
+    assert_eq!(delivered.keys().cloned().collect::<BTreeSet<_>>(), queued);
+
+    // Every command arrived exactly once: applied once, never again.
+    let applied = applied_counts(&agent);
+    assert_eq!(applied.keys().cloned().collect::<BTreeSet<_>>(), queued, "applied set differs from queued set");
+    let twice: Vec<_> = applied.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "commands applied more than once: {twice:?}");
+
+    // No acknowledged event is missing: every id up to the highest receipt
+    // the agent saw is stored.
+    let confirmed = agent
+        .logs
+        .records("Events confirmed.")
+        .iter()
+        .filter_map(|r| r.get("through").and_then(|t| t.as_u64()))
+        .max()
+        .context("the agent saw no receipt")?;
+    let mut stored = BTreeSet::new();
+    let mut admin = master.admin().await?;
+    let mut after = 0;
+    loop {
+        let page = admin
+            .list_events(ListEventsRequest { agent_id: agent_id.clone(), after_event_id: after, limit: 1000 })
+            .await?
+            .into_inner()
+            .events;
+        let Some(last) = page.last() else { break };
+        after = last.event_id;
+        stored.extend(page.iter().map(|e| e.event_id));
+    }
+    let missing: Vec<u64> = (1..=confirmed).filter(|id| !stored.contains(id)).collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged events missing after kill -9: {missing:?} (confirmed through {confirmed})"
+    );
+    assert!(confirmed > 20, "too few events streamed to prove anything: {confirmed}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_and_events_survive_agent_downtime_and_master_kill9_on_sqlite() -> Result<()> {
+    commands_and_events_survive_restarts(None).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_and_events_survive_agent_downtime_and_master_kill9_on_postgres() -> Result<()> {
+    let database = support::TestDatabase::postgres().await?;
+    commands_and_events_survive_restarts(Some(&database.url)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_agent_does_not_delay_commands_to_others() -> Result<()> {
+    let master = Master::start(None, &["--command-send-timeout", "5s"]).await?;
+    let token = master.join_token(2).await?;
+    let ca = master.pki("ca.crt")?;
+    let enroll = |name: &'static str| {
+        let (token, ca, addr) = (token.clone(), ca.clone(), master.addr);
+        async move {
+            let (key, csr_der) = dockflare_common::pki::new_key_and_csr(name)?;
+            let anonymous = support::mtls_channel(addr, &ca, None).await?;
+            let enrolled = AgentServiceClient::new(anonymous)
+                .enroll(dockflare::v1::EnrollRequest { join_token: token, csr_der, display_name: name.into() })
+                .await?
+                .into_inner();
+            use secrecy::ExposeSecret;
+            let channel =
+                support::mtls_channel(addr, &ca, Some((&enrolled.certificate_pem, key.expose_secret()))).await?;
+            let mut client = AgentServiceClient::new(channel);
+            client
+                .register(RegisterRequest { docker_mode: DockerMode::Standalone as i32, ..Default::default() })
+                .await?;
+            anyhow::Ok((enrolled.agent_id, client))
+        }
+    };
+    let (stuck_id, mut stuck) = enroll("stuck").await?;
+    let (fast_id, mut fast) = enroll("fast").await?;
+
+    // The stuck agent opens its command stream and never reads it.
+    let _never_read = stuck.watch_commands(WatchCommandsRequest {}).await?.into_inner();
+    let mut fast_stream = fast.watch_commands(WatchCommandsRequest {}).await?.into_inner();
+    wait_connected(&master, &stuck_id).await?;
+    wait_connected(&master, &fast_id).await?;
+
+    // Fill every buffer between the master and the stuck agent (~4 MiB).
+    let big_rules: Vec<IngressRule> = (0..40)
+        .map(|i| IngressRule {
+            hostname: format!("{i}-{}.example.test", "x".repeat(200)),
+            service: "http://a:1".into(),
+            ..Default::default()
+        })
+        .collect();
+    for n in 0..400 {
+        let kind = Kind::StartTunnel(StartTunnel {
+            tunnel_id: format!("t{n}"),
+            tunnel_name: "stuck".into(),
+            token: "t".into(),
+            rules: big_rules.clone(),
+        });
+        send(&master, &stuck_id, kind).await?;
+    }
+
+    // Meanwhile commands to the other agent arrive at once.
+    let mut latencies = Vec::new();
+    for n in 0..20 {
+        let started = Instant::now();
+        send(&master, &fast_id, resync(&format!("ping {n}"))).await?;
+        loop {
+            let message = tokio::time::timeout(WAIT, fast_stream.message()).await??.context("fast stream ended")?;
+            if let Some(dockflare::v1::watch_commands_response::Message::Command(_)) = message.message {
+                break;
+            }
+        }
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    let worst = latencies[latencies.len() - 1];
+    assert!(
+        worst < Duration::from_secs(1),
+        "a command to a healthy agent took {worst:?} while another agent was stuck"
+    );
+
+    // And the stuck agent really was stuck: the master gave up on its stream.
+    master.logs.wait_for("Agent is not reading its command stream; closing it.", WAIT).await?;
+    Ok(())
+}
+
+async fn certificate_serial(master: &Master, agent_id: &str) -> Result<String> {
+    let agent = master.admin().await?.get_agent(GetAgentRequest { id: agent_id.into() }).await?.into_inner().agent;
+    Ok(agent.map(|a| a.certificate_serial).unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_renew_while_streams_stay_up() -> Result<()> {
+    let master = Master::start(None, &["--agent-cert-ttl", "10s", "--heartbeat-interval", "500ms"]).await?;
+    let token = master.join_token(1).await?;
+    let agent = Agent::start(&[master.url()], &token)?;
+    let agent_id = agent.id(WAIT).await?;
+    let enrolled_at = Instant::now();
+    wait_connected(&master, &agent_id).await?;
+    let first_serial = certificate_serial(&master, &agent_id).await?;
+
+    agent.logs.wait_for("Certificate renewed.", WAIT).await?;
+    let renewed_serial = eventually("a new serial at the master", WAIT, || async {
+        let now = certificate_serial(&master, &agent_id).await?;
+        Ok((now != first_serial).then_some(now))
+    })
+    .await?;
+    let on_disk = std::fs::read_to_string(agent.data_dir.path().join("agent.pem"))?;
+    let der = dockflare_common::pki::pem_certificates_der(&on_disk)?;
+    assert_eq!(dockflare_common::pki::describe_certificate(&der[0])?.serial_hex, renewed_serial);
+
+    // Past the first certificate's expiry, the original streams still carry commands.
+    let first_expiry = enrolled_at + Duration::from_secs(11);
+    eventually("the first certificate expired", WAIT, || async { Ok((Instant::now() > first_expiry).then_some(())) })
+        .await?;
+    send(&master, &agent_id, resync("after expiry")).await?;
+    wait_all_acked(&master, &agent_id, 1).await?;
+    assert_eq!(agent.logs.count("Connected to the master."), 1, "the agent reconnected: {}", agent.logs.text());
+    Ok(())
+}
