@@ -1,6 +1,6 @@
 //! DockFlare's shared model: who is who (identities), how agents join (join
-//! tokens), the certificates that prove it (PKI), and — in later modules —
-//! labels and routes.
+//! tokens), the certificates that prove it (PKI), and what containers ask
+//! for (labels → routes, with diagnostics).
 //!
 //! **Architecture invariant:** this crate does no I/O, except `secret_file`
 //! (atomic 0600 writes, shared so both binaries write secrets one way).
@@ -9,5 +9,6 @@
 
 pub mod identity;
 pub mod join_token;
+pub mod labels;
 pub mod pki;
 pub mod secret_file;
