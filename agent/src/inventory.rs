@@ -1,36 +1,55 @@
-//! What the agent currently sees on its Docker host: the DockFlare-enabled
-//! containers, as the next status_report will list them. The Docker watcher
-//! publishes here; the session and the applier read snapshots.
+//! What the agent currently sees on its Docker host: every container (and,
+//! on Swarm managers, every service) that carries DockFlare labels, keyed by
+//! id. The Docker watcher keeps it true; the session and the applier read
+//! snapshots for status reports.
 
 use dockflare::v1::Container;
-use std::sync::Arc;
-use tokio::sync::watch;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-/// The shared view of enabled containers. Cheap to clone.
-#[derive(Clone)]
+/// The shared view. Cheap to clone.
+#[derive(Clone, Default)]
 pub struct Inventory {
-    containers: Arc<watch::Sender<Vec<Container>>>,
-}
-
-impl Default for Inventory {
-    fn default() -> Self {
-        Inventory { containers: Arc::new(watch::Sender::new(Vec::new())) }
-    }
+    containers: Arc<Mutex<BTreeMap<String, Container>>>,
 }
 
 impl Inventory {
-    /// Every enabled container now.
-    pub fn snapshot(&self) -> Vec<Container> {
-        self.containers.borrow().clone()
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Container>> {
+        // Each change is a single map operation; a poisoned lock is consistent.
+        self.containers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Replaces the whole view.
-    pub fn replace(&self, containers: Vec<Container>) {
-        self.containers.send_replace(containers);
+    /// Every reported container now, ordered by id.
+    pub fn snapshot(&self) -> Vec<Container> {
+        self.lock().values().cloned().collect()
+    }
+
+    /// Replaces the whole view; returns the previous one.
+    pub fn replace_all(&self, containers: BTreeMap<String, Container>) -> BTreeMap<String, Container> {
+        std::mem::replace(&mut *self.lock(), containers)
+    }
+
+    /// Adds or updates one container; `true` when it was new or different.
+    pub fn upsert(&self, container: Container) -> bool {
+        let mut map = self.lock();
+        if map.get(&container.id) == Some(&container) {
+            return false;
+        }
+        map.insert(container.id.clone(), container);
+        true
+    }
+
+    /// Removes one container, returning it if it was there.
+    pub fn remove(&self, id: &str) -> Option<Container> {
+        self.lock().remove(id)
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.lock().contains_key(id)
     }
 
     pub fn len(&self) -> usize {
-        self.containers.borrow().len()
+        self.lock().len()
     }
 
     pub fn is_empty(&self) -> bool {

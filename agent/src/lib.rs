@@ -3,6 +3,8 @@
 
 pub mod applier;
 pub mod connection;
+pub mod connector;
+pub mod docker;
 pub mod enroll;
 pub mod identity;
 pub mod inventory;

@@ -6,6 +6,9 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use dockflare::v1::{DockerMode, NodeRole, RegisterRequest};
 use dockflare_agent::applier::{self, Applier};
+use dockflare_agent::connector::{ConnectorManager, ConnectorSettings};
+use dockflare_agent::docker::engine::ModeChoice;
+use dockflare_agent::docker::watcher::{self, WatchContext};
 use dockflare_agent::enroll::{enroll, EnrollError};
 use dockflare_agent::identity::AgentIdentity;
 use dockflare_agent::inventory::Inventory;
@@ -14,6 +17,7 @@ use dockflare_agent::outbox::{self, Outbox};
 use dockflare_agent::session::{self, SessionContext};
 use dockflare_agent::{renewal, tunnel_state};
 use dockflare_common::join_token::JoinToken;
+use dockflare_common::labels::LabelPrefixes;
 use secrecy::{ExposeSecret, SecretString};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -51,6 +55,25 @@ struct Args {
     /// Log format: text or json.
     #[arg(long, env = "DOCKFLARE_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
+    /// Image of the tunnel connector.
+    #[arg(long, env = "CLOUDFLARED_IMAGE", default_value = "cloudflare/cloudflared:2026.8.2")]
+    cloudflared_image: String,
+    /// Docker network the connector joins (created if missing; an attachable overlay in Swarm).
+    /// Containers it routes to must be reachable on it.
+    #[arg(long, env = "CLOUDFLARED_NETWORK_NAME", default_value = "cloudflare-net")]
+    network: String,
+    /// Docker mode: auto-detected, or forced.
+    #[arg(long, env = "DOCKFLARE_MODE", default_value = "auto")]
+    mode: ModeChoice,
+    /// Custom label prefix honoured before "dockflare." and "cloudflare.tunnel.".
+    #[arg(long, env = "LABEL_PREFIX", default_value = "")]
+    label_prefix: String,
+    /// How often to relist all containers (events cover changes in between).
+    #[arg(long, env = "DOCKFLARE_RELIST_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
+    relist_interval: Duration,
+    /// How often a Swarm manager relists services and tasks (task moves produce no events).
+    #[arg(long, env = "DOCKFLARE_SWARM_RELIST_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    swarm_relist_interval: Duration,
     /// Longest wait between reconnect attempts.
     #[arg(long, env = "DOCKFLARE_RECONNECT_MAX", default_value = "30s", value_parser = humantime::parse_duration)]
     reconnect_max: Duration,
@@ -159,6 +182,7 @@ async fn main() -> Result<()> {
     let display_name = args.display_name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(host_name);
 
     let identity = identity(&args, &display_name, args.reconnect_max).await?;
+    let agent_id = identity.agent_id.clone();
     let (identity_tx, identity_rx) = watch::channel(identity);
 
     let outbox = Outbox::new(outbox::DEFAULT_CAPACITY);
@@ -167,7 +191,7 @@ async fn main() -> Result<()> {
     if let Some(state) = &tunnel {
         tracing::info!(message = "Loaded the desired tunnel state.", tunnel = %state.id, desired = ?state.desired_state);
     }
-    let (tunnel_tx, _tunnel_rx) = watch::channel(tunnel);
+    let (tunnel_tx, tunnel_rx) = watch::channel(tunnel);
     let (commands_tx, commands_rx) = mpsc::channel(applier::QUEUE);
     let applier = Applier {
         data_dir: args.data_dir.clone(),
@@ -188,10 +212,35 @@ async fn main() -> Result<()> {
         capabilities: CAPABILITIES.iter().map(|c| c.to_string()).collect(),
         hostname: host_name(),
         tunnel_group: args.tunnel_group.clone(),
+        label_prefix: args.label_prefix.trim().to_string(),
     };
+    let (mode_tx, mode_rx) = watch::channel(None);
+    tokio::spawn(watcher::run(WatchContext {
+        prefixes: LabelPrefixes::new(Some(&args.label_prefix)),
+        mode_choice: args.mode,
+        inventory: inventory.clone(),
+        outbox: outbox.clone(),
+        relist_every: args.relist_interval,
+        swarm_relist_every: args.swarm_relist_interval,
+        mode: mode_tx,
+    }));
+    tokio::spawn(
+        ConnectorManager {
+            settings: ConnectorSettings { image: args.cloudflared_image.clone(), network: args.network.clone() },
+            agent_id: agent_id.clone(),
+            desired: tunnel_rx,
+            mode: mode_rx.clone(),
+            outbox: outbox.clone(),
+        }
+        .run(),
+    );
+    // Register with the host's real mode when Docker answers quickly.
+    let mut first_mode = mode_rx.clone();
+    let _ = tokio::time::timeout(Duration::from_secs(5), first_mode.wait_for(Option::is_some)).await;
     let context = SessionContext {
         master_urls: args.masters.clone(),
         registration,
+        host_mode: mode_rx,
         identity: identity_rx,
         outbox,
         inventory,

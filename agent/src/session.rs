@@ -5,6 +5,7 @@
 //! status_report, so the master never has to guess what it missed.
 
 use crate::connection::connect_any;
+use crate::docker::engine::HostMode;
 use crate::identity::AgentIdentity;
 use crate::inventory::Inventory;
 use crate::outbox::Outbox;
@@ -12,7 +13,9 @@ use backon::BackoffBuilder;
 use dockflare::v1::agent_event::Event;
 use dockflare::v1::agent_service_client::AgentServiceClient;
 use dockflare::v1::watch_commands_response::Message as Incoming;
-use dockflare::v1::{AgentEvent, Command, Heartbeat, RegisterRequest, StatusReport, WatchCommandsRequest};
+use dockflare::v1::{
+    AgentEvent, Command, DockerMode, Heartbeat, NodeRole, RegisterRequest, StatusReport, WatchCommandsRequest,
+};
 use futures::Stream;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -30,7 +33,10 @@ const SEND_BATCH: usize = 256;
 #[derive(Clone)]
 pub struct SessionContext {
     pub master_urls: Vec<String>,
+    /// Register fields that do not depend on the Docker host.
     pub registration: RegisterRequest,
+    /// The Docker host's mode, once detected; a change re-registers.
+    pub host_mode: watch::Receiver<Option<HostMode>>,
     pub identity: watch::Receiver<AgentIdentity>,
     pub outbox: Outbox,
     pub inventory: Inventory,
@@ -58,6 +64,10 @@ pub async fn run(context: SessionContext) {
         if started.elapsed() >= STABLE_AFTER {
             delays = backoff(&context);
         }
+        if let SessionEnd::Reregister(reason) = &error {
+            tracing::info!(message = "Registering again.", %reason);
+            continue;
+        }
         let delay = delays.next().unwrap_or(context.backoff.1);
         match &error {
             SessionEnd::Refused(reason) => {
@@ -66,6 +76,7 @@ pub async fn run(context: SessionContext) {
             SessionEnd::Failed(reason) => {
                 tracing::warn!(message = "Connection to the master lost.", %reason, retry_in_ms = delay.as_millis() as u64)
             }
+            SessionEnd::Reregister(_) => {}
         }
         tokio::time::sleep(delay).await;
     }
@@ -77,6 +88,8 @@ enum SessionEnd {
     /// an operator acts, but we keep trying slowly.
     Refused(String),
     Failed(String),
+    /// What the agent registered changed: register again at once.
+    Reregister(String),
 }
 
 fn status_end(call: &str, status: &tonic::Status) -> SessionEnd {
@@ -87,8 +100,31 @@ fn status_end(call: &str, status: &tonic::Status) -> SessionEnd {
     }
 }
 
+/// The Register request for the host as currently known.
+pub fn registration(template: &RegisterRequest, mode: Option<&HostMode>) -> RegisterRequest {
+    let mut request = template.clone();
+    match mode {
+        Some(HostMode::Swarm { node_id, manager }) => {
+            request.docker_mode = DockerMode::Swarm as i32;
+            request.node_id = node_id.clone();
+            request.node_role = if *manager { NodeRole::Manager } else { NodeRole::Worker } as i32;
+        }
+        Some(HostMode::Standalone { engine_id }) => {
+            request.docker_mode = DockerMode::Standalone as i32;
+            request.node_id = engine_id.clone();
+            request.node_role = NodeRole::Unspecified as i32;
+        }
+        None => {
+            request.docker_mode = DockerMode::Standalone as i32;
+        }
+    }
+    request
+}
+
 async fn run_once(context: &SessionContext, preferred: &mut usize) -> SessionEnd {
     let identity = context.identity.borrow().clone();
+    let mut host_mode = context.host_mode.clone();
+    let request = registration(&context.registration, host_mode.borrow_and_update().as_ref());
     let (channel, index) = match connect_any(&context.master_urls, *preferred, &identity).await {
         Ok(pair) => pair,
         Err(reason) => return SessionEnd::Failed(reason),
@@ -96,7 +132,7 @@ async fn run_once(context: &SessionContext, preferred: &mut usize) -> SessionEnd
     *preferred = index;
     let url = &context.master_urls[index];
     let mut client = AgentServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
-    let registered = match client.register(context.registration.clone()).await {
+    let registered = match client.register(request).await {
         Ok(response) => response.into_inner(),
         Err(status) => return status_end("Register", &status),
     };
@@ -157,6 +193,9 @@ async fn run_once(context: &SessionContext, preferred: &mut usize) -> SessionEnd
                 Ok(None) => return SessionEnd::Failed("the master closed the command stream".into()),
                 Err(status) => return status_end("WatchCommands", &status),
             },
+            _ = host_mode.changed() => {
+                return SessionEnd::Reregister("the Docker host's mode changed".into());
+            }
             _ = heartbeat.tick() => {
                 context.outbox.push(Event::Heartbeat(Heartbeat { container_count: context.inventory.len() as u32 }));
             }

@@ -1,0 +1,7 @@
+//! The agent's edge to the Docker engine: connecting (with API version
+//! negotiation), telling standalone from Swarm, turning Docker's objects into
+//! reported containers, and the watch loop that keeps the inventory true.
+
+pub mod engine;
+pub mod observe;
+pub mod watcher;

@@ -1,0 +1,231 @@
+//! The Docker watch loop. After connecting (and after every reconnect: the
+//! daemon restarted, the socket went away) it subscribes to events first,
+//! then lists everything and sends a full status report — no event is ever
+//! assumed seen. Then it follows container (and, on Swarm managers, service)
+//! events, re-inspecting what an event names, and relists periodically to
+//! catch what events do not say (tasks on other nodes, missed events).
+
+use super::engine::{self, EngineError, HostMode, ModeChoice};
+use super::observe;
+use crate::inventory::Inventory;
+use crate::outbox::Outbox;
+use bollard::models::EventMessage;
+use bollard::query_parameters::{EventsOptions, ListContainersOptions, ListServicesOptions, ListTasksOptions};
+use bollard::Docker;
+use dockflare::v1::agent_event::Event;
+use dockflare::v1::{Container, StatusReport};
+use dockflare_common::labels::LabelPrefixes;
+use futures::StreamExt;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// What the watcher needs.
+#[derive(Clone)]
+pub struct WatchContext {
+    pub prefixes: LabelPrefixes,
+    pub mode_choice: ModeChoice,
+    pub inventory: Inventory,
+    pub outbox: Outbox,
+    /// Full relist period (standalone hosts).
+    pub relist_every: Duration,
+    /// Full relist period on Swarm managers (task placement changes produce no events).
+    pub swarm_relist_every: Duration,
+    /// The detected host mode, published after each (re)connect.
+    pub mode: watch::Sender<Option<HostMode>>,
+}
+
+const RETRY_MIN: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// Watches forever.
+pub async fn run(context: WatchContext) {
+    let mut delay = RETRY_MIN;
+    loop {
+        match watch_once(&context).await {
+            Ok(()) => delay = RETRY_MIN,
+            Err(error) => {
+                tracing::warn!(message = "Lost the Docker engine; reconnecting.", %error, retry_in_ms = delay.as_millis() as u64);
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(RETRY_MAX);
+    }
+}
+
+async fn watch_once(context: &WatchContext) -> Result<(), EngineError> {
+    let docker = engine::connect().await?;
+    let mode = engine::detect_mode(&docker, context.mode_choice).await?;
+    let manager = matches!(mode, HostMode::Swarm { manager: true, .. });
+    if context.mode.borrow().as_ref() != Some(&mode) {
+        tracing::info!(message = "Docker engine connected.", mode = ?mode, api = %docker.client_version());
+        context.mode.send_replace(Some(mode.clone()));
+    }
+
+    let mut types = vec!["container".to_string()];
+    if manager {
+        types.push("service".to_string());
+    }
+    let filters = HashMap::from([("type".to_string(), types)]);
+    let mut events = Box::pin(docker.events(Some(EventsOptions { filters: Some(filters), ..Default::default() })));
+
+    let view = snapshot(&docker, manager, &context.prefixes).await?;
+    apply_view(context, view, true);
+
+    let period = if manager { context.swarm_relist_every } else { context.relist_every };
+    let mut relist = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    relist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            event = events.next() => match event {
+                Some(Ok(event)) => handle_event(context, &docker, manager, event).await?,
+                Some(Err(error)) => return Err(EngineError::Request(error)),
+                None => return Err(EngineError::Request(bollard::errors::Error::IOError {
+                    err: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "event stream ended"),
+                })),
+            },
+            _ = relist.tick() => {
+                let view = snapshot(&docker, manager, &context.prefixes).await?;
+                apply_view(context, view, false);
+            }
+        }
+    }
+}
+
+/// Everything DockFlare-labelled on the host now.
+async fn snapshot(
+    docker: &Docker,
+    manager: bool,
+    prefixes: &LabelPrefixes,
+) -> Result<BTreeMap<String, Container>, EngineError> {
+    let mut view = BTreeMap::new();
+    let mut service_labels: HashMap<String, HashMap<String, String>> = HashMap::new();
+    if manager {
+        let services = docker.list_services(Some(ListServicesOptions::default())).await?;
+        let tasks = docker.list_tasks(Some(ListTasksOptions::default())).await?;
+        for service in &services {
+            let (Some(id), Some(spec)) = (service.id.as_ref(), service.spec.as_ref()) else { continue };
+            service_labels.insert(id.clone(), spec.labels.clone().unwrap_or_default());
+            if let Some(entry) = observe::from_service(service, &tasks, prefixes) {
+                view.insert(entry.id.clone(), entry);
+            }
+        }
+    }
+    let containers = docker.list_containers(Some(ListContainersOptions::default())).await?;
+    for summary in &containers {
+        let service_id = summary.labels.as_ref().and_then(|l| l.get(observe::SWARM_SERVICE_ID));
+        let labels = service_id.and_then(|id| service_labels.get(id));
+        if let Some(container) = observe::from_summary(summary, labels, prefixes) {
+            if observe::is_running(&container.status) {
+                view.insert(container.id.clone(), container);
+            }
+        }
+    }
+    Ok(view)
+}
+
+/// Installs a new view. `full`: send a status report (after a (re)connect);
+/// otherwise report only what changed.
+fn apply_view(context: &WatchContext, view: BTreeMap<String, Container>, full: bool) {
+    let old = context.inventory.replace_all(view.clone());
+    let (started, stopped) = observe::diff(&old, &view);
+    for container in &started {
+        log_diagnostics(container);
+    }
+    if full {
+        tracing::info!(message = "Docker inventory listed.", containers = view.len());
+        context.outbox.push(Event::StatusReport(StatusReport { containers: view.into_values().collect() }));
+        return;
+    }
+    for container in started {
+        context.outbox.push(Event::ContainerStart(container));
+    }
+    for container in stopped {
+        context.outbox.push(Event::ContainerStop(container));
+    }
+}
+
+fn log_diagnostics(container: &Container) {
+    for diagnostic in &container.diagnostics {
+        tracing::warn!(
+            message = "Label problem.",
+            container = %container.name,
+            label = %diagnostic.label,
+            value = %diagnostic.value,
+            reason = %diagnostic.reason,
+        );
+    }
+}
+
+async fn handle_event(
+    context: &WatchContext,
+    docker: &Docker,
+    manager: bool,
+    event: EventMessage,
+) -> Result<(), EngineError> {
+    let kind = event.typ.map(|t| t.to_string()).unwrap_or_default();
+    let action = event.action.unwrap_or_default();
+    let Some(id) = event.actor.and_then(|a| a.id) else { return Ok(()) };
+    if kind == "service" {
+        // Services changed (create, update, remove): relist, report the difference.
+        let view = snapshot(docker, manager, &context.prefixes).await?;
+        apply_view(context, view, false);
+        return Ok(());
+    }
+    match action.as_str() {
+        "die" | "destroy" | "pause" | "oom" => {
+            if let Some(container) = context.inventory.remove(&id) {
+                tracing::info!(message = "Container stopped.", container = %container.name, action = %action);
+                context.outbox.push(Event::ContainerStop(container));
+            }
+        }
+        "start" | "unpause" | "restart" | "rename" | "update" => refresh(context, docker, manager, &id).await?,
+        health if health.starts_with("health_status") => refresh(context, docker, manager, &id).await?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Re-inspects one container and reports it started, changed or gone.
+async fn refresh(context: &WatchContext, docker: &Docker, manager: bool, id: &str) -> Result<(), EngineError> {
+    let inspect = match docker.inspect_container(id, None::<bollard::query_parameters::InspectContainerOptions>).await {
+        Ok(inspect) => inspect,
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+            if let Some(container) = context.inventory.remove(id) {
+                context.outbox.push(Event::ContainerStop(container));
+            }
+            return Ok(());
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let service_labels = match (
+        manager,
+        inspect.config.as_ref().and_then(|c| c.labels.as_ref()).and_then(|l| l.get(observe::SWARM_SERVICE_ID)),
+    ) {
+        (true, Some(service_id)) => {
+            match docker.inspect_service(service_id, None::<bollard::query_parameters::InspectServiceOptions>).await {
+                Ok(service) => service.spec.and_then(|s| s.labels),
+                Err(error) => {
+                    tracing::debug!(message = "Service of a task not readable.", %error);
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    match observe::from_inspect(&inspect, service_labels.as_ref(), &context.prefixes) {
+        Some(container) if observe::is_running(&container.status) => {
+            if context.inventory.upsert(container.clone()) {
+                tracing::info!(message = "Container started.", container = %container.name, routes_diagnostics = container.diagnostics.len());
+                log_diagnostics(&container);
+                context.outbox.push(Event::ContainerStart(container));
+            }
+        }
+        _ => {
+            if let Some(container) = context.inventory.remove(id) {
+                context.outbox.push(Event::ContainerStop(container));
+            }
+        }
+    }
+    Ok(())
+}
