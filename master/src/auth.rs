@@ -61,12 +61,50 @@ impl Authenticator {
 }
 
 fn describe_tls_error(error: &TlsError) -> String {
+    use CertificateError::*;
     match error {
-        TlsError::InvalidCertificate(CertificateError::UnknownIssuer) => "not issued by this master's CA".into(),
-        TlsError::InvalidCertificate(CertificateError::Expired) => "expired (re-enroll the agent)".into(),
-        TlsError::InvalidCertificate(CertificateError::ExpiredContext { .. }) => "expired (re-enroll the agent)".into(),
-        TlsError::InvalidCertificate(CertificateError::NotValidYet) => "not valid yet (check the clocks)".into(),
-        TlsError::InvalidCertificate(CertificateError::InvalidPurpose) => "not a client certificate".into(),
+        // BadSignature: the issuer's name matches our CA but its key did not
+        // sign the certificate, as with another master's CA (every generated
+        // CA is called "DockFlare CA").
+        TlsError::InvalidCertificate(UnknownIssuer | BadSignature) => "not issued by this master's CA".into(),
+        TlsError::InvalidCertificate(Expired | ExpiredContext { .. }) => "expired (re-enroll the agent)".into(),
+        TlsError::InvalidCertificate(NotValidYet | NotValidYetContext { .. }) => {
+            "not valid yet (check the clocks)".into()
+        }
+        TlsError::InvalidCertificate(InvalidPurpose | InvalidPurposeContext { .. }) => {
+            "not a client certificate".into()
+        }
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_errors_are_explained() {
+        let cases = [
+            (CertificateError::UnknownIssuer, "not issued by this master's CA"),
+            (CertificateError::BadSignature, "not issued by this master's CA"),
+            (CertificateError::Expired, "expired (re-enroll the agent)"),
+            (
+                CertificateError::NotValidYetContext {
+                    time: UnixTime::since_unix_epoch(std::time::Duration::from_secs(1)),
+                    not_before: UnixTime::since_unix_epoch(std::time::Duration::from_secs(2)),
+                },
+                "not valid yet (check the clocks)",
+            ),
+            (
+                CertificateError::InvalidPurposeContext {
+                    required: rustls::ExtendedKeyPurpose::ClientAuth,
+                    presented: vec![],
+                },
+                "not a client certificate",
+            ),
+        ];
+        for (error, expected) in cases {
+            assert_eq!(describe_tls_error(&TlsError::InvalidCertificate(error.clone())), expected, "{error:?}");
+        }
     }
 }

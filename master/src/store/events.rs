@@ -1,7 +1,9 @@
 //! Agent events, written in batches: one transaction stores many events of
-//! many agents, advances each agent's `last_event_id` and `last_seen_at`, and
-//! settles the commands that command_result events acknowledge.
+//! many agents, advances each agent's `last_event_id` and `last_seen_at`
+//! (an offline agent that sends events is online again), and settles the
+//! commands that command_result events acknowledge.
 
+use super::agents::{STATUS_OFFLINE, STATUS_ONLINE};
 use super::{to_i64, to_u64, Store, StoreError};
 use sqlx::Row;
 use std::collections::HashMap;
@@ -98,12 +100,16 @@ impl Store {
             entry.1 = entry.1.max(event.received_at);
         }
         for (agent_id, (last_event_id, seen_at)) in progress {
-            sqlx::query(
+            // An event is a sign of life: an agent the liveness pass marked
+            // offline (say, while its events waited for the database) is
+            // online again. Revoked agents stay revoked.
+            sqlx::query(&format!(
                 "UPDATE agents SET \
                  last_event_id = CASE WHEN last_event_id < $2 THEN $2 ELSE last_event_id END, \
-                 last_seen_at = CASE WHEN last_seen_at IS NULL OR last_seen_at < $3 THEN $3 ELSE last_seen_at END \
-                 WHERE id = $1",
-            )
+                 last_seen_at = CASE WHEN last_seen_at IS NULL OR last_seen_at < $3 THEN $3 ELSE last_seen_at END, \
+                 status = CASE WHEN status = '{STATUS_OFFLINE}' THEN '{STATUS_ONLINE}' ELSE status END \
+                 WHERE id = $1"
+            ))
             .bind(agent_id)
             .bind(to_i64(last_event_id, "event_id")?)
             .bind(seen_at)
@@ -114,7 +120,7 @@ impl Store {
         let mut acked: HashMap<&str, u64> = HashMap::new();
         for ack in &batch.acks {
             let state = if ack.success { "acked" } else { "failed" };
-            sqlx::query(
+            let settled = sqlx::query(
                 "UPDATE agent_commands SET state = $4, error = $5, acked_at = $6 \
                  WHERE agent_id = $1 AND sequence = $2 AND id = $3 AND state IN ('queued', 'delivered')",
             )
@@ -125,9 +131,16 @@ impl Store {
             .bind(ack.error.as_str())
             .bind(ack.at)
             .execute(&mut *tx)
-            .await?;
-            let entry = acked.entry(ack.agent_id.as_str()).or_insert(0);
-            *entry = (*entry).max(ack.sequence);
+            .await?
+            .rows_affected();
+            // Only an ack that settled its command moves the cursor: one whose
+            // id does not match the sequence must not hide that command from
+            // the replay. (A repeated ack settles nothing, but the first one
+            // already moved the cursor.)
+            if settled > 0 {
+                let entry = acked.entry(ack.agent_id.as_str()).or_insert(0);
+                *entry = (*entry).max(ack.sequence);
+            }
         }
         for (agent_id, sequence) in acked {
             sqlx::query(
