@@ -9,6 +9,7 @@ use dockflare::v1::admin_service_server::AdminService;
 use dockflare::v1::{self, command, send_command_request};
 use dockflare_common::join_token::{certificate_digest, JoinToken};
 use prost::Message;
+use std::collections::HashMap;
 use tonic::{Request, Response, Status};
 
 const DEFAULT_TOKEN_TTL_SECONDS: u64 = 24 * 3600;
@@ -25,6 +26,20 @@ pub struct AdminApi {
 impl AdminApi {
     pub fn new(state: SharedState) -> AdminApi {
         AdminApi { state }
+    }
+
+    /// Each agent's custom label prefix.
+    async fn label_prefixes(&self) -> Result<HashMap<String, String>, Status> {
+        let mut prefixes = HashMap::new();
+        let mut after = String::new();
+        loop {
+            let page =
+                self.state.store.list_agents(&after, MAX_PAGE).await.map_err(|e| store_status("listing agents", e))?;
+            let Some(last) = page.last() else { break };
+            after = last.id.clone();
+            prefixes.extend(page.into_iter().map(|agent| (agent.id, agent.label_prefix)));
+        }
+        Ok(prefixes)
     }
 }
 
@@ -246,6 +261,63 @@ impl AdminService for AdminApi {
             })
             .collect();
         Ok(Response::new(v1::ListEventsResponse { events }))
+    }
+
+    async fn list_containers(
+        &self,
+        request: Request<v1::ListContainersRequest>,
+    ) -> Result<Response<v1::ListContainersResponse>, Status> {
+        self.state.auth.admin(&request)?;
+        let agent_id = Some(request.get_ref().agent_id.as_str()).filter(|id| !id.is_empty());
+        let rows =
+            self.state.store.list_containers(agent_id).await.map_err(|e| store_status("listing containers", e))?;
+        let containers = rows
+            .iter()
+            .map(|row| v1::ContainerRecord {
+                agent_id: row.agent_id.clone(),
+                container: v1::Container::decode(row.payload.as_slice()).ok(),
+                first_seen_at: Some(convert::timestamp(row.first_seen_at)),
+                updated_at: Some(convert::timestamp(row.updated_at)),
+            })
+            .collect();
+        Ok(Response::new(v1::ListContainersResponse { containers }))
+    }
+
+    async fn list_diagnostics(
+        &self,
+        request: Request<v1::ListDiagnosticsRequest>,
+    ) -> Result<Response<v1::ListDiagnosticsResponse>, Status> {
+        self.state.auth.admin(&request)?;
+        let agent_id = Some(request.get_ref().agent_id.as_str()).filter(|id| !id.is_empty());
+        let rows =
+            self.state.store.list_containers(agent_id).await.map_err(|e| store_status("listing containers", e))?;
+        let mut diagnostics = Vec::new();
+        for row in &rows {
+            let Ok(container) = v1::Container::decode(row.payload.as_slice()) else { continue };
+            diagnostics.extend(container.diagnostics.into_iter().map(|diagnostic| v1::DiagnosticRecord {
+                agent_id: row.agent_id.clone(),
+                container_id: row.container_id.clone(),
+                container_name: row.name.clone(),
+                diagnostic: Some(diagnostic),
+            }));
+        }
+        Ok(Response::new(v1::ListDiagnosticsResponse { diagnostics }))
+    }
+
+    async fn list_routes(
+        &self,
+        request: Request<v1::ListRoutesRequest>,
+    ) -> Result<Response<v1::ListRoutesResponse>, Status> {
+        self.state.auth.admin(&request)?;
+        let agent_filter = request.get_ref().agent_id.clone();
+        let rows = self.state.store.list_containers(None).await.map_err(|e| store_status("listing containers", e))?;
+        let prefixes = self.label_prefixes().await?;
+        let routes = crate::routes::desired_routes(&rows, &prefixes)
+            .iter()
+            .filter(|route| agent_filter.is_empty() || route.agent_id == agent_filter)
+            .map(convert::route)
+            .collect();
+        Ok(Response::new(v1::ListRoutesResponse { routes }))
     }
 }
 

@@ -120,6 +120,51 @@ pub fn command_kind_name(kind: &v1::command::Kind) -> &'static str {
     }
 }
 
+/// cloudflared origin options as the protobuf message.
+pub fn origin_request(origin: &dockflare_common::labels::OriginOptions) -> v1::OriginRequest {
+    v1::OriginRequest {
+        no_tls_verify: origin.no_tls_verify,
+        origin_server_name: origin.origin_server_name.clone(),
+        http_host_header: origin.http_host_header.clone(),
+        http2_origin: origin.http2_origin,
+        disable_chunked_encoding: origin.disable_chunked_encoding,
+        match_sni_to_host: origin.match_sni_to_host,
+        connect_timeout: origin.connect_timeout.clone(),
+        tls_timeout: origin.tls_timeout.clone(),
+        keep_alive_timeout: origin.keep_alive_timeout.clone(),
+        keep_alive_connections: origin.keep_alive_connections,
+        tcp_keep_alive: origin.tcp_keep_alive.clone(),
+        no_happy_eyeballs: origin.no_happy_eyeballs,
+        proxy_type: origin.proxy_type.clone(),
+        ca_pool: origin.ca_pool.clone(),
+    }
+}
+
+/// A derived route as the admin API shows it.
+pub fn route(route: &crate::routes::DesiredRoute) -> v1::Route {
+    let (status, reason) = match &route.state {
+        crate::routes::RouteState::Active => (v1::RouteStatus::Active, String::new()),
+        crate::routes::RouteState::Conflict(reason) => (v1::RouteStatus::Conflict, reason.clone()),
+    };
+    v1::Route {
+        hostname: route.spec.hostname.clone(),
+        path: route.spec.path.clone(),
+        service: route.spec.service.clone(),
+        source: v1::RouteSource::Labels as i32,
+        status: status as i32,
+        reason,
+        agent_id: route.agent_id.clone(),
+        container_id: route.container_id.clone(),
+        container_name: route.container_name.clone(),
+        service_name: route.service_name.clone(),
+        zone_name: route.spec.zone_name.clone().unwrap_or_default(),
+        origin_request: Some(origin_request(&route.spec.origin)),
+        tunnel_id: String::new(),
+        delete_at: None,
+        last_error: String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@
 //! nothing is acknowledged before it is stored, nothing stored is dropped.
 
 use crate::sessions::Sessions;
-use crate::store::{CommandAck, EventBatch, Store, StoredEvent};
+use crate::store::{CommandAck, ContainerChange, ContainerChangeEntry, EventBatch, Store, StoredEvent};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -23,6 +23,8 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 pub struct PendingEvent {
     pub event: StoredEvent,
     pub ack: Option<CommandAck>,
+    /// How the event changes the agent's reported containers.
+    pub container_change: Option<ContainerChange>,
 }
 
 /// Handle to queue events. Cheap to clone.
@@ -56,6 +58,13 @@ async fn run(store: Store, sessions: Sessions, mut incoming: mpsc::Receiver<Pend
         let mut batch = EventBatch::default();
         for pending in buffer.drain(..) {
             batch.acks.extend(pending.ack);
+            if let Some(change) = pending.container_change {
+                batch.container_changes.push(ContainerChangeEntry {
+                    agent_id: pending.event.agent_id.clone(),
+                    event_id: pending.event.event_id,
+                    change,
+                });
+            }
             batch.events.push(pending.event);
         }
         write_until_stored(&store, &batch).await;

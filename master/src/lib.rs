@@ -9,6 +9,8 @@ pub mod convert;
 pub mod event_writer;
 pub mod liveness;
 pub mod pki_files;
+pub mod projection;
+pub mod routes;
 pub mod server;
 pub mod sessions;
 pub mod state;

@@ -314,14 +314,16 @@ async fn certificates_renew_while_streams_stay_up() -> Result<()> {
     let first_serial = certificate_serial(&master, &agent_id).await?;
 
     agent.logs.wait_for("Certificate renewed.", WAIT).await?;
-    let renewed_serial = eventually("a new serial at the master", WAIT, || async {
-        let now = certificate_serial(&master, &agent_id).await?;
-        Ok((now != first_serial).then_some(now))
+    // The agent saves its new certificate once the master has answered.
+    let pem_path = agent.data_dir.path().join("agent.pem");
+    eventually("the renewed certificate saved by the agent", WAIT, || async {
+        let on_disk = std::fs::read_to_string(&pem_path)?;
+        let der = dockflare_common::pki::pem_certificates_der(&on_disk)?;
+        let serial = dockflare_common::pki::describe_certificate(&der[0])?.serial_hex;
+        let at_master = certificate_serial(&master, &agent_id).await?;
+        Ok((serial != first_serial && serial == at_master).then_some(()))
     })
     .await?;
-    let on_disk = std::fs::read_to_string(agent.data_dir.path().join("agent.pem"))?;
-    let der = dockflare_common::pki::pem_certificates_der(&on_disk)?;
-    assert_eq!(dockflare_common::pki::describe_certificate(&der[0])?.serial_hex, renewed_serial);
 
     // Past the first certificate's expiry, the original streams still carry commands.
     let first_expiry = enrolled_at + Duration::from_secs(11);

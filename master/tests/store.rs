@@ -257,7 +257,8 @@ async fn commands_after_pages_and_delivery_is_recorded() -> Result<()> {
         }
 
         // A settled command stays settled when it is delivered again.
-        let batch = EventBatch { events: vec![], acks: vec![ack(id, 1, "c1", true, "", NOW + 30)] };
+        let batch =
+            EventBatch { events: vec![], acks: vec![ack(id, 1, "c1", true, "", NOW + 30)], container_changes: vec![] };
         store.write_event_batch(&batch).await?;
         store.mark_commands_delivered(id, 1, 1, NOW + 40).await?;
         let row = store.commands_after(id, 0, 1).await?.remove(0);
@@ -287,6 +288,7 @@ async fn event_batches_dedupe_advance_cursors_and_settle_acks() -> Result<()> {
                 event(b, 1, NOW + 3, "b1-again"),
             ],
             acks: vec![],
+            container_changes: vec![],
         };
         store.write_event_batch(&batch).await?;
         let stored = store.list_events(a, 0, 100).await?;
@@ -308,6 +310,7 @@ async fn event_batches_dedupe_advance_cursors_and_settle_acks() -> Result<()> {
                 event(a, 3, NOW + 10, "a3"),
             ],
             acks: vec![],
+            container_changes: vec![],
         };
         store.write_event_batch(&batch).await?;
         let stored = store.list_events(a, 0, 100).await?;
@@ -320,7 +323,13 @@ async fn event_batches_dedupe_advance_cursors_and_settle_acks() -> Result<()> {
         assert_eq!((record.last_event_id, record.last_seen_at), (3, Some(NOW + 10)));
 
         // Cursors never move back.
-        store.write_event_batch(&EventBatch { events: vec![event(a, 1, NOW + 5, "old")], acks: vec![] }).await?;
+        store
+            .write_event_batch(&EventBatch {
+                events: vec![event(a, 1, NOW + 5, "old")],
+                acks: vec![],
+                container_changes: vec![],
+            })
+            .await?;
         let record = agent(&store, a).await?;
         assert_eq!((record.last_event_id, record.last_seen_at), (3, Some(NOW + 10)));
 
@@ -328,6 +337,7 @@ async fn event_batches_dedupe_advance_cursors_and_settle_acks() -> Result<()> {
         let batch = EventBatch {
             events: vec![event(a, 4, NOW + 20, "result-1"), event(a, 5, NOW + 21, "result-2")],
             acks: vec![ack(a, 1, "a-cmd-1", true, "", NOW + 20), ack(a, 2, "a-cmd-2", false, "boom", NOW + 21)],
+            container_changes: vec![],
         };
         store.write_event_batch(&batch).await?;
         let rows = store.commands_after(a, 0, 100).await?;
@@ -346,6 +356,7 @@ async fn event_batches_dedupe_advance_cursors_and_settle_acks() -> Result<()> {
         let batch = EventBatch {
             events: vec![],
             acks: vec![ack(a, 1, "a-cmd-1", false, "late", NOW + 30), ack(a, 2, "a-cmd-2", true, "", NOW + 30)],
+            container_changes: vec![],
         };
         store.write_event_batch(&batch).await?;
         let rows = store.commands_after(a, 0, 2).await?;
@@ -363,7 +374,9 @@ async fn event_batches_dedupe_advance_cursors_and_settle_acks() -> Result<()> {
         // match the sequence, settles nothing and does not move the cursor
         // (command 3 must still be replayed).
         for wrong in [ack(a, 99, "nope", true, "", NOW + 40), ack(a, 3, "a-cmd-4", true, "", NOW + 40)] {
-            store.write_event_batch(&EventBatch { events: vec![], acks: vec![wrong] }).await?;
+            store
+                .write_event_batch(&EventBatch { events: vec![], acks: vec![wrong], container_changes: vec![] })
+                .await?;
             assert_eq!(agent(&store, a).await?.last_acked_command_seq, 2);
         }
         let rows = store.commands_after(a, 2, 100).await?;
@@ -373,6 +386,7 @@ async fn event_batches_dedupe_advance_cursors_and_settle_acks() -> Result<()> {
         let batch = EventBatch {
             events: vec![event(a, 6, NOW + 50, "result-4")],
             acks: vec![ack(a, 4, "a-cmd-4", true, "", NOW + 50), ack(a, 3, "a-cmd-3", true, "", NOW + 50)],
+            container_changes: vec![],
         };
         store.write_event_batch(&batch).await?;
         let record = agent(&store, a).await?;
@@ -441,7 +455,11 @@ async fn stale_online_agents_are_marked_offline() -> Result<()> {
         assert!(store.mark_stale_agents_offline(NOW + 10_000).await?.is_empty());
         // A newer event keeps an agent online.
         store
-            .write_event_batch(&EventBatch { events: vec![event(fresh.as_str(), 1, NOW + 20_000, "hb")], acks: vec![] })
+            .write_event_batch(&EventBatch {
+                events: vec![event(fresh.as_str(), 1, NOW + 20_000, "hb")],
+                acks: vec![],
+                container_changes: vec![],
+            })
             .await?;
         assert!(store.mark_stale_agents_offline(NOW + 15_000).await?.is_empty());
         assert_eq!(store.mark_stale_agents_offline(NOW + 25_000).await?, vec![fresh.to_string()]);
@@ -452,13 +470,21 @@ async fn stale_online_agents_are_marked_offline() -> Result<()> {
 
         // So does an event: an agent marked offline while its heartbeats were
         // delayed is online again once they are stored.
-        let events = EventBatch { events: vec![event(fresh.as_str(), 2, NOW + 40_000, "hb")], acks: vec![] };
+        let events = EventBatch {
+            events: vec![event(fresh.as_str(), 2, NOW + 40_000, "hb")],
+            acks: vec![],
+            container_changes: vec![],
+        };
         store.write_event_batch(&events).await?;
         let record = agent(&store, fresh.as_str()).await?;
         assert_eq!((record.status.as_str(), record.last_seen_at), (STATUS_ONLINE, Some(NOW + 40_000)));
         // But never a revoked one.
         store.revoke_agent(stale.as_str(), NOW + 41_000).await?.context("revoke")?;
-        let events = EventBatch { events: vec![event(stale.as_str(), 1, NOW + 42_000, "hb")], acks: vec![] };
+        let events = EventBatch {
+            events: vec![event(stale.as_str(), 1, NOW + 42_000, "hb")],
+            acks: vec![],
+            container_changes: vec![],
+        };
         store.write_event_batch(&events).await?;
         assert_eq!(agent(&store, stale.as_str()).await?.status, STATUS_REVOKED);
         Ok(())

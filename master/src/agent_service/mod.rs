@@ -202,6 +202,7 @@ impl AgentService for AgentApi {
                 error: ack.error,
                 at: received_at,
             });
+            let container_change = crate::projection::container_change(agent_id.as_str(), &event, received_at);
             let pending = PendingEvent {
                 event: StoredEvent {
                     agent_id: agent_id.to_string(),
@@ -212,6 +213,7 @@ impl AgentService for AgentApi {
                     payload: event.encode_to_vec(),
                 },
                 ack,
+                container_change,
             };
             self.state.events.submit(pending).await.map_err(|_| Status::unavailable("the master is shutting down"))?;
         }

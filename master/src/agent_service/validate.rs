@@ -57,6 +57,11 @@ pub fn registration(request: &RegisterRequest) -> Result<AgentRegistration, Fiel
     {
         return fail("tunnel_group", "use at most 63 characters of a-z, A-Z, 0-9, '-' and '_'");
     }
+    if request.label_prefix.len() > 64
+        || !request.label_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return fail("label_prefix", "use at most 64 characters of a-z, A-Z, 0-9, '-', '_' and '.'");
+    }
     if request.capabilities.len() > MAX_CAPABILITIES {
         return fail("capabilities", format!("more than {MAX_CAPABILITIES} entries"));
     }
@@ -80,6 +85,7 @@ pub fn registration(request: &RegisterRequest) -> Result<AgentRegistration, Fiel
         version: request.version.clone(),
         tunnel_group: request.tunnel_group.clone(),
         capabilities: request.capabilities.clone(),
+        label_prefix: request.label_prefix.clone(),
     })
 }
 

@@ -26,6 +26,7 @@ pub struct AgentRegistration {
     pub version: String,
     pub tunnel_group: String,
     pub capabilities: Vec<String>,
+    pub label_prefix: String,
 }
 
 /// An agent row.
@@ -42,6 +43,8 @@ pub struct AgentRecord {
     pub version: String,
     pub tunnel_group: String,
     pub capabilities: Vec<String>,
+    /// The custom label prefix the agent honours ("" for none).
+    pub label_prefix: String,
     pub enrolled_at: i64,
     pub last_seen_at: Option<i64>,
     pub cert_serial: String,
@@ -63,7 +66,7 @@ pub const STATUS_REVOKED: &str = "revoked";
 
 const COLUMNS: &str = "id, display_name, hostname, status, docker_mode, node_id, node_role, version, tunnel_group, \
     capabilities, enrolled_at, last_seen_at, cert_serial, cert_not_after, last_command_seq, last_acked_command_seq, \
-    last_event_id";
+    last_event_id, label_prefix";
 
 fn agent_from_row(row: &sqlx::any::AnyRow) -> Result<AgentRecord, StoreError> {
     let capabilities: String = row.try_get("capabilities")?;
@@ -78,6 +81,7 @@ fn agent_from_row(row: &sqlx::any::AnyRow) -> Result<AgentRecord, StoreError> {
         version: row.try_get("version")?,
         tunnel_group: row.try_get("tunnel_group")?,
         capabilities: capabilities.split(',').filter(|c| !c.is_empty()).map(str::to_string).collect(),
+        label_prefix: row.try_get("label_prefix")?,
         enrolled_at: row.try_get("enrolled_at")?,
         last_seen_at: row.try_get("last_seen_at")?,
         cert_serial: row.try_get("cert_serial")?,
@@ -120,7 +124,7 @@ impl Store {
     ) -> Result<Option<AgentRecord>, StoreError> {
         let row = sqlx::query(&format!(
             "UPDATE agents SET display_name = $2, hostname = $3, docker_mode = $4, node_id = $5, node_role = $6, \
-             version = $7, tunnel_group = $8, capabilities = $9, last_seen_at = $10, \
+             version = $7, tunnel_group = $8, capabilities = $9, last_seen_at = $10, label_prefix = $11, \
              status = CASE WHEN status = '{STATUS_REVOKED}' THEN status ELSE '{STATUS_ONLINE}' END \
              WHERE id = $1 RETURNING {COLUMNS}"
         ))
@@ -134,6 +138,7 @@ impl Store {
         .bind(&registration.tunnel_group)
         .bind(registration.capabilities.join(","))
         .bind(now)
+        .bind(&registration.label_prefix)
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(agent_from_row).transpose()

@@ -4,9 +4,11 @@
 //! commands that command_result events acknowledge.
 
 use super::agents::{STATUS_OFFLINE, STATUS_ONLINE};
+use super::containers::{self, ContainerChangeEntry};
 use super::{to_i64, to_u64, Store, StoreError};
 use sqlx::Row;
 use std::collections::HashMap;
+use std::collections::HashSet;
 
 /// Rows per multi-row INSERT: 6 parameters each stays far below SQLite's
 /// 32766 and PostgreSQL's 65535 bind parameters.
@@ -40,11 +42,14 @@ pub struct CommandAck {
 pub struct EventBatch {
     pub events: Vec<StoredEvent>,
     pub acks: Vec<CommandAck>,
+    /// Container changes, in event order; applied only for events stored
+    /// now (not for duplicates of events stored before).
+    pub container_changes: Vec<ContainerChangeEntry>,
 }
 
 impl EventBatch {
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.acks.is_empty()
+        self.events.is_empty() && self.acks.is_empty() && self.container_changes.is_empty()
     }
 }
 
@@ -74,11 +79,14 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
+        let track_inserted = !batch.container_changes.is_empty();
+        let mut inserted: HashSet<(String, i64)> = HashSet::new();
         for chunk in batch.events.chunks(ROWS_PER_INSERT) {
             let sql = format!(
                 "INSERT INTO agent_events (agent_id, event_id, kind, occurred_at, received_at, payload) VALUES {} \
-                 ON CONFLICT (agent_id, event_id) DO NOTHING",
-                placeholders(chunk.len(), 6)
+                 ON CONFLICT (agent_id, event_id) DO NOTHING{}",
+                placeholders(chunk.len(), 6),
+                if track_inserted { " RETURNING agent_id, event_id" } else { "" }
             );
             let mut query = sqlx::query(&sql);
             for event in chunk {
@@ -90,7 +98,18 @@ impl Store {
                     .bind(event.received_at)
                     .bind(event.payload.as_slice());
             }
-            query.execute(&mut *tx).await?;
+            if track_inserted {
+                for row in query.fetch_all(&mut *tx).await? {
+                    inserted.insert((row.try_get("agent_id")?, row.try_get("event_id")?));
+                }
+            } else {
+                query.execute(&mut *tx).await?;
+            }
+        }
+        for entry in &batch.container_changes {
+            if inserted.contains(&(entry.agent_id.clone(), to_i64(entry.event_id, "event_id")?)) {
+                containers::apply(&mut tx, &entry.agent_id, &entry.change).await?;
+            }
         }
 
         let mut progress: HashMap<&str, (u64, i64)> = HashMap::new();

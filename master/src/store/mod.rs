@@ -9,11 +9,13 @@
 
 mod agents;
 mod commands;
+mod containers;
 mod events;
 mod tokens;
 
 pub use agents::{AgentRecord, AgentRegistration, NewAgent, STATUS_OFFLINE, STATUS_ONLINE, STATUS_REVOKED};
 pub use commands::{CommandRow, CommandState, Enqueued};
+pub use containers::{ContainerChange, ContainerChangeEntry, ContainerRow};
 pub use events::{CommandAck, EventBatch, StoredEvent};
 pub use tokens::{JoinTokenRow, TokenRejection};
 
