@@ -8,6 +8,7 @@ use dockflare::v1::{DockerMode, NodeRole, RegisterRequest};
 use dockflare_agent::applier::{self, Applier};
 use dockflare_agent::connector::{ConnectorManager, ConnectorSettings};
 use dockflare_agent::docker::engine::ModeChoice;
+use dockflare_agent::docker::observe::Selection;
 use dockflare_agent::docker::watcher::{self, WatchContext};
 use dockflare_agent::enroll::{enroll, EnrollError};
 use dockflare_agent::identity::AgentIdentity;
@@ -68,6 +69,9 @@ struct Args {
     /// Custom label prefix honoured before "dockflare." and "cloudflare.tunnel.".
     #[arg(long, env = "LABEL_PREFIX", default_value = "")]
     label_prefix: String,
+    /// Only report containers carrying this label (KEY=VALUE): several agents can share one engine.
+    #[arg(long, env = "DOCKFLARE_SCOPE", value_parser = dockflare_agent::docker::observe::parse_scope)]
+    scope: Option<(String, String)>,
     /// How often to relist all containers (events cover changes in between).
     #[arg(long, env = "DOCKFLARE_RELIST_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
     relist_interval: Duration,
@@ -216,7 +220,7 @@ async fn main() -> Result<()> {
     };
     let (mode_tx, mode_rx) = watch::channel(None);
     tokio::spawn(watcher::run(WatchContext {
-        prefixes: LabelPrefixes::new(Some(&args.label_prefix)),
+        selection: Selection { prefixes: LabelPrefixes::new(Some(&args.label_prefix)), scope: args.scope.clone() },
         mode_choice: args.mode,
         inventory: inventory.clone(),
         outbox: outbox.clone(),

@@ -7,6 +7,34 @@ use dockflare::v1::{Container, LabelDiagnostic};
 use dockflare_common::labels::{self, LabelPrefixes};
 use std::collections::{BTreeMap, HashMap};
 
+/// Which containers this agent reports: those with DockFlare labels (under
+/// these prefixes) and, when a scope is set, the scope label too — so that
+/// several agents can share one engine, each with its own containers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    pub prefixes: LabelPrefixes,
+    /// `KEY=VALUE`: only containers (or services) carrying this label.
+    pub scope: Option<(String, String)>,
+}
+
+impl Selection {
+    fn admits(&self, labels: &BTreeMap<String, String>) -> bool {
+        let in_scope = match &self.scope {
+            Some((key, value)) => labels.get(key) == Some(value),
+            None => true,
+        };
+        in_scope && !labels::is_managed_connector(labels) && labels::has_dockflare_labels(labels, &self.prefixes)
+    }
+}
+
+/// Parses `--scope KEY=VALUE`.
+pub fn parse_scope(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_string(), value.trim().to_string())),
+        _ => Err(format!("scope {text:?} is not KEY=VALUE")),
+    }
+}
+
 pub const SWARM_SERVICE_ID: &str = "com.docker.swarm.service.id";
 pub const SWARM_SERVICE_NAME: &str = "com.docker.swarm.service.name";
 pub const SWARM_TASK_ID: &str = "com.docker.swarm.task.id";
@@ -22,14 +50,15 @@ pub fn container(
     service_labels: Option<&HashMap<String, String>>,
     status: &str,
     image: &str,
-    prefixes: &LabelPrefixes,
+    selection: &Selection,
 ) -> Option<Container> {
     let mut merged: BTreeMap<String, String> =
         service_labels.into_iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect();
     merged.extend(container_labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-    if labels::is_managed_connector(&merged) || !labels::has_dockflare_labels(&merged, prefixes) {
+    if !selection.admits(&merged) {
         return None;
     }
+    let prefixes = &selection.prefixes;
     let swarm = |key: &str| merged.get(key).cloned().unwrap_or_default();
     let service_name = swarm(SWARM_SERVICE_NAME);
     let target = if service_name.is_empty() { name } else { service_name.as_str() };
@@ -61,7 +90,7 @@ fn diagnostics(target: &str, labels: &BTreeMap<String, String>, prefixes: &Label
 pub fn from_summary(
     summary: &ContainerSummary,
     service_labels: Option<&HashMap<String, String>>,
-    prefixes: &LabelPrefixes,
+    selection: &Selection,
 ) -> Option<Container> {
     let id = summary.id.as_deref()?;
     let name = summary.names.as_ref().and_then(|names| names.first()).map(String::as_str).unwrap_or(id);
@@ -74,7 +103,7 @@ pub fn from_summary(
         service_labels,
         &status,
         summary.image.as_deref().unwrap_or_default(),
-        prefixes,
+        selection,
     )
 }
 
@@ -82,7 +111,7 @@ pub fn from_summary(
 pub fn from_inspect(
     inspect: &ContainerInspectResponse,
     service_labels: Option<&HashMap<String, String>>,
-    prefixes: &LabelPrefixes,
+    selection: &Selection,
 ) -> Option<Container> {
     let id = inspect.id.as_deref()?;
     let config = inspect.config.as_ref();
@@ -95,7 +124,7 @@ pub fn from_inspect(
         service_labels,
         &status,
         config.and_then(|c| c.image.as_deref()).unwrap_or_default(),
-        prefixes,
+        selection,
     )
 }
 
@@ -107,7 +136,7 @@ pub fn is_running(status: &str) -> bool {
 /// A Swarm service as a manager reports it: one entry per labelled service,
 /// its id as the entry id, its running task count in the status
 /// ("running 3/3", or "pending 0/3").
-pub fn from_service(service: &Service, tasks: &[Task], prefixes: &LabelPrefixes) -> Option<Container> {
+pub fn from_service(service: &Service, tasks: &[Task], selection: &Selection) -> Option<Container> {
     let id = service.id.as_deref()?;
     let spec = service.spec.as_ref()?;
     let name = spec.name.as_deref().unwrap_or(id);
@@ -131,7 +160,7 @@ pub fn from_service(service: &Service, tasks: &[Task], prefixes: &LabelPrefixes)
         .and_then(|t| t.container_spec.as_ref())
         .and_then(|c| c.image.as_deref())
         .unwrap_or_default();
-    let mut entry = container(id, name, &HashMap::new(), Some(labels), &status, image, prefixes)?;
+    let mut entry = container(id, name, &HashMap::new(), Some(labels), &status, image, selection)?;
     entry.service_id = id.to_string();
     entry.service_name = name.to_string();
     Some(entry)
@@ -155,7 +184,7 @@ mod tests {
 
     #[test]
     fn only_dockflare_containers_that_are_not_connectors_are_reported() {
-        let prefixes = LabelPrefixes::default();
+        let prefixes = Selection::default();
         let plain = labels(&[("com.example", "x")]);
         assert!(container("c1", "/web", &plain, None, "running", "img", &prefixes).is_none());
         let connector = labels(&[("dockflare.managed", "true"), ("dockflare.type", "tunnel")]);
@@ -167,8 +196,19 @@ mod tests {
     }
 
     #[test]
+    fn a_scope_limits_reports_to_containers_carrying_it() {
+        let selection = Selection { scope: Some(("team".into(), "a".into())), ..Default::default() };
+        let mine = labels(&[("dockflare.enable", "true"), ("team", "a")]);
+        let theirs = labels(&[("dockflare.enable", "true"), ("team", "b")]);
+        assert!(container("c1", "/x", &mine, None, "running", "img", &selection).is_some());
+        assert!(container("c2", "/y", &theirs, None, "running", "img", &selection).is_none());
+        assert_eq!(parse_scope("team=a"), Ok(("team".into(), "a".into())));
+        assert!(parse_scope("=a").is_err() && parse_scope("team").is_err());
+    }
+
+    #[test]
     fn swarm_tasks_carry_their_service_identity_and_service_labels() {
-        let prefixes = LabelPrefixes::default();
+        let prefixes = Selection::default();
         let own = labels(&[
             (SWARM_SERVICE_ID, "svc1"),
             (SWARM_SERVICE_NAME, "web-app"),
@@ -191,7 +231,7 @@ mod tests {
 
     #[test]
     fn diff_reports_new_changed_and_gone() {
-        let prefixes = LabelPrefixes::default();
+        let prefixes = Selection::default();
         let make = |id: &str, status: &str| {
             container(id, "/x", &labels(&[("dockflare.enable", "true")]), None, status, "img", &prefixes)
                 .map(|c| (id.to_string(), c))

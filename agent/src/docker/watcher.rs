@@ -14,7 +14,6 @@ use bollard::query_parameters::{EventsOptions, ListContainersOptions, ListServic
 use bollard::Docker;
 use dockflare::v1::agent_event::Event;
 use dockflare::v1::{Container, StatusReport};
-use dockflare_common::labels::LabelPrefixes;
 use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -23,7 +22,7 @@ use tokio::sync::watch;
 /// What the watcher needs.
 #[derive(Clone)]
 pub struct WatchContext {
-    pub prefixes: LabelPrefixes,
+    pub selection: observe::Selection,
     pub mode_choice: ModeChoice,
     pub inventory: Inventory,
     pub outbox: Outbox,
@@ -69,7 +68,7 @@ async fn watch_once(context: &WatchContext) -> Result<(), EngineError> {
     let filters = HashMap::from([("type".to_string(), types)]);
     let mut events = Box::pin(docker.events(Some(EventsOptions { filters: Some(filters), ..Default::default() })));
 
-    let view = snapshot(&docker, manager, &context.prefixes).await?;
+    let view = snapshot(&docker, manager, &context.selection).await?;
     apply_view(context, view, true);
 
     let period = if manager { context.swarm_relist_every } else { context.relist_every };
@@ -85,7 +84,7 @@ async fn watch_once(context: &WatchContext) -> Result<(), EngineError> {
                 })),
             },
             _ = relist.tick() => {
-                let view = snapshot(&docker, manager, &context.prefixes).await?;
+                let view = snapshot(&docker, manager, &context.selection).await?;
                 apply_view(context, view, false);
             }
         }
@@ -96,7 +95,7 @@ async fn watch_once(context: &WatchContext) -> Result<(), EngineError> {
 async fn snapshot(
     docker: &Docker,
     manager: bool,
-    prefixes: &LabelPrefixes,
+    selection: &observe::Selection,
 ) -> Result<BTreeMap<String, Container>, EngineError> {
     let mut view = BTreeMap::new();
     let mut service_labels: HashMap<String, HashMap<String, String>> = HashMap::new();
@@ -106,7 +105,7 @@ async fn snapshot(
         for service in &services {
             let (Some(id), Some(spec)) = (service.id.as_ref(), service.spec.as_ref()) else { continue };
             service_labels.insert(id.clone(), spec.labels.clone().unwrap_or_default());
-            if let Some(entry) = observe::from_service(service, &tasks, prefixes) {
+            if let Some(entry) = observe::from_service(service, &tasks, selection) {
                 view.insert(entry.id.clone(), entry);
             }
         }
@@ -115,7 +114,7 @@ async fn snapshot(
     for summary in &containers {
         let service_id = summary.labels.as_ref().and_then(|l| l.get(observe::SWARM_SERVICE_ID));
         let labels = service_id.and_then(|id| service_labels.get(id));
-        if let Some(container) = observe::from_summary(summary, labels, prefixes) {
+        if let Some(container) = observe::from_summary(summary, labels, selection) {
             if observe::is_running(&container.status) {
                 view.insert(container.id.clone(), container);
             }
@@ -168,7 +167,7 @@ async fn handle_event(
     let Some(id) = event.actor.and_then(|a| a.id) else { return Ok(()) };
     if kind == "service" {
         // Services changed (create, update, remove): relist, report the difference.
-        let view = snapshot(docker, manager, &context.prefixes).await?;
+        let view = snapshot(docker, manager, &context.selection).await?;
         apply_view(context, view, false);
         return Ok(());
     }
@@ -213,7 +212,7 @@ async fn refresh(context: &WatchContext, docker: &Docker, manager: bool, id: &st
         }
         _ => None,
     };
-    match observe::from_inspect(&inspect, service_labels.as_ref(), &context.prefixes) {
+    match observe::from_inspect(&inspect, service_labels.as_ref(), &context.selection) {
         Some(container) if observe::is_running(&container.status) => {
             if context.inventory.upsert(container.clone()) {
                 tracing::info!(message = "Container started.", container = %container.name, routes_diagnostics = container.diagnostics.len());
