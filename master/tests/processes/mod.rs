@@ -221,6 +221,7 @@ pub struct Agent {
     pub data_dir: tempfile::TempDir,
     masters: Vec<String>,
     token: String,
+    extra_args: Vec<String>,
     child: Option<Child>,
     /// Logs of every run of this agent, in order.
     pub logs: Logs,
@@ -229,10 +230,16 @@ pub struct Agent {
 impl Agent {
     /// Starts an agent that enrolls with `token` on first start.
     pub fn start(masters: &[String], token: &str) -> Result<Agent> {
+        Agent::start_with(masters, token, &[])
+    }
+
+    /// Starts an agent with extra command-line arguments.
+    pub fn start_with(masters: &[String], token: &str, extra_args: &[&str]) -> Result<Agent> {
         let mut agent = Agent {
             data_dir: tempfile::tempdir()?,
             masters: masters.to_vec(),
             token: token.to_string(),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             child: None,
             logs: Logs::default(),
         };
@@ -244,7 +251,7 @@ impl Agent {
         let mut command = Command::new(workspace_binary("dockflare-agent")?);
         strip_dockflare_env(&mut command);
         command.arg("--master").arg(self.masters.join(",")).arg("--data-dir").arg(self.data_dir.path());
-        command.args(["--log-format", "json", "--reconnect-max", "1s"]);
+        command.args(["--log-format", "json", "--reconnect-max", "1s"]).args(&self.extra_args);
         command.env("DOCKFLARE_JOIN_TOKEN", &self.token);
         command.env("RUST_LOG", "info,dockflare_agent=debug,h2=warn,hyper=warn,tower=warn");
         command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
@@ -309,5 +316,53 @@ where
             bail!("{what}: not reached within {timeout:?} (last error: {last_error:?})");
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Runs the docker CLI against the real engine; stdout on success.
+pub fn docker(args: &[&str]) -> Result<String> {
+    let output = Command::new("docker").args(args).output().context("running the docker CLI")?;
+    if !output.status.success() {
+        bail!("docker {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+/// Fails loudly when no Docker engine answers, or the test images are missing.
+pub fn require_docker() {
+    if let Err(error) = docker(&["info", "--format", "{{.ServerVersion}}"]) {
+        panic!("these tests need a Docker engine: {error}. Run deploy/test.sh, which starts dockerd and builds the test images.");
+    }
+    for image in ["dockflare-test/origin:latest", "dockflare-test/connector:latest"] {
+        if docker(&["image", "inspect", "--format", "{{.Id}}", image]).is_err() {
+            panic!("test image {image} is missing: run deploy/images.sh (deploy/test.sh does).");
+        }
+    }
+}
+
+/// A unique suffix for names in one test run.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}
+
+/// Removes containers, services and networks whose names are given, on drop.
+#[derive(Default)]
+pub struct DockerCleanup {
+    pub containers: Vec<String>,
+    pub services: Vec<String>,
+    pub networks: Vec<String>,
+}
+
+impl Drop for DockerCleanup {
+    fn drop(&mut self) {
+        for service in &self.services {
+            let _ = docker(&["service", "rm", service]);
+        }
+        for container in &self.containers {
+            let _ = docker(&["rm", "-f", container]);
+        }
+        for network in &self.networks {
+            let _ = docker(&["network", "rm", network]);
+        }
     }
 }
