@@ -68,7 +68,18 @@ async fn start_agent(master: &Master, scope: &str, network: &str) -> Result<(Age
     let agent = Agent::start_with(
         &[master.url()],
         &token,
-        &["--scope", &scope_arg, "--network", network, "--cloudflared-image", CONNECTOR, "--relist-interval", "3s"],
+        &[
+            "--mode",
+            "standalone",
+            "--scope",
+            &scope_arg,
+            "--network",
+            network,
+            "--cloudflared-image",
+            CONNECTOR,
+            "--relist-interval",
+            "3s",
+        ],
     )?;
     let agent_id = agent.id(WAIT).await?;
     Ok((agent, agent_id))

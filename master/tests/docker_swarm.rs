@@ -1,0 +1,188 @@
+//! The agent on a real Swarm manager: `docker service create --label
+//! dockflare.enable=true …` with replicas is reported as one service (and
+//! its tasks), scaling shows in the running count, removal removes it and
+//! its route; the connector runs as a service pinned to this node.
+
+mod processes;
+mod support;
+
+use anyhow::Result;
+use dockflare::v1::{
+    send_command_request::Kind, ListContainersRequest, ListRoutesRequest, RouteStatus, SendCommandRequest, StartTunnel,
+    StopTunnel,
+};
+use processes::{docker, eventually, require_docker, unique, Agent, DockerCleanup, Master};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn require_swarm() {
+    require_docker();
+    let state =
+        docker(&["info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}"]).unwrap_or_default();
+    if state != "active true" {
+        panic!("these tests need a Swarm manager (docker swarm init --advertise-addr 127.0.0.1); found {state:?}. deploy/test.sh sets it up.");
+    }
+}
+
+/// (name, status, service_id, task_id) of what the master lists for the agent.
+async fn reported(master: &Master, agent_id: &str) -> Result<Vec<(String, String, String, String)>> {
+    let containers = master
+        .admin()
+        .await?
+        .list_containers(ListContainersRequest { agent_id: agent_id.into() })
+        .await?
+        .into_inner()
+        .containers;
+    Ok(containers
+        .into_iter()
+        .filter_map(|c| c.container)
+        .map(|c| (c.name, c.status, c.service_id, c.task_id))
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swarm_services_scale_and_leave_and_the_connector_is_node_pinned() -> Result<()> {
+    require_swarm();
+    let mut cleanup = DockerCleanup::default();
+    let scope = unique("swarm");
+    let network = unique("overlay");
+    docker(&["network", "create", "-d", "overlay", "--attachable", &network])?;
+    cleanup.networks.push(network.clone());
+    let master = Master::start(None, &[]).await?;
+    let token = master.join_token(1).await?;
+    let scope_arg = format!("test.scope={scope}");
+    let agent = Agent::start_with(
+        &[master.url()],
+        &token,
+        &[
+            "--mode",
+            "swarm",
+            "--scope",
+            &scope_arg,
+            "--network",
+            &network,
+            "--cloudflared-image",
+            "dockflare-test/connector:latest",
+            "--swarm-relist-interval",
+            "1s",
+        ],
+    )?;
+    let agent_id = agent.id(WAIT).await?;
+    let node_id = docker(&["info", "--format", "{{.Swarm.NodeID}}"])?;
+
+    let service = format!("web-{scope}");
+    cleanup.services.push(service.clone());
+    let hostname = format!("web.{scope}.example.test");
+    docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        &service,
+        "--network",
+        &network,
+        "--replicas",
+        "2",
+        "--label",
+        &scope_arg,
+        "--label",
+        "dockflare.enable=true",
+        "--label",
+        "dockflare.port=80",
+        "--label",
+        &format!("dockflare.domain={hostname}"),
+        "dockflare-test/origin:latest",
+    ])?;
+
+    let expect_running = |replicas: usize| {
+        let (master, agent_id, service) = (&master, agent_id.clone(), service.clone());
+        async move {
+            eventually(&format!("{service} running {replicas}/{replicas} with its tasks"), WAIT, || async {
+                let now = reported(master, &agent_id).await?;
+                let service_entry =
+                    now.iter().any(|c| c.0 == service && c.1 == format!("running {replicas}/{replicas}"));
+                let tasks = now.iter().filter(|c| !c.3.is_empty() && c.0.starts_with(&format!("{service}."))).count();
+                Ok((service_entry && tasks == replicas).then_some(now))
+            })
+            .await
+        }
+    };
+    let listed = expect_running(2).await?;
+    assert!(listed.iter().all(|c| !c.2.is_empty()), "every entry carries the service id: {listed:?}");
+    let routes =
+        master.admin().await?.list_routes(ListRoutesRequest { agent_id: agent_id.clone() }).await?.into_inner().routes;
+    let summary: Vec<(String, String, i32)> =
+        routes.iter().map(|r| (r.hostname.clone(), r.service.clone(), r.status)).collect();
+    assert_eq!(
+        summary,
+        vec![(hostname.clone(), format!("http://{service}:80"), RouteStatus::Active as i32)],
+        "one route for the whole service"
+    );
+
+    docker(&["service", "scale", "-d", &format!("{service}=4")])?;
+    expect_running(4).await?;
+
+    docker(&["service", "rm", &service])?;
+    eventually("the service and its tasks gone", WAIT, || async {
+        Ok(reported(&master, &agent_id).await?.is_empty().then_some(()))
+    })
+    .await?;
+    let routes =
+        master.admin().await?.list_routes(ListRoutesRequest { agent_id: agent_id.clone() }).await?.into_inner().routes;
+    assert!(routes.is_empty(), "{routes:?}");
+
+    // The connector is a service pinned to this node, token in its environment.
+    let connector = format!("dockflare-tunnel-{}", &agent_id[..8]);
+    cleanup.services.push(connector.clone());
+    let token = format!("eyJhIjoi{}", unique("swarm"));
+    master
+        .admin()
+        .await?
+        .send_command(SendCommandRequest {
+            agent_id: agent_id.clone(),
+            kind: Some(Kind::StartTunnel(StartTunnel {
+                tunnel_id: "c1744f8b-faa1-48a4-9e5c-02ac921467fa".into(),
+                tunnel_name: "swarm".into(),
+                token: token.clone(),
+                rules: vec![],
+            })),
+        })
+        .await?;
+    eventually("the connector service running on this node", WAIT, || async {
+        let Ok(spec) = docker(&["service", "inspect", "--format", "{{json .Spec.TaskTemplate}}", &connector]) else {
+            return Ok(None);
+        };
+        let running = docker(&[
+            "service",
+            "ps",
+            "--filter",
+            "desired-state=running",
+            "--format",
+            "{{.CurrentState}} {{.Node}}",
+            &connector,
+        ])?;
+        Ok((spec.contains(&format!("node.id=={node_id}"))
+            && spec.contains(&format!("TUNNEL_TOKEN={token}"))
+            && running.starts_with("Running"))
+        .then_some(()))
+    })
+    .await?;
+    let args =
+        docker(&["service", "inspect", "--format", "{{json .Spec.TaskTemplate.ContainerSpec.Args}}", &connector])?;
+    assert_eq!(args, "[\"tunnel\",\"--no-autoupdate\",\"run\"]");
+    master
+        .admin()
+        .await?
+        .send_command(SendCommandRequest {
+            agent_id: agent_id.clone(),
+            kind: Some(Kind::StopTunnel(StopTunnel::default())),
+        })
+        .await?;
+    eventually("the connector service removed", WAIT, || async {
+        Ok(docker(&["service", "inspect", &connector]).is_err().then_some(()))
+    })
+    .await?;
+    drop(agent);
+    Ok(())
+}
