@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs DockFlare's whole test suite. Provisions what the tests need when it is
-# missing — PostgreSQL 15 and grpcurl — and fails loudly when it cannot.
+# missing — PostgreSQL 15, grpcurl, a Docker engine in Swarm mode and the local
+# test images (deploy/images.sh) — and fails loudly when it cannot.
 #
 #   deploy/test.sh            # everything
 #   deploy/test.sh -- NAME    # extra arguments go to `cargo test`
@@ -61,8 +62,51 @@ ensure_grpcurl() {
   log "grpcurl: $("$bin" -version 2>&1)"
 }
 
+# --- Docker: engine, Swarm, local test images -----------------------------------
+DOCKER_DEADLINE=60
+ensure_docker() {
+  if ! docker info >/dev/null 2>&1; then
+    command -v dockerd >/dev/null || { log "installing Docker (docker.io)"; apt_install docker.io; }
+    command -v docker >/dev/null || die "the docker CLI is missing after installing docker.io"
+    local dockerd_log="$PWD/target/dockerd.log" dockerd_pid=""
+    if command -v pgrep >/dev/null && pgrep -x dockerd >/dev/null; then
+      log "dockerd is running but not answering yet; waiting"
+    else
+      mkdir -p target || die "cannot create target/"
+      log "starting dockerd (log: $dockerd_log)"
+      as_root nohup dockerd >"$dockerd_log" 2>&1 </dev/null &
+      dockerd_pid=$!
+    fi
+    local deadline=$((SECONDS + DOCKER_DEADLINE))
+    until docker info >/dev/null 2>&1; do
+      if [ -n "$dockerd_pid" ] && ! kill -0 "$dockerd_pid" 2>/dev/null; then
+        tail -n 20 "$dockerd_log" >&2 || true
+        die "dockerd exited during startup (log: $dockerd_log)"
+      fi
+      if [ $SECONDS -ge $deadline ]; then
+        [ -z "$dockerd_pid" ] || tail -n 20 "$dockerd_log" >&2 || true
+        die "the Docker engine is not answering after $DOCKER_DEADLINE s (docker info: $(docker info 2>&1 | tail -n 1))"
+      fi
+      sleep 0.5
+    done
+  fi
+  local swarm
+  swarm=$(docker info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null) || die "cannot read the Swarm state (docker info)"
+  if [ "$swarm" = inactive ]; then
+    log "initialising a single-node Swarm"
+    docker swarm init --advertise-addr 127.0.0.1 >/dev/null || die "docker swarm init failed"
+    swarm=$(docker info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null || true)
+  fi
+  [ "$swarm" = active ] || die "Swarm is '$swarm', not active (fix it, or: docker swarm leave --force)"
+  deploy/images.sh || die "building the Docker test images failed"
+  export DOCKERD_LOG="$PWD/target/dockerd.log"
+  export DOCKFLARE_TEST_DOCKER=1
+  log "Docker $(docker version --format '{{.Server.Version}}') ready (Swarm active, test images built)"
+}
+
 ensure_postgres
 ensure_grpcurl
+ensure_docker
 
 extra=()
 if [ "${1:-}" = "--" ]; then shift; extra=("$@"); fi

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Builds the local images DockFlare's Docker tests run, without any registry:
+#
+#   dockflare-test/origin:latest     HTTP origin       (dockflare-testkit origin)
+#   dockflare-test/connector:latest  cloudflared stub  (dockflare-testkit connector-stub)
+#
+# Both are FROM scratch around one statically linked binary, agent/src/bin/dockflare-testkit.rs;
+# their Dockerfiles are in deploy/testkit/. Nothing is pulled. Each image is labelled with the
+# binary's sha256 (as cargo built it) and the sha256 of its recipe (the Dockerfile, and whether the
+# copy was stripped), and is rebuilt only when one of them changed: a second run costs a no-op cargo
+# build and two `docker image inspect`s.
+#
+#   deploy/images.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '==> images: %s\n' "$*" >&2; }
+die() { printf 'deploy/images.sh: %s\n' "$*" >&2; exit 1; }
+
+BIN_LABEL=org.dockflare.testkit.sha256
+RECIPE_LABEL=org.dockflare.testkit.recipe-sha256
+TRIPLE="$(uname -m)-unknown-linux-gnu"
+
+command -v docker >/dev/null || die "docker is not installed (deploy/test.sh installs it)"
+docker info >/dev/null 2>&1 || die "the Docker engine is not reachable (is dockerd running? deploy/test.sh starts it)"
+command -v sha256sum >/dev/null || die "sha256sum is missing (coreutils)"
+# Without buildx, the Docker CLI can only use the classic builder; say so rather than fail on DOCKER_BUILDKIT=1.
+docker buildx version >/dev/null 2>&1 || export DOCKER_BUILDKIT=0
+
+# --- the static binary ------------------------------------------------------------------------
+log "building dockflare-testkit (static, $TRIPLE)"
+messages=$(RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target "$TRIPLE" \
+  -p dockflare-testkit --bin dockflare-testkit --message-format=json-render-diagnostics) \
+  || die "cargo build of dockflare-testkit failed (see above)"
+bin=$(printf '%s\n' "$messages" | sed -n 's/.*"executable":"\([^"]*dockflare-testkit\)".*/\1/p' | tail -n 1)
+[ -n "$bin" ] && [ -x "$bin" ] || die "cargo did not report the dockflare-testkit executable"
+bin_sha=$(sha256sum "$bin" | cut -d' ' -f1)
+log "binary $bin ($(du -h "$bin" | cut -f1), sha256 ${bin_sha:0:12})"
+
+# --- the images -------------------------------------------------------------------------------
+context=$(mktemp -d "${TMPDIR:-/tmp}/dockflare-images.XXXXXX") || die "cannot create a temporary build context"
+trap 'rm -rf "$context"' EXIT
+cp "$bin" "$context/dockflare-testkit" || die "cannot copy $bin into $context"
+# The release profile keeps line tables; the images do not need them (5.7 MB -> 1.4 MB).
+stripped=no
+if command -v strip >/dev/null; then
+  strip "$context/dockflare-testkit" || die "strip failed on $context/dockflare-testkit"
+  stripped=yes
+fi
+
+label_of() { # IMAGE LABEL -> the label's value, empty when the image or the label is missing
+  docker image inspect --format "{{ index .Config.Labels \"$2\" }}" "$1" 2>/dev/null || true
+}
+
+build_image() { # NAME (origin|connector) SMOKE-TEST-ARGS...
+  local image="dockflare-test/$1:latest" dockerfile="deploy/testkit/$1.Dockerfile"
+  shift
+  [ -f "$dockerfile" ] || die "missing $dockerfile"
+  local recipe_sha old_id new_id
+  recipe_sha=$({ cat "$dockerfile"; echo "stripped=$stripped"; } | sha256sum | cut -d' ' -f1)
+  if [ "$(label_of "$image" "$BIN_LABEL")" = "$bin_sha" ] && [ "$(label_of "$image" "$RECIPE_LABEL")" = "$recipe_sha" ]; then
+    log "$image is up to date ($(docker image inspect --format '{{.Id}}' "$image" | cut -c8-19)), skipped"
+    return
+  fi
+  old_id=$(docker image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
+  cp "$dockerfile" "$context/Dockerfile" || die "cannot copy $dockerfile into $context"
+  # stderr is kept for failures only (the classic builder prints a deprecation notice every time).
+  new_id=$(docker build --quiet --pull=false \
+    --label "$BIN_LABEL=$bin_sha" --label "$RECIPE_LABEL=$recipe_sha" \
+    --tag "$image" "$context" 2>"$context/build.log") \
+    || { cat "$context/build.log" >&2; die "docker build of $image failed"; }
+  # Smoke test: the static binary starts in an empty image.
+  docker run --rm --network none "$image" "$@" >"$context/run.log" 2>&1 \
+    || { cat "$context/run.log" >&2; die "$image was built but '$*' does not run in it (is the binary static?)"; }
+  # The previous build lost its tag; drop it unless a container still uses it.
+  if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then
+    if docker image rm "$old_id" >"$context/rm.log" 2>&1; then
+      log "removed the previous $image (${old_id:7:12})"
+    else
+      log "kept the previous $image (${old_id:7:12}): $(tail -n 1 "$context/rm.log")"
+    fi
+  fi
+  log "$image built ($(printf '%s' "$new_id" | cut -c8-19), $(docker image inspect --format '{{.Size}}' "$image") bytes)"
+}
+
+build_image origin --help
+build_image connector version
