@@ -96,9 +96,12 @@ mod tests {
         ObservedConnector { id: id.into(), config_hash: hash.into(), state: state.into() }
     }
 
+    /// (name, desired, observed, expected plan)
+    type Case = (&'static str, Option<DesiredConnector>, Vec<ObservedConnector>, Vec<Action>);
+
     #[test]
     fn plans() {
-        let cases: Vec<(&str, Option<DesiredConnector>, Vec<ObservedConnector>, Vec<Action>)> = vec![
+        let cases: Vec<Case> = vec![
             ("nothing wanted, nothing there", None, vec![], vec![]),
             ("first start", Some(desired("h1")), vec![], vec![Action::Create]),
             ("adopt the running one", Some(desired("h1")), vec![seen("a", "h1", "running")], vec![]),
