@@ -28,18 +28,18 @@ impl AdminApi {
         AdminApi { state }
     }
 
-    /// Each agent's custom label prefix.
-    async fn label_prefixes(&self) -> Result<HashMap<String, String>, Status> {
-        let mut prefixes = HashMap::new();
+    /// Every agent.
+    async fn all_agents(&self) -> Result<Vec<crate::store::AgentRecord>, Status> {
+        let mut agents = Vec::new();
         let mut after = String::new();
         loop {
             let page =
                 self.state.store.list_agents(&after, MAX_PAGE).await.map_err(|e| store_status("listing agents", e))?;
             let Some(last) = page.last() else { break };
             after = last.id.clone();
-            prefixes.extend(page.into_iter().map(|agent| (agent.id, agent.label_prefix)));
+            agents.extend(page);
         }
-        Ok(prefixes)
+        Ok(agents)
     }
 }
 
@@ -216,7 +216,7 @@ impl AdminService for AdminApi {
             Some(send_command_request::Kind::UpdateTunnelConfig(update)) => command::Kind::UpdateTunnelConfig(update),
             Some(send_command_request::Kind::Resync(resync)) => command::Kind::Resync(resync),
         };
-        let queued = crate::commands::enqueue(&self.state, &agent_id, kind).await?;
+        let queued = crate::commands::enqueue(&self.state.store, &self.state.sessions, &agent_id, kind).await?;
         Ok(Response::new(v1::SendCommandResponse { command_id: queued.0, sequence: queued.1 }))
     }
 
@@ -310,14 +310,150 @@ impl AdminService for AdminApi {
     ) -> Result<Response<v1::ListRoutesResponse>, Status> {
         self.state.auth.admin(&request)?;
         let agent_filter = request.get_ref().agent_id.clone();
-        let rows = self.state.store.list_containers(None).await.map_err(|e| store_status("listing containers", e))?;
-        let prefixes = self.label_prefixes().await?;
-        let routes = crate::routes::desired_routes(&rows, &prefixes)
+        let rows = self.state.store.load_routes().await.map_err(|e| store_status("listing routes", e))?;
+        let tunnels = self.state.store.list_tunnels().await.map_err(|e| store_status("listing tunnels", e))?;
+        let tunnel_ids: HashMap<&str, &str> =
+            tunnels.iter().map(|t| (t.tunnel_key.as_str(), t.tunnel_id.as_str())).collect();
+        let routes = rows
             .iter()
-            .filter(|route| agent_filter.is_empty() || route.agent_id == agent_filter)
-            .map(convert::route)
+            .filter(|row| agent_filter.is_empty() || row.spec.agent_id == agent_filter)
+            .map(|row| {
+                let mut route = convert::route(row);
+                route.tunnel_id =
+                    tunnel_ids.get(row.spec.tunnel_key.as_str()).map(|id| id.to_string()).unwrap_or_default();
+                route
+            })
             .collect();
         Ok(Response::new(v1::ListRoutesResponse { routes }))
+    }
+
+    async fn add_manual_route(
+        &self,
+        request: Request<v1::AddManualRouteRequest>,
+    ) -> Result<Response<v1::AddManualRouteResponse>, Status> {
+        let admin = self.state.auth.admin(&request)?;
+        let request = request.into_inner();
+        let route = crate::manual_routes::validate(&request, now_millis())?;
+        if let Some(agent_id) = route.tunnel_key.strip_prefix("agent:") {
+            let agent = self.state.store.get_agent(agent_id).await.map_err(|e| store_status("reading the agent", e))?;
+            if agent.is_none_or(|a| a.removed_at.is_some()) {
+                return Err(Status::not_found(format!("agent_id: agent {agent_id:?} does not exist")));
+            }
+        }
+        self.state.store.put_manual_route(&route).await.map_err(|e| store_status("storing the manual route", e))?;
+        tracing::info!(message = "Manual route added.", hostname = %route.hostname, path = %route.path, service = %route.service, %admin);
+        self.state.reconciler.run_now().await;
+        let rows = self.state.store.load_routes().await.map_err(|e| store_status("listing routes", e))?;
+        let stored =
+            rows.iter().find(|r| r.owner == "manual" && r.spec.hostname == route.hostname && r.spec.path == route.path);
+        Ok(Response::new(v1::AddManualRouteResponse { route: stored.map(convert::route) }))
+    }
+
+    async fn delete_manual_route(
+        &self,
+        request: Request<v1::DeleteManualRouteRequest>,
+    ) -> Result<Response<v1::DeleteManualRouteResponse>, Status> {
+        let admin = self.state.auth.admin(&request)?;
+        let request = request.into_inner();
+        let hostname = dockflare_common::labels::values::hostname(&request.hostname)
+            .map_err(|reason| Status::invalid_argument(format!("hostname: {reason}")))?;
+        let path = dockflare_common::labels::values::path(&request.path)
+            .map_err(|reason| Status::invalid_argument(format!("path: {reason}")))?;
+        let existed = self
+            .state
+            .store
+            .delete_manual_route(&hostname, &path)
+            .await
+            .map_err(|e| store_status("deleting the manual route", e))?;
+        if !existed {
+            return Err(Status::not_found(format!("no manual route for {hostname}{path}")));
+        }
+        tracing::info!(message = "Manual route deleted.", %hostname, %path, %admin);
+        self.state.reconciler.run_now().await;
+        Ok(Response::new(v1::DeleteManualRouteResponse {}))
+    }
+
+    async fn list_tunnels(
+        &self,
+        request: Request<v1::ListTunnelsRequest>,
+    ) -> Result<Response<v1::ListTunnelsResponse>, Status> {
+        self.state.auth.admin(&request)?;
+        let tunnels = self.state.store.list_tunnels().await.map_err(|e| store_status("listing tunnels", e))?;
+        let routes = self.state.store.load_routes().await.map_err(|e| store_status("listing routes", e))?;
+        let agents = self.all_agents().await?;
+        let tunnels = tunnels
+            .iter()
+            .map(|tunnel| v1::Tunnel {
+                id: tunnel.tunnel_id.clone(),
+                name: tunnel.name.clone(),
+                key: tunnel.tunnel_key.clone(),
+                status: tunnel.status.clone(),
+                connector_count: tunnel.connector_count.max(0) as u32,
+                agent_ids: agents
+                    .iter()
+                    .filter(|a| a.removed_at.is_none() && crate::reconcile::claims::tunnel_key(a) == tunnel.tunnel_key)
+                    .map(|a| a.id.clone())
+                    .collect(),
+                route_count: routes
+                    .iter()
+                    .filter(|r| r.spec.tunnel_key == tunnel.tunnel_key && r.status.is_routed())
+                    .count() as u32,
+                last_error: tunnel.last_error.clone(),
+                created_at: Some(convert::timestamp(tunnel.created_at)),
+            })
+            .collect();
+        Ok(Response::new(v1::ListTunnelsResponse { tunnels }))
+    }
+
+    async fn remove_agent(
+        &self,
+        request: Request<v1::RemoveAgentRequest>,
+    ) -> Result<Response<v1::RemoveAgentResponse>, Status> {
+        let admin = self.state.auth.admin(&request)?;
+        let id = required("id", &request.get_ref().id)?.to_string();
+        let agent = self
+            .state
+            .store
+            .get_agent(&id)
+            .await
+            .map_err(|e| store_status("reading the agent", e))?
+            .ok_or_else(|| Status::not_found(format!("agent {id:?} does not exist")))?;
+        if agent.removed_at.is_none() && !agent.is_revoked() {
+            crate::reconcile::stop_connector(&self.state.store, &self.state.sessions, &id).await?;
+        }
+        self.state
+            .store
+            .mark_agent_removed(&id, now_millis())
+            .await
+            .map_err(|e| store_status("removing the agent", e))?;
+        tracing::info!(message = "Agent removed.", agent = %id, %admin);
+        self.state.reconciler.run_now().await;
+        let agent = self.state.store.get_agent(&id).await.map_err(|e| store_status("reading the agent", e))?;
+        Ok(Response::new(v1::RemoveAgentResponse { agent: agent.map(|a| convert::agent(&a, false)) }))
+    }
+
+    async fn reconcile(
+        &self,
+        request: Request<v1::ReconcileRequest>,
+    ) -> Result<Response<v1::ReconcileResponse>, Status> {
+        self.state.auth.admin(&request)?;
+        let report = self
+            .state
+            .reconciler
+            .run_now()
+            .await
+            .ok_or_else(|| Status::unavailable("the reconciler is not running"))?;
+        Ok(Response::new(v1::ReconcileResponse {
+            tunnels_created: report.tunnels_created,
+            tunnels_deleted: report.tunnels_deleted,
+            ingress_updates: report.ingress_updates,
+            dns_created: report.dns_created,
+            dns_updated: report.dns_updated,
+            dns_deleted: report.dns_deleted,
+            commands_sent: report.commands_sent,
+            routes_changed: report.routes_changed,
+            errors: report.errors,
+        }))
     }
 }
 

@@ -140,28 +140,82 @@ pub fn origin_request(origin: &dockflare_common::labels::OriginOptions) -> v1::O
     }
 }
 
-/// A derived route as the admin API shows it.
-pub fn route(route: &crate::routes::DesiredRoute) -> v1::Route {
-    let (status, reason) = match &route.state {
-        crate::routes::RouteState::Active => (v1::RouteStatus::Active, String::new()),
-        crate::routes::RouteState::Conflict(reason) => (v1::RouteStatus::Conflict, reason.clone()),
+/// A stored route as the admin API shows it.
+pub fn route(row: &crate::reconcile::route_table::RouteRow) -> v1::Route {
+    use crate::reconcile::route_table::{Source, Status};
+    let status = match row.status {
+        Status::Active if !row.last_error.is_empty() => v1::RouteStatus::Error,
+        Status::Active => v1::RouteStatus::Active,
+        Status::PendingDeletion => v1::RouteStatus::PendingDeletion,
+        Status::Conflict => v1::RouteStatus::Conflict,
+        Status::Invalid => v1::RouteStatus::Invalid,
+    };
+    let source = match row.source {
+        Source::Labels => v1::RouteSource::Labels,
+        Source::Manual => v1::RouteSource::Manual,
     };
     v1::Route {
-        hostname: route.spec.hostname.clone(),
-        path: route.spec.path.clone(),
-        service: route.spec.service.clone(),
-        source: v1::RouteSource::Labels as i32,
+        hostname: row.spec.hostname.clone(),
+        path: row.spec.path.clone(),
+        service: row.spec.service.clone(),
+        source: source as i32,
         status: status as i32,
-        reason,
-        agent_id: route.agent_id.clone(),
-        container_id: route.container_id.clone(),
-        container_name: route.container_name.clone(),
-        service_name: route.service_name.clone(),
-        zone_name: route.spec.zone_name.clone().unwrap_or_default(),
-        origin_request: Some(origin_request(&route.spec.origin)),
+        reason: row.reason.clone(),
+        agent_id: row.spec.agent_id.clone(),
+        container_id: row.spec.container_id.clone(),
+        container_name: row.spec.container_name.clone(),
+        service_name: row.spec.service_name.clone(),
+        zone_name: row.spec.zone_name.clone(),
+        origin_request: serde_json::from_str::<serde_json::Value>(&row.spec.origin_json)
+            .ok()
+            .filter(|json| json.as_object().is_some_and(|o| !o.is_empty()))
+            .map(|json| origin_from_json(&json)),
         tunnel_id: String::new(),
-        delete_at: None,
-        last_error: String::new(),
+        delete_at: row.delete_at.map(timestamp),
+        last_error: row.last_error.clone(),
+    }
+}
+
+/// cloudflared originRequest JSON back to the protobuf message.
+fn origin_from_json(json: &serde_json::Value) -> v1::OriginRequest {
+    let text = |key: &str| json.get(key).and_then(|v| v.as_str()).map(str::to_string);
+    let flag = |key: &str| json.get(key).and_then(|v| v.as_bool());
+    let secs = |key: &str| json.get(key).and_then(|v| v.as_u64()).map(|s| format!("{s}s"));
+    v1::OriginRequest {
+        no_tls_verify: flag("noTLSVerify"),
+        origin_server_name: text("originServerName"),
+        http_host_header: text("httpHostHeader"),
+        http2_origin: flag("http2Origin"),
+        disable_chunked_encoding: flag("disableChunkedEncoding"),
+        match_sni_to_host: flag("matchSNItoHost"),
+        connect_timeout: secs("connectTimeout"),
+        tls_timeout: secs("tlsTimeout"),
+        keep_alive_timeout: secs("keepAliveTimeout"),
+        keep_alive_connections: json.get("keepAliveConnections").and_then(|v| v.as_u64()).map(|v| v as u32),
+        tcp_keep_alive: secs("tcpKeepAlive"),
+        no_happy_eyeballs: flag("noHappyEyeballs"),
+        proxy_type: text("proxyType"),
+        ca_pool: text("caPool"),
+    }
+}
+
+/// Label-style origin options from the protobuf message (for manual routes).
+pub fn origin_options(origin: &v1::OriginRequest) -> dockflare_common::labels::OriginOptions {
+    dockflare_common::labels::OriginOptions {
+        no_tls_verify: origin.no_tls_verify,
+        origin_server_name: origin.origin_server_name.clone(),
+        http_host_header: origin.http_host_header.clone(),
+        http2_origin: origin.http2_origin,
+        disable_chunked_encoding: origin.disable_chunked_encoding,
+        match_sni_to_host: origin.match_sni_to_host,
+        connect_timeout: origin.connect_timeout.clone(),
+        tls_timeout: origin.tls_timeout.clone(),
+        tcp_keep_alive: origin.tcp_keep_alive.clone(),
+        keep_alive_timeout: origin.keep_alive_timeout.clone(),
+        keep_alive_connections: origin.keep_alive_connections,
+        no_happy_eyeballs: origin.no_happy_eyeballs,
+        proxy_type: origin.proxy_type.clone(),
+        ca_pool: origin.ca_pool.clone(),
     }
 }
 

@@ -5,6 +5,7 @@
 //! with backoff and the full queue pushes back on the agents' streams:
 //! nothing is acknowledged before it is stored, nothing stored is dropped.
 
+use crate::reconcile::ReconcilerHandle;
 use crate::sessions::Sessions;
 use crate::store::{CommandAck, ContainerChange, ContainerChangeEntry, EventBatch, Store, StoredEvent};
 use std::collections::HashMap;
@@ -40,9 +41,10 @@ pub struct WriterStopped;
 
 impl EventWriter {
     /// Starts the writer task.
-    pub fn spawn(store: Store, sessions: Sessions) -> EventWriter {
+    /// `reconciler` is told when reported containers change.
+    pub fn spawn(store: Store, sessions: Sessions, reconciler: ReconcilerHandle) -> EventWriter {
         let (queue, incoming) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(run(store, sessions, incoming));
+        tokio::spawn(run(store, sessions, reconciler, incoming));
         EventWriter { queue }
     }
 
@@ -52,7 +54,12 @@ impl EventWriter {
     }
 }
 
-async fn run(store: Store, sessions: Sessions, mut incoming: mpsc::Receiver<PendingEvent>) {
+async fn run(
+    store: Store,
+    sessions: Sessions,
+    reconciler: ReconcilerHandle,
+    mut incoming: mpsc::Receiver<PendingEvent>,
+) {
     let mut buffer = Vec::with_capacity(MAX_BATCH);
     while incoming.recv_many(&mut buffer, MAX_BATCH).await > 0 {
         let mut batch = EventBatch::default();
@@ -68,6 +75,9 @@ async fn run(store: Store, sessions: Sessions, mut incoming: mpsc::Receiver<Pend
             batch.events.push(pending.event);
         }
         write_until_stored(&store, &batch).await;
+        if !batch.container_changes.is_empty() {
+            reconciler.trigger();
+        }
         let mut stored: HashMap<&str, u64> = HashMap::new();
         for event in &batch.events {
             let entry = stored.entry(event.agent_id.as_str()).or_default();

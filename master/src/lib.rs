@@ -4,13 +4,15 @@
 pub mod admin_service;
 pub mod agent_service;
 pub mod auth;
+pub mod cloudflare;
 pub mod commands;
 pub mod convert;
 pub mod event_writer;
 pub mod liveness;
+pub mod manual_routes;
 pub mod pki_files;
 pub mod projection;
-pub mod routes;
+pub mod reconcile;
 pub mod server;
 pub mod sessions;
 pub mod state;

@@ -5,9 +5,12 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use dockflare_master::admin_service::new_join_token;
+use dockflare_master::cloudflare::client::CloudflareSettings;
 use dockflare_master::pki_files::{self, PkiOptions};
-use dockflare_master::server::{self, ServeOptions};
+use dockflare_master::reconcile::ReconcileSettings;
+use dockflare_master::server::{self, CloudflareOptions, ServeOptions};
 use dockflare_master::state::{now_millis, ProtocolSettings};
+use secrecy::SecretString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -110,6 +113,35 @@ struct ServeArgs {
     /// How long a command may wait for a slow agent before its stream is closed.
     #[arg(long, env = "DOCKFLARE_COMMAND_SEND_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     command_send_timeout: Duration,
+    /// Cloudflare API token (Account › Cloudflare Tunnel › Edit, Zone › DNS › Edit). Without it the
+    /// master runs offline against its built-in Cloudflare emulator.
+    #[arg(long, env = "CF_API_TOKEN", hide_env_values = true, value_parser = secret)]
+    cf_api_token: Option<SecretString>,
+    /// Cloudflare account id (required with CF_API_TOKEN).
+    #[arg(long, env = "CF_ACCOUNT_ID")]
+    cf_account_id: Option<String>,
+    /// Zone of last resort for DNS records (when no account zone matches a hostname).
+    #[arg(long, env = "CF_ZONE_ID")]
+    cf_zone_id: Option<String>,
+    /// Cloudflare API base URL.
+    #[arg(long, env = "CF_API_URL", default_value = "https://api.cloudflare.com/client/v4")]
+    cf_api_url: String,
+    /// How long a stopped container's routes stay, in seconds.
+    #[arg(long, env = "GRACE_PERIOD_SECONDS", default_value_t = 28_800)]
+    grace_period_seconds: u64,
+    /// How often to re-read Cloudflare and repair drift (changes made outside DockFlare).
+    #[arg(long, env = "DOCKFLARE_RECONCILE_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    reconcile_interval: Duration,
+    /// Tunnel names start with this (dockflare-agent-<id>, dockflare-group-<name>).
+    #[arg(long, env = "DOCKFLARE_TUNNEL_PREFIX", default_value = "dockflare")]
+    tunnel_prefix: String,
+    /// Zones of the built-in emulator in offline mode.
+    #[arg(long, env = "DOCKFLARE_OFFLINE_ZONES", value_delimiter = ',', default_value = "example.test")]
+    offline_zones: Vec<String>,
+}
+
+fn secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(value.to_string()))
 }
 
 fn init_logging(format: LogFormat) {
@@ -160,6 +192,15 @@ fn serve_options(cli: &Cli) -> Result<ServeOptions> {
     if serve.agent_cert_ttl < Duration::from_secs(10) {
         bail!("--agent-cert-ttl must be at least 10s");
     }
+    let api = match (&serve.cf_api_token, &serve.cf_account_id) {
+        (Some(token), Some(account_id)) => Some(CloudflareSettings {
+            api_url: serve.cf_api_url.clone(),
+            token: token.clone(),
+            account_id: account_id.trim().to_string(),
+        }),
+        (Some(_), None) => bail!("CF_API_TOKEN is set but CF_ACCOUNT_ID is not: both are needed to manage tunnels"),
+        (None, _) => None,
+    };
     Ok(ServeOptions {
         listen: serve.listen,
         data_dir: cli.common.data_dir.clone(),
@@ -170,6 +211,17 @@ fn serve_options(cli: &Cli) -> Result<ServeOptions> {
             heartbeat_timeout: serve.heartbeat_timeout,
             agent_certificate_lifetime: serve.agent_cert_ttl,
             command_send_timeout: serve.command_send_timeout,
+        },
+        cloudflare: CloudflareOptions {
+            api,
+            offline_zones: serve.offline_zones.iter().map(|z| z.trim().to_string()).filter(|z| !z.is_empty()).collect(),
+            reconcile: ReconcileSettings {
+                grace: Duration::from_secs(serve.grace_period_seconds),
+                drift_interval: serve.reconcile_interval,
+                default_zone_id: serve.cf_zone_id.clone().filter(|z| !z.trim().is_empty()),
+                tunnel_prefix: serve.tunnel_prefix.clone(),
+                ..ReconcileSettings::default()
+            },
         },
     })
 }

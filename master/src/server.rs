@@ -5,8 +5,11 @@
 use crate::admin_service::AdminApi;
 use crate::agent_service::AgentApi;
 use crate::auth::Authenticator;
+use crate::cloudflare::client::{CloudflareClient, CloudflareSettings};
+use crate::cloudflare::emulator::{Emulator, EmulatorConfig};
 use crate::event_writer::EventWriter;
 use crate::pki_files::{self, PkiOptions};
+use crate::reconcile::{ReconcileSettings, Reconciler};
 use crate::sessions::Sessions;
 use crate::state::{MasterState, ProtocolSettings};
 use crate::store::{self, Store};
@@ -33,6 +36,17 @@ pub struct ServeOptions {
     pub database_url: Option<String>,
     pub pki: PkiOptions,
     pub settings: ProtocolSettings,
+    pub cloudflare: CloudflareOptions,
+}
+
+/// How the master reaches Cloudflare.
+#[derive(Debug, Clone)]
+pub struct CloudflareOptions {
+    /// `None`: offline mode, against the built-in emulator.
+    pub api: Option<CloudflareSettings>,
+    /// Zones the built-in emulator has in offline mode.
+    pub offline_zones: Vec<String>,
+    pub reconcile: ReconcileSettings,
 }
 
 /// Why the master could not start.
@@ -50,11 +64,17 @@ pub enum StartError {
     Reflection(String),
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error("Cloudflare client: {0}")]
+    Cloudflare(String),
+    #[error("built-in Cloudflare emulator: {0}")]
+    Emulator(String),
 }
 
 /// A started master.
 pub struct RunningMaster {
     pub local_addr: SocketAddr,
+    /// The built-in Cloudflare emulator, in offline mode.
+    pub emulator: Option<(Emulator, SocketAddr)>,
     pub state: Arc<MasterState>,
     pub served: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
 }
@@ -102,7 +122,12 @@ pub async fn start(
     tracing::info!(message = "Database ready.", backend = ?store.backend(), url = %store::redact_url(&url));
 
     let sessions = Sessions::default();
-    let events = EventWriter::spawn(store.clone(), sessions.clone());
+    let (client, emulator) = cloudflare_client(&options.cloudflare).await?;
+    let installation_id = store.setting_or_init("installation_id", &uuid::Uuid::new_v4().simple().to_string()).await?;
+    let reconciler =
+        Reconciler::new(store.clone(), sessions.clone(), client, options.cloudflare.reconcile.clone(), installation_id)
+            .spawn();
+    let events = EventWriter::spawn(store.clone(), sessions.clone(), reconciler.clone());
     tokio::spawn(crate::liveness::run(store.clone(), options.settings.heartbeat_timeout));
     let state = Arc::new(MasterState {
         store,
@@ -111,6 +136,7 @@ pub async fn start(
         ca: pki.ca,
         auth: Authenticator::new(chain_verifier),
         settings: options.settings.clone(),
+        reconciler,
     });
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -150,5 +176,37 @@ pub async fn start(
         ca = %pki.dir.join("ca.crt").display(),
         admin_cert = %pki.dir.join("admin.crt").display(),
     );
-    Ok(RunningMaster { local_addr, state, served })
+    Ok(RunningMaster { local_addr, emulator, state, served })
+}
+
+/// The Cloudflare client: the real API, or — without an API token — the
+/// built-in emulator started here (offline mode).
+async fn cloudflare_client(
+    options: &CloudflareOptions,
+) -> Result<(CloudflareClient, Option<(Emulator, SocketAddr)>), StartError> {
+    if let Some(settings) = &options.api {
+        let client = CloudflareClient::new(settings.clone()).map_err(|e| StartError::Cloudflare(e.to_string()))?;
+        tracing::info!(message = "Cloudflare API configured.", url = %settings.api_url, account = %settings.account_id);
+        return Ok((client, None));
+    }
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    let config = EmulatorConfig {
+        api_tokens: vec![token.clone()],
+        zones: options.offline_zones.clone(),
+        ..EmulatorConfig::default()
+    };
+    let account_id = config.account_id.clone();
+    let base_path = config.base_path.clone();
+    let (emulator, addr) = Emulator::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .map_err(|e| StartError::Emulator(e.to_string()))?;
+    let api_url = format!("http://{addr}{base_path}");
+    tracing::warn!(
+        message = "No CF_API_TOKEN: running OFFLINE. Tunnels, ingress and DNS go to the built-in Cloudflare emulator; nothing reaches Cloudflare.",
+        emulator = %api_url,
+        zones = %options.offline_zones.join(","),
+    );
+    let settings = CloudflareSettings { api_url, token: token.into(), account_id };
+    let client = CloudflareClient::new(settings).map_err(|e| StartError::Cloudflare(e.to_string()))?;
+    Ok((client, Some((emulator, addr))))
 }

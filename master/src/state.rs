@@ -3,6 +3,7 @@
 
 use crate::auth::Authenticator;
 use crate::event_writer::EventWriter;
+use crate::reconcile::ReconcilerHandle;
 use crate::sessions::Sessions;
 use crate::store::{Store, StoreError};
 use dockflare_common::pki::CertificateAuthority;
@@ -43,6 +44,8 @@ pub struct MasterState {
     pub ca: CertificateAuthority,
     pub auth: Authenticator,
     pub settings: ProtocolSettings,
+    /// The Cloudflare reconciler (real Cloudflare, or the built-in emulator offline).
+    pub reconciler: ReconcilerHandle,
 }
 
 pub type SharedState = Arc<MasterState>;

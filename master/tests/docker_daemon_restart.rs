@@ -58,6 +58,7 @@ async fn the_agent_relists_after_a_docker_daemon_restart() -> Result<()> {
     let scope_arg = format!("test.scope={scope}");
     let agent = Agent::start_with(&[master.url()], &token, &["--mode", "standalone", "--scope", &scope_arg])?;
     let agent_id = agent.id(WAIT).await?;
+    cleanup.containers.push(format!("dockflare-tunnel-{}", &agent_id[..8]));
 
     let survivor = format!("survivor-{scope}");
     let casualty = format!("casualty-{scope}");

@@ -10,8 +10,8 @@ mod support;
 
 use anyhow::{Context, Result};
 use dockflare::v1::{
-    send_command_request::Kind, ListContainersRequest, ListDiagnosticsRequest, ListRoutesRequest, RouteStatus,
-    SendCommandRequest, StartTunnel, StopTunnel,
+    send_command_request::Kind, CommandState, ListCommandsRequest, ListContainersRequest, ListDiagnosticsRequest,
+    ListRoutesRequest, RouteStatus, SendCommandRequest, StartTunnel, StopTunnel,
 };
 use processes::{docker, eventually, require_docker, unique, Agent, DockerCleanup, Master};
 use std::collections::BTreeSet;
@@ -47,6 +47,14 @@ async fn routes(master: &Master, agent_id: &str) -> Result<Vec<(String, String, 
     let routes =
         master.admin().await?.list_routes(ListRoutesRequest { agent_id: agent_id.into() }).await?.into_inner().routes;
     Ok(routes.into_iter().map(|r| (r.hostname, r.path, r.service, r.status)).collect())
+}
+
+async fn wait_route_status(master: &Master, agent_id: &str, hostname: &str, status: RouteStatus) -> Result<()> {
+    eventually(&format!("{hostname} {status:?}"), WAIT, || async {
+        let now = routes(master, agent_id).await?;
+        Ok(now.iter().any(|r| r.0 == hostname && r.3 == status as i32).then_some(()))
+    })
+    .await
 }
 
 fn run_origin(cleanup: &mut DockerCleanup, name: &str, network: &str, labels: &[String]) -> Result<String> {
@@ -95,6 +103,7 @@ async fn labelled_containers_and_routes_follow_the_engine() -> Result<()> {
     cleanup.networks.push(network.clone());
     let master = Master::start(None, &[]).await?;
     let (agent, agent_id) = start_agent(&master, &scope, &network).await?;
+    cleanup.containers.push(format!("dockflare-tunnel-{}", &agent_id[..8]));
     agent.logs.wait_for("Docker inventory listed.", WAIT).await?;
 
     let in_scope = format!("test.scope={scope}");
@@ -159,12 +168,14 @@ async fn labelled_containers_and_routes_follow_the_engine() -> Result<()> {
     );
     assert!(diagnostics.iter().all(|d| d.container_name == api), "{diagnostics:?}");
 
-    // Stop, start, restart, recreate.
+    // Stop: the route waits out the grace period; start: active again.
     docker(&["stop", "-t", "1", &web])?;
     wait_reported(&master, &agent_id, &[&api]).await?;
-    assert_eq!(routes(&master, &agent_id).await?.len(), 1);
+    let web_host = format!("web.{scope}.example.test");
+    wait_route_status(&master, &agent_id, &web_host, RouteStatus::PendingDeletion).await?;
     docker(&["start", &web])?;
     wait_reported(&master, &agent_id, &[&web, &api]).await?;
+    wait_route_status(&master, &agent_id, &web_host, RouteStatus::Active).await?;
     docker(&["restart", "-t", "1", &api])?;
     wait_reported(&master, &agent_id, &[&web, &api]).await?;
     docker(&["rm", "-f", &web])?;
@@ -187,7 +198,8 @@ async fn labelled_containers_and_routes_follow_the_engine() -> Result<()> {
             .then_some(now))
     })
     .await?;
-    assert_eq!(routes(&master, &agent_id).await?.len(), 2, "the old labels' route is gone");
+    // The old labels' route is no longer asked for: it waits out the grace period.
+    wait_route_status(&master, &agent_id, &web_host, RouteStatus::PendingDeletion).await?;
     drop(agent);
     Ok(())
 }
@@ -234,6 +246,19 @@ async fn the_connector_follows_commands_restarts_and_the_state_file() -> Result<
     let (mut agent, agent_id) = start_agent(&master, &scope, &network).await?;
     let connector_name = format!("dockflare-tunnel-{}", &agent_id[..8]);
     cleanup.containers.push(connector_name.clone());
+    // The master's reconciler gives every agent its tunnel first (offline mode:
+    // the built-in emulator's); the commands below come after it.
+    eventually("the reconciler's start_tunnel applied", WAIT, || async {
+        let commands = master
+            .admin()
+            .await?
+            .list_commands(ListCommandsRequest { agent_id: agent_id.clone(), after_sequence: 0, limit: 10 })
+            .await?
+            .into_inner()
+            .commands;
+        Ok(commands.iter().any(|c| c.kind == "start_tunnel" && c.state == CommandState::Acked as i32).then_some(()))
+    })
+    .await?;
 
     // start_tunnel: the connector runs with the token in its environment only.
     let token = format!("eyJhIjoi{}", unique("one"));
@@ -259,7 +284,7 @@ async fn the_connector_follows_commands_restarts_and_the_state_file() -> Result<
     })
     .await?;
     assert_eq!(connectors(&agent_id)?, vec![first.clone()], "the connector was not adopted");
-    assert_eq!(agent.logs.count("Connector created."), 1);
+    assert_eq!(agent.logs.count("Connector created."), 2, "the reconciler's connector, then ours");
 
     // Token change: recreated.
     let rotated = format!("eyJhIjoi{}", unique("two"));
@@ -275,10 +300,16 @@ async fn the_connector_follows_commands_restarts_and_the_state_file() -> Result<
     let restored = wait_connector(&agent_id, &rotated).await?;
     assert_ne!(restored, second);
 
-    // stop_tunnel removes it.
+    // stop_tunnel removes it (after the restarted master's first pass).
     master.restart().await?;
+    master.admin().await?.reconcile(dockflare::v1::ReconcileRequest {}).await?;
     send(&master, &agent_id, Kind::StopTunnel(StopTunnel { tunnel_id: String::new() })).await?;
-    eventually("the connector removed", WAIT, || async { Ok(connectors(&agent_id)?.is_empty().then_some(())) }).await?;
+    let removed =
+        eventually("the connector removed", WAIT, || async { Ok(connectors(&agent_id)?.is_empty().then_some(())) })
+            .await;
+    if let Err(error) = removed {
+        anyhow::bail!("{error}\nagent log:\n{}\nmaster log:\n{}", agent.logs.text(), master.logs.text());
+    }
     let state =
         std::fs::read_to_string(agent.data_dir.path().join("tunnel_state.json")).context("tunnel_state.json")?;
     assert!(state.contains("\"desired_state\": \"stopped\""), "{state}");

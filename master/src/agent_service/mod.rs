@@ -132,6 +132,10 @@ impl AgentService for AgentApi {
         if record.is_revoked() {
             return Err(revoked(&agent_id));
         }
+        if record.removed_at.is_some() {
+            return Err(Status::permission_denied(format!("agent {agent_id} was removed by an operator")));
+        }
+        self.state.reconciler.trigger();
         tracing::info!(
             message = "Agent registered.",
             agent = %agent_id,

@@ -52,6 +52,10 @@ pub struct AgentRecord {
     pub last_command_seq: u64,
     pub last_acked_command_seq: u64,
     pub last_event_id: u64,
+    /// The tunnel the agent was last told to run ("" for none).
+    pub assigned_tunnel_id: String,
+    /// Set when an operator removed the agent.
+    pub removed_at: Option<i64>,
 }
 
 impl AgentRecord {
@@ -66,7 +70,7 @@ pub const STATUS_REVOKED: &str = "revoked";
 
 const COLUMNS: &str = "id, display_name, hostname, status, docker_mode, node_id, node_role, version, tunnel_group, \
     capabilities, enrolled_at, last_seen_at, cert_serial, cert_not_after, last_command_seq, last_acked_command_seq, \
-    last_event_id, label_prefix";
+    last_event_id, label_prefix, assigned_tunnel_id, removed_at";
 
 fn agent_from_row(row: &sqlx::any::AnyRow) -> Result<AgentRecord, StoreError> {
     let capabilities: String = row.try_get("capabilities")?;
@@ -89,6 +93,8 @@ fn agent_from_row(row: &sqlx::any::AnyRow) -> Result<AgentRecord, StoreError> {
         last_command_seq: to_u64(row.try_get("last_command_seq")?, "last_command_seq")?,
         last_acked_command_seq: to_u64(row.try_get("last_acked_command_seq")?, "last_acked_command_seq")?,
         last_event_id: to_u64(row.try_get("last_event_id")?, "last_event_id")?,
+        assigned_tunnel_id: row.try_get("assigned_tunnel_id")?,
+        removed_at: row.try_get("removed_at")?,
     })
 }
 

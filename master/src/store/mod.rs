@@ -11,12 +11,14 @@ mod agents;
 mod commands;
 mod containers;
 mod events;
+mod routes;
 mod tokens;
 
 pub use agents::{AgentRecord, AgentRegistration, NewAgent, STATUS_OFFLINE, STATUS_ONLINE, STATUS_REVOKED};
 pub use commands::{CommandRow, CommandState, Enqueued};
 pub use containers::{ContainerChange, ContainerChangeEntry, ContainerRow};
 pub use events::{CommandAck, EventBatch, StoredEvent};
+pub use routes::{ManualRoute, TunnelRow};
 pub use tokens::{JoinTokenRow, TokenRejection};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

@@ -1,0 +1,440 @@
+//! The Cloudflare v4 API client: bearer token, tolerant envelope parsing
+//! (`success:false` on HTTP 200 is an error; codes above 65535), pagination
+//! to the end, retries of what can succeed (429 honouring Retry-After, 5xx
+//! with backoff on idempotent requests) and never of what cannot (409/1013,
+//! 1056 …), and a request budget under Cloudflare's 1 200 requests per five
+//! minutes.
+
+use super::types::{
+    ApiMessage, CreateTunnelRequest, DnsRecord, DnsRecordRequest, Envelope, ResultInfo, TokenVerification, Tunnel,
+    TunnelConfig, TunnelConfiguration, Zone,
+};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::fmt;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Requests sent at most: a burst of 20, then one every 273 ms — at most
+/// 1 120 in any five minutes, under Cloudflare's 1 200.
+const BURST: u32 = 20;
+const REFILL: Duration = Duration::from_millis(273);
+const MAX_ATTEMPTS: u32 = 5;
+const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A failed Cloudflare call.
+#[derive(Debug, thiserror::Error)]
+pub enum CfError {
+    /// Cloudflare answered with errors.
+    #[error("{}", describe_api_error(*status, errors))]
+    Api { status: u16, errors: Vec<ApiMessage> },
+    /// No usable answer: connection, timeout, TLS.
+    #[error("Cloudflare unreachable: {0}")]
+    Transport(String),
+    /// An answer that is not Cloudflare's JSON.
+    #[error("unexpected Cloudflare answer (HTTP {status}): {detail}")]
+    Decode { status: u16, detail: String },
+}
+
+fn describe_api_error(status: u16, errors: &[ApiMessage]) -> String {
+    let parts: Vec<String> = errors.iter().map(|e| format!("{} {}", e.code, e.message.trim_end())).collect();
+    if parts.is_empty() {
+        format!("Cloudflare error (HTTP {status})")
+    } else {
+        format!("Cloudflare error {} (HTTP {status})", parts.join("; "))
+    }
+}
+
+impl CfError {
+    /// Whether Cloudflare reported this error code.
+    pub fn has_code(&self, code: i64) -> bool {
+        matches!(self, CfError::Api { errors, .. } if errors.iter().any(|e| e.code == code))
+    }
+
+    /// The HTTP status, when Cloudflare answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            CfError::Api { status, .. } | CfError::Decode { status, .. } => Some(*status),
+            CfError::Transport(_) => None,
+        }
+    }
+
+    /// Whether trying again later may succeed (rate limits, outages).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            CfError::Transport(_) => true,
+            CfError::Api { status, .. } | CfError::Decode { status, .. } => *status == 429 || *status >= 500,
+        }
+    }
+}
+
+/// Who the client acts for.
+#[derive(Clone)]
+pub struct CloudflareSettings {
+    /// Base URL, e.g. https://api.cloudflare.com/client/v4
+    pub api_url: String,
+    pub token: SecretString,
+    pub account_id: String,
+}
+
+impl fmt::Debug for CloudflareSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CloudflareSettings")
+            .field("api_url", &self.api_url)
+            .field("account_id", &self.account_id)
+            .field("token", &"[redacted]")
+            .finish()
+    }
+}
+
+/// The client. Cheap to clone; clones share the request budget.
+#[derive(Clone)]
+pub struct CloudflareClient {
+    http: reqwest::Client,
+    settings: CloudflareSettings,
+    budget: Arc<DefaultDirectRateLimiter>,
+    counters: Arc<RequestCounters>,
+}
+
+/// How many requests this client sent, by outcome.
+#[derive(Debug, Default)]
+pub struct RequestCounters {
+    pub sent: std::sync::atomic::AtomicU64,
+    pub retried: std::sync::atomic::AtomicU64,
+    pub failed: std::sync::atomic::AtomicU64,
+}
+
+/// Which requests may be repeated after an uncertain outcome (5xx, timeout).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Idempotence {
+    Safe,
+    /// A POST that may have happened: only retried on 429 (surely not done).
+    Unsafe,
+}
+
+impl CloudflareClient {
+    pub fn new(settings: CloudflareSettings) -> Result<CloudflareClient, CfError> {
+        let http = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("dockflare-master/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| CfError::Transport(e.to_string()))?;
+        let quota = Quota::with_period(REFILL)
+            .map(|q| q.allow_burst(NonZeroU32::new(BURST).unwrap_or(NonZeroU32::MIN)))
+            .ok_or_else(|| CfError::Transport("invalid request budget".into()))?;
+        Ok(CloudflareClient {
+            http,
+            settings: CloudflareSettings { api_url: settings.api_url.trim_end_matches('/').to_string(), ..settings },
+            budget: Arc::new(RateLimiter::direct(quota)),
+            counters: Arc::new(RequestCounters::default()),
+        })
+    }
+
+    pub fn account_id(&self) -> &str {
+        &self.settings.account_id
+    }
+
+    pub fn counters(&self) -> &RequestCounters {
+        &self.counters
+    }
+
+    /// One call with retries; returns the result and, for lists, `result_info`.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&dyn erased::Body>,
+        idempotence: Idempotence,
+    ) -> Result<(Option<T>, Option<ResultInfo>), CfError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let url = format!("{}{}", self.settings.api_url, path);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.budget.until_ready().await;
+            let mut request =
+                self.http.request(method.clone(), &url).bearer_auth(self.settings.token.expose_secret()).query(query);
+            if let Some(body) = body {
+                request = request.header("content-type", "application/json").body(body.to_json());
+            }
+            self.counters.sent.fetch_add(1, Relaxed);
+            let outcome = match request.send().await {
+                Err(error) => Err((CfError::Transport(error_chain(&error)), None)),
+                Ok(response) => {
+                    let status = response.status();
+                    let retry_after = retry_after(response.headers());
+                    let bytes = response.bytes().await.map_err(|e| CfError::Transport(error_chain(&e)));
+                    match bytes {
+                        Err(error) => Err((error, None)),
+                        Ok(bytes) => parse::<T>(status, &bytes).map_err(|error| (error, retry_after)),
+                    }
+                }
+            };
+            let (error, retry_after) = match outcome {
+                Ok(parsed) => return Ok(parsed),
+                Err(pair) => pair,
+            };
+            let retryable = match (&error, idempotence) {
+                (error, _) if error.status() == Some(429) => true,
+                (error, Idempotence::Safe) => error.is_transient(),
+                (_, Idempotence::Unsafe) => false,
+            };
+            if !retryable || attempt >= MAX_ATTEMPTS {
+                self.counters.failed.fetch_add(1, Relaxed);
+                return Err(error);
+            }
+            self.counters.retried.fetch_add(1, Relaxed);
+            let backoff = Duration::from_millis(250 * 2u64.pow(attempt - 1));
+            let jitter = Duration::from_millis(rand::random::<u64>() % 250);
+            let wait = retry_after.map(|d| d.min(RETRY_AFTER_CAP)).unwrap_or(backoff + jitter);
+            tracing::debug!(message = "Retrying a Cloudflare call.", %method, path, attempt, wait_ms = wait.as_millis() as u64, %error);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T, CfError> {
+        let (result, _) = self.call::<T>(Method::GET, path, query, None, Idempotence::Safe).await?;
+        result.ok_or_else(|| CfError::Decode { status: 200, detail: format!("no result from GET {path}") })
+    }
+
+    /// Every page of a list.
+    async fn list<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        per_page: u32,
+    ) -> Result<Vec<T>, CfError> {
+        let mut all = Vec::new();
+        let mut page = 1u32;
+        loop {
+            let mut paged = query.to_vec();
+            paged.push(("page", page.to_string()));
+            paged.push(("per_page", per_page.to_string()));
+            let (result, info) = self.call::<Vec<T>>(Method::GET, path, &paged, None, Idempotence::Safe).await?;
+            let items = result.unwrap_or_default();
+            let count = items.len();
+            all.extend(items);
+            let more = match info {
+                Some(info) => match info.total_pages {
+                    Some(total_pages) => u64::from(page) < total_pages,
+                    None => count > 0 && count as u64 >= u64::from(per_page),
+                },
+                None => false,
+            };
+            if !more || count == 0 {
+                return Ok(all);
+            }
+            page += 1;
+        }
+    }
+
+    /// Verifies the token: the account endpoint first (account-owned
+    /// tokens), then the user endpoint.
+    pub async fn verify_token(&self) -> Result<TokenVerification, CfError> {
+        let account_path = format!("/accounts/{}/tokens/verify", self.settings.account_id);
+        match self.get::<TokenVerification>(&account_path, &[]).await {
+            Ok(verification) => Ok(verification),
+            Err(error) if error.is_transient() => Err(error),
+            Err(_) => self.get::<TokenVerification>("/user/tokens/verify", &[]).await,
+        }
+    }
+
+    /// Live (not deleted) tunnels named exactly `name`.
+    pub async fn find_tunnel(&self, name: &str) -> Result<Option<Tunnel>, CfError> {
+        let path = format!("/accounts/{}/cfd_tunnel", self.settings.account_id);
+        let tunnels: Vec<Tunnel> =
+            self.list(&path, &[("name", name.to_string()), ("is_deleted", "false".into())], 100).await?;
+        Ok(tunnels.into_iter().find(|t| t.name == name && t.deleted_at.is_none()))
+    }
+
+    /// Every live tunnel whose name starts with `prefix`.
+    pub async fn list_tunnels(&self, prefix: &str) -> Result<Vec<Tunnel>, CfError> {
+        let path = format!("/accounts/{}/cfd_tunnel", self.settings.account_id);
+        let tunnels: Vec<Tunnel> =
+            self.list(&path, &[("include_prefix", prefix.to_string()), ("is_deleted", "false".into())], 1000).await?;
+        Ok(tunnels.into_iter().filter(|t| t.name.starts_with(prefix) && t.deleted_at.is_none()).collect())
+    }
+
+    /// Creates a remotely managed tunnel (config_src: cloudflare).
+    pub async fn create_tunnel(&self, name: &str) -> Result<Tunnel, CfError> {
+        let path = format!("/accounts/{}/cfd_tunnel", self.settings.account_id);
+        let body =
+            CreateTunnelRequest { name: name.to_string(), config_src: Some("cloudflare".into()), tunnel_secret: None };
+        let (result, _) = self.call::<Tunnel>(Method::POST, &path, &[], Some(&body), Idempotence::Unsafe).await?;
+        result.ok_or_else(|| CfError::Decode { status: 200, detail: "no tunnel in the create answer".into() })
+    }
+
+    /// The token a connector runs the tunnel with.
+    pub async fn tunnel_token(&self, tunnel_id: &str) -> Result<SecretString, CfError> {
+        let path = format!("/accounts/{}/cfd_tunnel/{tunnel_id}/token", self.settings.account_id);
+        self.get::<String>(&path, &[]).await.map(SecretString::from)
+    }
+
+    /// Deletes a tunnel (and its stale connections).
+    pub async fn delete_tunnel(&self, tunnel_id: &str) -> Result<(), CfError> {
+        let path = format!("/accounts/{}/cfd_tunnel/{tunnel_id}", self.settings.account_id);
+        let query = [("cascade", "true".to_string())];
+        match self.call::<serde_json::Value>(Method::DELETE, &path, &query, None, Idempotence::Safe).await {
+            Ok(_) => Ok(()),
+            Err(error) if error.status() == Some(404) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// How many connectors (cloudflared processes) hold the tunnel now.
+    pub async fn tunnel_connectors(&self, tunnel_id: &str) -> Result<usize, CfError> {
+        let path = format!("/accounts/{}/cfd_tunnel/{tunnel_id}/connections", self.settings.account_id);
+        self.get::<Vec<super::types::TunnelClient>>(&path, &[]).await.map(|clients| clients.len())
+    }
+
+    /// A tunnel by id.
+    pub async fn get_tunnel(&self, tunnel_id: &str) -> Result<Tunnel, CfError> {
+        let path = format!("/accounts/{}/cfd_tunnel/{tunnel_id}", self.settings.account_id);
+        self.get(&path, &[]).await
+    }
+
+    /// The tunnel's remote configuration; `None` before the first PUT (1055).
+    pub async fn get_configuration(&self, tunnel_id: &str) -> Result<Option<TunnelConfiguration>, CfError> {
+        let path = format!("/accounts/{}/cfd_tunnel/{tunnel_id}/configurations", self.settings.account_id);
+        match self.call::<TunnelConfiguration>(Method::GET, &path, &[], None, Idempotence::Safe).await {
+            Ok((result, _)) => Ok(result),
+            Err(error) if error.has_code(1055) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Replaces the tunnel's remote configuration.
+    pub async fn put_configuration(
+        &self,
+        tunnel_id: &str,
+        config: &TunnelConfig,
+    ) -> Result<TunnelConfiguration, CfError> {
+        #[derive(Serialize)]
+        struct Put<'a> {
+            config: &'a TunnelConfig,
+        }
+        let path = format!("/accounts/{}/cfd_tunnel/{tunnel_id}/configurations", self.settings.account_id);
+        let (result, _) =
+            self.call::<TunnelConfiguration>(Method::PUT, &path, &[], Some(&Put { config }), Idempotence::Safe).await?;
+        result.ok_or_else(|| CfError::Decode { status: 200, detail: "no configuration in the PUT answer".into() })
+    }
+
+    /// Every zone of the account.
+    pub async fn list_zones(&self) -> Result<Vec<Zone>, CfError> {
+        self.list("/zones", &[("account.id", self.settings.account_id.clone())], 50).await
+    }
+
+    /// DNS records of a zone named `name` (every type).
+    pub async fn dns_records_named(&self, zone_id: &str, name: &str) -> Result<Vec<DnsRecord>, CfError> {
+        let path = format!("/zones/{zone_id}/dns_records");
+        self.list(&path, &[("name", name.to_string())], 100).await
+    }
+
+    /// DNS records of a zone whose comment contains `marker`.
+    pub async fn dns_records_marked(&self, zone_id: &str, marker: &str) -> Result<Vec<DnsRecord>, CfError> {
+        let path = format!("/zones/{zone_id}/dns_records");
+        self.list(&path, &[("comment.contains", marker.to_string())], 1000).await
+    }
+
+    pub async fn create_dns_record(&self, zone_id: &str, record: &DnsRecordRequest) -> Result<DnsRecord, CfError> {
+        let path = format!("/zones/{zone_id}/dns_records");
+        let (result, _) = self.call::<DnsRecord>(Method::POST, &path, &[], Some(record), Idempotence::Unsafe).await?;
+        result.ok_or_else(|| CfError::Decode { status: 200, detail: "no record in the create answer".into() })
+    }
+
+    pub async fn update_dns_record(
+        &self,
+        zone_id: &str,
+        id: &str,
+        record: &DnsRecordRequest,
+    ) -> Result<DnsRecord, CfError> {
+        let path = format!("/zones/{zone_id}/dns_records/{id}");
+        let (result, _) = self.call::<DnsRecord>(Method::PUT, &path, &[], Some(record), Idempotence::Safe).await?;
+        result.ok_or_else(|| CfError::Decode { status: 200, detail: "no record in the update answer".into() })
+    }
+
+    pub async fn delete_dns_record(&self, zone_id: &str, id: &str) -> Result<(), CfError> {
+        let path = format!("/zones/{zone_id}/dns_records/{id}");
+        match self.call::<serde_json::Value>(Method::DELETE, &path, &[], None, Idempotence::Safe).await {
+            Ok(_) => Ok(()),
+            Err(error) if error.has_code(81044) || error.status() == Some(404) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+/// Parses an answer: the envelope, `success`, errors.
+fn parse<T: DeserializeOwned>(status: StatusCode, bytes: &[u8]) -> Result<(Option<T>, Option<ResultInfo>), CfError> {
+    let envelope: Envelope<T> = serde_json::from_slice(bytes).map_err(|error| CfError::Decode {
+        status: status.as_u16(),
+        detail: format!("{error}; body starts {:?}", String::from_utf8_lossy(&bytes[..bytes.len().min(200)])),
+    })?;
+    if !status.is_success() || !envelope.success {
+        return Err(CfError::Api { status: status.as_u16(), errors: envelope.errors });
+    }
+    Ok((envelope.result, envelope.result_info))
+}
+
+/// `Retry-After` in seconds (or an HTTP date, which we treat as "a while").
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    match value.trim().parse::<u64>() {
+        Ok(seconds) => Some(Duration::from_secs(seconds)),
+        Err(_) => Some(Duration::from_secs(5)),
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Request bodies behind one object-safe trait.
+mod erased {
+    pub trait Body: Send + Sync {
+        fn to_json(&self) -> Vec<u8>;
+    }
+
+    impl<T: serde::Serialize + Send + Sync> Body for T {
+        fn to_json(&self) -> Vec<u8> {
+            serde_json::to_vec(self).unwrap_or_default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_are_parsed_tolerantly() {
+        let ok = br#"{"success":true,"errors":[],"messages":[],"result":{"id":"x","status":"active"},"extra":1}"#;
+        let parsed = parse::<TokenVerification>(StatusCode::OK, ok).map(|(r, _)| r.map(|v| v.id));
+        assert_eq!(parsed.ok().flatten(), Some("x".to_string()));
+
+        let false_on_200 = br#"{"success":false,"errors":[{"code":81053,"message":"An A, AAAA, or CNAME record with that host already exists."}],"messages":[],"result":null}"#;
+        let error = parse::<serde_json::Value>(StatusCode::OK, false_on_200).err();
+        assert!(error.as_ref().is_some_and(|e| e.has_code(81053)), "{error:?}");
+        assert_eq!(
+            error.map(|e| e.to_string()),
+            Some("Cloudflare error 81053 An A, AAAA, or CNAME record with that host already exists. (HTTP 200)".into())
+        );
+
+        let html = b"<html>502 Bad Gateway</html>";
+        let error = parse::<serde_json::Value>(StatusCode::BAD_GATEWAY, html).err();
+        assert!(error.as_ref().is_some_and(|e| e.is_transient()), "{error:?}");
+    }
+}

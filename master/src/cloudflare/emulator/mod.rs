@@ -1,0 +1,320 @@
+//! A Cloudflare API v4 emulator: the tunnel, configuration, zone, DNS, token
+//! and (basic) Access endpoints DockFlare uses, in memory, with the envelope,
+//! pagination, filters and error codes of `shared/reference/cloudflare-api.md`
+//! (§11 is the checklist). The master runs it in-process in offline mode;
+//! tests point the real HTTP client at it.
+//!
+//! Besides the API (under [`EmulatorConfig::base_path`], default
+//! `/client/v4`) it serves an unauthenticated inspection API under
+//! `/__emulator/` — state snapshot, seeding "dashboard" edits, request
+//! counters and log, fault injection, connector health — mirrored by methods
+//! on [`Emulator`] for in-process tests.
+//!
+//! Layout: `state` (the data and its rules), `tunnels`, `dns`, `access` and
+//! `ingress` (cloudflared's validation) for the endpoints, `http` (envelope,
+//! errors, auth and traffic middleware), `faults` (injection, counters, log),
+//! `inspect` (`/__emulator/`).
+//!
+//! **Invariant:** the state lives behind `std::sync::Mutex`es that are never
+//! held across an `.await`; a poisoned lock is recovered, never unwrapped.
+
+mod access;
+mod dns;
+mod faults;
+mod http;
+pub mod ingress;
+mod inspect;
+mod state;
+mod tunnels;
+
+pub use faults::{FaultSpec, RequestCount, RequestLogEntry, RequestReport};
+pub use http::ApiError;
+pub use inspect::{ConnectorsRequest, EmulatorInfo};
+pub use state::{Snapshot, ZoneDnsRecord};
+
+use crate::cloudflare::types::{DnsRecord, DnsRecordRequest, Tunnel, TunnelConfig, TunnelConfiguration, Zone};
+use axum::Router;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// The default API base path, as on `https://api.cloudflare.com/client/v4`.
+pub const DEFAULT_BASE_PATH: &str = "/client/v4";
+/// The default API token. Not a secret: the emulator guards nothing.
+pub const DEFAULT_TOKEN: &str = "emulator-token";
+/// The default account id.
+pub const DEFAULT_ACCOUNT_ID: &str = "0123456789abcdef0123456789abcdef";
+/// Where the inspection API lives (never under the base path).
+pub const INSPECT_PREFIX: &str = "/__emulator";
+
+/// What the emulated account holds at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmulatorConfig {
+    /// The one account (32 hex) whose paths are served.
+    pub account_id: String,
+    /// Bearer tokens accepted (each verifies as `active`).
+    pub api_tokens: Vec<String>,
+    /// Zone names; ids are generated (32 hex), status `active`.
+    pub zones: Vec<String>,
+    /// Path prefix of the API; `""` or `"/"` serves it at the root.
+    pub base_path: String,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> EmulatorConfig {
+        EmulatorConfig {
+            account_id: DEFAULT_ACCOUNT_ID.to_string(),
+            api_tokens: vec![DEFAULT_TOKEN.to_string()],
+            zones: vec!["example.test".to_string()],
+            base_path: DEFAULT_BASE_PATH.to_string(),
+        }
+    }
+}
+
+/// Why the emulator could not start, serve or accept an inspection call.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot read the listening address: {0}")]
+    LocalAddr(std::io::Error),
+    #[error("the emulator's HTTP server failed: {0}")]
+    Serve(std::io::Error),
+    #[error("invalid fault: {0}")]
+    InvalidFault(String),
+}
+
+/// The emulator. Cheap to clone: clones share one state.
+#[derive(Clone)]
+pub struct Emulator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    base_path: String,
+    account_id: String,
+    /// (token, token id as `/tokens/verify` reports it).
+    tokens: Vec<(String, String)>,
+    data: Mutex<state::Data>,
+    traffic: Mutex<faults::Traffic>,
+}
+
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emulator")
+            .field("base_path", &self.inner.base_path)
+            .field("account_id", &self.inner.account_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `"/client/v4/"` → `"/client/v4"`, `"x"` → `"/x"`, `"/"` → `""`.
+fn normalize_base_path(path: &str) -> String {
+    let trimmed = path.trim().trim_matches('/');
+    if trimmed.is_empty() {
+        String::new()
+    } else {
+        format!("/{trimmed}")
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Emulator {
+    pub fn new(config: EmulatorConfig) -> Emulator {
+        let tokens = config.api_tokens.iter().map(|t| (t.clone(), state::hex32())).collect();
+        let data = state::Data::new(&config.account_id, &config.zones);
+        Emulator {
+            inner: Arc::new(Inner {
+                base_path: normalize_base_path(&config.base_path),
+                account_id: config.account_id,
+                tokens,
+                data: Mutex::new(data),
+                traffic: Mutex::new(faults::Traffic::default()),
+            }),
+        }
+    }
+
+    /// Binds `addr` (port 0 for any), serves in a spawned task, and returns
+    /// the emulator with the bound address.
+    pub async fn start(config: EmulatorConfig, addr: SocketAddr) -> Result<(Emulator, SocketAddr), EmulatorError> {
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.map_err(|source| EmulatorError::Bind { addr, source })?;
+        let bound = listener.local_addr().map_err(EmulatorError::LocalAddr)?;
+        let emulator = Emulator::new(config);
+        let server = emulator.clone();
+        tokio::spawn(async move {
+            if let Err(error) = server.serve(listener).await {
+                tracing::warn!(message = "The Cloudflare emulator stopped.", %error);
+            }
+        });
+        Ok((emulator, bound))
+    }
+
+    /// Serves the API and the inspection API on `listener` until it fails.
+    pub async fn serve(self, listener: tokio::net::TcpListener) -> Result<(), EmulatorError> {
+        axum::serve(listener, self.router()).await.map_err(EmulatorError::Serve)
+    }
+
+    /// The API (under the base path) and `/__emulator/`, as one router.
+    pub fn router(&self) -> Router {
+        let api = http::api_router(self.clone());
+        let inspect = inspect::router(self.clone());
+        let router = if self.inner.base_path.is_empty() {
+            Router::new().merge(api)
+        } else {
+            Router::new().nest(&self.inner.base_path, api)
+        };
+        router.merge(inspect)
+    }
+
+    /// The API base path, e.g. `/client/v4` (empty when served at the root).
+    pub fn base_path(&self) -> &str {
+        &self.inner.base_path
+    }
+
+    /// `http://{addr}{base_path}`: what the client takes as its API URL.
+    pub fn base_url(&self, addr: SocketAddr) -> String {
+        format!("http://{addr}{}", self.inner.base_path)
+    }
+
+    pub fn account_id(&self) -> &str {
+        &self.inner.account_id
+    }
+
+    /// The first accepted token (empty if none was configured).
+    pub fn api_token(&self) -> &str {
+        self.inner.tokens.first().map(|(t, _)| t.as_str()).unwrap_or("")
+    }
+
+    pub fn zones(&self) -> Vec<Zone> {
+        lock(&self.inner.data).zones.iter().map(|z| z.zone.clone()).collect()
+    }
+
+    /// The id of the zone named `name`.
+    pub fn zone_id(&self, name: &str) -> Option<String> {
+        lock(&self.inner.data).zone_by_name(name).map(|z| z.zone.id.clone())
+    }
+
+    /// Everything the emulated account holds, deleted tunnels included.
+    pub fn snapshot(&self) -> Snapshot {
+        lock(&self.inner.data).snapshot()
+    }
+
+    /// Account id, tokens, base path and zones.
+    pub fn info(&self) -> EmulatorInfo {
+        EmulatorInfo {
+            account_id: self.inner.account_id.clone(),
+            api_tokens: self.inner.tokens.iter().map(|(t, _)| t.clone()).collect(),
+            base_path: self.inner.base_path.clone(),
+            zones: self.zones(),
+        }
+    }
+
+    /// Creates a DNS record as if made in the dashboard (same rules as the
+    /// API: 81053/81054/81058 apply). `zone` is a zone id or name.
+    pub fn seed_dns_record(&self, zone: &str, record: &DnsRecordRequest) -> Result<DnsRecord, ApiError> {
+        let body = serde_json::to_value(record).map_err(|e| ApiError::bad_request(1001, e.to_string()))?;
+        let map = body.as_object().cloned().unwrap_or_default();
+        lock(&self.inner.data).seed_dns_record(zone, &map)
+    }
+
+    /// Deletes a DNS record behind DockFlare's back (any zone). 404/81044 if unknown.
+    pub fn delete_dns_record(&self, record_id: &str) -> Result<(), ApiError> {
+        lock(&self.inner.data).delete_dns_record_anywhere(record_id)
+    }
+
+    /// Replaces a tunnel's ingress configuration as if edited in the
+    /// dashboard: validated like a PUT, `version` + 1.
+    pub fn seed_configuration(&self, tunnel_id: &str, config: TunnelConfig) -> Result<TunnelConfiguration, ApiError> {
+        lock(&self.inner.data).put_configuration(tunnel_id, config)
+    }
+
+    /// Connects one connector (4 connections, status `healthy`) or
+    /// disconnects every connector (status `down`).
+    pub fn set_connectors(&self, tunnel_id: &str, connected: bool) -> Result<Tunnel, ApiError> {
+        lock(&self.inner.data).set_connectors(tunnel_id, connected)
+    }
+
+    /// Requests served per (method, route template), and the request log.
+    pub fn requests(&self) -> RequestReport {
+        lock(&self.inner.traffic).report()
+    }
+
+    /// How many `method` requests matched `route`, a template relative to
+    /// the base path such as `/accounts/{account_id}/cfd_tunnel/{tunnel_id}/configurations`.
+    pub fn request_count(&self, method: &str, route: &str) -> u64 {
+        lock(&self.inner.traffic).count(method, route)
+    }
+
+    /// Forgets counters and log.
+    pub fn reset_requests(&self) {
+        lock(&self.inner.traffic).reset();
+    }
+
+    /// Adds a fault rule; rules are tried in the order added.
+    pub fn inject_faults(&self, spec: FaultSpec) -> Result<(), EmulatorError> {
+        let rule = faults::FaultRule::new(spec).map_err(EmulatorError::InvalidFault)?;
+        lock(&self.inner.traffic).faults.push(rule);
+        Ok(())
+    }
+
+    /// The fault rules still active (`count` is what remains).
+    pub fn faults(&self) -> Vec<FaultSpec> {
+        lock(&self.inner.traffic).faults.iter().map(|r| r.remaining_spec()).collect()
+    }
+
+    pub fn clear_faults(&self) {
+        lock(&self.inner.traffic).faults.clear();
+    }
+
+    fn data(&self) -> MutexGuard<'_, state::Data> {
+        lock(&self.inner.data)
+    }
+
+    fn traffic(&self) -> MutexGuard<'_, faults::Traffic> {
+        lock(&self.inner.traffic)
+    }
+}
+
+/// Runs the emulator on `listen` until ctrl-c (the `cloudflare-emulator`
+/// subcommand). Logs the base URL, account id and token.
+pub async fn run_standalone(listen: SocketAddr, config: EmulatorConfig) -> Result<(), EmulatorError> {
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|source| EmulatorError::Bind { addr: listen, source })?;
+    let bound = listener.local_addr().map_err(EmulatorError::LocalAddr)?;
+    let emulator = Emulator::new(config);
+    let zones: Vec<String> = emulator.zones().iter().map(|z| format!("{} ({})", z.name, z.id)).collect();
+    tracing::info!(
+        message = "Cloudflare API emulator listening.",
+        base_url = %emulator.base_url(bound),
+        account_id = %emulator.account_id(),
+        token = %emulator.api_token(),
+        zones = %zones.join(", "),
+        inspect = %format!("http://{bound}{INSPECT_PREFIX}/state"),
+    );
+    axum::serve(listener, emulator.router())
+        .with_graceful_shutdown(async {
+            if let Err(error) = tokio::signal::ctrl_c().await {
+                tracing::warn!(message = "Cannot wait for ctrl-c; stopping the emulator.", %error);
+            }
+        })
+        .await
+        .map_err(EmulatorError::Serve)?;
+    tracing::info!(message = "Cloudflare API emulator stopped.");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_base_path;
+
+    #[test]
+    fn base_paths_are_normalized() {
+        assert_eq!(normalize_base_path("/client/v4"), "/client/v4");
+        assert_eq!(normalize_base_path("client/v4/"), "/client/v4");
+        assert_eq!(normalize_base_path("/"), "");
+        assert_eq!(normalize_base_path(""), "");
+    }
+}

@@ -1,0 +1,768 @@
+//! The Cloudflare reconciler: desired state (routes claimed by reported
+//! containers and manual routes) against Cloudflare's state (tunnels, their
+//! ingress configuration, DNS records), diffed and applied.
+//!
+//! One task owns it ([`ReconcilerHandle`] talks to it): bursts of triggers
+//! coalesce into one pass; a timer runs drift checks. Decisions are plain
+//! functions in the submodules — [`route_table`] (claims, grace period,
+//! conflicts), [`ingress`] (merging with rules this master did not write),
+//! [`dns_plan`] (ownership), [`zones`] — and this module does the I/O.
+//! Cloudflare errors land on the route or tunnel they concern and never stop
+//! the rest of a pass.
+
+pub mod claims;
+pub mod dns_plan;
+pub mod ingress;
+pub mod route_table;
+pub mod zones;
+
+use crate::cloudflare::client::{CfError, CloudflareClient};
+use crate::cloudflare::types::{DnsRecord, DnsRecordRequest, IngressRule};
+use crate::sessions::Sessions;
+use crate::state::now_millis;
+use crate::store::{AgentRecord, Store, StoreError, TunnelRow};
+use dockflare::v1::{command, StartTunnel, StopTunnel};
+use route_table::{RouteRow, Status};
+use secrecy::ExposeSecret;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// Tunables.
+#[derive(Debug, Clone)]
+pub struct ReconcileSettings {
+    /// How long a stopped container's routes stay.
+    pub grace: Duration,
+    /// How often to re-read everything from Cloudflare and repair drift.
+    pub drift_interval: Duration,
+    /// CF_ZONE_ID: the zone of last resort.
+    pub default_zone_id: Option<String>,
+    /// Tunnel names start with this.
+    pub tunnel_prefix: String,
+    /// How long to wait for more triggers before a pass (bursts → one pass).
+    pub debounce: Duration,
+}
+
+impl Default for ReconcileSettings {
+    fn default() -> Self {
+        ReconcileSettings {
+            grace: Duration::from_secs(28_800),
+            drift_interval: Duration::from_secs(300),
+            default_zone_id: None,
+            tunnel_prefix: "dockflare".into(),
+            debounce: Duration::from_millis(300),
+        }
+    }
+}
+
+/// What a pass changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassReport {
+    pub tunnels_created: u32,
+    pub tunnels_deleted: u32,
+    pub ingress_updates: u32,
+    pub dns_created: u32,
+    pub dns_updated: u32,
+    pub dns_deleted: u32,
+    pub commands_sent: u32,
+    pub routes_changed: u32,
+    pub errors: Vec<String>,
+}
+
+impl PassReport {
+    pub fn changed_anything(&self) -> bool {
+        self.tunnels_created
+            + self.tunnels_deleted
+            + self.ingress_updates
+            + self.dns_created
+            + self.dns_updated
+            + self.dns_deleted
+            + self.commands_sent
+            + self.routes_changed
+            > 0
+    }
+}
+
+enum Request {
+    Trigger,
+    RunNow(oneshot::Sender<PassReport>),
+}
+
+/// Talks to the reconciler task. Cheap to clone.
+#[derive(Clone)]
+pub struct ReconcilerHandle {
+    requests: mpsc::Sender<Request>,
+}
+
+impl ReconcilerHandle {
+    /// Asks for a pass soon (coalesced with other requests).
+    pub fn trigger(&self) {
+        let _ = self.requests.try_send(Request::Trigger);
+    }
+
+    /// Runs a pass now and returns what it changed.
+    pub async fn run_now(&self) -> Option<PassReport> {
+        let (tx, rx) = oneshot::channel();
+        self.requests.send(Request::RunNow(tx)).await.ok()?;
+        rx.await.ok()
+    }
+}
+
+/// The reconciler's state between passes.
+pub struct Reconciler {
+    store: Store,
+    sessions: Sessions,
+    client: CloudflareClient,
+    settings: ReconcileSettings,
+    installation_id: String,
+    /// Per tunnel id: hash of the rules last known to be in Cloudflare.
+    synced: HashMap<String, u64>,
+    last_drift: Option<Instant>,
+    /// Whether the token was verified and its permissions checked.
+    ready: bool,
+}
+
+impl Reconciler {
+    pub fn new(
+        store: Store,
+        sessions: Sessions,
+        client: CloudflareClient,
+        settings: ReconcileSettings,
+        installation_id: String,
+    ) -> Self {
+        Reconciler {
+            store,
+            sessions,
+            client,
+            settings,
+            installation_id,
+            synced: HashMap::new(),
+            last_drift: None,
+            ready: false,
+        }
+    }
+
+    /// Starts the task.
+    pub fn spawn(self) -> ReconcilerHandle {
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(self.run(rx));
+        ReconcilerHandle { requests: tx }
+    }
+
+    async fn run(mut self, mut requests: mpsc::Receiver<Request>) {
+        let mut retry = Duration::from_secs(2);
+        let mut next = tokio::time::Instant::now();
+        loop {
+            let mut waiting: Vec<oneshot::Sender<PassReport>> = Vec::new();
+            tokio::select! {
+                request = requests.recv() => match request {
+                    None => return,
+                    Some(Request::RunNow(reply)) => waiting.push(reply),
+                    Some(Request::Trigger) => {
+                        // Coalesce a burst of triggers into one pass.
+                        let deadline = tokio::time::Instant::now() + self.settings.debounce;
+                        while let Ok(Some(request)) = tokio::time::timeout_at(deadline, requests.recv()).await {
+                            if let Request::RunNow(reply) = request {
+                                waiting.push(reply);
+                                break;
+                            }
+                        }
+                    }
+                },
+                _ = tokio::time::sleep_until(next) => {}
+            }
+            let report = self.pass().await;
+            let transient = !report.errors.is_empty();
+            if report.changed_anything() || transient {
+                tracing::info!(
+                    message = "Reconcile pass.",
+                    tunnels_created = report.tunnels_created,
+                    tunnels_deleted = report.tunnels_deleted,
+                    ingress_updates = report.ingress_updates,
+                    dns_created = report.dns_created,
+                    dns_updated = report.dns_updated,
+                    dns_deleted = report.dns_deleted,
+                    commands_sent = report.commands_sent,
+                    routes_changed = report.routes_changed,
+                    errors = report.errors.len(),
+                );
+            }
+            for reply in waiting {
+                let _ = reply.send(report.clone());
+            }
+            // Errors: look again soon, backing off; otherwise at the next drift check
+            // or when the soonest grace period ends.
+            let wait = if transient {
+                let wait = retry;
+                retry = (retry * 2).min(Duration::from_secs(60));
+                wait
+            } else {
+                retry = Duration::from_secs(2);
+                self.next_wakeup().await
+            };
+            next = tokio::time::Instant::now() + wait;
+        }
+    }
+
+    async fn next_wakeup(&self) -> Duration {
+        let mut wait = self.settings.drift_interval;
+        if let Ok(rows) = self.store.load_routes().await {
+            let now = now_millis();
+            if let Some(soonest) = rows.iter().filter_map(|r| r.delete_at).min() {
+                wait = wait.min(Duration::from_millis((soonest - now).max(0) as u64 + 10));
+            }
+        }
+        wait
+    }
+
+    /// Verifies the token and its permissions; says what is missing.
+    async fn check_access(&mut self) -> Result<(), String> {
+        if self.ready {
+            return Ok(());
+        }
+        let verified =
+            self.client.verify_token().await.map_err(|e| format!("the Cloudflare API token is not valid: {e}"))?;
+        if verified.status != "active" {
+            return Err(format!("the Cloudflare API token is {} (not active)", verified.status));
+        }
+        let mut missing = Vec::new();
+        if let Err(error) = self.client.find_tunnel(&format!("{}-permission-check", self.settings.tunnel_prefix)).await
+        {
+            if error.is_transient() {
+                return Err(format!("Cloudflare unavailable: {error}"));
+            }
+            missing.push(format!("Account › Cloudflare Tunnel › Edit ({error})"));
+        }
+        match self.client.list_zones().await {
+            Err(error) if error.is_transient() => return Err(format!("Cloudflare unavailable: {error}")),
+            Err(error) => missing.push(format!("Zone › Zone › Read ({error})")),
+            Ok(zones) => {
+                if let Some(zone) = zones.first() {
+                    if let Err(error) =
+                        self.client.dns_records_named(&zone.id, &format!("dockflare-check.{}", zone.name)).await
+                    {
+                        if error.is_transient() {
+                            return Err(format!("Cloudflare unavailable: {error}"));
+                        }
+                        missing.push(format!("Zone › DNS › Edit ({error})"));
+                    }
+                }
+            }
+        }
+        if !missing.is_empty() {
+            return Err(format!("the Cloudflare API token lacks permissions: {}", missing.join("; ")));
+        }
+        tracing::info!(message = "Cloudflare token verified.", account = %self.client.account_id());
+        self.ready = true;
+        Ok(())
+    }
+
+    /// One reconcile pass.
+    pub async fn pass(&mut self) -> PassReport {
+        let mut report = PassReport::default();
+        if let Err(reason) = self.check_access().await {
+            tracing::error!(message = "Cloudflare work is waiting.", %reason);
+            report.errors.push(reason);
+            return report;
+        }
+        if let Err(error) = self.pass_inner(&mut report).await {
+            tracing::warn!(message = "Reconcile pass failed.", %error);
+            report.errors.push(error.to_string());
+        }
+        report
+    }
+
+    async fn pass_inner(&mut self, report: &mut PassReport) -> Result<(), StoreError> {
+        let now = now_millis();
+        let drift = self.last_drift.is_none_or(|at| at.elapsed() >= self.settings.drift_interval);
+        if drift {
+            self.synced.clear();
+            self.last_drift = Some(Instant::now());
+        }
+
+        // Desired state.
+        let agents = load_agents(&self.store).await?;
+        let containers = self.store.list_containers(None).await?;
+        let manual = self.store.list_manual_routes().await?;
+        let mut claims = claims::from_containers(&containers, &agents);
+        claims.extend(claims::from_manual(&manual));
+        let existing = self.store.load_routes().await?;
+        let grace_ms = self.settings.grace.as_millis() as i64;
+        let plan = route_table::plan(now, grace_ms, claims, existing.clone());
+        let mut rows = plan.rows;
+        let removed = plan.removed;
+        let mut errors: HashMap<usize, String> = HashMap::new();
+
+        // Tunnels: one per active agent or group, and one for every routed tunnel key.
+        let active: Vec<&AgentRecord> = agents.values().filter(|a| a.removed_at.is_none() && !a.is_revoked()).collect();
+        let mut needed: BTreeSet<String> = active.iter().map(|a| claims::tunnel_key(a)).collect();
+        needed.extend(rows.iter().filter(|r| r.status.is_routed()).map(|r| r.spec.tunnel_key.clone()));
+        let stored: HashMap<String, TunnelRow> =
+            self.store.list_tunnels().await?.into_iter().map(|t| (t.tunnel_key.clone(), t)).collect();
+        let live_ids = if drift { self.live_tunnel_ids().await } else { None };
+        let mut tunnels: HashMap<String, TunnelRow> = HashMap::new();
+        for key in &needed {
+            match self.ensure_tunnel(key, stored.get(key), live_ids.as_ref(), report).await {
+                Ok(tunnel) => {
+                    tunnels.insert(key.clone(), tunnel);
+                }
+                Err(error) => {
+                    report.errors.push(format!("tunnel {key}: {error}"));
+                    for (index, row) in rows.iter().enumerate() {
+                        if &row.spec.tunnel_key == key {
+                            errors.insert(index, format!("tunnel: {error}"));
+                        }
+                    }
+                }
+            }
+        }
+
+        // Agents run the connector of their tunnel.
+        for agent in &active {
+            let Some(tunnel) = tunnels.get(&claims::tunnel_key(agent)) else { continue };
+            if agent.assigned_tunnel_id == tunnel.tunnel_id {
+                continue;
+            }
+            match self.start_tunnel(agent, tunnel).await {
+                Ok(()) => report.commands_sent += 1,
+                Err(error) => report.errors.push(format!("start_tunnel for agent {}: {error}", agent.id)),
+            }
+        }
+
+        // Zones: a routed hostname needs one; without, the route is invalid.
+        let zones = match self.client.list_zones().await {
+            Ok(zones) => zones.into_iter().map(|z| zones::ZoneRef { id: z.id, name: z.name }).collect::<Vec<_>>(),
+            Err(error) => {
+                report.errors.push(format!("listing zones: {error}"));
+                return self.save(report, &existing, rows, &removed, &errors).await;
+            }
+        };
+        let default_zone = self.settings.default_zone_id.as_deref();
+        let mut zone_of: HashMap<String, zones::ZoneRef> = HashMap::new();
+        for row in rows.iter_mut().filter(|r| r.status.is_routed() || r.status == Status::Invalid) {
+            match zones::zone_for(&row.spec.hostname, &row.spec.zone_name, &zones, default_zone) {
+                Ok(zone) => {
+                    if row.status == Status::Invalid {
+                        row.status = Status::Active;
+                        row.reason.clear();
+                    }
+                    zone_of.insert(row.spec.hostname.clone(), zone);
+                }
+                Err(reason) => {
+                    row.status = Status::Invalid;
+                    row.reason = reason;
+                }
+            }
+        }
+        for row in &removed {
+            if let Ok(zone) = zones::zone_for(&row.spec.hostname, &row.spec.zone_name, &zones, default_zone) {
+                zone_of.entry(row.spec.hostname.clone()).or_insert(zone);
+            }
+        }
+
+        // One hostname, one tunnel: its CNAME can point to only one.
+        let mut hostname_tunnel: BTreeMap<String, String> = BTreeMap::new();
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_by_key(|&i| (rows[i].source != route_table::Source::Manual, rows[i].first_seen_at));
+        for index in order {
+            let row = &mut rows[index];
+            if !row.status.is_routed() {
+                continue;
+            }
+            match hostname_tunnel.get(&row.spec.hostname) {
+                None => {
+                    hostname_tunnel.insert(row.spec.hostname.clone(), row.spec.tunnel_key.clone());
+                }
+                Some(key) if *key == row.spec.tunnel_key => {}
+                Some(key) => {
+                    row.status = Status::Conflict;
+                    row.reason = format!("{} is already served by tunnel {key}", row.spec.hostname);
+                }
+            }
+        }
+
+        // Ingress, per tunnel.
+        for (key, tunnel) in &tunnels {
+            let mut desired: Vec<IngressRule> = rows
+                .iter()
+                .filter(|r| r.status.is_routed() && &r.spec.tunnel_key == key)
+                .map(|r| ingress::rule_for(&r.spec))
+                .collect();
+            ingress::sort_rules(&mut desired);
+            match self.sync_ingress(tunnel, &desired, report).await {
+                Ok(conflicts) => {
+                    for row in rows.iter_mut().filter(|r| &r.spec.tunnel_key == key && r.status.is_routed()) {
+                        if conflicts.contains(&(row.spec.hostname.clone(), row.spec.path.clone())) {
+                            row.status = Status::Conflict;
+                            row.reason = format!(
+                                "tunnel {} already has a rule for {}{} that this DockFlare did not write",
+                                tunnel.name, row.spec.hostname, row.spec.path
+                            );
+                        }
+                    }
+                }
+                Err(error) => {
+                    report.errors.push(format!("ingress of {}: {error}", tunnel.name));
+                    for (index, row) in rows.iter().enumerate() {
+                        if &row.spec.tunnel_key == key && row.status.is_routed() {
+                            errors.insert(index, format!("ingress: {error}"));
+                        }
+                    }
+                }
+            }
+        }
+
+        // DNS.
+        let wanted: BTreeMap<String, String> = rows
+            .iter()
+            .filter(|r| r.status.is_routed())
+            .filter_map(|r| {
+                tunnels
+                    .get(&r.spec.tunnel_key)
+                    .map(|t| (r.spec.hostname.clone(), dns_plan::tunnel_target(&t.tunnel_id)))
+            })
+            .collect();
+        let mut unwanted: BTreeSet<String> = removed.iter().map(|r| r.spec.hostname.clone()).collect();
+        unwanted.extend(rows.iter().filter(|r| !r.status.is_routed()).map(|r| r.spec.hostname.clone()));
+        unwanted.retain(|hostname| !wanted.contains_key(hostname));
+        let mut zone_ids: BTreeSet<String> = BTreeSet::new();
+        for hostname in wanted.keys().chain(unwanted.iter()) {
+            if let Some(zone) = zone_of.get(hostname) {
+                zone_ids.insert(zone.id.clone());
+            }
+        }
+        let tag = dns_plan::owner_tag(&self.installation_id);
+        let mut ours: HashMap<String, Vec<DnsRecord>> = HashMap::new();
+        let mut unreadable_zones: BTreeSet<String> = BTreeSet::new();
+        for zone_id in &zone_ids {
+            match self.client.dns_records_marked(zone_id, &tag).await {
+                Ok(records) => {
+                    for record in records.into_iter().filter(|r| r.comment.as_deref().unwrap_or("").contains(&tag)) {
+                        ours.entry(record.name.clone()).or_default().push(record);
+                    }
+                }
+                Err(error) => {
+                    report.errors.push(format!("listing DNS records of zone {zone_id}: {error}"));
+                    unreadable_zones.insert(zone_id.clone());
+                }
+            }
+        }
+        let mut dns_conflicts: HashMap<String, String> = HashMap::new();
+        let mut dns_errors: HashMap<String, String> = HashMap::new();
+        for (hostname, target) in &wanted {
+            let Some(zone) = zone_of.get(hostname) else { continue };
+            if unreadable_zones.contains(&zone.id) {
+                dns_errors.insert(hostname.clone(), "zone records unreadable".into());
+                continue;
+            }
+            let current = ours.get(hostname).map(Vec::as_slice).unwrap_or(&[]);
+            if current.len() == 1 && current[0].content.eq_ignore_ascii_case(target) && current[0].proxied {
+                continue; // in place
+            }
+            match self.sync_record(&zone.id, hostname, Some(target), report).await {
+                Ok(Some(conflict)) => {
+                    dns_conflicts.insert(hostname.clone(), conflict);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    dns_errors.insert(hostname.clone(), format!("DNS: {error}"));
+                }
+            }
+        }
+        for hostname in &unwanted {
+            let Some(zone) = zone_of.get(hostname) else { continue };
+            if ours.get(hostname).is_none_or(Vec::is_empty) {
+                continue;
+            }
+            if let Err(error) = self.sync_record(&zone.id, hostname, None, report).await {
+                report.errors.push(format!("removing DNS record of {hostname}: {error}"));
+            }
+        }
+        for (index, row) in rows.iter_mut().enumerate() {
+            if let Some(reason) = dns_conflicts.get(&row.spec.hostname) {
+                if row.status.is_routed() {
+                    row.status = Status::Conflict;
+                    row.reason = reason.clone();
+                }
+            }
+            if let Some(error) = dns_errors.get(&row.spec.hostname) {
+                errors.insert(index, error.clone());
+            }
+        }
+
+        // Tunnels nobody needs any more (their routes and records are gone).
+        for (key, tunnel) in &stored {
+            if needed.contains(key) {
+                continue;
+            }
+            match self.client.delete_tunnel(&tunnel.tunnel_id).await {
+                Ok(()) => {
+                    self.store.delete_tunnel(key).await?;
+                    self.synced.remove(&tunnel.tunnel_id);
+                    report.tunnels_deleted += 1;
+                    tracing::info!(message = "Tunnel deleted (no agent uses it).", tunnel = %tunnel.name);
+                }
+                Err(error) => report.errors.push(format!("deleting tunnel {}: {error}", tunnel.name)),
+            }
+        }
+        if drift {
+            self.refresh_tunnel_status(&tunnels).await;
+        }
+        self.save(report, &existing, rows, &removed, &errors).await
+    }
+
+    /// Stores the route table: rows that changed, rows that left.
+    async fn save(
+        &self,
+        report: &mut PassReport,
+        existing: &[RouteRow],
+        mut rows: Vec<RouteRow>,
+        removed: &[RouteRow],
+        errors: &HashMap<usize, String>,
+    ) -> Result<(), StoreError> {
+        for (index, row) in rows.iter_mut().enumerate() {
+            row.last_error = errors.get(&index).cloned().unwrap_or_default();
+        }
+        let before: HashMap<(&str, &str, &str), &RouteRow> =
+            existing.iter().map(|r| ((r.spec.hostname.as_str(), r.spec.path.as_str(), r.owner.as_str()), r)).collect();
+        let changed: Vec<RouteRow> = rows
+            .into_iter()
+            .filter(|row| {
+                before.get(&(row.spec.hostname.as_str(), row.spec.path.as_str(), row.owner.as_str())) != Some(&row)
+            })
+            .collect();
+        for row in &changed {
+            tracing::info!(message = "Route.", hostname = %row.spec.hostname, path = %row.spec.path, status = row.status.as_str(), reason = %row.reason, service = %row.spec.service);
+        }
+        for row in removed {
+            tracing::info!(message = "Route removed.", hostname = %row.spec.hostname, path = %row.spec.path, owner = %row.owner);
+        }
+        report.routes_changed += (changed.len() + removed.len()) as u32;
+        self.store.save_routes(&changed, removed).await
+    }
+
+    fn tunnel_name(&self, key: &str) -> String {
+        match key.split_once(':') {
+            Some(("group", group)) => format!("{}-group-{group}", self.settings.tunnel_prefix),
+            Some((_, agent)) => format!("{}-agent-{agent}", self.settings.tunnel_prefix),
+            None => format!("{}-{key}", self.settings.tunnel_prefix),
+        }
+    }
+
+    async fn live_tunnel_ids(&self) -> Option<BTreeSet<String>> {
+        match self.client.list_tunnels(&self.settings.tunnel_prefix).await {
+            Ok(tunnels) => Some(tunnels.into_iter().map(|t| t.id).collect()),
+            Err(error) => {
+                tracing::warn!(message = "Listing tunnels failed.", %error);
+                None
+            }
+        }
+    }
+
+    /// The tunnel for `key`: stored, found by name, or created.
+    async fn ensure_tunnel(
+        &self,
+        key: &str,
+        stored: Option<&TunnelRow>,
+        live_ids: Option<&BTreeSet<String>>,
+        report: &mut PassReport,
+    ) -> Result<TunnelRow, String> {
+        if let Some(tunnel) = stored {
+            if live_ids.is_none_or(|ids| ids.contains(&tunnel.tunnel_id)) {
+                return Ok(tunnel.clone());
+            }
+            tracing::warn!(message = "A managed tunnel disappeared from Cloudflare; recreating it.", tunnel = %tunnel.name);
+        }
+        let name = self.tunnel_name(key);
+        let found = match self.client.find_tunnel(&name).await.map_err(|e| e.to_string())? {
+            Some(tunnel) => tunnel,
+            None => match self.client.create_tunnel(&name).await {
+                Ok(tunnel) => {
+                    report.tunnels_created += 1;
+                    tracing::info!(message = "Tunnel created.", tunnel = %name, id = %tunnel.id);
+                    tunnel
+                }
+                // Created meanwhile (409/1013), or a POST whose outcome is unknown (5xx): look again.
+                Err(error) if error.has_code(1013) || error.is_transient() => {
+                    self.client.find_tunnel(&name).await.map_err(|e| e.to_string())?.ok_or_else(|| error.to_string())?
+                }
+                Err(error) => return Err(error.to_string()),
+            },
+        };
+        let now = now_millis();
+        let row = TunnelRow {
+            tunnel_key: key.to_string(),
+            name,
+            tunnel_id: found.id,
+            status: found.status.clone(),
+            connector_count: 0,
+            last_error: String::new(),
+            created_at: stored.map(|s| s.created_at).unwrap_or(now),
+            updated_at: now,
+        };
+        self.store.save_tunnel(&row).await.map_err(|e| e.to_string())?;
+        Ok(row)
+    }
+
+    async fn start_tunnel(&self, agent: &AgentRecord, tunnel: &TunnelRow) -> Result<(), String> {
+        let token = self.client.tunnel_token(&tunnel.tunnel_id).await.map_err(|e| e.to_string())?;
+        let kind = command::Kind::StartTunnel(StartTunnel {
+            tunnel_id: tunnel.tunnel_id.clone(),
+            tunnel_name: tunnel.name.clone(),
+            token: token.expose_secret().to_string(),
+            rules: Vec::new(),
+        });
+        crate::commands::enqueue(&self.store, &self.sessions, &agent.id, kind)
+            .await
+            .map_err(|s| s.message().to_string())?;
+        self.store.set_assigned_tunnel(&agent.id, &tunnel.tunnel_id).await.map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Writes the tunnel's ingress when it differs; returns our keys that a
+    /// foreign rule holds.
+    async fn sync_ingress(
+        &mut self,
+        tunnel: &TunnelRow,
+        desired: &[IngressRule],
+        report: &mut PassReport,
+    ) -> Result<BTreeSet<ingress::RuleKey>, CfError> {
+        let fingerprint = fingerprint(desired);
+        if self.synced.get(&tunnel.tunnel_id) == Some(&fingerprint) {
+            return Ok(BTreeSet::new());
+        }
+        let current = self.client.get_configuration(&tunnel.tunnel_id).await?;
+        let owned = self.store.owned_rules(&tunnel.tunnel_id).await.unwrap_or_default();
+        let current_rules = current.as_ref().map(|c| c.config.ingress.clone()).unwrap_or_default();
+        let merged = ingress::merge(&current_rules, &owned, desired);
+        if current.is_none() || merged.rules != current_rules {
+            let mut config = current.map(|c| c.config).unwrap_or_default();
+            config.ingress = merged.rules.clone();
+            self.client.put_configuration(&tunnel.tunnel_id, &config).await?;
+            report.ingress_updates += 1;
+        }
+        let placed: BTreeSet<ingress::RuleKey> =
+            desired.iter().map(ingress::rule_key).filter(|key| !merged.conflicts.contains(key)).collect();
+        if placed != owned {
+            if let Err(error) = self.store.set_owned_rules(&tunnel.tunnel_id, &placed).await {
+                tracing::warn!(message = "Could not record the tunnel's rules.", tunnel = %tunnel.name, %error);
+                return Ok(merged.conflicts);
+            }
+        }
+        self.synced.insert(tunnel.tunnel_id.clone(), fingerprint);
+        Ok(merged.conflicts)
+    }
+
+    /// Brings one hostname's records in line; `Some(reason)` on a conflict.
+    async fn sync_record(
+        &self,
+        zone_id: &str,
+        hostname: &str,
+        target: Option<&str>,
+        report: &mut PassReport,
+    ) -> Result<Option<String>, CfError> {
+        let found: Vec<dns_plan::FoundRecord> = self
+            .client
+            .dns_records_named(zone_id, hostname)
+            .await?
+            .into_iter()
+            .map(|r| dns_plan::FoundRecord {
+                id: r.id,
+                record_type: r.record_type,
+                content: r.content,
+                proxied: r.proxied,
+                comment: r.comment.unwrap_or_default(),
+            })
+            .collect();
+        let request = |target: &str| DnsRecordRequest {
+            record_type: "CNAME".into(),
+            name: hostname.to_string(),
+            content: target.to_string(),
+            proxied: Some(true),
+            ttl: Some(1),
+            comment: Some(dns_plan::marker_comment(&self.installation_id)),
+            tags: Vec::new(),
+        };
+        for action in dns_plan::plan(hostname, target, &found, &self.installation_id) {
+            match action {
+                dns_plan::DnsAction::Create => {
+                    let Some(target) = target else { continue };
+                    match self.client.create_dns_record(zone_id, &request(target)).await {
+                        Ok(_) => {
+                            report.dns_created += 1;
+                            tracing::info!(message = "DNS record created.", %hostname, %target);
+                        }
+                        Err(error) if error.has_code(81053) || error.has_code(81057) || error.has_code(81058) => {
+                            return Ok(Some(format!("a DNS record for {hostname} appeared meanwhile: {error}")));
+                        }
+                        Err(error) => return Err(error),
+                    }
+                }
+                dns_plan::DnsAction::Update { id } => {
+                    let Some(target) = target else { continue };
+                    self.client.update_dns_record(zone_id, &id, &request(target)).await?;
+                    report.dns_updated += 1;
+                    tracing::info!(message = "DNS record updated.", %hostname, %target);
+                }
+                dns_plan::DnsAction::Delete { id } => {
+                    self.client.delete_dns_record(zone_id, &id).await?;
+                    report.dns_deleted += 1;
+                    tracing::info!(message = "DNS record deleted.", %hostname);
+                }
+                dns_plan::DnsAction::Conflict(reason) => return Ok(Some(reason)),
+            }
+        }
+        Ok(None)
+    }
+
+    async fn refresh_tunnel_status(&self, tunnels: &HashMap<String, TunnelRow>) {
+        for tunnel in tunnels.values() {
+            let mut row = tunnel.clone();
+            match self.client.get_tunnel(&tunnel.tunnel_id).await {
+                Ok(found) => {
+                    row.status = found.status;
+                    row.last_error.clear();
+                }
+                Err(error) => row.last_error = error.to_string(),
+            }
+            if let Ok(clients) = self.client.tunnel_connectors(&tunnel.tunnel_id).await {
+                row.connector_count = clients as i64;
+            }
+            if row != *tunnel {
+                row.updated_at = now_millis();
+                let _ = self.store.save_tunnel(&row).await;
+            }
+        }
+    }
+}
+
+/// Stops an agent's connector (used when an operator removes the agent).
+pub async fn stop_connector(store: &Store, sessions: &Sessions, agent_id: &str) -> Result<(), tonic::Status> {
+    crate::commands::enqueue(
+        store,
+        sessions,
+        agent_id,
+        command::Kind::StopTunnel(StopTunnel { tunnel_id: String::new() }),
+    )
+    .await
+    .map(|_| ())
+}
+
+async fn load_agents(store: &Store) -> Result<HashMap<String, AgentRecord>, StoreError> {
+    let mut agents = HashMap::new();
+    let mut after = String::new();
+    loop {
+        let page = store.list_agents(&after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id.clone();
+        agents.extend(page.into_iter().map(|agent| (agent.id.clone(), agent)));
+    }
+    Ok(agents)
+}
+
+fn fingerprint(rules: &[IngressRule]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(rules).unwrap_or_default().hash(&mut hasher);
+    hasher.finish()
+}

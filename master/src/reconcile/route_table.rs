@@ -1,0 +1,348 @@
+//! The route table's next state: claims (what containers and operators ask
+//! for now) against the stored rows. Pure; the reconciler stores the result.
+//!
+//! - A claim is keyed by hostname + path + owner (a container, a Swarm
+//!   service — so a task moving between nodes keeps its claim — or the
+//!   operator for manual routes).
+//! - A label route whose owner stops asking becomes `pending_deletion` with a
+//!   deadline, returns to `active` if the owner asks again, and is removed
+//!   when the deadline passes. Manual routes go only when deleted.
+//! - One hostname + path is routed once: manual claims win over labels;
+//!   otherwise the oldest claim (first seen, persisted, so no flapping)
+//!   keeps it, a pending one included, and the others are `conflict` with the
+//!   reason.
+
+use std::collections::{BTreeMap, HashMap};
+
+/// Where a claim comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    Labels,
+    Manual,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Labels => "labels",
+            Source::Manual => "manual",
+        }
+    }
+
+    pub fn parse(text: &str) -> Source {
+        if text == "manual" {
+            Source::Manual
+        } else {
+            Source::Labels
+        }
+    }
+}
+
+/// A route's claim state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Active,
+    PendingDeletion,
+    Conflict,
+    /// Cannot be routed as asked (no zone for the hostname, say): see reason.
+    Invalid,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::PendingDeletion => "pending_deletion",
+            Status::Conflict => "conflict",
+            Status::Invalid => "invalid",
+        }
+    }
+
+    pub fn parse(text: &str) -> Status {
+        match text {
+            "pending_deletion" => Status::PendingDeletion,
+            "conflict" => Status::Conflict,
+            "invalid" => Status::Invalid,
+            _ => Status::Active,
+        }
+    }
+
+    /// Whether the route is carried by its tunnel (ingress rule and DNS record).
+    pub fn is_routed(self) -> bool {
+        matches!(self, Status::Active | Status::PendingDeletion)
+    }
+}
+
+/// What a route is: everything but its claim state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub hostname: String,
+    pub path: String,
+    pub service: String,
+    /// cloudflared originRequest options, as Cloudflare's JSON (may be "{}").
+    pub origin_json: String,
+    /// Zone named by a label, if any.
+    pub zone_name: String,
+    /// The agent that reports (or, for manual routes, serves) it.
+    pub agent_id: String,
+    /// The tunnel that carries it: "agent:<id>" or "group:<name>".
+    pub tunnel_key: String,
+    pub container_id: String,
+    pub container_name: String,
+    pub service_name: String,
+}
+
+/// What someone asks for now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub owner: String,
+    pub source: Source,
+    pub spec: RouteSpec,
+}
+
+/// A stored route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRow {
+    pub owner: String,
+    pub source: Source,
+    pub spec: RouteSpec,
+    pub status: Status,
+    pub reason: String,
+    /// Unix ms; set while pending deletion.
+    pub delete_at: Option<i64>,
+    pub first_seen_at: i64,
+    pub updated_at: i64,
+    /// The last Cloudflare error for this route ("" when fine).
+    pub last_error: String,
+}
+
+impl RouteRow {
+    pub fn key(&self) -> (&str, &str) {
+        (&self.spec.hostname, &self.spec.path)
+    }
+}
+
+/// The next table, and the rows that leave it (their Cloudflare side must go).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RoutePlan {
+    pub rows: Vec<RouteRow>,
+    pub removed: Vec<RouteRow>,
+}
+
+/// Computes the next route table.
+pub fn plan(now: i64, grace_ms: i64, claims: Vec<Claim>, existing: Vec<RouteRow>) -> RoutePlan {
+    let mut stored: HashMap<(String, String, String), RouteRow> = existing
+        .into_iter()
+        .map(|row| ((row.spec.hostname.clone(), row.spec.path.clone(), row.owner.clone()), row))
+        .collect();
+    let mut rows = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for claim in claims {
+        let id = (claim.spec.hostname.clone(), claim.spec.path.clone(), claim.owner.clone());
+        if !seen.insert(id.clone()) {
+            continue; // the same owner asked twice (a service reported by several agents)
+        }
+        let row = match stored.remove(&id) {
+            Some(mut row) => {
+                if row.spec != claim.spec {
+                    row.updated_at = now;
+                }
+                row.spec = claim.spec;
+                row.source = claim.source;
+                row.status = Status::Active;
+                row.delete_at = None;
+                row
+            }
+            None => RouteRow {
+                owner: claim.owner,
+                source: claim.source,
+                spec: claim.spec,
+                status: Status::Active,
+                reason: String::new(),
+                delete_at: None,
+                first_seen_at: now,
+                updated_at: now,
+                last_error: String::new(),
+            },
+        };
+        rows.push(row);
+    }
+
+    let mut removed = Vec::new();
+    for (_, mut row) in stored {
+        match (row.source, row.status) {
+            (Source::Manual, _) | (Source::Labels, Status::Conflict | Status::Invalid) => removed.push(row),
+            (Source::Labels, Status::PendingDeletion) if row.delete_at.is_some_and(|at| at <= now) => removed.push(row),
+            (Source::Labels, Status::PendingDeletion) => rows.push(row),
+            (Source::Labels, Status::Active) => {
+                row.status = Status::PendingDeletion;
+                row.delete_at = Some(now + grace_ms);
+                row.updated_at = now;
+                rows.push(row);
+            }
+        }
+    }
+
+    resolve_conflicts(&mut rows);
+    rows.sort_by(|a, b| (&a.spec.hostname, &a.spec.path, &a.owner).cmp(&(&b.spec.hostname, &b.spec.path, &b.owner)));
+    removed.sort_by(|a, b| (&a.spec.hostname, &a.spec.path, &a.owner).cmp(&(&b.spec.hostname, &b.spec.path, &b.owner)));
+    RoutePlan { rows, removed }
+}
+
+/// Marks every claim but the winner of each hostname + path as a conflict.
+fn resolve_conflicts(rows: &mut [RouteRow]) {
+    let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+    for (index, row) in rows.iter().enumerate() {
+        groups.entry((row.spec.hostname.clone(), row.spec.path.clone())).or_default().push(index);
+    }
+    for indexes in groups.values() {
+        let Some(&winner) = indexes.iter().min_by_key(|&&i| {
+            let row = &rows[i];
+            (row.source != Source::Manual, row.first_seen_at, row.owner.clone())
+        }) else {
+            continue;
+        };
+        let holder = describe_owner(&rows[winner]);
+        for &index in indexes {
+            let row = &mut rows[index];
+            if index == winner {
+                if row.status == Status::Conflict {
+                    row.status = Status::Active;
+                }
+                if row.status != Status::Invalid {
+                    row.reason.clear();
+                }
+            } else if row.status != Status::PendingDeletion {
+                row.status = Status::Conflict;
+                row.reason = format!("{}{} is already routed to {holder}", row.spec.hostname, row.spec.path);
+            } else {
+                // A pending route that lost its claim (a manual route took the
+                // hostname): it is not routed any more.
+                row.status = Status::Conflict;
+                row.delete_at = None;
+                row.reason = format!("{}{} is now routed to {holder}", row.spec.hostname, row.spec.path);
+            }
+        }
+    }
+}
+
+fn describe_owner(row: &RouteRow) -> String {
+    match row.source {
+        Source::Manual => "a manual route".to_string(),
+        Source::Labels => {
+            let name = if row.spec.service_name.is_empty() { &row.spec.container_name } else { &row.spec.service_name };
+            format!("{name} (agent {}), which claimed it first", row.spec.agent_id)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GRACE: i64 = 1_000;
+
+    fn claim(owner: &str, hostname: &str, source: Source) -> Claim {
+        Claim {
+            owner: owner.into(),
+            source,
+            spec: RouteSpec {
+                hostname: hostname.into(),
+                path: String::new(),
+                service: format!("http://{owner}:80"),
+                origin_json: "{}".into(),
+                zone_name: String::new(),
+                agent_id: "agent-1".into(),
+                tunnel_key: "agent:agent-1".into(),
+                container_id: owner.into(),
+                container_name: owner.into(),
+                service_name: String::new(),
+            },
+        }
+    }
+
+    fn statuses(plan: &RoutePlan) -> Vec<(String, &'static str)> {
+        plan.rows.iter().map(|r| (r.owner.clone(), r.status.as_str())).collect()
+    }
+
+    #[test]
+    fn a_stopped_container_goes_pending_then_away_unless_it_returns() {
+        let first = plan(0, GRACE, vec![claim("web", "a.example.com", Source::Labels)], vec![]);
+        assert_eq!(statuses(&first), vec![("web".into(), "active")]);
+
+        let stopped = plan(100, GRACE, vec![], first.rows.clone());
+        assert_eq!(statuses(&stopped), vec![("web".into(), "pending_deletion")]);
+        assert_eq!(stopped.rows[0].delete_at, Some(1_100));
+
+        let back = plan(500, GRACE, vec![claim("web", "a.example.com", Source::Labels)], stopped.rows.clone());
+        assert_eq!(statuses(&back), vec![("web".into(), "active")]);
+        assert_eq!(back.rows[0].delete_at, None);
+        assert_eq!(back.rows[0].first_seen_at, 0);
+
+        let still_pending = plan(1_099, GRACE, vec![], stopped.rows.clone());
+        assert_eq!(still_pending.rows.len(), 1);
+        let expired = plan(1_100, GRACE, vec![], stopped.rows);
+        assert!(expired.rows.is_empty());
+        assert_eq!(expired.removed.len(), 1);
+    }
+
+    #[test]
+    fn the_first_claim_keeps_a_hostname_and_manual_routes_win() {
+        let a = plan(0, GRACE, vec![claim("a", "x.example.com", Source::Labels)], vec![]);
+        let both = plan(
+            10,
+            GRACE,
+            vec![claim("b", "x.example.com", Source::Labels), claim("a", "x.example.com", Source::Labels)],
+            a.rows,
+        );
+        assert_eq!(statuses(&both), vec![("a".into(), "active"), ("b".into(), "conflict")]);
+        assert!(both.rows[1].reason.contains("already routed to a"), "{}", both.rows[1].reason);
+
+        // No flapping: the same claims again change nothing.
+        let again = plan(
+            20,
+            GRACE,
+            vec![claim("a", "x.example.com", Source::Labels), claim("b", "x.example.com", Source::Labels)],
+            both.rows.clone(),
+        );
+        assert_eq!(again.rows, both.rows);
+
+        let manual = plan(
+            30,
+            GRACE,
+            vec![
+                claim("a", "x.example.com", Source::Labels),
+                claim("b", "x.example.com", Source::Labels),
+                claim("manual", "x.example.com", Source::Manual),
+            ],
+            again.rows,
+        );
+        assert_eq!(
+            statuses(&manual),
+            vec![("a".into(), "conflict"), ("b".into(), "conflict"), ("manual".into(), "active")]
+        );
+    }
+
+    #[test]
+    fn a_pending_route_keeps_its_claim_until_it_expires() {
+        let a = plan(0, GRACE, vec![claim("a", "x.example.com", Source::Labels)], vec![]);
+        let pending = plan(10, GRACE, vec![claim("b", "x.example.com", Source::Labels)], a.rows);
+        assert_eq!(statuses(&pending), vec![("a".into(), "pending_deletion"), ("b".into(), "conflict")]);
+        let expired = plan(2_000, GRACE, vec![claim("b", "x.example.com", Source::Labels)], pending.rows);
+        assert_eq!(statuses(&expired), vec![("b".into(), "active")]);
+        assert_eq!(expired.removed.iter().map(|r| r.owner.as_str()).collect::<Vec<_>>(), vec!["a"]);
+    }
+
+    #[test]
+    fn manual_routes_go_at_once_and_conflicts_leave_without_grace() {
+        let both = plan(
+            0,
+            GRACE,
+            vec![claim("m", "x.example.com", Source::Manual), claim("c", "x.example.com", Source::Labels)],
+            vec![],
+        );
+        let gone = plan(5, GRACE, vec![], both.rows);
+        assert!(gone.rows.is_empty());
+        assert_eq!(gone.removed.len(), 2);
+    }
+}
