@@ -135,6 +135,9 @@ struct ServeArgs {
     /// Tunnel names start with this (dockflare-agent-<id>, dockflare-group-<name>).
     #[arg(long, env = "DOCKFLARE_TUNNEL_PREFIX", default_value = "dockflare")]
     tunnel_prefix: String,
+    /// Request budget towards Cloudflare (its limit is 1 200 per five minutes, shared with the dashboard).
+    #[arg(long, env = "DOCKFLARE_CF_REQUESTS_PER_5MIN", default_value_t = 1_100)]
+    cf_requests_per_5min: u32,
     /// Zones of the built-in emulator in offline mode.
     #[arg(long, env = "DOCKFLARE_OFFLINE_ZONES", value_delimiter = ',', default_value = "example.test")]
     offline_zones: Vec<String>,
@@ -197,6 +200,7 @@ fn serve_options(cli: &Cli) -> Result<ServeOptions> {
             api_url: serve.cf_api_url.clone(),
             token: token.clone(),
             account_id: account_id.trim().to_string(),
+            requests_per_5_minutes: serve.cf_requests_per_5min.max(1),
         }),
         (Some(_), None) => bail!("CF_API_TOKEN is set but CF_ACCOUNT_ID is not: both are needed to manage tunnels"),
         (None, _) => None,

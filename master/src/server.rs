@@ -206,7 +206,8 @@ async fn cloudflare_client(
         emulator = %api_url,
         zones = %options.offline_zones.join(","),
     );
-    let settings = CloudflareSettings { api_url, token: token.into(), account_id };
+    // The emulator has no rate limit to respect.
+    let settings = CloudflareSettings { api_url, token: token.into(), account_id, requests_per_5_minutes: 1_000_000 };
     let client = CloudflareClient::new(settings).map_err(|e| StartError::Cloudflare(e.to_string()))?;
     Ok((client, Some((emulator, addr))))
 }

@@ -573,7 +573,7 @@ async fn inspection_api_shows_state_and_seeds_dashboard_edits() -> Result<()> {
         api.inspect(Method::POST, "/zones/example.test/dns_records", Some(cname("legacy", "x.example.net"))).await?;
     let seeded: DnsRecord = seeded.plain()?;
     let listed = api.get(&format!("/zones/{}/dns_records?name=legacy.example.test", api.zone())).await?;
-    assert_eq!(listed.page::<DnsRecord>()?.0, [seeded.clone()]);
+    assert_eq!(listed.page::<DnsRecord>()?.0, std::slice::from_ref(&seeded));
     let conflict = api
         .inspect(Method::POST, &format!("/zones/{}/dns_records", api.zone()), Some(cname("legacy", "y.example.net")))
         .await?;

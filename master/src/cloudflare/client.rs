@@ -19,10 +19,10 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Requests sent at most: a burst of 20, then one every 273 ms — at most
-/// 1 120 in any five minutes, under Cloudflare's 1 200.
-const BURST: u32 = 20;
-const REFILL: Duration = Duration::from_millis(273);
+/// Requests sent at most, by default: a burst of 20, then 1 100 per five
+/// minutes — 1 120 in any five minutes, under Cloudflare's 1 200.
+pub const DEFAULT_BURST: u32 = 20;
+pub const DEFAULT_REQUESTS_PER_5_MINUTES: u32 = 1_100;
 const MAX_ATTEMPTS: u32 = 5;
 const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -80,6 +80,8 @@ pub struct CloudflareSettings {
     pub api_url: String,
     pub token: SecretString,
     pub account_id: String,
+    /// Request budget: at most this many requests in five minutes (after a burst).
+    pub requests_per_5_minutes: u32,
 }
 
 impl fmt::Debug for CloudflareSettings {
@@ -87,6 +89,7 @@ impl fmt::Debug for CloudflareSettings {
         f.debug_struct("CloudflareSettings")
             .field("api_url", &self.api_url)
             .field("account_id", &self.account_id)
+            .field("requests_per_5_minutes", &self.requests_per_5_minutes)
             .field("token", &"[redacted]")
             .finish()
     }
@@ -125,8 +128,9 @@ impl CloudflareClient {
             .user_agent(concat!("dockflare-master/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| CfError::Transport(e.to_string()))?;
-        let quota = Quota::with_period(REFILL)
-            .map(|q| q.allow_burst(NonZeroU32::new(BURST).unwrap_or(NonZeroU32::MIN)))
+        let per_request = Duration::from_secs(300) / settings.requests_per_5_minutes.max(1);
+        let quota = Quota::with_period(per_request)
+            .map(|q| q.allow_burst(NonZeroU32::new(DEFAULT_BURST).unwrap_or(NonZeroU32::MIN)))
             .ok_or_else(|| CfError::Transport("invalid request budget".into()))?;
         Ok(CloudflareClient {
             http,
@@ -337,10 +341,10 @@ impl CloudflareClient {
         self.list(&path, &[("name", name.to_string())], 100).await
     }
 
-    /// DNS records of a zone whose comment contains `marker`.
-    pub async fn dns_records_marked(&self, zone_id: &str, marker: &str) -> Result<Vec<DnsRecord>, CfError> {
+    /// Every DNS record of a zone.
+    pub async fn dns_records(&self, zone_id: &str) -> Result<Vec<DnsRecord>, CfError> {
         let path = format!("/zones/{zone_id}/dns_records");
-        self.list(&path, &[("comment.contains", marker.to_string())], 1000).await
+        self.list(&path, &[], 5000).await
     }
 
     pub async fn create_dns_record(&self, zone_id: &str, record: &DnsRecordRequest) -> Result<DnsRecord, CfError> {

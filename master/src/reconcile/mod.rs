@@ -381,6 +381,59 @@ impl Reconciler {
             }
         }
 
+        // DNS records as they are; what each routed hostname should point to.
+        let wanted: BTreeMap<String, String> = rows
+            .iter()
+            .filter(|r| r.status.is_routed())
+            .filter_map(|r| {
+                tunnels
+                    .get(&r.spec.tunnel_key)
+                    .map(|t| (r.spec.hostname.clone(), dns_plan::tunnel_target(&t.tunnel_id)))
+            })
+            .collect();
+        let mut unwanted: BTreeSet<String> = removed.iter().map(|r| r.spec.hostname.clone()).collect();
+        unwanted.extend(rows.iter().filter(|r| !r.status.is_routed()).map(|r| r.spec.hostname.clone()));
+        unwanted.retain(|hostname| !wanted.contains_key(hostname));
+        let mut zone_ids: BTreeSet<String> = BTreeSet::new();
+        for hostname in wanted.keys().chain(unwanted.iter()) {
+            if let Some(zone) = zone_of.get(hostname) {
+                zone_ids.insert(zone.id.clone());
+            }
+        }
+        let mut by_name: HashMap<String, Vec<dns_plan::FoundRecord>> = HashMap::new();
+        let mut unreadable_zones: BTreeSet<String> = BTreeSet::new();
+        for zone_id in &zone_ids {
+            match self.client.dns_records(zone_id).await {
+                Ok(records) => {
+                    for record in records {
+                        by_name.entry(record.name.to_ascii_lowercase()).or_default().push(found(record));
+                    }
+                }
+                Err(error) => {
+                    report.errors.push(format!("listing DNS records of zone {zone_id}: {error}"));
+                    unreadable_zones.insert(zone_id.clone());
+                }
+            }
+        }
+        // A foreign record at a wanted hostname: the route is a conflict before
+        // anything is written for it (no ingress rule either).
+        for row in rows.iter_mut().filter(|r| r.status.is_routed()) {
+            let Some(target) = wanted.get(&row.spec.hostname) else { continue };
+            let existing = by_name.get(&row.spec.hostname).map(Vec::as_slice).unwrap_or(&[]);
+            for action in dns_plan::plan(&row.spec.hostname, Some(target), existing, &self.installation_id) {
+                if let dns_plan::DnsAction::Conflict(reason) = action {
+                    row.status = Status::Conflict;
+                    row.reason = reason;
+                }
+            }
+        }
+        let wanted: BTreeMap<String, String> = wanted
+            .into_iter()
+            .filter(|(hostname, _)| rows.iter().any(|r| r.status.is_routed() && &r.spec.hostname == hostname))
+            .collect();
+        unwanted.extend(rows.iter().filter(|r| !r.status.is_routed()).map(|r| r.spec.hostname.clone()));
+        unwanted.retain(|hostname| !wanted.contains_key(hostname));
+
         // Ingress, per tunnel.
         for (key, tunnel) in &tunnels {
             let mut desired: Vec<IngressRule> = rows
@@ -412,54 +465,23 @@ impl Reconciler {
             }
         }
 
-        // DNS.
-        let wanted: BTreeMap<String, String> = rows
-            .iter()
-            .filter(|r| r.status.is_routed())
-            .filter_map(|r| {
-                tunnels
-                    .get(&r.spec.tunnel_key)
-                    .map(|t| (r.spec.hostname.clone(), dns_plan::tunnel_target(&t.tunnel_id)))
-            })
+        // DNS (for what is still routed after the ingress step).
+        let wanted: BTreeMap<String, String> = wanted
+            .into_iter()
+            .filter(|(hostname, _)| rows.iter().any(|r| r.status.is_routed() && &r.spec.hostname == hostname))
             .collect();
-        let mut unwanted: BTreeSet<String> = removed.iter().map(|r| r.spec.hostname.clone()).collect();
         unwanted.extend(rows.iter().filter(|r| !r.status.is_routed()).map(|r| r.spec.hostname.clone()));
         unwanted.retain(|hostname| !wanted.contains_key(hostname));
-        let mut zone_ids: BTreeSet<String> = BTreeSet::new();
-        for hostname in wanted.keys().chain(unwanted.iter()) {
-            if let Some(zone) = zone_of.get(hostname) {
-                zone_ids.insert(zone.id.clone());
-            }
-        }
-        let tag = dns_plan::owner_tag(&self.installation_id);
-        let mut ours: HashMap<String, Vec<DnsRecord>> = HashMap::new();
-        let mut unreadable_zones: BTreeSet<String> = BTreeSet::new();
-        for zone_id in &zone_ids {
-            match self.client.dns_records_marked(zone_id, &tag).await {
-                Ok(records) => {
-                    for record in records.into_iter().filter(|r| r.comment.as_deref().unwrap_or("").contains(&tag)) {
-                        ours.entry(record.name.clone()).or_default().push(record);
-                    }
-                }
-                Err(error) => {
-                    report.errors.push(format!("listing DNS records of zone {zone_id}: {error}"));
-                    unreadable_zones.insert(zone_id.clone());
-                }
-            }
-        }
         let mut dns_conflicts: HashMap<String, String> = HashMap::new();
         let mut dns_errors: HashMap<String, String> = HashMap::new();
         for (hostname, target) in &wanted {
             let Some(zone) = zone_of.get(hostname) else { continue };
             if unreadable_zones.contains(&zone.id) {
-                dns_errors.insert(hostname.clone(), "zone records unreadable".into());
+                dns_errors.insert(hostname.clone(), "DNS: the zone's records could not be read".into());
                 continue;
             }
-            let current = ours.get(hostname).map(Vec::as_slice).unwrap_or(&[]);
-            if current.len() == 1 && current[0].content.eq_ignore_ascii_case(target) && current[0].proxied {
-                continue; // in place
-            }
-            match self.sync_record(&zone.id, hostname, Some(target), report).await {
+            let existing = by_name.get(hostname).map(Vec::as_slice).unwrap_or(&[]);
+            match self.sync_record(&zone.id, hostname, Some(target), existing, report).await {
                 Ok(Some(conflict)) => {
                     dns_conflicts.insert(hostname.clone(), conflict);
                 }
@@ -471,10 +493,11 @@ impl Reconciler {
         }
         for hostname in &unwanted {
             let Some(zone) = zone_of.get(hostname) else { continue };
-            if ours.get(hostname).is_none_or(Vec::is_empty) {
+            if unreadable_zones.contains(&zone.id) {
                 continue;
             }
-            if let Err(error) = self.sync_record(&zone.id, hostname, None, report).await {
+            let existing = by_name.get(hostname).map(Vec::as_slice).unwrap_or(&[]);
+            if let Err(error) = self.sync_record(&zone.id, hostname, None, existing, report).await {
                 report.errors.push(format!("removing DNS record of {hostname}: {error}"));
             }
         }
@@ -635,7 +658,8 @@ impl Reconciler {
         let owned = self.store.owned_rules(&tunnel.tunnel_id).await.unwrap_or_default();
         let current_rules = current.as_ref().map(|c| c.config.ingress.clone()).unwrap_or_default();
         let merged = ingress::merge(&current_rules, &owned, desired);
-        if current.is_none() || merged.rules != current_rules {
+        let nothing_to_write = current.is_none() && desired.is_empty();
+        if !nothing_to_write && (current.is_none() || merged.rules != current_rules) {
             let mut config = current.map(|c| c.config).unwrap_or_default();
             config.ingress = merged.rules.clone();
             self.client.put_configuration(&tunnel.tunnel_id, &config).await?;
@@ -659,21 +683,9 @@ impl Reconciler {
         zone_id: &str,
         hostname: &str,
         target: Option<&str>,
+        found: &[dns_plan::FoundRecord],
         report: &mut PassReport,
     ) -> Result<Option<String>, CfError> {
-        let found: Vec<dns_plan::FoundRecord> = self
-            .client
-            .dns_records_named(zone_id, hostname)
-            .await?
-            .into_iter()
-            .map(|r| dns_plan::FoundRecord {
-                id: r.id,
-                record_type: r.record_type,
-                content: r.content,
-                proxied: r.proxied,
-                comment: r.comment.unwrap_or_default(),
-            })
-            .collect();
         let request = |target: &str| DnsRecordRequest {
             record_type: "CNAME".into(),
             name: hostname.to_string(),
@@ -683,7 +695,7 @@ impl Reconciler {
             comment: Some(dns_plan::marker_comment(&self.installation_id)),
             tags: Vec::new(),
         };
-        for action in dns_plan::plan(hostname, target, &found, &self.installation_id) {
+        for action in dns_plan::plan(hostname, target, found, &self.installation_id) {
             match action {
                 dns_plan::DnsAction::Create => {
                     let Some(target) = target else { continue };
@@ -758,6 +770,16 @@ async fn load_agents(store: &Store) -> Result<HashMap<String, AgentRecord>, Stor
         agents.extend(page.into_iter().map(|agent| (agent.id.clone(), agent)));
     }
     Ok(agents)
+}
+
+fn found(record: DnsRecord) -> dns_plan::FoundRecord {
+    dns_plan::FoundRecord {
+        id: record.id,
+        record_type: record.record_type,
+        content: record.content,
+        proxied: record.proxied,
+        comment: record.comment.unwrap_or_default(),
+    }
 }
 
 fn fingerprint(rules: &[IngressRule]) -> u64 {

@@ -102,11 +102,31 @@ pub struct Master {
     pub addr: SocketAddr,
     database_url: Option<String>,
     extra_args: Vec<String>,
+    env: Vec<(String, String)>,
     child: Option<Child>,
     pub logs: Logs,
 }
 
 impl Master {
+    /// Starts a master with extra environment variables (CF_API_TOKEN, …).
+    pub async fn start_with_env(
+        database_url: Option<&str>,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Master> {
+        let mut master = Master {
+            data_dir: tempfile::tempdir()?,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database_url: database_url.map(str::to_string),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            child: None,
+            logs: Logs::default(),
+        };
+        master.spawn().await?;
+        Ok(master)
+    }
+
     /// Starts a master on a free port. `database_url` `None` means SQLite.
     pub async fn start(database_url: Option<&str>, extra_args: &[&str]) -> Result<Master> {
         let mut master = Master {
@@ -114,6 +134,7 @@ impl Master {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_url: database_url.map(str::to_string),
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            env: Vec::new(),
             child: None,
             logs: Logs::default(),
         };
@@ -130,6 +151,12 @@ impl Master {
             command.arg("--database-url").arg(url);
         }
         command.env("RUST_LOG", "info,h2=warn,hyper=warn,tower=warn,sqlx=warn");
+        for name in
+            ["CF_API_TOKEN", "CF_ACCOUNT_ID", "CF_ZONE_ID", "CF_API_URL", "GRACE_PERIOD_SECONDS", "LABEL_PREFIX"]
+        {
+            command.env_remove(name);
+        }
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = command.spawn().context("starting dockflare-master")?;
         let logs = Logs::default();

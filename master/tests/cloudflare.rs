@@ -1,0 +1,430 @@
+//! The master's Cloudflare side against the emulator over HTTP, with real
+//! master processes and fake agents speaking the real protocol: tunnels,
+//! ingress and DNS for reported containers; ownership (hand-made rules and
+//! records survive, foreign records make conflicts); the grace period across
+//! restarts; faults and restarts without duplicates; bursts coalesced; drift
+//! repaired; offline mode.
+
+mod fake_agent;
+mod processes;
+mod support;
+
+use anyhow::{bail, Context, Result};
+use dockflare::v1::{ListRoutesRequest, ListTunnelsRequest, ReconcileRequest, Route, RouteStatus};
+use dockflare_master::cloudflare::emulator::{Emulator, EmulatorConfig, FaultSpec, Snapshot};
+use dockflare_master::cloudflare::types::{DnsRecordRequest, IngressRule, TunnelConfig};
+use fake_agent::{labelled, route_labels, FakeAgent};
+use processes::{eventually, Master};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Cloud {
+    emulator: Emulator,
+    addr: SocketAddr,
+}
+
+async fn cloud() -> Result<Cloud> {
+    let config = EmulatorConfig {
+        zones: vec!["example.com".into(), "dev.example.com".into(), "other.org".into()],
+        ..EmulatorConfig::default()
+    };
+    let (emulator, addr) = Emulator::start(config, SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    Ok(Cloud { emulator, addr })
+}
+
+async fn master(cloud: &Cloud, grace: &str, extra: &[&str]) -> Result<Master> {
+    let url = cloud.emulator.base_url(cloud.addr);
+    let mut args = vec!["--cf-requests-per-5min", "100000"];
+    args.extend_from_slice(extra);
+    Master::start_with_env(
+        None,
+        &args,
+        &[
+            ("CF_API_TOKEN", cloud.emulator.api_token()),
+            ("CF_ACCOUNT_ID", cloud.emulator.account_id()),
+            ("CF_API_URL", &url),
+            ("GRACE_PERIOD_SECONDS", grace),
+        ],
+    )
+    .await
+}
+
+async fn routes(master: &Master) -> Result<Vec<Route>> {
+    Ok(master.admin().await?.list_routes(ListRoutesRequest::default()).await?.into_inner().routes)
+}
+
+async fn route(master: &Master, hostname: &str) -> Result<Option<Route>> {
+    Ok(routes(master).await?.into_iter().find(|r| r.hostname == hostname))
+}
+
+async fn wait_status(master: &Master, hostname: &str, status: RouteStatus) -> Result<Route> {
+    eventually(&format!("{hostname} {status:?}"), WAIT, || async {
+        Ok(route(master, hostname).await?.filter(|r| r.status == status as i32))
+    })
+    .await
+}
+
+fn live_tunnels(snapshot: &Snapshot) -> Vec<&dockflare_master::cloudflare::types::Tunnel> {
+    snapshot.tunnels.iter().filter(|t| t.deleted_at.is_none()).collect()
+}
+
+fn ingress(snapshot: &Snapshot, tunnel_id: &str) -> Vec<(String, String, String)> {
+    snapshot
+        .configuration(tunnel_id)
+        .map(|c| {
+            c.config
+                .ingress
+                .iter()
+                .map(|r| {
+                    (r.hostname.clone().unwrap_or_default(), r.path.clone().unwrap_or_default(), r.service.clone())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn rule(host: &str, service: &str) -> (String, String, String) {
+    (host.to_string(), String::new(), service.to_string())
+}
+
+fn catch_all() -> (String, String, String) {
+    (String::new(), String::new(), "http_status:404".to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reported_container_gets_one_tunnel_its_rule_and_a_cname_in_the_right_zone() -> Result<()> {
+    let cloud = cloud().await?;
+    let master = master(&cloud, "60", &[]).await?;
+    let agent = FakeAgent::join(&master, &master.join_token(1).await?, "a1", "").await?;
+    agent.report(vec![labelled("c1", &route_labels("app.dev.example.com", "http://web:80"))]).await?;
+    let active = wait_status(&master, "app.dev.example.com", RouteStatus::Active).await?;
+
+    let snapshot = cloud.emulator.snapshot();
+    let tunnels = live_tunnels(&snapshot);
+    assert_eq!(tunnels.len(), 1, "{tunnels:?}");
+    let tunnel = tunnels[0];
+    assert_eq!(tunnel.name, format!("dockflare-agent-{}", agent.id));
+    assert_eq!(tunnel.config_src.as_deref(), Some("cloudflare"));
+    assert_eq!(active.tunnel_id, tunnel.id);
+    assert_eq!(ingress(&snapshot, &tunnel.id), vec![rule("app.dev.example.com", "http://web:80"), catch_all()]);
+    let records = snapshot.dns_records.iter().filter(|r| r.record.name == "app.dev.example.com").collect::<Vec<_>>();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let record = &records[0];
+    assert_eq!(Some(record.zone_id.clone()), cloud.emulator.zone_id("dev.example.com"), "the longest matching zone");
+    assert_eq!(record.record.record_type, "CNAME");
+    assert_eq!(record.record.content, format!("{}.cfargotunnel.com", tunnel.id));
+    assert!(record.record.proxied);
+    assert!(record.record.comment.as_deref().unwrap_or("").contains("dockflare:"), "{:?}", record.record.comment);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_made_rules_and_records_survive_and_a_foreign_record_is_a_conflict() -> Result<()> {
+    let cloud = cloud().await?;
+    let foreign = DnsRecordRequest {
+        record_type: "CNAME".into(),
+        name: "taken.example.com".into(),
+        content: "elsewhere.example.net".into(),
+        proxied: Some(false),
+        ttl: Some(300),
+        comment: Some("made by hand".into()),
+        tags: Vec::new(),
+    };
+    let foreign = cloud.emulator.seed_dns_record("example.com", &foreign)?;
+    let hand = DnsRecordRequest {
+        name: "hand.example.com".into(),
+        content: "192.0.2.1".into(),
+        record_type: "A".into(),
+        ..foreign_request()
+    };
+    let hand = cloud.emulator.seed_dns_record("example.com", &hand)?;
+
+    let master = master(&cloud, "2", &[]).await?;
+    let agent = FakeAgent::join(&master, &master.join_token(1).await?, "a1", "").await?;
+    let tunnel_id = eventually("the agent's tunnel", WAIT, || async {
+        Ok(live_tunnels(&cloud.emulator.snapshot()).first().map(|t| t.id.clone()))
+    })
+    .await?;
+    let hand_rule = IngressRule {
+        hostname: Some("manual.example.com".into()),
+        service: "http://hand:1".into(),
+        ..Default::default()
+    };
+    let teapot = IngressRule { service: "http_status:418".into(), ..Default::default() };
+    cloud
+        .emulator
+        .seed_configuration(&tunnel_id, TunnelConfig { ingress: vec![hand_rule, teapot], ..Default::default() })?;
+
+    let app = labelled("c1", &route_labels("app.example.com", "http://web:80"));
+    let taken = labelled("c2", &route_labels("taken.example.com", "http://other:80"));
+    agent.report(vec![app.clone(), taken]).await?;
+    wait_status(&master, "app.example.com", RouteStatus::Active).await?;
+    let conflict = wait_status(&master, "taken.example.com", RouteStatus::Conflict).await?;
+    assert!(conflict.reason.contains("did not create"), "{}", conflict.reason);
+
+    let check_untouched = |snapshot: &Snapshot| -> Result<()> {
+        let now =
+            snapshot.dns_records.iter().find(|r| r.record.id == foreign.id).context("the foreign record is gone")?;
+        assert_eq!(
+            (now.record.content.as_str(), now.record.comment.as_deref()),
+            ("elsewhere.example.net", Some("made by hand"))
+        );
+        let now =
+            snapshot.dns_records.iter().find(|r| r.record.id == hand.id).context("the hand-made record is gone")?;
+        assert_eq!(now.record.content, "192.0.2.1");
+        Ok(())
+    };
+    let snapshot = cloud.emulator.snapshot();
+    check_untouched(&snapshot)?;
+    assert_eq!(
+        ingress(&snapshot, &tunnel_id),
+        vec![
+            rule("manual.example.com", "http://hand:1"),
+            rule("app.example.com", "http://web:80"),
+            (String::new(), String::new(), "http_status:418".into())
+        ],
+        "the hand-made rule and catch-all stay, in place"
+    );
+    assert!(snapshot.dns_records_named("taken.example.com").len() == 1);
+
+    // The app stops: after the grace period its rule and record go, the hand-made ones stay.
+    agent.report(vec![]).await?;
+    eventually("app.example.com removed", WAIT, || async {
+        Ok(route(&master, "app.example.com").await?.is_none().then_some(()))
+    })
+    .await?;
+    eventually("its rule and record removed", WAIT, || async {
+        let snapshot = cloud.emulator.snapshot();
+        let gone = snapshot.dns_records_named("app.example.com").is_empty()
+            && ingress(&snapshot, &tunnel_id)
+                == vec![
+                    rule("manual.example.com", "http://hand:1"),
+                    (String::new(), String::new(), "http_status:418".into()),
+                ];
+        Ok(gone.then_some(()))
+    })
+    .await?;
+    check_untouched(&cloud.emulator.snapshot())?;
+    Ok(())
+}
+
+fn foreign_request() -> DnsRecordRequest {
+    DnsRecordRequest {
+        record_type: "CNAME".into(),
+        name: String::new(),
+        content: String::new(),
+        proxied: Some(false),
+        ttl: Some(300),
+        comment: None,
+        tags: Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grace_period_holds_across_restarts_and_a_returning_container_keeps_its_route() -> Result<()> {
+    let cloud = cloud().await?;
+    let mut master = master(&cloud, "6", &[]).await?;
+    let mut agent = FakeAgent::join(&master, &master.join_token(1).await?, "a1", "").await?;
+    let app = labelled("c1", &route_labels("app.example.com", "http://web:80"));
+    agent.report(vec![app.clone()]).await?;
+    wait_status(&master, "app.example.com", RouteStatus::Active).await?;
+
+    // Stopped, then back within the grace period: kept.
+    agent.stop(app.clone()).await?;
+    wait_status(&master, "app.example.com", RouteStatus::PendingDeletion).await?;
+    agent.start(app.clone()).await?;
+    wait_status(&master, "app.example.com", RouteStatus::Active).await?;
+    assert_eq!(cloud.emulator.snapshot().dns_records_named("app.example.com").len(), 1);
+
+    // Stopped again; the master restarts; the deadline is the same.
+    agent.stop(app.clone()).await?;
+    let pending = wait_status(&master, "app.example.com", RouteStatus::PendingDeletion).await?;
+    let deadline = pending.delete_at.context("no deadline")?;
+    master.restart().await?;
+    agent.connect(&master).await?;
+    agent.report(vec![]).await?;
+    let after = wait_status(&master, "app.example.com", RouteStatus::PendingDeletion).await?;
+    assert_eq!(after.delete_at, Some(deadline), "the restart moved the deadline");
+    assert_eq!(cloud.emulator.snapshot().dns_records_named("app.example.com").len(), 1, "removed before the deadline");
+
+    // At the deadline, rule and record go.
+    eventually("the route removed at its deadline", WAIT, || async {
+        let snapshot = cloud.emulator.snapshot();
+        let tunnel = live_tunnels(&snapshot).first().map(|t| t.id.clone()).unwrap_or_default();
+        let done = route(&master, "app.example.com").await?.is_none()
+            && snapshot.dns_records_named("app.example.com").is_empty()
+            && ingress(&snapshot, &tunnel) == vec![catch_all()];
+        Ok(done.then_some(()))
+    })
+    .await?;
+    Ok(())
+}
+
+async fn report_all(agents: &[FakeAgent]) -> Result<()> {
+    for (a, agent) in agents.iter().enumerate() {
+        let containers = (0..5)
+            .map(|n| {
+                labelled(
+                    &format!("c{a}-{n}"),
+                    &route_labels(&format!("app{n}.agent{a}.example.com"), &format!("http://web{n}:80")),
+                )
+            })
+            .collect();
+        agent.report(containers).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_and_a_restart_converge_without_duplicates() -> Result<()> {
+    let cloud = cloud().await?;
+    for status in [429, 500] {
+        cloud.emulator.inject_faults(FaultSpec {
+            status,
+            probability: 0.15,
+            seed: Some(u64::from(status)),
+            ..FaultSpec::always(status)
+        })?;
+    }
+    let mut master = master(&cloud, "60", &[]).await?;
+    let token = master.join_token(3).await?;
+    let mut agents = Vec::new();
+    for (index, group) in ["", "", "edge"].iter().enumerate() {
+        agents.push(FakeAgent::join(&master, &token, &format!("a{index}"), group).await?);
+    }
+    let hostname = |agent: usize, n: usize| format!("app{n}.agent{agent}.example.com");
+    report_all(&agents).await?;
+    // Mid-way: kill -9 and restart.
+    eventually("some routes applied", WAIT, || async {
+        Ok((cloud.emulator.snapshot().dns_records.len() >= 3).then_some(()))
+    })
+    .await?;
+    master.restart().await?;
+    for agent in agents.iter_mut() {
+        agent.connect(&master).await?;
+    }
+    report_all(&agents).await?;
+
+    eventually("all 15 routes active with their records, despite faults", Duration::from_secs(120), || async {
+        let routes = routes(&master).await?;
+        let active = routes.iter().filter(|r| r.status == RouteStatus::Active as i32).count();
+        let records = cloud.emulator.snapshot().dns_records.len();
+        Ok((active == 15 && records == 15).then_some(()))
+    })
+    .await?;
+    let snapshot = cloud.emulator.snapshot();
+    let mut names: Vec<&str> = live_tunnels(&snapshot).iter().map(|t| t.name.as_str()).collect();
+    names.sort();
+    let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
+    assert_eq!(names.len(), unique.len(), "duplicate tunnels: {names:?}");
+    assert_eq!(names.len(), 3, "two agents' tunnels and one group's: {names:?}");
+    for a in 0..3 {
+        for n in 0..5 {
+            assert_eq!(snapshot.dns_records_named(&hostname(a, n)).len(), 1, "{}", hostname(a, n));
+        }
+    }
+    let faults = cloud.emulator.requests();
+    if faults.log.iter().filter(|e| e.status == 429 || e.status == 500).count() == 0 {
+        bail!("no fault was injected; the test proves nothing");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_200_containers_makes_few_puts_and_a_quiet_restart_writes_nothing() -> Result<()> {
+    let cloud = cloud().await?;
+    let mut master = master(&cloud, "60", &[]).await?;
+    let mut agent = FakeAgent::join(&master, &master.join_token(1).await?, "a1", "").await?;
+    eventually("the agent's tunnel", WAIT, || async {
+        Ok(live_tunnels(&cloud.emulator.snapshot()).first().map(|_| ()))
+    })
+    .await?;
+    cloud.emulator.reset_requests();
+    let containers: Vec<_> = (0..200)
+        .map(|n| labelled(&format!("c{n}"), &route_labels(&format!("app{n}.example.com"), "http://web:80")))
+        .collect();
+    for container in &containers {
+        agent.start(container.clone()).await?;
+    }
+    eventually("200 routes active", WAIT, || async {
+        let active = routes(&master).await?.iter().filter(|r| r.status == RouteStatus::Active as i32).count();
+        Ok((active == 200 && cloud.emulator.snapshot().dns_records.len() == 200).then_some(()))
+    })
+    .await?;
+    let puts = cloud.emulator.request_count("PUT", "/accounts/{account_id}/cfd_tunnel/{tunnel_id}/configurations");
+    assert!((1..=3).contains(&puts), "{puts} ingress PUTs for a burst of 200 containers");
+
+    master.restart().await?;
+    cloud.emulator.reset_requests();
+    agent.connect(&master).await?;
+    agent.report(containers).await?;
+    master.admin().await?.reconcile(ReconcileRequest {}).await?;
+    master.admin().await?.reconcile(ReconcileRequest {}).await?;
+    let writes: Vec<_> = cloud.emulator.requests().log.into_iter().filter(|e| e.method != "GET").collect();
+    assert!(writes.is_empty(), "a restart with nothing changed wrote: {writes:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drift_pass_recreates_a_deleted_record_and_leaves_foreign_rules() -> Result<()> {
+    let cloud = cloud().await?;
+    let master = master(&cloud, "60", &["--reconcile-interval", "1s"]).await?;
+    let agent = FakeAgent::join(&master, &master.join_token(1).await?, "a1", "").await?;
+    agent.report(vec![labelled("c1", &route_labels("app.example.com", "http://web:80"))]).await?;
+    wait_status(&master, "app.example.com", RouteStatus::Active).await?;
+    let snapshot = cloud.emulator.snapshot();
+    let record = snapshot.dns_records_named("app.example.com")[0].clone();
+    let tunnel = live_tunnels(&snapshot)[0].id.clone();
+
+    // In the dashboard: the managed record is deleted and a rule is added.
+    cloud.emulator.delete_dns_record(&record.id)?;
+    let mut config = snapshot.configuration(&tunnel).context("no configuration")?.config.clone();
+    config.ingress.insert(
+        0,
+        IngressRule {
+            hostname: Some("dash.example.com".into()),
+            service: "http://dash:1".into(),
+            ..Default::default()
+        },
+    );
+    cloud.emulator.seed_configuration(&tunnel, config)?;
+
+    let recreated = eventually("the managed record recreated", WAIT, || async {
+        Ok(cloud.emulator.snapshot().dns_records_named("app.example.com").first().map(|r| r.id.clone()))
+    })
+    .await?;
+    assert_ne!(recreated, record.id);
+    let rules = ingress(&cloud.emulator.snapshot(), &tunnel);
+    assert_eq!(
+        rules,
+        vec![rule("dash.example.com", "http://dash:1"), rule("app.example.com", "http://web:80"), catch_all()]
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_mode_routes_in_the_built_in_emulator() -> Result<()> {
+    let master = Master::start(None, &[]).await?;
+    let url = master
+        .logs
+        .records("No CF_API_TOKEN: running OFFLINE. Tunnels, ingress and DNS go to the built-in Cloudflare emulator; nothing reaches Cloudflare.")
+        .first()
+        .and_then(|r| r.get("emulator").and_then(|e| e.as_str()).map(str::to_string))
+        .context("the master did not say it runs offline")?;
+    let agent = FakeAgent::join(&master, &master.join_token(1).await?, "a1", "").await?;
+    agent.report(vec![labelled("c1", &route_labels("app.example.test", "http://web:80"))]).await?;
+    let active = wait_status(&master, "app.example.test", RouteStatus::Active).await?;
+    let tunnels = master.admin().await?.list_tunnels(ListTunnelsRequest {}).await?.into_inner().tunnels;
+    assert_eq!(tunnels.iter().map(|t| t.id.clone()).collect::<Vec<_>>(), vec![active.tunnel_id.clone()]);
+
+    let base = url.trim_end_matches("/client/v4");
+    let state: serde_json::Value = reqwest::get(format!("{base}/__emulator/state")).await?.json().await?;
+    let text = state.to_string();
+    assert!(
+        text.contains("app.example.test") && text.contains(&format!("{}.cfargotunnel.com", active.tunnel_id)),
+        "{text}"
+    );
+    Ok(())
+}
