@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use dockflare_master::admin_service::new_join_token;
 use dockflare_master::cloudflare::client::CloudflareSettings;
+use dockflare_master::cloudflare::emulator::{run_standalone, EmulatorConfig};
 use dockflare_master::pki_files::{self, PkiOptions};
 use dockflare_master::reconcile::ReconcileSettings;
 use dockflare_master::server::{self, CloudflareOptions, ServeOptions};
@@ -57,6 +58,18 @@ enum Command {
     Token {
         #[command(subcommand)]
         action: TokenAction,
+    },
+    /// Run the Cloudflare API emulator on its own (for tests and offline experiments).
+    CloudflareEmulator {
+        /// Address to serve on.
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        listen: SocketAddr,
+        /// Zones of the emulated account (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "example.test")]
+        zones: Vec<String>,
+        /// API token the emulator accepts (not a secret: it guards nothing real).
+        #[arg(long, default_value = "emulator-token")]
+        token: String,
     },
 }
 
@@ -299,6 +312,11 @@ async fn main() -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match &cli.command {
         Some(Command::Token { action }) => token_command(&cli, action).await,
+        Some(Command::CloudflareEmulator { listen, zones, token }) => {
+            let config =
+                EmulatorConfig { api_tokens: vec![token.clone()], zones: zones.clone(), ..EmulatorConfig::default() };
+            run_standalone(*listen, config).await.context("Cloudflare emulator")
+        }
         None | Some(Command::Serve) => {
             let options = serve_options(&cli)?;
             let running = server::start(options, shutdown_signal()).await?;
