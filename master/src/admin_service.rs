@@ -190,6 +190,7 @@ impl AdminService for AdminApi {
             .map_err(|e| store_status("revoking the agent", e))?
             .ok_or_else(|| Status::not_found(format!("agent {id:?} does not exist")))?;
         self.state.sessions.revoke(id);
+        crate::cluster::notify(&self.state.store, crate::cluster::REVOCATIONS, id).await;
         tracing::info!(message = "Agent revoked.", agent = %id, %admin);
         Ok(Response::new(v1::RevokeAgentResponse { agent: Some(convert::agent(&row, false)) }))
     }
@@ -343,6 +344,7 @@ impl AdminService for AdminApi {
         self.state.store.put_manual_route(&route).await.map_err(|e| store_status("storing the manual route", e))?;
         tracing::info!(message = "Manual route added.", hostname = %route.hostname, path = %route.path, service = %route.service, %admin);
         self.state.reconciler.run_now().await;
+        crate::cluster::notify(&self.state.store, crate::cluster::RECONCILE, "").await;
         let rows = self.state.store.load_routes().await.map_err(|e| store_status("listing routes", e))?;
         let stored =
             rows.iter().find(|r| r.owner == "manual" && r.spec.hostname == route.hostname && r.spec.path == route.path);
@@ -370,6 +372,7 @@ impl AdminService for AdminApi {
         }
         tracing::info!(message = "Manual route deleted.", %hostname, %path, %admin);
         self.state.reconciler.run_now().await;
+        crate::cluster::notify(&self.state.store, crate::cluster::RECONCILE, "").await;
         Ok(Response::new(v1::DeleteManualRouteResponse {}))
     }
 
@@ -428,6 +431,7 @@ impl AdminService for AdminApi {
             .map_err(|e| store_status("removing the agent", e))?;
         tracing::info!(message = "Agent removed.", agent = %id, %admin);
         self.state.reconciler.run_now().await;
+        crate::cluster::notify(&self.state.store, crate::cluster::RECONCILE, "").await;
         let agent = self.state.store.get_agent(&id).await.map_err(|e| store_status("reading the agent", e))?;
         Ok(Response::new(v1::RemoveAgentResponse { agent: agent.map(|a| convert::agent(&a, false)) }))
     }

@@ -36,6 +36,7 @@ pub async fn enqueue(
     match outcome {
         Enqueued::Queued(sequence) => {
             sessions.notify_commands(agent_id);
+            crate::cluster::notify(store, crate::cluster::COMMANDS, agent_id).await;
             tracing::info!(message = "Command queued.", agent = %agent_id, command = %command_id, sequence, kind = kind_name);
             Ok((command_id, sequence))
         }

@@ -77,6 +77,7 @@ async fn run(
         write_until_stored(&store, &batch).await;
         if !batch.container_changes.is_empty() {
             reconciler.trigger();
+            crate::cluster::notify(&store, crate::cluster::RECONCILE, "").await;
         }
         let mut stored: HashMap<&str, u64> = HashMap::new();
         for event in &batch.events {

@@ -5,6 +5,7 @@ pub mod admin_service;
 pub mod agent_service;
 pub mod auth;
 pub mod cloudflare;
+pub mod cluster;
 pub mod commands;
 pub mod convert;
 pub mod event_writer;

@@ -124,9 +124,19 @@ pub async fn start(
     let sessions = Sessions::default();
     let (client, emulator) = cloudflare_client(&options.cloudflare).await?;
     let installation_id = store.setting_or_init("installation_id", &uuid::Uuid::new_v4().simple().to_string()).await?;
-    let reconciler =
-        Reconciler::new(store.clone(), sessions.clone(), client, options.cloudflare.reconcile.clone(), installation_id)
-            .spawn();
+    let leader = crate::cluster::leadership(&store, &url);
+    let reconciler = Reconciler::new(
+        store.clone(),
+        sessions.clone(),
+        client,
+        options.cloudflare.reconcile.clone(),
+        installation_id,
+        leader,
+    )
+    .spawn();
+    if store.backend() == store::Backend::Postgres {
+        crate::cluster::spawn_listener(url.clone(), sessions.clone(), reconciler.clone());
+    }
     let events = EventWriter::spawn(store.clone(), sessions.clone(), reconciler.clone());
     tokio::spawn(crate::liveness::run(store.clone(), options.settings.heartbeat_timeout));
     let state = Arc::new(MasterState {

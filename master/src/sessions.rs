@@ -126,6 +126,13 @@ impl Sessions {
         }
     }
 
+    /// Wakes every command stream here (after missed notifications).
+    pub fn notify_all_commands(&self) {
+        for entry in self.lock().entries.values() {
+            entry.commands_queued.notify_one();
+        }
+    }
+
     /// Publishes that the agent's events up to `event_id` are stored.
     pub fn publish_receipt(&self, agent_id: &str, event_id: u64) {
         if let Some(entry) = self.lock().entries.get(agent_id) {

@@ -136,6 +136,7 @@ impl AgentService for AgentApi {
             return Err(Status::permission_denied(format!("agent {agent_id} was removed by an operator")));
         }
         self.state.reconciler.trigger();
+        crate::cluster::notify(&self.state.store, crate::cluster::RECONCILE, "").await;
         tracing::info!(
             message = "Agent registered.",
             agent = %agent_id,

@@ -26,7 +26,7 @@ use route_table::{RouteRow, Status};
 use secrecy::ExposeSecret;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Tunables.
 #[derive(Debug, Clone)]
@@ -120,6 +120,8 @@ pub struct Reconciler {
     last_drift: Option<Instant>,
     /// Whether the token was verified and its permissions checked.
     ready: bool,
+    /// Whether this master reconciles (holds the leader lock; always on SQLite).
+    leader: watch::Receiver<bool>,
 }
 
 impl Reconciler {
@@ -129,6 +131,7 @@ impl Reconciler {
         client: CloudflareClient,
         settings: ReconcileSettings,
         installation_id: String,
+        leader: watch::Receiver<bool>,
     ) -> Self {
         Reconciler {
             store,
@@ -139,6 +142,7 @@ impl Reconciler {
             synced: HashMap::new(),
             last_drift: None,
             ready: false,
+            leader,
         }
     }
 
@@ -152,6 +156,7 @@ impl Reconciler {
     async fn run(mut self, mut requests: mpsc::Receiver<Request>) {
         let mut retry = Duration::from_secs(2);
         let mut next = tokio::time::Instant::now();
+        let mut was_leader = false;
         loop {
             let mut waiting: Vec<oneshot::Sender<PassReport>> = Vec::new();
             tokio::select! {
@@ -170,6 +175,29 @@ impl Reconciler {
                     }
                 },
                 _ = tokio::time::sleep_until(next) => {}
+                changed = self.leader.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+            if !*self.leader.borrow_and_update() {
+                was_leader = false;
+                let standby = PassReport {
+                    errors: vec!["standby: another master reconciles Cloudflare".into()],
+                    ..PassReport::default()
+                };
+                for reply in waiting {
+                    let _ = reply.send(standby.clone());
+                }
+                next = tokio::time::Instant::now() + self.settings.drift_interval;
+                continue;
+            }
+            if !was_leader {
+                // Newly leading: whatever another master did, look at everything.
+                was_leader = true;
+                self.synced.clear();
+                self.last_drift = None;
             }
             let report = self.pass().await;
             let transient = !report.errors.is_empty();

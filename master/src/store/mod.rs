@@ -118,6 +118,12 @@ impl Store {
         self.backend
     }
 
+    /// Sends a PostgreSQL notification to the other masters.
+    pub async fn pg_notify(&self, channel: &str, payload: &str) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_notify($1, $2)").bind(channel).bind(payload).execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Closes every connection (used by tests and at shutdown).
     pub async fn close(&self) {
         self.pool.close().await;

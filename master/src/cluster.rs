@@ -1,0 +1,107 @@
+//! Several masters on one PostgreSQL database: what one master does, the
+//! others hear through LISTEN/NOTIFY (a command queued for an agent whose
+//! streams are on another master, a revocation, a change that needs a
+//! reconcile), and exactly one master — the holder of a session advisory
+//! lock — reconciles Cloudflare; a standby takes over when it dies.
+//!
+//! With SQLite there is one master: notifications are local only and this
+//! master always leads.
+
+use crate::reconcile::ReconcilerHandle;
+use crate::sessions::Sessions;
+use crate::store::{Backend, Store};
+use sqlx::postgres::PgListener;
+use sqlx::{Connection, PgConnection};
+use std::time::Duration;
+use tokio::sync::watch;
+
+pub const COMMANDS: &str = "dockflare_commands";
+pub const REVOCATIONS: &str = "dockflare_revocations";
+pub const RECONCILE: &str = "dockflare_reconcile";
+/// The advisory lock key of the reconciling master ("dockflar" in ASCII).
+const LEADER_LOCK: i64 = 0x646F_636B_666C_6172;
+const RETRY: Duration = Duration::from_secs(1);
+/// How often the leader checks that its lock connection is alive.
+const LEADER_HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// Tells the other masters (PostgreSQL only; a no-op on SQLite).
+pub async fn notify(store: &Store, channel: &str, payload: &str) {
+    if store.backend() != Backend::Postgres {
+        return;
+    }
+    if let Err(error) = store.pg_notify(channel, payload).await {
+        tracing::warn!(message = "Could not notify the other masters.", channel, %error);
+    }
+}
+
+/// Listens for the other masters' notifications and acts on them here.
+pub fn spawn_listener(database_url: String, sessions: Sessions, reconciler: ReconcilerHandle) {
+    tokio::spawn(async move {
+        loop {
+            match listen(&database_url, &sessions, &reconciler).await {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::warn!(message = "Lost the PostgreSQL notification channel; reconnecting.", %error);
+                    tokio::time::sleep(RETRY).await;
+                }
+            }
+        }
+    });
+}
+
+async fn listen(url: &str, sessions: &Sessions, reconciler: &ReconcilerHandle) -> Result<(), sqlx::Error> {
+    let mut listener = PgListener::connect(url).await?;
+    listener.listen_all([COMMANDS, REVOCATIONS, RECONCILE]).await?;
+    // Whatever was said while we were not listening: look again.
+    sessions.notify_all_commands();
+    reconciler.trigger();
+    loop {
+        let notification = listener.recv().await?;
+        match notification.channel() {
+            COMMANDS => sessions.notify_commands(notification.payload()),
+            REVOCATIONS => sessions.revoke(notification.payload()),
+            RECONCILE => reconciler.trigger(),
+            _ => {}
+        }
+    }
+}
+
+/// Whether this master leads (reconciles Cloudflare). Always true on SQLite.
+pub fn leadership(store: &Store, database_url: &str) -> watch::Receiver<bool> {
+    if store.backend() != Backend::Postgres {
+        return watch::channel(true).1;
+    }
+    let (tx, rx) = watch::channel(false);
+    let url = database_url.to_string();
+    tokio::spawn(async move {
+        loop {
+            if let Err(error) = lead(&url, &tx).await {
+                if *tx.borrow() {
+                    tracing::warn!(message = "Lost the reconciler lock; standing by.", %error);
+                }
+            }
+            tx.send_replace(false);
+            tokio::time::sleep(RETRY).await;
+        }
+    });
+    rx
+}
+
+/// Tries to take the lock; holds it (and its connection) as long as it can.
+async fn lead(url: &str, leader: &watch::Sender<bool>) -> Result<(), sqlx::Error> {
+    let mut connection = PgConnection::connect(url).await?;
+    loop {
+        let acquired: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(LEADER_LOCK).fetch_one(&mut connection).await?;
+        if acquired {
+            break;
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+    tracing::info!(message = "This master now reconciles Cloudflare (leader).");
+    leader.send_replace(true);
+    loop {
+        tokio::time::sleep(LEADER_HEARTBEAT).await;
+        sqlx::query("SELECT 1").execute(&mut connection).await?;
+    }
+}
