@@ -277,7 +277,7 @@ fn check_keys(reader: &mut Reader<'_>) -> BTreeSet<u32> {
     let mut indexes = BTreeSet::new();
     let mut problems = Vec::new();
     for (label, value) in reader.labels {
-        let Some((prefix, rest)) = reader.prefixes.strip(label) else { continue };
+        let Some((_, rest)) = reader.prefixes.strip(label) else { continue };
         let known = if let Some((index, key)) = split_index(rest) {
             indexes.insert(index);
             if ROUTE_KEYS.contains(&key) {
@@ -307,7 +307,6 @@ fn check_keys(reader: &mut Reader<'_>) -> BTreeSet<u32> {
                 }
             }
         }
-        let _ = prefix;
     }
     for (label, value, reason) in problems {
         reader.diagnose(&label, &value, reason);
