@@ -157,6 +157,7 @@ impl Reconciler {
         let mut retry = Duration::from_secs(2);
         let mut next = tokio::time::Instant::now();
         let mut was_leader = false;
+        let mut leadership_changes = true;
         loop {
             let mut waiting: Vec<oneshot::Sender<PassReport>> = Vec::new();
             tokio::select! {
@@ -175,9 +176,10 @@ impl Reconciler {
                     }
                 },
                 _ = tokio::time::sleep_until(next) => {}
-                changed = self.leader.changed() => {
+                // Leadership only changes with PostgreSQL; on SQLite the value is fixed.
+                changed = self.leader.changed(), if leadership_changes => {
                     if changed.is_err() {
-                        return;
+                        leadership_changes = false;
                     }
                 }
             }
