@@ -3,12 +3,14 @@
 #
 #   dockflare-test/origin:latest     HTTP origin       (dockflare-testkit origin)
 #   dockflare-test/connector:latest  cloudflared stub  (dockflare-testkit connector-stub)
+#   dockflare/local-edge:latest      the local edge    (dockflare-local-edge, agent/src/bin/local_edge.rs)
 #
-# Both are FROM scratch around one statically linked binary, agent/src/bin/dockflare-testkit.rs;
-# their Dockerfiles are in deploy/testkit/. Nothing is pulled. Each image is labelled with the
-# binary's sha256 (as cargo built it) and the sha256 of its recipe (the Dockerfile, and whether the
-# copy was stripped), and is rebuilt only when one of them changed: a second run costs a no-op cargo
-# build and two `docker image inspect`s.
+# All are FROM scratch around one statically linked binary: the test images around
+# deploy/testkit/src/main.rs (Dockerfiles in deploy/testkit/), the local edge around the agent
+# crate's second binary (deploy/local-edge.Dockerfile). Nothing is pulled. Each image is labelled
+# with the binary's sha256 (as cargo built it) and the sha256 of its recipe (the Dockerfile, and
+# whether the copy was stripped), and is rebuilt only when one of them changed: a second run costs
+# two no-op cargo builds and a few `docker image inspect`s.
 #
 #   deploy/images.sh
 set -euo pipefail
@@ -27,34 +29,36 @@ command -v sha256sum >/dev/null || die "sha256sum is missing (coreutils)"
 # Without buildx, the Docker CLI can only use the classic builder; say so rather than fail on DOCKER_BUILDKIT=1.
 docker buildx version >/dev/null 2>&1 || export DOCKER_BUILDKIT=0
 
-# --- the static binary ------------------------------------------------------------------------
-log "building dockflare-testkit (static, $TRIPLE)"
-messages=$(RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target "$TRIPLE" \
-  -p dockflare-testkit --bin dockflare-testkit --message-format=json-render-diagnostics) \
-  || die "cargo build of dockflare-testkit failed (see above)"
-bin=$(printf '%s\n' "$messages" | sed -n 's/.*"executable":"\([^"]*dockflare-testkit\)".*/\1/p' | tail -n 1)
-[ -n "$bin" ] && [ -x "$bin" ] || die "cargo did not report the dockflare-testkit executable"
-bin_sha=$(sha256sum "$bin" | cut -d' ' -f1)
-log "binary $bin ($(du -h "$bin" | cut -f1), sha256 ${bin_sha:0:12})"
-
-# --- the images -------------------------------------------------------------------------------
+# --- the static binaries ----------------------------------------------------------------------
 context=$(mktemp -d "${TMPDIR:-/tmp}/dockflare-images.XXXXXX") || die "cannot create a temporary build context"
 trap 'rm -rf "$context"' EXIT
-cp "$bin" "$context/dockflare-testkit" || die "cannot copy $bin into $context"
-# The release profile keeps line tables; the images do not need them (5.7 MB -> 1.4 MB).
-stripped=no
-if command -v strip >/dev/null; then
-  strip "$context/dockflare-testkit" || die "strip failed on $context/dockflare-testkit"
-  stripped=yes
-fi
+
+static_binary() { # PACKAGE BINARY -> builds it statically, copies (stripped) into $context/BINARY, sets bin_sha
+  local package="$1" name="$2" messages bin
+  log "building $name (static, $TRIPLE)"
+  messages=$(RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target "$TRIPLE" \
+    -p "$package" --bin "$name" --message-format=json-render-diagnostics) \
+    || die "cargo build of $name failed (see above)"
+  bin=$(printf '%s\n' "$messages" | sed -n "s/.*\"executable\":\"\([^\"]*\/$name\)\".*/\1/p" | tail -n 1)
+  [ -n "$bin" ] && [ -x "$bin" ] || die "cargo did not report the $name executable"
+  bin_sha=$(sha256sum "$bin" | cut -d' ' -f1)
+  log "binary $bin ($(du -h "$bin" | cut -f1), sha256 ${bin_sha:0:12})"
+  cp "$bin" "$context/$name" || die "cannot copy $bin into $context"
+  # The release profile keeps line tables; the images do not need them (5.7 MB -> 1.4 MB).
+  stripped=no
+  if command -v strip >/dev/null; then
+    strip "$context/$name" || die "strip failed on $context/$name"
+    stripped=yes
+  fi
+}
 
 label_of() { # IMAGE LABEL -> the label's value, empty when the image or the label is missing
   docker image inspect --format "{{ index .Config.Labels \"$2\" }}" "$1" 2>/dev/null || true
 }
 
-build_image() { # NAME (origin|connector) SMOKE-TEST-ARGS...
-  local image="dockflare-test/$1:latest" dockerfile="deploy/testkit/$1.Dockerfile"
-  shift
+build_image() { # IMAGE DOCKERFILE SMOKE-TEST-ARGS... (the binary is the one static_binary built last)
+  local image="$1" dockerfile="$2"
+  shift 2
   [ -f "$dockerfile" ] || die "missing $dockerfile"
   local recipe_sha old_id new_id
   recipe_sha=$({ cat "$dockerfile"; echo "stripped=$stripped"; } | sha256sum | cut -d' ' -f1)
@@ -83,5 +87,10 @@ build_image() { # NAME (origin|connector) SMOKE-TEST-ARGS...
   log "$image built ($(printf '%s' "$new_id" | cut -c8-19), $(docker image inspect --format '{{.Size}}' "$image") bytes)"
 }
 
-build_image origin --help
-build_image connector version
+# --- the images -------------------------------------------------------------------------------
+static_binary dockflare-testkit dockflare-testkit
+build_image dockflare-test/origin:latest deploy/testkit/origin.Dockerfile --help
+build_image dockflare-test/connector:latest deploy/testkit/connector.Dockerfile version
+
+static_binary dockflare-agent dockflare-local-edge
+build_image dockflare/local-edge:latest deploy/local-edge.Dockerfile version

@@ -34,6 +34,8 @@ pub enum EnrollError {
     CaMismatch(String),
     #[error("the master refused enrollment: {0}")]
     Refused(String),
+    #[error("the master could not enroll us now: {0}")]
+    Unavailable(String),
     #[error("the master's answer is invalid: {0}")]
     BadAnswer(String),
     #[error("cannot create a key: {0}")]
@@ -60,7 +62,15 @@ pub async fn enroll(url: &str, token: &JoinToken, display_name: &str) -> Result<
     let response = AgentServiceClient::new(channel)
         .enroll(request)
         .await
-        .map_err(|status| EnrollError::Refused(format!("{:?}: {}", status.code(), status.message())))?
+        .map_err(|status| {
+            let text = format!("{:?}: {}", status.code(), status.message());
+            match status.code() {
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::ResourceExhausted => {
+                    EnrollError::Unavailable(text)
+                }
+                _ => EnrollError::Refused(text),
+            }
+        })?
         .into_inner();
     let returned_cas =
         pem_certificates_der(&response.ca_certificates_pem).map_err(|e| EnrollError::BadAnswer(e.to_string()))?;

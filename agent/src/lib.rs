@@ -5,6 +5,7 @@ pub mod applier;
 pub mod connection;
 pub mod connector;
 pub mod docker;
+pub mod edge;
 pub mod enroll;
 pub mod identity;
 pub mod inventory;

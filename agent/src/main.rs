@@ -6,7 +6,10 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use dockflare::v1::{DockerMode, NodeRole, RegisterRequest};
 use dockflare_agent::applier::{self, Applier};
-use dockflare_agent::connector::{ConnectorManager, ConnectorSettings};
+use dockflare_agent::connector::plan::PortPublish;
+use dockflare_agent::connector::{
+    ConnectorManager, ConnectorSettings, OfflineConnector, LOCAL_EDGE_IMAGE, LOCAL_EDGE_PORT,
+};
 use dockflare_agent::docker::engine::ModeChoice;
 use dockflare_agent::docker::observe::Selection;
 use dockflare_agent::docker::watcher::{self, WatchContext};
@@ -63,6 +66,18 @@ struct Args {
     /// Containers it routes to must be reachable on it.
     #[arg(long, env = "CLOUDFLARED_NETWORK_NAME", default_value = "cloudflare-net")]
     network: String,
+    /// Publish a port of the connector container on the host, [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]
+    /// (repeat or comma-separate; standalone only). The local edge serves its ingress on 8080.
+    #[arg(long = "connector-publish", env = "DOCKFLARE_CONNECTOR_PUBLISH", value_delimiter = ',', value_parser = PortPublish::parse)]
+    connector_publish: Vec<PortPublish>,
+    /// The connector of tunnels from an offline master (its built-in emulator, not Cloudflare),
+    /// unless --cloudflared-image is given; it publishes --connector-publish, or 8080:8080.
+    #[arg(long, env = "DOCKFLARE_OFFLINE_CONNECTOR_IMAGE", default_value = LOCAL_EDGE_IMAGE)]
+    offline_connector_image: String,
+    /// Connect enabled containers that are not on the connector network to it, aliased by their
+    /// name, so that http://NAME:PORT resolves from the connector (standalone only).
+    #[arg(long, env = "DOCKFLARE_ATTACH_NETWORK", default_value_t = true, action = clap::ArgAction::Set)]
+    attach_network: bool,
     /// Docker mode: auto-detected, or forced.
     #[arg(long, env = "DOCKFLARE_MODE", default_value = "auto")]
     mode: ModeChoice,
@@ -91,6 +106,26 @@ enum LogFormat {
 
 fn secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
     Ok(SecretString::from(value.to_string()))
+}
+
+/// The connector of offline tunnels: the local edge on port 8080, unless the operator chose the
+/// image (then that image, whatever the master's mode).
+fn offline_connector(matches: &clap::ArgMatches, args: &Args) -> Option<OfflineConnector> {
+    let chosen = |id: &str| matches.value_source(id).is_some_and(|source| source != ValueSource::DefaultValue);
+    if chosen("cloudflared_image") {
+        return None;
+    }
+    let publish = if chosen("connector_publish") {
+        args.connector_publish.clone()
+    } else {
+        vec![PortPublish {
+            host_ip: None,
+            host_port: LOCAL_EDGE_PORT,
+            container_port: LOCAL_EDGE_PORT,
+            protocol: "tcp".into(),
+        }]
+    };
+    Some(OfflineConnector { image: args.offline_connector_image.clone(), publish })
 }
 
 fn init_logging(format: LogFormat) {
@@ -227,10 +262,16 @@ async fn main() -> Result<()> {
         relist_every: args.relist_interval,
         swarm_relist_every: args.swarm_relist_interval,
         mode: mode_tx,
+        attach_network: args.attach_network.then(|| args.network.clone()),
     }));
     tokio::spawn(
         ConnectorManager {
-            settings: ConnectorSettings { image: args.cloudflared_image.clone(), network: args.network.clone() },
+            settings: ConnectorSettings {
+                image: args.cloudflared_image.clone(),
+                network: args.network.clone(),
+                publish: args.connector_publish.clone(),
+                offline: offline_connector(&matches, &args),
+            },
             agent_id: agent_id.clone(),
             desired: tunnel_rx,
             mode: mode_rx.clone(),

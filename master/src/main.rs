@@ -154,6 +154,14 @@ struct ServeArgs {
     /// Zones of the built-in emulator in offline mode.
     #[arg(long, env = "DOCKFLARE_OFFLINE_ZONES", value_delimiter = ',', default_value = "example.test")]
     offline_zones: Vec<String>,
+    /// Offline mode: where the built-in emulator listens, so that connector containers (the local
+    /// edge) can reach it. A taken port falls back to a free one.
+    #[arg(long, env = "DOCKFLARE_OFFLINE_EMULATOR_LISTEN", default_value = "0.0.0.0:8788")]
+    offline_emulator_listen: SocketAddr,
+    /// Offline mode: the emulator's URL as connector containers reach it (written into tunnel
+    /// tokens). Default: http://host.docker.internal:PORT/client/v4.
+    #[arg(long, env = "DOCKFLARE_OFFLINE_EMULATOR_URL")]
+    offline_emulator_url: Option<String>,
 }
 
 fn secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
@@ -232,6 +240,8 @@ fn serve_options(cli: &Cli) -> Result<ServeOptions> {
         cloudflare: CloudflareOptions {
             api,
             offline_zones: serve.offline_zones.iter().map(|z| z.trim().to_string()).filter(|z| !z.is_empty()).collect(),
+            offline_emulator_listen: serve.offline_emulator_listen,
+            offline_emulator_url: serve.offline_emulator_url.clone().filter(|u| !u.trim().is_empty()),
             reconcile: ReconcileSettings {
                 grace: Duration::from_secs(serve.grace_period_seconds),
                 drift_interval: serve.reconcile_interval,
@@ -305,6 +315,14 @@ async fn token_command(cli: &Cli, action: &TokenAction) -> Result<()> {
     Ok(())
 }
 
+/// Every agent holds a connection: lift the soft open-files limit to the hard one.
+fn raise_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(message = "Open files limit.", limit),
+        Err(error) => tracing::warn!(message = "Could not raise the open files limit.", %error),
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -319,6 +337,7 @@ async fn main() -> Result<()> {
         }
         None | Some(Command::Serve) => {
             let options = serve_options(&cli)?;
+            raise_file_limit();
             let running = server::start(options, shutdown_signal()).await?;
             running.served.await.context("server task")?.context("gRPC server")?;
             Ok(())

@@ -46,6 +46,12 @@ pub struct CloudflareOptions {
     pub api: Option<CloudflareSettings>,
     /// Zones the built-in emulator has in offline mode.
     pub offline_zones: Vec<String>,
+    /// Where the built-in emulator listens in offline mode (containers reach it: the local edge
+    /// reads its configuration there). A taken port falls back to a free one.
+    pub offline_emulator_listen: SocketAddr,
+    /// The emulator's API URL as connector containers reach it, written as `"e"` into tunnel
+    /// tokens. `None`: `http://host.docker.internal:PORT/client/v4`.
+    pub offline_emulator_url: Option<String>,
     pub reconcile: ReconcileSettings,
 }
 
@@ -207,14 +213,25 @@ async fn cloudflare_client(
     };
     let account_id = config.account_id.clone();
     let base_path = config.base_path.clone();
-    let (emulator, addr) = Emulator::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
+    let (listener, addr) = crate::cloudflare::emulator::bind_public(options.offline_emulator_listen)
         .await
         .map_err(|e| StartError::Emulator(e.to_string()))?;
+    let public_url = options
+        .offline_emulator_url
+        .clone()
+        .unwrap_or_else(|| format!("http://host.docker.internal:{}{base_path}", addr.port()));
+    let emulator = Emulator::start_on(EmulatorConfig { public_url: Some(public_url.clone()), ..config }, listener);
     let api_url = format!("http://{addr}{base_path}");
     tracing::warn!(
         message = "No CF_API_TOKEN: running OFFLINE. Tunnels, ingress and DNS go to the built-in Cloudflare emulator; nothing reaches Cloudflare.",
         emulator = %api_url,
         zones = %options.offline_zones.join(","),
+    );
+    tracing::info!(
+        message = "Connectors reach the built-in emulator at its public URL (the \"e\" of tunnel tokens); the local edge reads its configuration there.",
+        public_url = %public_url,
+        listen = %options.offline_emulator_listen,
+        port = addr.port(),
     );
     // The emulator has no rate limit to respect.
     let settings = CloudflareSettings { api_url, token: token.into(), account_id, requests_per_5_minutes: 1_000_000 };

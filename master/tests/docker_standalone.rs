@@ -148,7 +148,10 @@ async fn labelled_containers_and_routes_follow_the_engine() -> Result<()> {
         ),
         (format!("web.{scope}.example.test"), String::new(), format!("http://{web}:80"), RouteStatus::Active as i32),
     ];
-    assert_eq!(routes(&master, &agent_id).await?, expected);
+    eventually("both routes active", WAIT, || async {
+        Ok((routes(&master, &agent_id).await? == expected).then_some(()))
+    })
+    .await?;
     let diagnostics = master
         .admin()
         .await?

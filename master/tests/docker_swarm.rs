@@ -110,15 +110,20 @@ async fn swarm_services_scale_and_leave_and_the_connector_is_node_pinned() -> Re
     };
     let listed = expect_running(2).await?;
     assert!(listed.iter().all(|c| !c.2.is_empty()), "every entry carries the service id: {listed:?}");
-    let routes =
-        master.admin().await?.list_routes(ListRoutesRequest { agent_id: agent_id.clone() }).await?.into_inner().routes;
-    let summary: Vec<(String, String, i32)> =
-        routes.iter().map(|r| (r.hostname.clone(), r.service.clone(), r.status)).collect();
-    assert_eq!(
-        summary,
-        vec![(hostname.clone(), format!("http://{service}:80"), RouteStatus::Active as i32)],
-        "one route for the whole service"
-    );
+    let expected = vec![(hostname.clone(), format!("http://{service}:80"), RouteStatus::Active as i32)];
+    eventually("one route for the whole service", WAIT, || async {
+        let routes = master
+            .admin()
+            .await?
+            .list_routes(ListRoutesRequest { agent_id: agent_id.clone() })
+            .await?
+            .into_inner()
+            .routes;
+        let summary: Vec<(String, String, i32)> =
+            routes.iter().map(|r| (r.hostname.clone(), r.service.clone(), r.status)).collect();
+        Ok((summary == expected).then_some(()))
+    })
+    .await?;
 
     docker(&["service", "scale", "-d", &format!("{service}=4")])?;
     expect_running(4).await?;
@@ -128,9 +133,18 @@ async fn swarm_services_scale_and_leave_and_the_connector_is_node_pinned() -> Re
         Ok(reported(&master, &agent_id).await?.is_empty().then_some(()))
     })
     .await?;
-    let routes =
-        master.admin().await?.list_routes(ListRoutesRequest { agent_id: agent_id.clone() }).await?.into_inner().routes;
-    assert!(routes.is_empty(), "{routes:?}");
+    // Its route waits out the grace period.
+    eventually("the service's route pending deletion", WAIT, || async {
+        let routes = master
+            .admin()
+            .await?
+            .list_routes(ListRoutesRequest { agent_id: agent_id.clone() })
+            .await?
+            .into_inner()
+            .routes;
+        Ok((routes.len() == 1 && routes[0].status == RouteStatus::PendingDeletion as i32).then_some(()))
+    })
+    .await?;
 
     // The connector is a service pinned to this node, token in its environment.
     let connector = format!("dockflare-tunnel-{}", &agent_id[..8]);

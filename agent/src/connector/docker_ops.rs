@@ -4,7 +4,7 @@
 
 use super::plan::{DesiredConnector, ObservedConnector};
 use bollard::models::{
-    ContainerCreateBody, HostConfig, NetworkAttachmentConfig, NetworkCreateRequest, RestartPolicy,
+    ContainerCreateBody, HostConfig, NetworkAttachmentConfig, NetworkCreateRequest, PortBinding, RestartPolicy,
     RestartPolicyNameEnum, ServiceSpec, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement, TaskSpecRestartPolicy,
     TaskSpecRestartPolicyConditionEnum,
 };
@@ -61,6 +61,29 @@ fn labels(agent_id: &str, desired: &DesiredConnector) -> HashMap<String, String>
         (LABEL_TUNNEL.to_string(), desired.tunnel_id.clone()),
         (LABEL_HASH.to_string(), desired.config_hash.clone()),
     ])
+}
+
+/// Lets a standalone connector reach services on the Docker host (the master's built-in
+/// emulator in offline mode) as `host.docker.internal`, as Docker Desktop does.
+pub const HOST_GATEWAY: &str = "host.docker.internal:host-gateway";
+
+type PortMap = HashMap<String, Option<Vec<PortBinding>>>;
+type ExposedPorts = HashMap<String, HashMap<(), ()>>;
+
+/// `--connector-publish` as Docker's `PortBindings` and `ExposedPorts`.
+fn port_bindings(desired: &DesiredConnector) -> (PortMap, ExposedPorts) {
+    let mut bindings: PortMap = HashMap::new();
+    let mut exposed: ExposedPorts = HashMap::new();
+    for publish in &desired.publish {
+        let key = format!("{}/{}", publish.container_port, publish.protocol);
+        exposed.insert(key.clone(), HashMap::new());
+        bindings
+            .entry(key)
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding { host_ip: publish.host_ip.clone(), host_port: Some(publish.host_port.to_string()) });
+    }
+    (bindings, exposed)
 }
 
 fn environment(desired: &DesiredConnector) -> Vec<String> {
@@ -153,13 +176,17 @@ pub async fn create(
 ) -> Result<String, bollard::errors::Error> {
     match launch {
         Launch::Container => {
+            let (bindings, exposed) = port_bindings(desired);
             let body = ContainerCreateBody {
                 image: Some(desired.image.clone()),
                 cmd: Some(CONNECTOR_COMMAND.iter().map(|s| s.to_string()).collect()),
                 env: Some(environment(desired)),
                 labels: Some(labels(agent_id, desired)),
+                exposed_ports: Some(exposed).filter(|e| !e.is_empty()),
                 host_config: Some(HostConfig {
                     network_mode: Some(desired.network.clone()),
+                    port_bindings: Some(bindings).filter(|b| !b.is_empty()),
+                    extra_hosts: Some(vec![HOST_GATEWAY.to_string()]),
                     restart_policy: Some(RestartPolicy {
                         name: Some(RestartPolicyNameEnum::ALWAYS),
                         maximum_retry_count: None,

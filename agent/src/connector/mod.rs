@@ -2,7 +2,9 @@
 //! the master last commanded (`tunnel_state.json`), as a container on a
 //! standalone engine or a node-pinned service in Swarm. Observe, plan
 //! ([`plan`]), apply ([`docker_ops`]), report `tunnel_status` on every change
-//! and periodically.
+//! and periodically. Tunnels of an offline master (their token carries the
+//! emulator's URL) run the local edge (`dockflare/local-edge`, port 8080
+//! published) unless the operator chose the image ([`OfflineConnector`]).
 
 pub mod docker_ops;
 pub mod plan;
@@ -32,6 +34,43 @@ const REPORT_EVERY: Duration = Duration::from_secs(30);
 pub struct ConnectorSettings {
     pub image: String,
     pub network: String,
+    /// Ports published on the host by a standalone connector container (the local edge's 8080).
+    pub publish: Vec<plan::PortPublish>,
+    /// Used instead of `image` and `publish` for tunnels of an offline master; `None` when the
+    /// operator chose the image (then it runs whatever the master's mode).
+    pub offline: Option<OfflineConnector>,
+}
+
+/// The connector for tunnels of a master in offline mode, recognised by their token: DockFlare's
+/// emulator writes its URL as the token's `"e"` (an `http(s)://` URL, which no Cloudflare token
+/// carries). cloudflared cannot reach that edge; the local edge serves it on a host port.
+#[derive(Debug, Clone)]
+pub struct OfflineConnector {
+    pub image: String,
+    pub publish: Vec<plan::PortPublish>,
+}
+
+/// The local edge's image, the connector of offline tunnels unless the operator chose one.
+pub const LOCAL_EDGE_IMAGE: &str = "dockflare/local-edge:latest";
+/// Where the local edge serves its ingress in its container (published as the same host port).
+pub const LOCAL_EDGE_PORT: u16 = 8080;
+
+/// Whether `token` was issued by DockFlare's emulator with a public URL (offline mode).
+pub fn is_offline_token(token: &secrecy::SecretString) -> bool {
+    crate::edge::token::TunnelToken::decode(token)
+        .ok()
+        .and_then(|t| t.endpoint)
+        .is_some_and(|endpoint| crate::edge::config::connector_url(&endpoint).is_ok())
+}
+
+impl ConnectorSettings {
+    /// The image and published ports for a tunnel with `token`.
+    pub fn for_token(&self, token: Option<&secrecy::SecretString>) -> (String, Vec<plan::PortPublish>) {
+        match (&self.offline, token) {
+            (Some(offline), Some(token)) if is_offline_token(token) => (offline.image.clone(), offline.publish.clone()),
+            _ => (self.image.clone(), self.publish.clone()),
+        }
+    }
 }
 
 /// Keeps the connector in its desired state.
@@ -84,26 +123,34 @@ impl ConnectorManager {
             return None;
         }
         let short_id: String = self.agent_id.chars().take(8).collect();
+        let (image, publish) = self.settings.for_token(Some(&state.token));
+        // Swarm services publish nothing (a node-pinned task has no stable host port to offer).
+        let publish = match launch {
+            Launch::Container => publish,
+            Launch::Service { .. } => Vec::new(),
+        };
         let config_hash =
-            plan::config_hash(&state.token, &self.settings.image, &self.settings.network, &state.id, launch.name());
+            plan::config_hash(&state.token, &image, &self.settings.network, &state.id, launch.name(), &publish);
         Some(DesiredConnector {
             name: format!("dockflare-tunnel-{short_id}"),
-            image: self.settings.image.clone(),
+            image,
             network: self.settings.network.clone(),
             tunnel_id: state.id,
             tunnel_name: state.name,
             token: state.token,
+            publish,
             config_hash,
         })
     }
 
     async fn reconcile(&self, cached: &mut Option<Docker>) -> TunnelStatus {
         let tunnel = self.desired.borrow().clone();
+        let (image, _) = self.settings.for_token(tunnel.as_ref().map(|t| &t.token));
         let mut status = TunnelStatus {
             tunnel_id: tunnel.as_ref().map(|t| t.id.clone()).unwrap_or_default(),
             tunnel_name: tunnel.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
-            image: self.settings.image.clone(),
-            version: image_version(&self.settings.image),
+            version: image_version(&image),
+            image,
             ..Default::default()
         };
         let Some(mode) = self.mode.borrow().clone() else {
@@ -172,7 +219,7 @@ impl ConnectorManager {
                     let Some(desired) = desired else { continue };
                     docker_ops::ensure_network(docker, &desired.network, launch).await?;
                     let id = docker_ops::create(docker, launch, &self.agent_id, desired).await?;
-                    tracing::info!(message = "Connector created.", id = %id, tunnel = %desired.tunnel_id, launch = launch.name());
+                    tracing::info!(message = "Connector created.", id = %id, tunnel = %desired.tunnel_id, launch = launch.name(), image = %desired.image);
                     current = Some(id);
                 }
             }
@@ -252,6 +299,44 @@ async fn describe(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+    use secrecy::SecretString;
+
+    fn token(endpoint: Option<&str>) -> SecretString {
+        let mut json = serde_json::json!({"a": "acc", "s": "AAAA", "t": "c1744f8b-faa1-48a4-9e5c-02ac921467fa"});
+        if let Some(endpoint) = endpoint {
+            json["e"] = endpoint.into();
+        }
+        SecretString::from(STANDARD.encode(json.to_string()))
+    }
+
+    #[test]
+    fn offline_tunnels_run_the_local_edge_unless_an_image_was_chosen() {
+        let publish = |spec: &str| plan::PortPublish::parse(spec).map(|p| vec![p]).unwrap_or_default();
+        let settings = ConnectorSettings {
+            image: "cloudflare/cloudflared:2026.8.2".into(),
+            network: "n".into(),
+            publish: Vec::new(),
+            offline: Some(OfflineConnector { image: LOCAL_EDGE_IMAGE.into(), publish: publish("8080:8080") }),
+        };
+        let offline = token(Some("http://host.docker.internal:8788/client/v4"));
+        // (token, expected image, expected ports)
+        let cases = [
+            (Some(offline.clone()), LOCAL_EDGE_IMAGE, publish("8080:8080")),
+            (Some(token(None)), "cloudflare/cloudflared:2026.8.2", vec![]),
+            (Some(token(Some("fed"))), "cloudflare/cloudflared:2026.8.2", vec![]),
+            (Some(SecretString::from("garbage".to_string())), "cloudflare/cloudflared:2026.8.2", vec![]),
+            (None, "cloudflare/cloudflared:2026.8.2", vec![]),
+        ];
+        for (token, image, ports) in cases {
+            assert_eq!(settings.for_token(token.as_ref()), (image.to_string(), ports), "{image}");
+        }
+        let chosen = ConnectorSettings { offline: None, ..settings };
+        assert_eq!(chosen.for_token(Some(&offline)).0, "cloudflare/cloudflared:2026.8.2");
+    }
+
     #[test]
     fn image_versions() {
         assert_eq!(super::image_version("cloudflare/cloudflared:2025.9.0"), "2025.9.0");

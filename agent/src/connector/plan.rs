@@ -15,8 +15,60 @@ pub struct DesiredConnector {
     pub tunnel_id: String,
     pub tunnel_name: String,
     pub token: SecretString,
-    /// Identifies token, image, network and tunnel: a change means "recreate".
+    /// Ports published on the host (standalone only), `[IP:]HOST_PORT:CONTAINER_PORT[/PROTO]`.
+    pub publish: Vec<PortPublish>,
+    /// Identifies token, image, network, tunnel and published ports: a change means "recreate".
     pub config_hash: String,
+}
+
+/// One `--connector-publish` entry: `[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortPublish {
+    pub host_ip: Option<String>,
+    pub host_port: u16,
+    pub container_port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+}
+
+impl PortPublish {
+    /// Parses `[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]` (an IPv6 host IP in brackets).
+    pub fn parse(text: &str) -> Result<PortPublish, String> {
+        let invalid = |why: &str| {
+            format!("port publication {text:?} is not [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]: {why}")
+        };
+        let (spec, protocol) = match text.trim().rsplit_once('/') {
+            Some((spec, protocol @ ("tcp" | "udp"))) => (spec, protocol),
+            Some(_) => return Err(invalid("the protocol must be tcp or udp")),
+            None => (text.trim(), "tcp"),
+        };
+        let (rest, container_port) = spec.rsplit_once(':').ok_or_else(|| invalid("no container port"))?;
+        let (host_ip, host_port) = match rest.rsplit_once(':') {
+            Some((ip, port)) => (Some(ip.trim_start_matches('[').trim_end_matches(']').to_string()), port),
+            None => (None, rest),
+        };
+        let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| invalid("ports are 1-65535"));
+        if host_ip.as_deref().is_some_and(|ip| ip.parse::<std::net::IpAddr>().is_err()) {
+            return Err(invalid("the host IP is not an IP address"));
+        }
+        Ok(PortPublish {
+            host_ip,
+            host_port: port(host_port)?,
+            container_port: port(container_port)?,
+            protocol: protocol.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for PortPublish {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.host_ip {
+            Some(ip) if ip.contains(':') => write!(f, "[{ip}]:")?,
+            Some(ip) => write!(f, "{ip}:")?,
+            None => {}
+        }
+        write!(f, "{}:{}/{}", self.host_port, self.container_port, self.protocol)
+    }
 }
 
 /// A connector found on the engine (labelled as this agent's).
@@ -38,10 +90,22 @@ pub enum Action {
 }
 
 /// The hash that ties a connector to its configuration. The token goes in
-/// hashed (its hash says nothing useful about it).
-pub fn config_hash(token: &SecretString, image: &str, network: &str, tunnel_id: &str, launch: &str) -> String {
+/// hashed (its hash says nothing useful about it). Published ports count only
+/// when there are some, so connectors made before they existed keep their hash.
+pub fn config_hash(
+    token: &SecretString,
+    image: &str,
+    network: &str,
+    tunnel_id: &str,
+    launch: &str,
+    publish: &[PortPublish],
+) -> String {
     let mut hasher = Sha256::new();
-    for part in [token.expose_secret(), image, network, tunnel_id, launch] {
+    let published: Vec<String> = publish.iter().map(|p| format!("publish={p}")).collect();
+    let parts = [token.expose_secret(), image, network, tunnel_id, launch]
+        .into_iter()
+        .chain(published.iter().map(String::as_str));
+    for part in parts {
         hasher.update((part.len() as u64).to_be_bytes());
         hasher.update(part.as_bytes());
     }
@@ -88,6 +152,7 @@ mod tests {
             tunnel_id: "t".into(),
             tunnel_name: "tn".into(),
             token: SecretString::from("tok"),
+            publish: Vec::new(),
             config_hash: hash.into(),
         }
     }
@@ -138,12 +203,50 @@ mod tests {
     #[test]
     fn the_hash_changes_with_every_input() {
         let token = SecretString::from("t");
-        let base = config_hash(&token, "img", "net", "tid", "container");
-        assert_ne!(base, config_hash(&SecretString::from("u"), "img", "net", "tid", "container"));
-        assert_ne!(base, config_hash(&token, "img2", "net", "tid", "container"));
-        assert_ne!(base, config_hash(&token, "img", "net2", "tid", "container"));
-        assert_ne!(base, config_hash(&token, "img", "net", "tid", "service"));
-        assert_eq!(base, config_hash(&token, "img", "net", "tid", "container"));
+        let base = config_hash(&token, "img", "net", "tid", "container", &[]);
+        assert_ne!(base, config_hash(&SecretString::from("u"), "img", "net", "tid", "container", &[]));
+        assert_ne!(base, config_hash(&token, "img2", "net", "tid", "container", &[]));
+        assert_ne!(base, config_hash(&token, "img", "net2", "tid", "container", &[]));
+        assert_ne!(base, config_hash(&token, "img", "net", "tid", "service", &[]));
+        assert_eq!(base, config_hash(&token, "img", "net", "tid", "container", &[]));
         assert!(!base.contains('t') || base.len() == 32);
+        // Without published ports the hash is what it was before they existed.
+        let mut before = Sha256::new();
+        for part in ["t", "img", "net", "tid", "container"] {
+            before.update((part.len() as u64).to_be_bytes());
+            before.update(part.as_bytes());
+        }
+        assert_eq!(base, hex::encode(&before.finalize()[..16]));
+        let published = |spec: &str| PortPublish::parse(spec).map(|p| vec![p]).unwrap_or_default();
+        let with_port = config_hash(&token, "img", "net", "tid", "container", &published("8080:8080"));
+        assert_ne!(base, with_port);
+        assert_ne!(with_port, config_hash(&token, "img", "net", "tid", "container", &published("8081:8080")));
+    }
+
+    #[test]
+    fn port_publications_parse() {
+        let ok = |host_ip: Option<&str>, host_port: u16, container_port: u16, protocol: &str| {
+            Ok(PortPublish {
+                host_ip: host_ip.map(str::to_string),
+                host_port,
+                container_port,
+                protocol: protocol.into(),
+            })
+        };
+        // (text, expected, display)
+        let cases = [
+            ("8080:8080", ok(None, 8080, 8080, "tcp"), "8080:8080/tcp"),
+            (" 18080:8080/tcp ", ok(None, 18080, 8080, "tcp"), "18080:8080/tcp"),
+            ("127.0.0.1:8080:8080", ok(Some("127.0.0.1"), 8080, 8080, "tcp"), "127.0.0.1:8080:8080/tcp"),
+            ("[::1]:8080:8080/udp", ok(Some("::1"), 8080, 8080, "udp"), "[::1]:8080:8080/udp"),
+        ];
+        for (text, expected, display) in cases {
+            let parsed = PortPublish::parse(text);
+            assert_eq!(parsed, expected, "{text}");
+            assert_eq!(parsed.map(|p| p.to_string()).unwrap_or_default(), display, "{text}");
+        }
+        for bad in ["8080", "0:8080", "8080:70000", "x:8080:8080", "8080:8080/sctp", ""] {
+            assert!(PortPublish::parse(bad).is_err(), "{bad}");
+        }
     }
 }

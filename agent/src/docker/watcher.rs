@@ -4,18 +4,24 @@
 //! assumed seen. Then it follows container (and, on Swarm managers, service)
 //! events, re-inspecting what an event names, and relists periodically to
 //! catch what events do not say (tasks on other nodes, missed events).
+//! On a standalone engine it also connects enabled containers new to it to
+//! the connector's network (`attach_to_network`), so their routes resolve.
 
 use super::engine::{self, EngineError, HostMode, ModeChoice};
 use super::observe;
+use crate::connector::docker_ops::{self, Launch};
 use crate::inventory::Inventory;
 use crate::outbox::Outbox;
-use bollard::models::EventMessage;
-use bollard::query_parameters::{EventsOptions, ListContainersOptions, ListServicesOptions, ListTasksOptions};
+use bollard::models::{EndpointSettings, EventMessage, NetworkConnectRequest};
+use bollard::query_parameters::{
+    EventsOptions, InspectNetworkOptions, ListContainersOptions, ListServicesOptions, ListTasksOptions,
+};
 use bollard::Docker;
 use dockflare::v1::agent_event::Event;
 use dockflare::v1::{Container, StatusReport};
+use dockflare_common::labels;
 use futures::StreamExt;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -32,6 +38,10 @@ pub struct WatchContext {
     pub swarm_relist_every: Duration,
     /// The detected host mode, published after each (re)connect.
     pub mode: watch::Sender<Option<HostMode>>,
+    /// On a standalone engine: the connector's network, which enabled containers are connected
+    /// to when they are not on it yet (alias: their name), so that `http://NAME:PORT` resolves
+    /// from the connector. `None`: leave container networks alone.
+    pub attach_network: Option<String>,
 }
 
 const RETRY_MIN: Duration = Duration::from_millis(200);
@@ -69,7 +79,8 @@ async fn watch_once(context: &WatchContext) -> Result<(), EngineError> {
     let mut events = Box::pin(docker.events(Some(EventsOptions { filters: Some(filters), ..Default::default() })));
 
     let view = snapshot(&docker, manager, &context.selection).await?;
-    apply_view(context, view, true);
+    let fresh = apply_view(context, view, true);
+    attach_to_network(context, &docker, &fresh).await;
 
     let period = if manager { context.swarm_relist_every } else { context.relist_every };
     let mut relist = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -85,7 +96,8 @@ async fn watch_once(context: &WatchContext) -> Result<(), EngineError> {
             },
             _ = relist.tick() => {
                 let view = snapshot(&docker, manager, &context.selection).await?;
-                apply_view(context, view, false);
+                let fresh = apply_view(context, view, false);
+                attach_to_network(context, &docker, &fresh).await;
             }
         }
     }
@@ -124,8 +136,9 @@ async fn snapshot(
 }
 
 /// Installs a new view. `full`: send a status report (after a (re)connect);
-/// otherwise report only what changed.
-fn apply_view(context: &WatchContext, view: BTreeMap<String, Container>, full: bool) {
+/// otherwise report only what changed. Returns the containers new to the
+/// agent: all of them after a (re)connect, else those that started.
+fn apply_view(context: &WatchContext, view: BTreeMap<String, Container>, full: bool) -> Vec<Container> {
     let old = context.inventory.replace_all(view.clone());
     let (started, stopped) = observe::diff(&old, &view);
     for container in &started {
@@ -133,14 +146,71 @@ fn apply_view(context: &WatchContext, view: BTreeMap<String, Container>, full: b
     }
     if full {
         tracing::info!(message = "Docker inventory listed.", containers = view.len());
-        context.outbox.push(Event::StatusReport(StatusReport { containers: view.into_values().collect() }));
-        return;
+        let containers: Vec<Container> = view.into_values().collect();
+        context.outbox.push(Event::StatusReport(StatusReport { containers: containers.clone() }));
+        return containers;
     }
-    for container in started {
-        context.outbox.push(Event::ContainerStart(container));
+    for container in &started {
+        context.outbox.push(Event::ContainerStart(container.clone()));
     }
     for container in stopped {
         context.outbox.push(Event::ContainerStop(container));
+    }
+    started
+}
+
+/// Connects the enabled `containers` that are not on the connector network to it (standalone
+/// engines, with `attach_network` set), aliased by their name, so that the connector resolves
+/// `http://NAME:PORT`. Logged; failures are never fatal (a `--network host` container cannot be
+/// attached, say).
+async fn attach_to_network(context: &WatchContext, docker: &Docker, containers: &[Container]) {
+    let standalone = matches!(context.mode.borrow().as_ref(), Some(HostMode::Standalone { .. }));
+    let Some(network) = context.attach_network.as_deref().filter(|_| standalone) else { return };
+    let wanted: Vec<&Container> = containers
+        .iter()
+        .filter(|c| {
+            let labels: BTreeMap<String, String> = c.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            labels::parse(&c.name, &labels, &context.selection.prefixes).enabled
+        })
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
+    let attached: HashSet<String> = match docker.inspect_network(network, None::<InspectNetworkOptions>).await {
+        Ok(inspect) => inspect.containers.unwrap_or_default().into_keys().collect(),
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+            if let Err(error) = docker_ops::ensure_network(docker, network, &Launch::Container).await {
+                tracing::warn!(message = "Cannot create the connector network to attach containers to.", %network, %error);
+                return;
+            }
+            HashSet::new()
+        }
+        Err(error) => {
+            tracing::warn!(message = "Cannot inspect the connector network.", %network, %error);
+            return;
+        }
+    };
+    for container in wanted.into_iter().filter(|c| !attached.contains(&c.id)) {
+        let request = NetworkConnectRequest {
+            container: Some(container.id.clone()),
+            endpoint_config: Some(EndpointSettings {
+                aliases: Some(vec![container.name.clone()]),
+                ..Default::default()
+            }),
+        };
+        match docker.connect_network(network, request).await {
+            Ok(()) => {
+                tracing::info!(message = "Container attached to the connector network.", container = %container.name, %network)
+            }
+            Err(bollard::errors::Error::DockerResponseServerError { message, .. })
+                if message.contains("already exists") => {}
+            Err(error) => tracing::warn!(
+                message = "Cannot attach the container to the connector network; the connector may not reach it.",
+                container = %container.name,
+                %network,
+                %error,
+            ),
+        }
     }
 }
 
@@ -168,7 +238,8 @@ async fn handle_event(
     if kind == "service" {
         // Services changed (create, update, remove): relist, report the difference.
         let view = snapshot(docker, manager, &context.selection).await?;
-        apply_view(context, view, false);
+        let fresh = apply_view(context, view, false);
+        attach_to_network(context, docker, &fresh).await;
         return Ok(());
     }
     match action.as_str() {
@@ -217,6 +288,8 @@ async fn refresh(context: &WatchContext, docker: &Docker, manager: bool, id: &st
             if context.inventory.upsert(container.clone()) {
                 tracing::info!(message = "Container started.", container = %container.name, routes_diagnostics = container.diagnostics.len());
                 log_diagnostics(&container);
+                // Reachable before the master routes to it.
+                attach_to_network(context, docker, std::slice::from_ref(&container)).await;
                 context.outbox.push(Event::ContainerStart(container));
             }
         }

@@ -40,33 +40,43 @@ pub async fn pump(state: SharedState, agent_id: AgentId, acked: u64, mut attache
 async fn run(state: &SharedState, agent_id: &AgentId, acked: u64, attached: &mut Attached, sink: &Sink) -> Stop {
     let mut cursor = acked;
     let mut receipt_sent = 0u64;
+    // Read the command log at start and when a command is queued, not on
+    // every event receipt.
+    let mut read_log = true;
     loop {
-        let rows = match state.store.commands_after(agent_id.as_str(), cursor, PAGE).await {
-            Ok(rows) => rows,
-            Err(error) => return Stop::End(crate::state::store_status("reading the command log", error)),
-        };
-        let first = rows.first().map(|row| row.sequence);
-        for row in &rows {
-            let command = match Command::decode(row.payload.as_slice()) {
-                Ok(command) => command,
-                Err(error) => {
-                    // A row we wrote ourselves cannot be read: say so loudly, skip nothing silently.
-                    tracing::error!(message = "Stored command is unreadable.", agent = %agent_id, sequence = row.sequence, %error);
-                    return Stop::End(Status::internal(format!("command {} is unreadable in the store", row.sequence)));
-                }
+        if read_log {
+            read_log = false;
+            let rows = match state.store.commands_after(agent_id.as_str(), cursor, PAGE).await {
+                Ok(rows) => rows,
+                Err(error) => return Stop::End(crate::state::store_status("reading the command log", error)),
             };
-            if let Err(stop) = send(state, agent_id, attached, sink, Outgoing::Command(command)).await {
-                return stop;
+            let first = rows.first().map(|row| row.sequence);
+            for row in &rows {
+                let command = match Command::decode(row.payload.as_slice()) {
+                    Ok(command) => command,
+                    Err(error) => {
+                        // A row we wrote ourselves cannot be read: say so loudly, skip nothing silently.
+                        tracing::error!(message = "Stored command is unreadable.", agent = %agent_id, sequence = row.sequence, %error);
+                        return Stop::End(Status::internal(format!(
+                            "command {} is unreadable in the store",
+                            row.sequence
+                        )));
+                    }
+                };
+                if let Err(stop) = send(state, agent_id, attached, sink, Outgoing::Command(command)).await {
+                    return stop;
+                }
+                cursor = row.sequence;
             }
-            cursor = row.sequence;
-        }
-        if let Some(first) = first {
-            if let Err(error) =
-                state.store.mark_commands_delivered(agent_id.as_str(), first, cursor, now_millis()).await
-            {
-                tracing::warn!(message = "Could not record command delivery.", agent = %agent_id, %error);
+            if let Some(first) = first {
+                if let Err(error) =
+                    state.store.mark_commands_delivered(agent_id.as_str(), first, cursor, now_millis()).await
+                {
+                    tracing::warn!(message = "Could not record command delivery.", agent = %agent_id, %error);
+                }
             }
             if rows.len() == PAGE as usize {
+                read_log = true;
                 continue;
             }
         }
@@ -82,7 +92,7 @@ async fn run(state: &SharedState, agent_id: &AgentId, acked: u64, attached: &mut
 
         let commands_queued = attached.commands_queued.clone();
         tokio::select! {
-            _ = commands_queued.notified() => {}
+            _ = commands_queued.notified() => read_log = true,
             changed = attached.receipts.changed() => {
                 if changed.is_err() {
                     return Stop::Gone;

@@ -442,7 +442,23 @@ struct TokenJson {
 /// The connector token cloudflared runs with (§8.1):
 /// `base64std(json({"a": account, "s": base64std(secret), "t": tunnel_uuid}))`.
 pub fn encode_tunnel_token(account_tag: &str, tunnel_id: &str, secret: &[u8]) -> String {
-    let json = TokenJson { a: account_tag.to_string(), s: STANDARD.encode(secret), t: tunnel_id.to_string(), e: None };
+    encode_tunnel_token_with_endpoint(account_tag, tunnel_id, secret, None)
+}
+
+/// [`encode_tunnel_token`] with cloudflared's optional `"e"` (endpoint) field. DockFlare's
+/// emulator puts its public URL there, for the local edge to find it.
+pub fn encode_tunnel_token_with_endpoint(
+    account_tag: &str,
+    tunnel_id: &str,
+    secret: &[u8],
+    endpoint: Option<&str>,
+) -> String {
+    let json = TokenJson {
+        a: account_tag.to_string(),
+        s: STANDARD.encode(secret),
+        t: tunnel_id.to_string(),
+        e: endpoint.map(str::to_string),
+    };
     // Serializing a struct of strings cannot fail.
     let bytes = serde_json::to_vec(&json).unwrap_or_default();
     STANDARD.encode(bytes)
@@ -474,6 +490,15 @@ mod tests {
     #[test]
     fn token_encodes_like_cloudflared() {
         assert_eq!(encode_tunnel_token(ACCOUNT, TUNNEL, &secret()), EXAMPLE);
+    }
+
+    #[test]
+    fn the_endpoint_goes_last_and_decoding_ignores_it() {
+        let token = encode_tunnel_token_with_endpoint(ACCOUNT, TUNNEL, &secret(), Some("http://emu:8788/client/v4"));
+        let json = String::from_utf8(STANDARD.decode(&token).unwrap_or_default()).unwrap_or_default();
+        assert!(json.ends_with(r#","e":"http://emu:8788/client/v4"}"#), "{json}");
+        assert_eq!(decode_tunnel_token(&token).map(|t| t.tunnel_id), Ok(TUNNEL.to_string()));
+        assert_eq!(encode_tunnel_token_with_endpoint(ACCOUNT, TUNNEL, &secret(), None), EXAMPLE);
     }
 
     #[test]

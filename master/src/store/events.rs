@@ -10,9 +10,11 @@ use sqlx::Row;
 use std::collections::HashMap;
 use std::collections::HashSet;
 
-/// Rows per multi-row INSERT: 6 parameters each stays far below SQLite's
-/// 32766 and PostgreSQL's 65535 bind parameters.
-const ROWS_PER_INSERT: usize = 500;
+/// Rows per multi-row INSERT. SQLite looks bind parameters up by name in a
+/// list (cost grows with the square of the count), so its statements stay
+/// small; PostgreSQL takes large ones well (below its 65535 parameters).
+const SQLITE_ROWS_PER_INSERT: usize = 64;
+const POSTGRES_ROWS_PER_INSERT: usize = 500;
 
 /// One event as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +83,11 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let track_inserted = !batch.container_changes.is_empty();
         let mut inserted: HashSet<(String, i64)> = HashSet::new();
-        for chunk in batch.events.chunks(ROWS_PER_INSERT) {
+        let rows_per_insert = match self.backend {
+            super::Backend::Sqlite => SQLITE_ROWS_PER_INSERT,
+            super::Backend::Postgres => POSTGRES_ROWS_PER_INSERT,
+        };
+        for chunk in batch.events.chunks(rows_per_insert) {
             let sql = format!(
                 "INSERT INTO agent_events (agent_id, event_id, kind, occurred_at, received_at, payload) VALUES {} \
                  ON CONFLICT (agent_id, event_id) DO NOTHING{}",

@@ -279,6 +279,10 @@ impl Agent {
         strip_dockflare_env(&mut command);
         command.arg("--master").arg(self.masters.join(",")).arg("--data-dir").arg(self.data_dir.path());
         command.args(["--log-format", "json", "--reconnect-max", "1s"]).args(&self.extra_args);
+        // Unless a test chooses the connector, use the stub: no published ports, nothing pulled.
+        if !self.extra_args.iter().any(|a| a == "--cloudflared-image") {
+            command.args(["--cloudflared-image", "dockflare-test/connector:latest"]);
+        }
         command.env("DOCKFLARE_JOIN_TOKEN", &self.token);
         command.env("RUST_LOG", "info,dockflare_agent=debug,h2=warn,hyper=warn,tower=warn");
         command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
@@ -322,6 +326,15 @@ impl Agent {
 impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.kill9();
+        // The connector outlives the agent by design; tests clean theirs up.
+        if let Ok(id) = std::fs::read_to_string(self.data_dir.path().join("agent_id")) {
+            let short: String = id.trim().chars().take(8).collect();
+            if !short.is_empty() {
+                let name = format!("dockflare-tunnel-{short}");
+                let _ = Command::new("docker").args(["rm", "-f", &name]).output();
+                let _ = Command::new("docker").args(["service", "rm", &name]).output();
+            }
+        }
     }
 }
 

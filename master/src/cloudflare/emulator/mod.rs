@@ -8,17 +8,21 @@
 //! `/client/v4`) it serves an unauthenticated inspection API under
 //! `/__emulator/` — state snapshot, seeding "dashboard" edits, request
 //! counters and log, fault injection, connector health — mirrored by methods
-//! on [`Emulator`] for in-process tests.
+//! on [`Emulator`] for in-process tests — and the connector endpoint
+//! `/__emulator/connector/configuration` the local edge (a cloudflared
+//! stand-in) reads its tunnel's configuration from, authenticated by the
+//! tunnel token (see `connector`).
 //!
 //! Layout: `state` (the data and its rules), `tunnels`, `dns`, `access` and
 //! `ingress` (cloudflared's validation) for the endpoints, `http` (envelope,
 //! errors, auth and traffic middleware), `faults` (injection, counters, log),
-//! `inspect` (`/__emulator/`).
+//! `inspect` (`/__emulator/`), `connector` (what connectors call).
 //!
 //! **Invariant:** the state lives behind `std::sync::Mutex`es that are never
 //! held across an `.await`; a poisoned lock is recovered, never unwrapped.
 
 mod access;
+mod connector;
 mod dns;
 mod faults;
 mod http;
@@ -57,6 +61,10 @@ pub struct EmulatorConfig {
     pub zones: Vec<String>,
     /// Path prefix of the API; `""` or `"/"` serves it at the root.
     pub base_path: String,
+    /// The emulator's API base URL as connectors reach it (e.g.
+    /// `http://host.docker.internal:8788/client/v4`). When set, it is written as `"e"` into every
+    /// tunnel token issued, which is how the local edge finds its configuration (see `connector`).
+    pub public_url: Option<String>,
 }
 
 impl Default for EmulatorConfig {
@@ -66,6 +74,7 @@ impl Default for EmulatorConfig {
             api_tokens: vec![DEFAULT_TOKEN.to_string()],
             zones: vec!["example.test".to_string()],
             base_path: DEFAULT_BASE_PATH.to_string(),
+            public_url: None,
         }
     }
 }
@@ -91,6 +100,7 @@ pub struct Emulator {
 
 struct Inner {
     base_path: String,
+    public_url: Option<String>,
     account_id: String,
     /// (token, token id as `/tokens/verify` reports it).
     tokens: Vec<(String, String)>,
@@ -124,10 +134,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Emulator {
     pub fn new(config: EmulatorConfig) -> Emulator {
         let tokens = config.api_tokens.iter().map(|t| (t.clone(), state::hex32())).collect();
-        let data = state::Data::new(&config.account_id, &config.zones);
+        let mut data = state::Data::new(&config.account_id, &config.zones);
+        data.public_url = config.public_url.map(|u| u.trim().to_string()).filter(|u| !u.is_empty());
         Emulator {
             inner: Arc::new(Inner {
                 base_path: normalize_base_path(&config.base_path),
+                public_url: data.public_url.clone(),
                 account_id: config.account_id,
                 tokens,
                 data: Mutex::new(data),
@@ -142,6 +154,11 @@ impl Emulator {
         let listener =
             tokio::net::TcpListener::bind(addr).await.map_err(|source| EmulatorError::Bind { addr, source })?;
         let bound = listener.local_addr().map_err(EmulatorError::LocalAddr)?;
+        Ok((Emulator::start_on(config, listener), bound))
+    }
+
+    /// Serves on a bound `listener` in a spawned task; returns the emulator.
+    pub fn start_on(config: EmulatorConfig, listener: tokio::net::TcpListener) -> Emulator {
         let emulator = Emulator::new(config);
         let server = emulator.clone();
         tokio::spawn(async move {
@@ -149,11 +166,12 @@ impl Emulator {
                 tracing::warn!(message = "The Cloudflare emulator stopped.", %error);
             }
         });
-        Ok((emulator, bound))
+        emulator
     }
 
     /// Serves the API and the inspection API on `listener` until it fails.
     pub async fn serve(self, listener: tokio::net::TcpListener) -> Result<(), EmulatorError> {
+        self.spawn_connector_sweeper();
         axum::serve(listener, self.router()).await.map_err(EmulatorError::Serve)
     }
 
@@ -166,7 +184,7 @@ impl Emulator {
         } else {
             Router::new().nest(&self.inner.base_path, api)
         };
-        router.merge(inspect)
+        router.merge(inspect).merge(connector::router(self.clone()))
     }
 
     /// The API base path, e.g. `/client/v4` (empty when served at the root).
@@ -181,6 +199,11 @@ impl Emulator {
 
     pub fn account_id(&self) -> &str {
         &self.inner.account_id
+    }
+
+    /// [`EmulatorConfig::public_url`]: the `"e"` of the tunnel tokens issued.
+    pub fn public_url(&self) -> Option<&str> {
+        self.inner.public_url.as_deref()
     }
 
     /// The first accepted token (empty if none was configured).
@@ -278,6 +301,28 @@ impl Emulator {
     }
 }
 
+/// Binds `listen` for an emulator that containers must reach (offline mode); when its port is
+/// taken, a free port on the same address instead (tokens carry the real one). Returns the
+/// listener and the address to reach it from this host (loopback for an unspecified address).
+pub async fn bind_public(listen: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), EmulatorError> {
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(listener) => listener,
+        Err(error) if error.kind() == std::io::ErrorKind::AddrInUse && listen.port() != 0 => {
+            let any = SocketAddr::new(listen.ip(), 0);
+            tracing::warn!(message = "The emulator's port is taken; using a free one.", wanted = %listen, %error);
+            tokio::net::TcpListener::bind(any).await.map_err(|source| EmulatorError::Bind { addr: any, source })?
+        }
+        Err(source) => return Err(EmulatorError::Bind { addr: listen, source }),
+    };
+    let bound = listener.local_addr().map_err(EmulatorError::LocalAddr)?;
+    let local_ip = match bound.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    Ok((listener, SocketAddr::new(local_ip, bound.port())))
+}
+
 /// Runs the emulator on `listen` until ctrl-c (the `cloudflare-emulator`
 /// subcommand). Logs the base URL, account id and token.
 pub async fn run_standalone(listen: SocketAddr, config: EmulatorConfig) -> Result<(), EmulatorError> {
@@ -285,6 +330,7 @@ pub async fn run_standalone(listen: SocketAddr, config: EmulatorConfig) -> Resul
         tokio::net::TcpListener::bind(listen).await.map_err(|source| EmulatorError::Bind { addr: listen, source })?;
     let bound = listener.local_addr().map_err(EmulatorError::LocalAddr)?;
     let emulator = Emulator::new(config);
+    emulator.spawn_connector_sweeper();
     let zones: Vec<String> = emulator.zones().iter().map(|z| format!("{} ({})", z.name, z.id)).collect();
     tracing::info!(
         message = "Cloudflare API emulator listening.",
@@ -293,11 +339,17 @@ pub async fn run_standalone(listen: SocketAddr, config: EmulatorConfig) -> Resul
         token = %emulator.api_token(),
         zones = %zones.join(", "),
         inspect = %format!("http://{bound}{INSPECT_PREFIX}/state"),
+        public_url = %emulator.public_url().unwrap_or("-"),
     );
     axum::serve(listener, emulator.router())
-        .with_graceful_shutdown(async {
-            if let Err(error) = tokio::signal::ctrl_c().await {
-                tracing::warn!(message = "Cannot wait for ctrl-c; stopping the emulator.", %error);
+        .with_graceful_shutdown({
+            let emulator = emulator.clone();
+            async move {
+                if let Err(error) = tokio::signal::ctrl_c().await {
+                    tracing::warn!(message = "Cannot wait for ctrl-c; stopping the emulator.", %error);
+                }
+                // Connector long-polls answer now rather than hold the shutdown.
+                emulator.end_long_polls();
             }
         })
         .await

@@ -5,7 +5,8 @@
 //! endpoints (`tunnels.rs`, `dns.rs`, `access.rs`) as `impl Data` blocks.
 
 use crate::cloudflare::types::{
-    encode_tunnel_token, DnsRecord, Tunnel, TunnelClient, TunnelConfiguration, TunnelCredentials, Zone, ZoneAccount,
+    encode_tunnel_token_with_endpoint, DnsRecord, Tunnel, TunnelClient, TunnelConfiguration, TunnelCredentials, Zone,
+    ZoneAccount,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -45,6 +46,14 @@ pub(super) struct Data {
     pub zones: Vec<ZoneEntry>,
     pub access_apps: Vec<Map<String, Value>>,
     pub access_policies: Vec<Map<String, Value>>,
+    /// Written as `"e"` into every tunnel token ([`super::EmulatorConfig::public_url`]).
+    pub public_url: Option<String>,
+    /// Woken on every configuration change and tunnel deletion (connector long-polls wait on it).
+    pub changed: std::sync::Arc<tokio::sync::Notify>,
+    /// Connectors registered through the connector endpoint: client id → (tunnel id, last request).
+    pub connector_seen: std::collections::HashMap<String, (String, std::time::Instant)>,
+    /// Set when the emulator stops: long-polls answer at once.
+    pub closing: bool,
 }
 
 pub(super) struct TunnelEntry {
@@ -99,8 +108,9 @@ impl TunnelEntry {
         }
     }
 
-    pub fn token(&self, account_id: &str) -> String {
-        encode_tunnel_token(account_id, &self.id, &self.secret)
+    /// The connector token; `endpoint` is its `"e"` field.
+    pub fn token(&self, account_id: &str, endpoint: Option<&str>) -> String {
+        encode_tunnel_token_with_endpoint(account_id, &self.id, &self.secret, endpoint)
     }
 
     pub fn credentials(&self, account_id: &str) -> TunnelCredentials {
@@ -198,6 +208,10 @@ impl Data {
             zones,
             access_apps: Vec::new(),
             access_policies: Vec::new(),
+            public_url: None,
+            changed: std::sync::Arc::new(tokio::sync::Notify::new()),
+            connector_seen: std::collections::HashMap::new(),
+            closing: false,
         }
     }
 

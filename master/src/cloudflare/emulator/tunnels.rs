@@ -96,7 +96,7 @@ impl Data {
         };
         let created = TunnelWithToken {
             tunnel: entry.to_tunnel(&self.account_id),
-            token: Some(entry.token(&self.account_id)),
+            token: Some(entry.token(&self.account_id, self.public_url.as_deref())),
             credentials_file: Some(entry.credentials(&self.account_id)),
         };
         self.tunnels.push(entry);
@@ -170,7 +170,9 @@ impl Data {
         if entry.deleted_at.is_none() {
             entry.deleted_at = Some(now());
         }
-        Ok(entry.to_tunnel(&account_id))
+        let tunnel = entry.to_tunnel(&account_id);
+        self.changed.notify_waiters();
+        Ok(tunnel)
     }
 
     fn configuration(&self, tunnel_id: &str) -> Result<TunnelConfiguration, ApiError> {
@@ -207,6 +209,7 @@ impl Data {
             client.config_version = version;
         }
         entry.configuration = Some(configuration.clone());
+        self.changed.notify_waiters();
         Ok(configuration)
     }
 
@@ -219,43 +222,7 @@ impl Data {
                 return Err(ApiError::bad_request(1001, "Invalid request: a deleted tunnel cannot connect"));
             }
             if !entry.has_active_connections() {
-                let opened_at = now();
-                let client_id = uuid();
-                let version = "2025.8.1".to_string();
-                let conns = COLOS
-                    .iter()
-                    .take(CONNECTIONS_PER_CONNECTOR)
-                    .map(|colo| {
-                        let id = uuid();
-                        TunnelConnection {
-                            id: id.clone(),
-                            uuid: id,
-                            client_id: client_id.clone(),
-                            client_version: version.clone(),
-                            colo_name: colo.to_string(),
-                            is_pending_reconnect: false,
-                            opened_at: opened_at.clone(),
-                            origin_ip: "192.0.2.10".to_string(),
-                        }
-                    })
-                    .collect();
-                let mut extra = serde_json::Map::new();
-                extra.insert("ha_status".into(), Value::Null);
-                entry.clients.push(TunnelClient {
-                    id: client_id,
-                    arch: "linux_amd64".into(),
-                    version,
-                    run_at: opened_at.clone(),
-                    config_version: entry.configuration.as_ref().map_or(0, |c| c.version),
-                    features: ["ha-origin", "serialized_headers", "support_datagram_v2", "management_logs"]
-                        .map(String::from)
-                        .to_vec(),
-                    conns,
-                    extra,
-                });
-                entry.ever_connected = true;
-                entry.conns_active_at = Some(opened_at);
-                entry.conns_inactive_at = None;
+                connect(entry, uuid(), "2025.8.1");
             }
         } else {
             disconnect(entry, None);
@@ -264,8 +231,48 @@ impl Data {
     }
 }
 
+/// Adds connector `client_id` (cloudflared `version`) with 4 connections; the tunnel is `healthy`.
+pub(super) fn connect(entry: &mut TunnelEntry, client_id: String, version: &str) {
+    let opened_at = now();
+    let version = version.to_string();
+    let conns = COLOS
+        .iter()
+        .take(CONNECTIONS_PER_CONNECTOR)
+        .map(|colo| {
+            let id = uuid();
+            TunnelConnection {
+                id: id.clone(),
+                uuid: id,
+                client_id: client_id.clone(),
+                client_version: version.clone(),
+                colo_name: colo.to_string(),
+                is_pending_reconnect: false,
+                opened_at: opened_at.clone(),
+                origin_ip: "192.0.2.10".to_string(),
+            }
+        })
+        .collect();
+    let mut extra = serde_json::Map::new();
+    extra.insert("ha_status".into(), Value::Null);
+    entry.clients.push(TunnelClient {
+        id: client_id,
+        arch: "linux_amd64".into(),
+        version,
+        run_at: opened_at.clone(),
+        config_version: entry.configuration.as_ref().map_or(0, |c| c.version),
+        features: ["ha-origin", "serialized_headers", "support_datagram_v2", "management_logs"]
+            .map(String::from)
+            .to_vec(),
+        conns,
+        extra,
+    });
+    entry.ever_connected = true;
+    entry.conns_active_at = Some(opened_at);
+    entry.conns_inactive_at = None;
+}
+
 /// Drops connectors (one, or all); a tunnel left without connections is `down`.
-fn disconnect(entry: &mut TunnelEntry, client_id: Option<&str>) {
+pub(super) fn disconnect(entry: &mut TunnelEntry, client_id: Option<&str>) {
     let was_active = entry.has_active_connections();
     entry.clients.retain(|c| client_id.is_some_and(|id| c.id != id));
     if was_active && !entry.has_active_connections() {
@@ -327,7 +334,7 @@ pub(super) async fn token(
 ) -> ApiResult {
     emulator.check_account(&account_id)?;
     let data = emulator.data();
-    let token = data.tunnel(&tunnel_id)?.token(&data.account_id);
+    let token = data.tunnel(&tunnel_id)?.token(&data.account_id, data.public_url.as_deref());
     Ok(ok(token))
 }
 

@@ -1,0 +1,252 @@
+//! Following the tunnel's remote configuration, as cloudflared's orchestrator does: fetch it from
+//! the emulator's connector endpoint at start, then long-poll for the next version and apply only
+//! versions newer than the one running (a configuration that does not compile is logged and
+//! skipped; the previous one keeps serving).
+//!
+//! The endpoint is `GET {origin of the token's "e"}/__emulator/connector/configuration`, with the
+//! tunnel token as `Authorization: Bearer`, `connector_id` (this edge's id, which the emulator
+//! lists as the tunnel's connector) and `wait_for_version=N` (answer once version N exists, or
+//! after the emulator's long-poll timeout). 200 carries `{"version", "config", …}`; 404 means no
+//! configuration yet; 401 a token the emulator does not know. The long-poll follows the first
+//! answer, and each new version, at once; otherwise the next request starts at least
+//! [`POLL_INTERVAL`] after the previous one, so an emulator that ignores `wait_for_version` is
+//! polled once a second. Failures back off up to 10 s.
+
+use super::origin::{HttpClient, ProxyBody, Tls};
+use super::proxy::Routes;
+use super::token::TunnelToken;
+use bytes::Bytes;
+use http::{header, Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// The emulator's connector endpoint, relative to its origin.
+pub const CONNECTOR_PATH: &str = "/__emulator/connector/configuration";
+/// The shortest time between two requests.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// How long the emulator may hold a long-poll (it answers after 25 s by default).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(40);
+/// Backoff after failures.
+const RETRY_MAX: Duration = Duration::from_secs(10);
+/// Largest configuration answer read.
+const MAX_ANSWER: usize = 16 * 1024 * 1024;
+
+/// Why the token's endpoint cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    #[error("the endpoint {0:?} is not an http:// or https:// URL with a host")]
+    NotHttp(String),
+}
+
+/// The connector endpoint for `endpoint` (the token's `e`, e.g.
+/// `http://host.docker.internal:8788/client/v4`): its scheme and authority with [`CONNECTOR_PATH`].
+pub fn connector_url(endpoint: &str) -> Result<String, EndpointError> {
+    let invalid = || EndpointError::NotHttp(endpoint.to_string());
+    let uri: Uri = endpoint.trim().parse().map_err(|_| invalid())?;
+    let scheme = uri.scheme_str().filter(|s| *s == "http" || *s == "https").ok_or_else(invalid)?;
+    let authority = uri.authority().filter(|a| !a.host().is_empty()).ok_or_else(invalid)?;
+    Ok(format!("{scheme}://{authority}{CONNECTOR_PATH}"))
+}
+
+/// One answer of the connector endpoint.
+#[derive(Debug, Clone, PartialEq)]
+enum Answer {
+    Configuration { version: i64, config: Value },
+    NotYet,
+    Refused { status: u16, body: String },
+}
+
+/// Fetches and applies configurations until cancelled.
+pub struct Follower {
+    /// [`connector_url`] of the token's endpoint.
+    pub url: String,
+    pub token: Arc<TunnelToken>,
+    pub connector_id: String,
+    pub client: HttpClient,
+    pub tls: Tls,
+    pub routes: watch::Sender<Option<Arc<Routes>>>,
+}
+
+impl Follower {
+    pub async fn run(&self, cancel: CancellationToken) {
+        let mut running: Option<i64> = None;
+        // The newest version seen, applied or not (a broken one is not fetched again).
+        let mut seen: Option<i64> = None;
+        let mut delay = POLL_INTERVAL;
+        let mut failures = 0u32;
+        let mut first = true;
+        loop {
+            let started = Instant::now();
+            let wait_for = if first { None } else { Some(seen.map_or(1, |v| v + 1)) };
+            first = false;
+            let answer = tokio::select! {
+                answer = self.fetch(wait_for) => answer,
+                _ = cancel.cancelled() => return,
+            };
+            // After the first (immediate) answer, the long-poll starts at once; a long-poll that
+            // came back early with nothing new waits out the interval (an emulator that does not
+            // hold requests is polled, not hammered).
+            let mut pause = if wait_for.is_none() { Duration::ZERO } else { POLL_INTERVAL };
+            match answer {
+                Ok(Answer::Configuration { version, config }) => {
+                    failures = 0;
+                    delay = POLL_INTERVAL;
+                    if seen.is_none_or(|s| version > s) {
+                        seen = Some(version);
+                        // Something changed: ask for the next version at once.
+                        pause = Duration::ZERO;
+                        match Routes::build(version, config.clone(), &self.tls) {
+                            Ok(routes) => {
+                                running = Some(version);
+                                self.routes.send_replace(Some(Arc::new(routes)));
+                                tracing::info!(message = "Updated to new configuration", version, config = %config);
+                            }
+                            Err(error) => {
+                                tracing::error!(message = "Invalid configuration; keeping the previous one.", version, %error, running = ?running);
+                            }
+                        }
+                    }
+                }
+                Ok(Answer::NotYet) => {
+                    failures = 0;
+                    delay = POLL_INTERVAL;
+                    tracing::debug!(message = "No ingress configuration yet.");
+                }
+                Ok(Answer::Refused { status, body }) => {
+                    failures += 1;
+                    tracing::warn!(message = "The emulator refused the tunnel token; retrying.", status, answer = %body.trim(), retry_in_ms = delay.as_millis() as u64);
+                    pause = delay;
+                    delay = (delay * 2).min(RETRY_MAX);
+                }
+                Err(error) => {
+                    failures += 1;
+                    if failures == 1 || failures % 10 == 0 {
+                        tracing::warn!(message = "Cannot fetch the configuration; retrying.", url = %self.url, %error, failures, retry_in_ms = delay.as_millis() as u64);
+                    }
+                    pause = delay;
+                    delay = (delay * 2).min(RETRY_MAX);
+                }
+            }
+            let next = started + pause;
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {}
+                _ = cancel.cancelled() => return,
+            }
+        }
+    }
+
+    fn request(&self, method: Method, query: &str) -> Result<Request<ProxyBody>, http::Error> {
+        Request::builder()
+            .method(method)
+            .uri(format!("{}?{query}", self.url))
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.token.expose()))
+            .header(header::USER_AGENT, concat!("dockflare-local-edge/", env!("CARGO_PKG_VERSION")))
+            .body(Full::new(Bytes::new()).map_err(|never| match never {}).boxed())
+    }
+
+    async fn fetch(&self, wait_for: Option<i64>) -> Result<Answer, String> {
+        let mut query = format!("connector_id={}", self.connector_id);
+        if let Some(version) = wait_for {
+            query.push_str(&format!("&wait_for_version={version}"));
+        }
+        let request = self.request(Method::GET, &query).map_err(|e| e.to_string())?;
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(|e| error_chain(&e))?;
+            let status = response.status();
+            let body = Limited::new(response.into_body(), MAX_ANSWER)
+                .collect()
+                .await
+                .map_err(|e| format!("reading the answer: {e}"))?
+                .to_bytes();
+            Ok::<_, String>((status, body))
+        };
+        let (status, body) =
+            tokio::time::timeout(REQUEST_TIMEOUT, exchange).await.map_err(|_| "no answer in time".to_string())??;
+        parse_answer(status, &body)
+    }
+
+    /// Tells the emulator this connector is gone (best effort, on shutdown).
+    pub async fn disconnect(&self) {
+        let Ok(request) = self.request(Method::DELETE, &format!("connector_id={}", self.connector_id)) else { return };
+        match tokio::time::timeout(Duration::from_secs(2), self.client.request(request)).await {
+            Ok(Ok(response)) => {
+                tracing::info!(message = "Unregistered from the emulator.", status = response.status().as_u16())
+            }
+            Ok(Err(error)) => tracing::debug!(message = "Could not unregister.", error = %error_chain(&error)),
+            Err(_) => tracing::debug!(message = "Could not unregister in time."),
+        }
+    }
+}
+
+fn parse_answer(status: StatusCode, body: &[u8]) -> Result<Answer, String> {
+    match status {
+        StatusCode::OK => {
+            let value: Value =
+                serde_json::from_slice(body).map_err(|e| format!("the configuration is not JSON: {e}"))?;
+            let version = value.get("version").and_then(Value::as_i64).ok_or("the answer has no integer version")?;
+            let config = value.get("config").cloned().ok_or("the answer has no config")?;
+            Ok(Answer::Configuration { version, config })
+        }
+        StatusCode::NOT_FOUND => Ok(Answer::NotYet),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Ok(Answer::Refused {
+            status: status.as_u16(),
+            body: String::from_utf8_lossy(body).chars().take(300).collect(),
+        }),
+        other => Err(format!("HTTP {other}: {}", String::from_utf8_lossy(body).chars().take(300).collect::<String>())),
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn connector_urls() {
+        // (endpoint, expected)
+        let cases = [
+            (
+                "http://host.docker.internal:8788/client/v4",
+                Ok("http://host.docker.internal:8788/__emulator/connector/configuration".to_string()),
+            ),
+            ("https://emu.test", Ok("https://emu.test/__emulator/connector/configuration".to_string())),
+            ("http://10.0.0.1:80/", Ok("http://10.0.0.1:80/__emulator/connector/configuration".to_string())),
+            ("ftp://emu.test", Err(EndpointError::NotHttp("ftp://emu.test".into()))),
+            ("emu.test:8788", Err(EndpointError::NotHttp("emu.test:8788".into()))),
+            ("us", Err(EndpointError::NotHttp("us".into()))),
+        ];
+        for (endpoint, expected) in cases {
+            assert_eq!(connector_url(endpoint), expected, "{endpoint}");
+        }
+    }
+
+    #[test]
+    fn answers_parse() {
+        let config = json!({"ingress": [{"service": "http_status:404"}]});
+        let body = json!({"version": 3, "config": config, "tunnel_id": "t"}).to_string();
+        assert_eq!(parse_answer(StatusCode::OK, body.as_bytes()), Ok(Answer::Configuration { version: 3, config }));
+        assert_eq!(parse_answer(StatusCode::NOT_FOUND, b"{}"), Ok(Answer::NotYet));
+        assert_eq!(
+            parse_answer(StatusCode::UNAUTHORIZED, b"nope"),
+            Ok(Answer::Refused { status: 401, body: "nope".into() })
+        );
+        assert!(parse_answer(StatusCode::OK, b"{\"config\": {}}").is_err());
+        assert!(parse_answer(StatusCode::INTERNAL_SERVER_ERROR, b"boom").is_err());
+    }
+}
