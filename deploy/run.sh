@@ -55,7 +55,8 @@ until grep -q 'Master listening' "$data/master.log" 2>/dev/null; do
   sleep 0.2
 done
 
-agent_args=(--master "https://localhost:$port" --data-dir "$data/agent")
+# One host: containers, not Swarm services (even when this engine is a Swarm node).
+agent_args=(--master "https://localhost:$port" --data-dir "$data/agent" --mode "${DOCKFLARE_MODE:-standalone}")
 if [ $offline = 1 ]; then
   agent_args+=(--cloudflared-image dockflare/local-edge:latest --connector-publish "$edge_port:8080")
 fi
