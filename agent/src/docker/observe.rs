@@ -207,7 +207,7 @@ mod tests {
     }
 
     #[test]
-    fn swarm_tasks_carry_their_service_identity_and_service_labels() {
+    fn swarm_tasks_carry_their_service_identity_and_service_labels() -> Result<(), &'static str> {
         let prefixes = Selection::default();
         let own = labels(&[
             (SWARM_SERVICE_ID, "svc1"),
@@ -218,7 +218,7 @@ mod tests {
         let service =
             labels(&[("dockflare.enable", "true"), ("dockflare.domain", "app.example.com"), ("dockflare.port", "80")]);
         let task = container("c1", "/web-app.1.abc", &own, Some(&service), "running", "img", &prefixes);
-        let task = task.expect("reported");
+        let task = task.ok_or("the task was not reported")?;
         assert_eq!(
             (task.service_id.as_str(), task.task_id.as_str(), task.node_id.as_str()),
             ("svc1", "task1", "node1")
@@ -227,6 +227,7 @@ mod tests {
         assert!(task.diagnostics.is_empty(), "{:?}", task.diagnostics);
         // Without the service labels (a worker node) there is nothing to report.
         assert!(container("c1", "/web-app.1.abc", &own, None, "running", "img", &prefixes).is_none());
+        Ok(())
     }
 
     #[test]
