@@ -104,6 +104,8 @@ struct Emulator {
     authorizations: Vec<String>,
     queries: Vec<String>,
     deletes: usize,
+    /// Answers with the current configuration since it was last set.
+    served_since_change: usize,
 }
 
 async fn emulator(state: Arc<Mutex<Emulator>>) -> Result<SocketAddr> {
@@ -123,8 +125,11 @@ async fn emulator(state: Arc<Mutex<Emulator>>) -> Result<SocketAddr> {
                 state.deletes += 1;
                 return Response::new(body("{}"));
             }
-            match &state.configuration {
-                Some(configuration) => Response::new(body(configuration.to_string())),
+            match state.configuration.clone() {
+                Some(configuration) => {
+                    state.served_since_change += 1;
+                    Response::new(body(configuration.to_string()))
+                }
                 None => {
                     let mut response = Response::new(body(r#"{"success":false}"#));
                     *response.status_mut() = StatusCode::NOT_FOUND;
@@ -169,7 +174,24 @@ impl Fixture {
 
     fn configure(&self, version: i64, ingress: Value) {
         let configuration = json!({"version": version, "config": {"ingress": ingress}, "tunnel_id": TUNNEL});
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).configuration = Some(configuration);
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.configuration = Some(configuration);
+        state.served_since_change = 0;
+    }
+
+    /// Waits until the edge fetched the current configuration and came back
+    /// for more: it has processed it (applied or refused).
+    async fn wait_processed(&self) -> Result<()> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if self.state.lock().unwrap_or_else(|p| p.into_inner()).served_since_change >= 2 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the edge did not fetch the configuration twice within {WAIT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     async fn send(
@@ -282,10 +304,10 @@ async fn the_edge_routes_like_cloudflared() -> Result<()> {
         3,
         json!([{"hostname": "app.test", "path": "(", "service": "http_status:200"}, {"service": "http_status:404"}]),
     );
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    fixture.wait_processed().await?;
     assert_eq!(fixture.get("app.test", "/").await?.0, 410, "version 3 does not compile");
     fixture.configure(1, json!([{"service": "http_status:200"}]));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    fixture.wait_processed().await?;
     assert_eq!(fixture.get("app.test", "/").await?.0, 410, "an older version is never applied");
 
     // The emulator saw the tunnel token as a bearer, the connector id, and the long-poll.
