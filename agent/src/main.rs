@@ -67,7 +67,8 @@ struct Args {
     #[arg(long, env = "CLOUDFLARED_NETWORK_NAME", default_value = "cloudflare-net")]
     network: String,
     /// Publish a port of the connector container on the host, [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]
-    /// (repeat or comma-separate; standalone only). The local edge serves its ingress on 8080.
+    /// (repeat or comma-separate; in Swarm published in host mode on this node). The local edge
+    /// serves its ingress on 8080.
     #[arg(long = "connector-publish", env = "DOCKFLARE_CONNECTOR_PUBLISH", value_delimiter = ',', value_parser = PortPublish::parse)]
     connector_publish: Vec<PortPublish>,
     /// The connector of tunnels from an offline master (its built-in emulator, not Cloudflare),

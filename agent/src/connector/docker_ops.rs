@@ -4,7 +4,8 @@
 
 use super::plan::{DesiredConnector, ObservedConnector};
 use bollard::models::{
-    ContainerCreateBody, HostConfig, NetworkAttachmentConfig, NetworkCreateRequest, PortBinding, RestartPolicy,
+    ContainerCreateBody, EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
+    EndpointSpec, HostConfig, NetworkAttachmentConfig, NetworkCreateRequest, PortBinding, RestartPolicy,
     RestartPolicyNameEnum, ServiceSpec, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement, TaskSpecRestartPolicy,
     TaskSpecRestartPolicyConditionEnum,
 };
@@ -84,6 +85,34 @@ fn port_bindings(desired: &DesiredConnector) -> (PortMap, ExposedPorts) {
             .push(PortBinding { host_ip: publish.host_ip.clone(), host_port: Some(publish.host_port.to_string()) });
     }
     (bindings, exposed)
+}
+
+/// `--connector-publish` as a Swarm endpoint: each port published in host mode on the one node
+/// that runs the connector (the service is pinned to it), like `-p` on a standalone engine. The
+/// host IP of a publish cannot be expressed in Swarm and is ignored there.
+fn service_endpoint(desired: &DesiredConnector) -> Option<EndpointSpec> {
+    let ports: Vec<EndpointPortConfig> = desired
+        .publish
+        .iter()
+        .map(|publish| EndpointPortConfig {
+            name: None,
+            protocol: Some(if publish.protocol.eq_ignore_ascii_case("udp") {
+                EndpointPortConfigProtocolEnum::UDP
+            } else {
+                EndpointPortConfigProtocolEnum::TCP
+            }),
+            target_port: Some(i64::from(publish.container_port)),
+            published_port: Some(i64::from(publish.host_port)),
+            publish_mode: Some(EndpointPortConfigPublishModeEnum::HOST),
+        })
+        .collect();
+    (!ports.is_empty()).then(|| EndpointSpec { mode: None, ports: Some(ports) })
+}
+
+/// [`HOST_GATEWAY`] in the `/etc/hosts` form of a Swarm container spec (`IP NAME`).
+fn service_hosts() -> Vec<String> {
+    let (name, address) = HOST_GATEWAY.split_once(':').unwrap_or((HOST_GATEWAY, ""));
+    vec![format!("{address} {name}")]
 }
 
 fn environment(desired: &DesiredConnector) -> Vec<String> {
@@ -226,6 +255,7 @@ pub async fn create(
                         args: Some(CONNECTOR_COMMAND.iter().map(|s| s.to_string()).collect()),
                         env: Some(environment(desired)),
                         labels: Some(labels(agent_id, desired)),
+                        hosts: Some(service_hosts()),
                         ..Default::default()
                     }),
                     placement: Some(TaskSpecPlacement {
@@ -242,6 +272,7 @@ pub async fn create(
                     }]),
                     ..Default::default()
                 }),
+                endpoint_spec: service_endpoint(desired),
                 ..Default::default()
             };
             let created = docker.create_service(spec, None).await?;
@@ -274,5 +305,37 @@ pub async fn remove(docker: &Docker, launch: &Launch, id: &str) -> Result<(), bo
     match result {
         Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connector::plan::PortPublish;
+
+    fn desired(publish: &[&str]) -> DesiredConnector {
+        DesiredConnector {
+            name: "dockflare-tunnel-1".into(),
+            image: "dockflare/local-edge:latest".into(),
+            network: "cloudflare-net".into(),
+            tunnel_id: "t".into(),
+            tunnel_name: "n".into(),
+            token: secrecy::SecretString::from("token".to_string()),
+            publish: publish.iter().filter_map(|p| PortPublish::parse(p).ok()).collect(),
+            config_hash: "h".into(),
+        }
+    }
+
+    #[test]
+    fn swarm_connectors_publish_in_host_mode_and_reach_the_host_gateway() {
+        let endpoint = service_endpoint(&desired(&["127.0.0.1:18080:8080", "9000:9000/udp"]));
+        let ports = endpoint.and_then(|e| e.ports).unwrap_or_default();
+        assert_eq!(ports.len(), 2);
+        assert_eq!(ports[0].published_port, Some(18080));
+        assert_eq!(ports[0].target_port, Some(8080));
+        assert_eq!(ports[0].publish_mode, Some(EndpointPortConfigPublishModeEnum::HOST));
+        assert_eq!(ports[1].protocol, Some(EndpointPortConfigProtocolEnum::UDP));
+        assert!(service_endpoint(&desired(&[])).is_none());
+        assert_eq!(service_hosts(), vec!["host-gateway host.docker.internal".to_string()]);
     }
 }

@@ -15,7 +15,7 @@ pub struct DesiredConnector {
     pub tunnel_id: String,
     pub tunnel_name: String,
     pub token: SecretString,
-    /// Ports published on the host (standalone only), `[IP:]HOST_PORT:CONTAINER_PORT[/PROTO]`.
+    /// Ports published on the host, `[IP:]HOST_PORT:CONTAINER_PORT[/PROTO]` (host mode in Swarm).
     pub publish: Vec<PortPublish>,
     /// Identifies token, image, network, tunnel and published ports: a change means "recreate".
     pub config_hash: String,
