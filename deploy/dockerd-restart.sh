@@ -15,7 +15,8 @@ while kill -0 $pid 2>/dev/null; do
   [ $SECONDS -lt $deadline ] || die "dockerd did not exit within 60 s"
   sleep 0.1
 done
-nohup dockerd >>"$log" 2>&1 &
+# In its own session: it must outlive the test (and the shell) that restarted it.
+setsid nohup dockerd >>"$log" 2>&1 </dev/null &
 deadline=$((SECONDS + 60))
 until docker info >/dev/null 2>&1; do
   [ $SECONDS -lt $deadline ] || die "dockerd did not come back within 60 s (see $log)"

@@ -74,7 +74,7 @@ ensure_docker() {
     else
       mkdir -p target || die "cannot create target/"
       log "starting dockerd (log: $dockerd_log)"
-      as_root nohup dockerd >"$dockerd_log" 2>&1 </dev/null &
+      as_root setsid nohup dockerd >"$dockerd_log" 2>&1 </dev/null &
       dockerd_pid=$!
     fi
     local deadline=$((SECONDS + DOCKER_DEADLINE))

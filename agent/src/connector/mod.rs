@@ -124,11 +124,7 @@ impl ConnectorManager {
         }
         let short_id: String = self.agent_id.chars().take(8).collect();
         let (image, publish) = self.settings.for_token(Some(&state.token));
-        // Swarm services publish nothing (a node-pinned task has no stable host port to offer).
-        let publish = match launch {
-            Launch::Container => publish,
-            Launch::Service { .. } => Vec::new(),
-        };
+        // A Swarm connector is pinned to this node, so its ports are published in host mode there.
         let config_hash =
             plan::config_hash(&state.token, &image, &self.settings.network, &state.id, launch.name(), &publish);
         Some(DesiredConnector {

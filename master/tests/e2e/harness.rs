@@ -221,7 +221,8 @@ impl Edge {
 
     /// GET `path` with `Host: host`.
     pub async fn get(&self, host: &str, path: &str) -> Result<Answer> {
-        let response = self.client.get(format!("{}{path}", self.url)).header(reqwest::header::HOST, host).send().await?;
+        let response =
+            self.client.get(format!("{}{path}", self.url)).header(reqwest::header::HOST, host).send().await?;
         let status = response.status().as_u16();
         Ok(Answer { status, body: response.text().await? })
     }
@@ -366,7 +367,16 @@ impl EdgeAgent {
         } else {
             cleanup.containers.push(connector.clone());
         }
-        Ok(EdgeAgent { agent, id, scope_label, network, edge: Edge::on_port(edge_port)?, edge_port, connector, cleanup })
+        Ok(EdgeAgent {
+            agent,
+            id,
+            scope_label,
+            network,
+            edge: Edge::on_port(edge_port)?,
+            edge_port,
+            connector,
+            cleanup,
+        })
     }
 
     /// Starts a labelled origin container of this agent's scope, named `name`, answering
@@ -398,13 +408,13 @@ impl EdgeAgent {
 
     /// Everything worth reading when a wait fails: the connector's and the agent's logs.
     pub fn diagnostics(&self) -> String {
-        let connector = match std::process::Command::new("docker").args(["logs", "--tail", "40", &self.connector]).output()
-        {
-            Ok(output) => {
-                format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
-            }
-            Err(error) => format!("(docker logs: {error})"),
-        };
+        let connector =
+            match std::process::Command::new("docker").args(["logs", "--tail", "40", &self.connector]).output() {
+                Ok(output) => {
+                    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+                }
+                Err(error) => format!("(docker logs: {error})"),
+            };
         format!("connector {}:\n{connector}\nagent {}:\n{}", self.connector, self.id, tail(&self.agent.logs.text(), 60))
     }
 }
