@@ -20,10 +20,11 @@ data=${DOCKFLARE_DATA_DIR:-$PWD/dockflare-data}
 listen=${DOCKFLARE_LISTEN:-0.0.0.0:8443}
 port=${listen##*:}
 edge_port=${DOCKFLARE_EDGE_PORT:-8080}
-log() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'deploy/run.sh: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=deploy/lib.sh
+. deploy/lib.sh
 
-docker info >/dev/null 2>&1 || die "no Docker engine answers (start dockerd, or run deploy/test.sh once: it installs and starts one)"
+command -v cargo >/dev/null || die "cargo is missing: install a Rust toolchain first (https://rustup.rs)"
+ensure_docker_engine
 
 log "building DockFlare (release)"
 cargo build --release -q -p dockflare-master -p dockflare-agent || die "cargo build failed"
@@ -38,6 +39,7 @@ fi
 mkdir -p "$data"
 chmod 700 "$data"
 pids=()
+# shellcheck disable=SC2317  # called by the trap
 stop() {
   log "stopping"
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done

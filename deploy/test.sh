@@ -8,15 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-log() { printf '\n==> %s\n' "$*" >&2; }
-die() { printf 'deploy/test.sh: %s\n' "$*" >&2; exit 1; }
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-
-apt_updated=""
-apt_install() {
-  [ -n "$apt_updated" ] || { as_root apt-get update -qq || die "apt-get update failed"; apt_updated=1; }
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null || die "cannot install $*"
-}
+# shellcheck source=deploy/lib.sh
+. deploy/lib.sh
 
 # --- PostgreSQL ---------------------------------------------------------------
 PG_USER=dockflare
@@ -63,33 +56,8 @@ ensure_grpcurl() {
 }
 
 # --- Docker: engine, Swarm, local test images -----------------------------------
-DOCKER_DEADLINE=60
 ensure_docker() {
-  if ! docker info >/dev/null 2>&1; then
-    command -v dockerd >/dev/null || { log "installing Docker (docker.io)"; apt_install docker.io; }
-    command -v docker >/dev/null || die "the docker CLI is missing after installing docker.io"
-    local dockerd_log="$PWD/target/dockerd.log" dockerd_pid=""
-    if command -v pgrep >/dev/null && pgrep -x dockerd >/dev/null; then
-      log "dockerd is running but not answering yet; waiting"
-    else
-      mkdir -p target || die "cannot create target/"
-      log "starting dockerd (log: $dockerd_log)"
-      as_root setsid nohup dockerd >"$dockerd_log" 2>&1 </dev/null &
-      dockerd_pid=$!
-    fi
-    local deadline=$((SECONDS + DOCKER_DEADLINE))
-    until docker info >/dev/null 2>&1; do
-      if [ -n "$dockerd_pid" ] && ! kill -0 "$dockerd_pid" 2>/dev/null; then
-        tail -n 20 "$dockerd_log" >&2 || true
-        die "dockerd exited during startup (log: $dockerd_log)"
-      fi
-      if [ $SECONDS -ge $deadline ]; then
-        [ -z "$dockerd_pid" ] || tail -n 20 "$dockerd_log" >&2 || true
-        die "the Docker engine is not answering after $DOCKER_DEADLINE s (docker info: $(docker info 2>&1 | tail -n 1))"
-      fi
-      sleep 0.5
-    done
-  fi
+  ensure_docker_engine
   local swarm
   swarm=$(docker info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null) || die "cannot read the Swarm state (docker info)"
   if [ "$swarm" = inactive ]; then
@@ -118,4 +86,11 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings || die "clippy fou
 log "cargo build (the tests run the real binaries)"
 cargo build --workspace --bins --quiet || die "cargo build failed"
 log "cargo test"
-cargo test --workspace --no-fail-fast --quiet "${extra[@]}"
+status=0
+cargo test --workspace --no-fail-fast --quiet "${extra[@]}" || status=$?
+# The end-to-end scenarios share only the engine and mostly wait: run them side by side.
+log "cargo test: end-to-end scenarios (master/tests/e2e)"
+cargo test -p dockflare-master --test e2e --no-fail-fast --quiet -- --test-threads "${E2E_THREADS:-8}" "${extra[@]}" ||
+  status=$?
+log "finished in $((SECONDS / 60)) min $((SECONDS % 60)) s ($([ $status = 0 ] && echo passed || echo FAILED))"
+exit $status

@@ -176,15 +176,12 @@ async fn attach_to_network(context: &WatchContext, docker: &Docker, containers: 
     if wanted.is_empty() {
         return;
     }
+    if let Err(error) = docker_ops::ensure_network(docker, network, &Launch::Container).await {
+        tracing::warn!(message = "Cannot create the connector network to attach containers to.", %network, %error);
+        return;
+    }
     let attached: HashSet<String> = match docker.inspect_network(network, None::<InspectNetworkOptions>).await {
         Ok(inspect) => inspect.containers.unwrap_or_default().into_keys().collect(),
-        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
-            if let Err(error) = docker_ops::ensure_network(docker, network, &Launch::Container).await {
-                tracing::warn!(message = "Cannot create the connector network to attach containers to.", %network, %error);
-                return;
-            }
-            HashSet::new()
-        }
         Err(error) => {
             tracing::warn!(message = "Cannot inspect the connector network.", %network, %error);
             return;
