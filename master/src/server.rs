@@ -19,7 +19,7 @@ use dockflare::v1::agent_service_server::AgentServiceServer;
 use secrecy::ExposeSecret;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -128,7 +128,7 @@ pub async fn start(
     tracing::info!(message = "Database ready.", backend = ?store.backend(), url = %store::redact_url(&url));
 
     let sessions = Sessions::default();
-    let (client, emulator) = cloudflare_client(&options.cloudflare).await?;
+    let (client, emulator) = cloudflare_client(&options.cloudflare, &options.data_dir).await?;
     let installation_id = store.setting_or_init("installation_id", &uuid::Uuid::new_v4().simple().to_string()).await?;
     let leader = crate::cluster::leadership(&store, &url);
     let reconciler = Reconciler::new(
@@ -195,10 +195,15 @@ pub async fn start(
     Ok(RunningMaster { local_addr, emulator, state, served })
 }
 
+/// Where an offline master keeps its emulated Cloudflare account, in the data dir.
+pub const OFFLINE_STATE_FILE: &str = "offline-cloudflare.json";
+
 /// The Cloudflare client: the real API, or — without an API token — the
-/// built-in emulator started here (offline mode).
+/// built-in emulator started here (offline mode), its account kept in
+/// `data_dir/`[`OFFLINE_STATE_FILE`] across restarts.
 async fn cloudflare_client(
     options: &CloudflareOptions,
+    data_dir: &Path,
 ) -> Result<(CloudflareClient, Option<(Emulator, SocketAddr)>), StartError> {
     if let Some(settings) = &options.api {
         let client = CloudflareClient::new(settings.clone()).map_err(|e| StartError::Cloudflare(e.to_string()))?;
@@ -220,7 +225,25 @@ async fn cloudflare_client(
         .offline_emulator_url
         .clone()
         .unwrap_or_else(|| format!("http://host.docker.internal:{}{base_path}", addr.port()));
-    let emulator = Emulator::start_on(EmulatorConfig { public_url: Some(public_url.clone()), ..config }, listener);
+    let state_file = data_dir.join(OFFLINE_STATE_FILE);
+    let emulator = Emulator::open(EmulatorConfig {
+        public_url: Some(public_url.clone()),
+        state_file: Some(state_file.clone()),
+        ..config
+    })
+    .map_err(|e| StartError::Emulator(e.to_string()))?;
+    if emulator.restored() {
+        let snapshot = emulator.snapshot();
+        tracing::info!(
+            message = "Restored the offline Cloudflare account.",
+            file = %state_file.display(),
+            tunnels = snapshot.tunnels.iter().filter(|t| t.deleted_at.is_none()).count(),
+            deleted_tunnels = snapshot.tunnels.iter().filter(|t| t.deleted_at.is_some()).count(),
+            zones = snapshot.zones.len(),
+            records = snapshot.dns_records.len(),
+        );
+    }
+    emulator.serve_in_background(listener);
     let api_url = format!("http://{addr}{base_path}");
     tracing::warn!(
         message = "No CF_API_TOKEN: running OFFLINE. Tunnels, ingress and DNS go to the built-in Cloudflare emulator; nothing reaches Cloudflare.",

@@ -428,3 +428,69 @@ async fn offline_mode_routes_in_the_built_in_emulator() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_master_keeps_its_emulated_account_across_restarts() -> Result<()> {
+    // A port of our own, the same after the restart (tokens carry it).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut master = Master::start(None, &["--offline-emulator-listen", &listen]).await?;
+    let emulator_base = |master: &Master| -> Result<String> {
+        let url = master
+            .logs
+            .records("No CF_API_TOKEN: running OFFLINE. Tunnels, ingress and DNS go to the built-in Cloudflare emulator; nothing reaches Cloudflare.")
+            .first()
+            .and_then(|r| r.get("emulator").and_then(|e| e.as_str()).map(str::to_string))
+            .context("the master did not say it runs offline")?;
+        Ok(url.trim_end_matches("/client/v4").to_string())
+    };
+    let state = |base: String| async move {
+        let snapshot: Snapshot = reqwest::get(format!("{base}/__emulator/state")).await?.json().await?;
+        Ok::<_, anyhow::Error>(snapshot)
+    };
+    let mut agent = FakeAgent::join(&master, &master.join_token(1).await?, "a1", "").await?;
+    let app = labelled("c1", &route_labels("app.example.test", "http://web:80"));
+    agent.report(vec![app.clone()]).await?;
+    let active = wait_status(&master, "app.example.test", RouteStatus::Active).await?;
+    let tunnel = active.tunnel_id.clone();
+    let before = state(emulator_base(&master)?).await?;
+    assert_eq!(live_tunnels(&before).iter().map(|t| t.id.clone()).collect::<Vec<_>>(), vec![tunnel.clone()]);
+    let record = before.dns_records_named("app.example.test").first().map(|r| r.id.clone()).context("no record")?;
+    assert!(master.data_dir.path().join("offline-cloudflare.json").exists());
+
+    master.restart().await?;
+    let restored = master.logs.wait_for("Restored the offline Cloudflare account.", WAIT).await?;
+    assert_eq!(restored.get("tunnels").and_then(|v| v.as_u64()), Some(1), "{restored}");
+    assert_eq!(restored.get("records").and_then(|v| v.as_u64()), Some(1), "{restored}");
+    agent.connect(&master).await?;
+    agent.report(vec![app]).await?;
+    master.admin().await?.reconcile(ReconcileRequest {}).await?;
+    master.admin().await?.reconcile(ReconcileRequest {}).await?;
+
+    let active = wait_status(&master, "app.example.test", RouteStatus::Active).await?;
+    assert_eq!(active.tunnel_id, tunnel, "the route moved to another tunnel");
+    let tunnels = master.admin().await?.list_tunnels(ListTunnelsRequest {}).await?.into_inner().tunnels;
+    assert_eq!(tunnels.iter().map(|t| t.id.clone()).collect::<Vec<_>>(), vec![tunnel.clone()]);
+    let after = state(emulator_base(&master)?).await?;
+    assert_eq!(after.tunnels.len(), 1, "a second tunnel was created: {:?}", after.tunnels);
+    assert_eq!(live_tunnels(&after)[0].id, tunnel);
+    assert_eq!(after.zones, before.zones, "zone ids changed");
+    let records: Vec<String> = after.dns_records_named("app.example.test").iter().map(|r| r.id.clone()).collect();
+    assert_eq!(records, vec![record], "the DNS record was recreated");
+    assert_eq!(ingress(&after, &tunnel), ingress(&before, &tunnel));
+    assert_eq!(master.logs.count("Tunnel created."), 0, "a tunnel was created after the restart");
+    let commands = master
+        .admin()
+        .await?
+        .list_commands(dockflare::v1::ListCommandsRequest {
+            agent_id: agent.id.clone(),
+            after_sequence: 0,
+            limit: 1000,
+        })
+        .await?
+        .into_inner()
+        .commands;
+    let starts = commands.iter().filter(|c| c.kind == "start_tunnel").count();
+    assert_eq!(starts, 1, "the agent was told to start a tunnel again: {commands:?}");
+    Ok(())
+}

@@ -39,8 +39,10 @@ pub struct ReconcileSettings {
     pub default_zone_id: Option<String>,
     /// Tunnel names start with this.
     pub tunnel_prefix: String,
-    /// How long to wait for more triggers before a pass (bursts → one pass).
+    /// The longest a trigger waits for more before a pass (a burst → one pass).
     pub debounce: Duration,
+    /// A pass starts once triggers have been quiet this long (a lone change goes out at once).
+    pub quiet: Duration,
 }
 
 impl Default for ReconcileSettings {
@@ -51,6 +53,7 @@ impl Default for ReconcileSettings {
             default_zone_id: None,
             tunnel_prefix: "dockflare".into(),
             debounce: Duration::from_millis(300),
+            quiet: Duration::from_millis(40),
         }
     }
 }
@@ -165,12 +168,18 @@ impl Reconciler {
                     None => return,
                     Some(Request::RunNow(reply)) => waiting.push(reply),
                     Some(Request::Trigger) => {
-                        // Coalesce a burst of triggers into one pass.
-                        let deadline = tokio::time::Instant::now() + self.settings.debounce;
-                        while let Ok(Some(request)) = tokio::time::timeout_at(deadline, requests.recv()).await {
-                            if let Request::RunNow(reply) = request {
-                                waiting.push(reply);
-                                break;
+                        // Coalesce a burst of triggers into one pass: wait until they have been
+                        // quiet for a moment, at most `debounce` after the first.
+                        let latest = tokio::time::Instant::now() + self.settings.debounce;
+                        loop {
+                            let until = latest.min(tokio::time::Instant::now() + self.settings.quiet);
+                            match tokio::time::timeout_at(until, requests.recv()).await {
+                                Ok(Some(Request::Trigger)) => continue,
+                                Ok(Some(Request::RunNow(reply))) => {
+                                    waiting.push(reply);
+                                    break;
+                                }
+                                Ok(None) | Err(_) => break,
                             }
                         }
                     }

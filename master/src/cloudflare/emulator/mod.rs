@@ -16,7 +16,8 @@
 //! Layout: `state` (the data and its rules), `tunnels`, `dns`, `access` and
 //! `ingress` (cloudflared's validation) for the endpoints, `http` (envelope,
 //! errors, auth and traffic middleware), `faults` (injection, counters, log),
-//! `inspect` (`/__emulator/`), `connector` (what connectors call).
+//! `inspect` (`/__emulator/`), `connector` (what connectors call), `persist` (the account saved
+//! in [`EmulatorConfig::state_file`] after every change, restored by [`Emulator::open`]).
 //!
 //! **Invariant:** the state lives behind `std::sync::Mutex`es that are never
 //! held across an `.await`; a poisoned lock is recovered, never unwrapped.
@@ -28,17 +29,20 @@ mod faults;
 mod http;
 pub mod ingress;
 mod inspect;
+mod persist;
 mod state;
 mod tunnels;
 
 pub use faults::{FaultSpec, RequestCount, RequestLogEntry, RequestReport};
 pub use http::ApiError;
 pub use inspect::{ConnectorsRequest, EmulatorInfo};
+pub use persist::StateFileError;
 pub use state::{Snapshot, ZoneDnsRecord};
 
 use crate::cloudflare::types::{DnsRecord, DnsRecordRequest, Tunnel, TunnelConfig, TunnelConfiguration, Zone};
 use axum::Router;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// The default API base path, as on `https://api.cloudflare.com/client/v4`.
@@ -65,6 +69,10 @@ pub struct EmulatorConfig {
     /// `http://host.docker.internal:8788/client/v4`). When set, it is written as `"e"` into every
     /// tunnel token issued, which is how the local edge finds its configuration (see `connector`).
     pub public_url: Option<String>,
+    /// Where the account is kept across restarts (offline mode). [`Emulator::open`] restores it
+    /// and every successful state-changing HTTP request saves it (0600: it holds tunnel secrets).
+    /// `None`: in memory only. [`Emulator::new`] ignores it (it never overwrites a saved account).
+    pub state_file: Option<PathBuf>,
 }
 
 impl Default for EmulatorConfig {
@@ -75,6 +83,7 @@ impl Default for EmulatorConfig {
             zones: vec!["example.test".to_string()],
             base_path: DEFAULT_BASE_PATH.to_string(),
             public_url: None,
+            state_file: None,
         }
     }
 }
@@ -90,6 +99,8 @@ pub enum EmulatorError {
     Serve(std::io::Error),
     #[error("invalid fault: {0}")]
     InvalidFault(String),
+    #[error(transparent)]
+    StateFile(#[from] StateFileError),
 }
 
 /// The emulator. Cheap to clone: clones share one state.
@@ -106,6 +117,10 @@ struct Inner {
     tokens: Vec<(String, String)>,
     data: Mutex<state::Data>,
     traffic: Mutex<faults::Traffic>,
+    /// Set when the account is saved ([`EmulatorConfig::state_file`], through [`Emulator::open`]).
+    saver: Option<Arc<persist::Saver>>,
+    /// Whether [`Emulator::open`] restored a saved account.
+    restored: bool,
 }
 
 impl std::fmt::Debug for Emulator {
@@ -132,9 +147,44 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Emulator {
+    /// A fresh account, in memory only ([`EmulatorConfig::state_file`] is ignored: see [`Emulator::open`]).
     pub fn new(config: EmulatorConfig) -> Emulator {
+        let data = state::Data::new(&config.account_id, &config.zones);
+        Emulator::assemble(config, data, None, false)
+    }
+
+    /// Like [`Emulator::new`], but with [`EmulatorConfig::state_file`] set, restores the account
+    /// saved there (a missing file is a fresh start), writes the file at once, and saves after
+    /// every change. An unreadable or invalid file, or one of another account, is an error: the
+    /// file is left as it is.
+    pub fn open(config: EmulatorConfig) -> Result<Emulator, EmulatorError> {
+        let Some(path) = config.state_file.clone() else { return Ok(Emulator::new(config)) };
+        let (data, restored) = match persist::load(&path)? {
+            None => (state::Data::new(&config.account_id, &config.zones), false),
+            Some(saved) => {
+                let data = persist::restore(saved, &config.account_id, &config.zones).map_err(|error| match error {
+                    persist::RestoreError::AccountMismatch { saved, configured } => {
+                        StateFileError::AccountMismatch { path: path.clone(), saved, configured }
+                    }
+                    other => StateFileError::Invalid { path: path.clone(), reason: other.to_string() },
+                })?;
+                (data, true)
+            }
+        };
+        let emulator = Emulator::assemble(config, data, Some(Arc::new(persist::Saver::new(path))), restored);
+        if let Some(saver) = &emulator.inner.saver {
+            persist::save_data(saver.path(), &emulator.inner.data)?;
+        }
+        Ok(emulator)
+    }
+
+    fn assemble(
+        config: EmulatorConfig,
+        mut data: state::Data,
+        saver: Option<Arc<persist::Saver>>,
+        restored: bool,
+    ) -> Emulator {
         let tokens = config.api_tokens.iter().map(|t| (t.clone(), state::hex32())).collect();
-        let mut data = state::Data::new(&config.account_id, &config.zones);
         data.public_url = config.public_url.map(|u| u.trim().to_string()).filter(|u| !u.is_empty());
         Emulator {
             inner: Arc::new(Inner {
@@ -144,8 +194,20 @@ impl Emulator {
                 tokens,
                 data: Mutex::new(data),
                 traffic: Mutex::new(faults::Traffic::default()),
+                saver,
+                restored,
             }),
         }
+    }
+
+    /// Whether [`Emulator::open`] restored a saved account.
+    pub fn restored(&self) -> bool {
+        self.inner.restored
+    }
+
+    /// The state file, when the account is saved.
+    pub fn state_file(&self) -> Option<&std::path::Path> {
+        self.inner.saver.as_deref().map(persist::Saver::path)
     }
 
     /// Binds `addr` (port 0 for any), serves in a spawned task, and returns
@@ -160,13 +222,18 @@ impl Emulator {
     /// Serves on a bound `listener` in a spawned task; returns the emulator.
     pub fn start_on(config: EmulatorConfig, listener: tokio::net::TcpListener) -> Emulator {
         let emulator = Emulator::new(config);
-        let server = emulator.clone();
+        emulator.serve_in_background(listener);
+        emulator
+    }
+
+    /// Serves this emulator on a bound `listener` in a spawned task (e.g. after [`Emulator::open`]).
+    pub fn serve_in_background(&self, listener: tokio::net::TcpListener) {
+        let server = self.clone();
         tokio::spawn(async move {
             if let Err(error) = server.serve(listener).await {
                 tracing::warn!(message = "The Cloudflare emulator stopped.", %error);
             }
         });
-        emulator
     }
 
     /// Serves the API and the inspection API on `listener` until it fails.
@@ -177,8 +244,10 @@ impl Emulator {
 
     /// The API (under the base path) and `/__emulator/`, as one router.
     pub fn router(&self) -> Router {
-        let api = http::api_router(self.clone());
-        let inspect = inspect::router(self.clone());
+        // Saves after each change (when a state file is set); connectors' traffic is not saved.
+        let saving = || axum::middleware::from_fn_with_state(self.clone(), persist::save_after_change);
+        let api = http::api_router(self.clone()).layer(saving());
+        let inspect = inspect::router(self.clone()).layer(saving());
         let router = if self.inner.base_path.is_empty() {
             Router::new().merge(api)
         } else {
