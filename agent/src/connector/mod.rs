@@ -150,8 +150,9 @@ impl ConnectorManager {
             ..Default::default()
         };
         let Some(mode) = self.mode.borrow().clone() else {
-            status.state = ConnectorState::Failed as i32;
-            status.detail = "the Docker engine is not reachable yet".into();
+            // Not known yet: the watcher has not reached the engine (it retries, and says why).
+            status.state = ConnectorState::Unspecified as i32;
+            status.detail = "waiting for the Docker engine".into();
             return status;
         };
         let docker = match cached {
