@@ -14,7 +14,6 @@ mod processes;
 mod support;
 
 use anyhow::{bail, Context, Result};
-use dockflare::v1::ListContainersRequest;
 use harness::*;
 use processes::{docker, eventually, unique, Master};
 use std::collections::BTreeSet;
@@ -31,14 +30,7 @@ const AFTER_RESTART: Duration = Duration::from_secs(GRACE_SECONDS + 60);
 
 /// (name, id) of every container the master has for `agent_id`.
 async fn reported(master: &Master, agent_id: &str) -> Result<BTreeSet<(String, String)>> {
-    let containers = master
-        .admin()
-        .await?
-        .list_containers(ListContainersRequest { agent_id: agent_id.into() })
-        .await?
-        .into_inner()
-        .containers;
-    Ok(containers.into_iter().filter_map(|c| c.container).map(|c| (c.name, c.id)).collect())
+    Ok(containers(master, agent_id).await?.into_iter().map(|c| (c.name, c.id)).collect())
 }
 
 /// Waits until the master's container list for `agent` is exactly `expected`.

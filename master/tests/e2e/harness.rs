@@ -166,6 +166,13 @@ pub async fn tunnels(master: &Master) -> Result<Vec<dockflare::v1::Tunnel>> {
     Ok(master.admin().await?.list_tunnels(ListTunnelsRequest {}).await?.into_inner().tunnels)
 }
 
+/// The containers the master has for `agent_id` (as last reported).
+pub async fn containers(master: &Master, agent_id: &str) -> Result<Vec<dockflare::v1::Container>> {
+    let request = dockflare::v1::ListContainersRequest { agent_id: agent_id.to_string() };
+    let records = master.admin().await?.list_containers(request).await?.into_inner().containers;
+    Ok(records.into_iter().filter_map(|record| record.container).collect())
+}
+
 /// Every command of `agent_id` as the master has it.
 pub async fn commands(master: &Master, agent_id: &str) -> Result<Vec<dockflare::v1::CommandRecord>> {
     let mut all = Vec::new();
@@ -244,10 +251,11 @@ impl Edge {
 }
 
 /// Requests a hostname continuously and remembers every failure: "no gap in serving" is
-/// `finish().failures.is_empty()` with `ok` well above zero.
+/// `finish().failures.is_empty()` with `ok` well above zero. [`Prober::report`] reads it meanwhile.
 pub struct Prober {
     stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<ProbeReport>,
+    report: Arc<Mutex<ProbeReport>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 /// What a [`Prober`] saw.
@@ -263,34 +271,52 @@ pub struct ProbeReport {
 impl Prober {
     fn start(edge: Edge, host: String, interval: Duration) -> Prober {
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let report = Arc::new(Mutex::new(ProbeReport::default()));
+        let (flag, shared) = (stop.clone(), report.clone());
         let task = tokio::spawn(async move {
             let started = Instant::now();
-            let mut report = ProbeReport::default();
             while !flag.load(Ordering::Relaxed) {
-                match edge.get(&host, "/probe").await {
-                    Ok(answer) => match answer.origin() {
-                        Some(origin) => {
-                            report.ok += 1;
-                            *report.origins.entry(origin).or_default() += 1;
-                        }
-                        None => report
-                            .failures
-                            .push((started.elapsed().as_millis(), format!("{}: {}", answer.status, answer.body))),
-                    },
-                    Err(error) => report.failures.push((started.elapsed().as_millis(), format!("{error:#}"))),
+                let outcome = edge.get(&host, "/probe").await;
+                {
+                    let mut report = shared.lock().unwrap_or_else(|p| p.into_inner());
+                    match outcome {
+                        Ok(answer) => match answer.origin() {
+                            Some(origin) => {
+                                report.ok += 1;
+                                *report.origins.entry(origin).or_default() += 1;
+                            }
+                            None => report
+                                .failures
+                                .push((started.elapsed().as_millis(), format!("{}: {}", answer.status, answer.body))),
+                        },
+                        Err(error) => report.failures.push((started.elapsed().as_millis(), format!("{error:#}"))),
+                    }
                 }
                 tokio::time::sleep(interval).await;
             }
-            report
         });
-        Prober { stop, task }
+        Prober { stop, report, task }
+    }
+
+    /// What it has seen so far.
+    pub fn report(&self) -> ProbeReport {
+        self.report.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub async fn finish(self) -> Result<ProbeReport> {
         self.stop.store(true, Ordering::Relaxed);
-        self.task.await.map_err(|e| anyhow!("prober task: {e}"))
+        let report = self.report.clone();
+        self.task.await.map_err(|e| anyhow!("prober task: {e}"))?;
+        let finished = report.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Ok(finished)
     }
+}
+
+/// Whether the master has an open command stream from `agent_id`.
+pub async fn connected(master: &Master, agent_id: &str) -> Result<bool> {
+    let request = dockflare::v1::GetAgentRequest { id: agent_id.to_string() };
+    let agent = master.admin().await?.get_agent(request).await?.into_inner().agent;
+    Ok(agent.is_some_and(|a| a.connected))
 }
 
 /// How an agent of the rig runs.

@@ -6,7 +6,6 @@
 use crate::harness::*;
 use crate::processes::{docker, eventually, unique};
 use anyhow::{bail, Result};
-use dockflare::v1::ListContainersRequest;
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,16 +91,9 @@ async fn swarm_service_with_replicas_scales_while_answering() -> Result<()> {
     let prober = agent.edge.probe(&hostname, Duration::from_millis(20));
     docker(&["service", "scale", "-d", &format!("{service}=6")])?;
     let running = eventually("the master sees 6 running replicas", WAIT, || async {
-        let containers = master
-            .admin()
+        let status = containers(&master, &agent.id)
             .await?
-            .list_containers(ListContainersRequest { agent_id: agent.id.clone() })
-            .await?
-            .into_inner()
-            .containers;
-        let status = containers
             .into_iter()
-            .filter_map(|c| c.container)
             .find(|c| c.name == service && c.task_id.is_empty())
             .map(|c| c.status);
         Ok(status.filter(|s| s == "running 6/6"))

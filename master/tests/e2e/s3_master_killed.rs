@@ -9,18 +9,12 @@
 use crate::harness::*;
 use crate::processes::{docker, eventually, unique, Master};
 use anyhow::{bail, Context, Result};
-use dockflare::v1::{send_command_request::Kind, CommandState, GetAgentRequest, Resync, SendCommandRequest};
+use dockflare::v1::{send_command_request::Kind, CommandState, Resync, SendCommandRequest};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 const GRACE_SECONDS: u64 = 2;
 const LOST: &str = "Connection to the master lost.";
-
-/// Whether the master has an open command stream from `agent_id` (an error while it is down).
-async fn connected(master: &Master, agent_id: &str) -> Result<bool> {
-    let agent = master.admin().await?.get_agent(GetAgentRequest { id: agent_id.into() }).await?.into_inner().agent;
-    Ok(agent.is_some_and(|a| a.connected))
-}
 
 /// Queues a resync command through the admin API; its id.
 async fn send_resync(master: &Master, agent_id: &str, reason: &str) -> Result<String> {

@@ -6,18 +6,11 @@
 //! the agent's one tunnel.
 
 use crate::harness::*;
-use crate::processes::{docker, eventually, unique, Master};
+use crate::processes::{docker, eventually, unique};
 use anyhow::{bail, Result};
-use dockflare::v1::GetAgentRequest;
 use std::time::{Duration, Instant};
 
 const GRACE_SECONDS: u64 = 2;
-
-/// Whether the master has an open command stream from `agent_id`.
-async fn connected(master: &Master, agent_id: &str) -> Result<bool> {
-    let agent = master.admin().await?.get_agent(GetAgentRequest { id: agent_id.into() }).await?.into_inner().agent;
-    Ok(agent.is_some_and(|a| a.connected))
-}
 
 /// (id, StartedAt, RestartCount, Status) of a container.
 fn container_state(name: &str) -> Result<(String, String, String, String)> {

@@ -8,10 +8,9 @@
 
 use crate::harness::*;
 use crate::processes::{docker, eventually, unique, Master};
-use anyhow::{anyhow, bail, Context, Result};
-use dockflare::v1::{GetAgentRequest, ListContainersRequest, RouteStatus};
+use anyhow::{bail, Context, Result};
+use dockflare::v1::RouteStatus;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -107,79 +106,11 @@ impl Drop for Relay {
     }
 }
 
-/// A prober whose report can be read while it runs (the harness's `Prober` only reports at the end).
-struct LiveProber {
-    stop: Arc<AtomicBool>,
-    report: Arc<Mutex<ProbeReport>>,
-    task: JoinHandle<()>,
-}
-
-impl LiveProber {
-    fn start(edge: Edge, host: String, interval: Duration) -> LiveProber {
-        let stop = Arc::new(AtomicBool::new(false));
-        let report = Arc::new(Mutex::new(ProbeReport::default()));
-        let (flag, shared) = (stop.clone(), report.clone());
-        let task = tokio::spawn(async move {
-            let started = Instant::now();
-            while !flag.load(Ordering::Relaxed) {
-                let outcome = edge.get(&host, "/probe").await;
-                {
-                    let mut report = shared.lock().unwrap_or_else(|p| p.into_inner());
-                    match outcome {
-                        Ok(answer) => match answer.origin() {
-                            Some(origin) => {
-                                report.ok += 1;
-                                *report.origins.entry(origin).or_default() += 1;
-                            }
-                            None => report
-                                .failures
-                                .push((started.elapsed().as_millis(), format!("{}: {}", answer.status, answer.body))),
-                        },
-                        Err(error) => report.failures.push((started.elapsed().as_millis(), format!("{error:#}"))),
-                    }
-                }
-                tokio::time::sleep(interval).await;
-            }
-        });
-        LiveProber { stop, report, task }
-    }
-
-    fn report(&self) -> ProbeReport {
-        self.report.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    async fn finish(self) -> Result<ProbeReport> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.task.await.map_err(|e| anyhow!("prober task: {e}"))?;
-        Ok(self.report.lock().unwrap_or_else(|p| p.into_inner()).clone())
-    }
-}
-
-/// Whether the master has an open command stream from `agent_id`.
-async fn connected(master: &Master, agent_id: &str) -> Result<bool> {
-    let agent = master
-        .admin()
-        .await?
-        .get_agent(GetAgentRequest { id: agent_id.to_string() })
-        .await?
-        .into_inner()
-        .agent
-        .ok_or_else(|| anyhow!("GetAgent returned no agent"))?;
-    Ok(agent.connected)
-}
-
 /// Names of the running containers the master has for `agent_id`.
 async fn running_containers(master: &Master, agent_id: &str) -> Result<Vec<String>> {
-    let containers = master
-        .admin()
+    let mut names: Vec<String> = containers(master, agent_id)
         .await?
-        .list_containers(ListContainersRequest { agent_id: agent_id.to_string() })
-        .await?
-        .into_inner()
-        .containers;
-    let mut names: Vec<String> = containers
         .into_iter()
-        .filter_map(|c| c.container)
         .filter(|c| c.status.starts_with("running"))
         .map(|c| c.name)
         .collect();
@@ -224,7 +155,7 @@ async fn partition_keeps_serving_and_converges_after_healing() -> Result<()> {
     let connects_before = connects(&agent).len();
     let accepted_before_cut = relay.accepted();
 
-    let prober = LiveProber::start(agent.edge.clone(), host_a.clone(), Duration::from_millis(50));
+    let prober = agent.edge.probe(&host_a, Duration::from_millis(50));
     relay.cut().await;
     let cut_at = Instant::now();
     // Like a stopped listener: connects are refused.

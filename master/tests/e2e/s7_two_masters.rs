@@ -9,18 +9,12 @@ use crate::harness::*;
 use crate::processes::{eventually, unique, Master};
 use crate::support::TestDatabase;
 use anyhow::{bail, Context, Result};
-use dockflare::v1::{send_command_request::Kind, CommandState, GetAgentRequest, Resync, SendCommandRequest};
+use dockflare::v1::{send_command_request::Kind, CommandState, Resync, SendCommandRequest};
 use std::time::{Duration, Instant};
 
 const LEADER: &str = "This master now reconciles Cloudflare (leader).";
 /// How long the agent may take to reach the other master.
 const FAILOVER: Duration = Duration::from_secs(10);
-
-/// Whether `agent_id` has an open WatchCommands stream on `master`.
-async fn connected_to(master: &Master, agent_id: &str) -> Result<bool> {
-    let agent = master.admin().await?.get_agent(GetAgentRequest { id: agent_id.into() }).await?.into_inner().agent;
-    Ok(agent.is_some_and(|a| a.connected))
-}
 
 /// Queues a Resync through `master`; its command id.
 async fn send_resync(master: &Master, agent_id: &str) -> Result<String> {
@@ -105,8 +99,8 @@ async fn two_masters_fail_over_without_a_gap_and_hand_over_the_reconciler() -> R
     }
 
     // Which master the agent is connected to, as the masters say: exactly one.
-    let connected = eventually("the agent connected to exactly one master", WAIT, || async {
-        let on = [connected_to(&masters[0], &agent.id).await?, connected_to(&masters[1], &agent.id).await?];
+    let agents_master = eventually("the agent connected to exactly one master", WAIT, || async {
+        let on = [connected(&masters[0], &agent.id).await?, connected(&masters[1], &agent.id).await?];
         Ok(match on {
             [true, false] => Some(0),
             [false, true] => Some(1),
@@ -115,7 +109,7 @@ async fn two_masters_fail_over_without_a_gap_and_hand_over_the_reconciler() -> R
     })
     .await
     .map_err(|e| e.context(agent.diagnostics()))?;
-    let other = 1 - connected;
+    let other = 1 - agents_master;
 
     // A command queued through the master the agent is not connected to reaches it at once.
     let delivery_before = resync_delivered(&masters[other], &agent, FAILOVER).await?;
@@ -125,11 +119,11 @@ async fn two_masters_fail_over_without_a_gap_and_hand_over_the_reconciler() -> R
 
     // Kill -9 the agent's master while requests flow through the edge.
     let prober = agent.edge.probe(&hostname, Duration::from_millis(20));
-    let killed_leader = connected == leader;
-    masters[connected].kill9()?;
+    let killed_leader = agents_master == leader;
+    masters[agents_master].kill9()?;
     let killed = Instant::now();
     eventually("the agent on the surviving master", FAILOVER, || async {
-        Ok(connected_to(&masters[other], &agent.id).await?.then_some(()))
+        Ok(connected(&masters[other], &agent.id).await?.then_some(()))
     })
     .await
     .map_err(|e| e.context(agent.diagnostics()))

@@ -7,21 +7,13 @@
 use crate::harness::*;
 use crate::processes::{docker, eventually, unique, Master};
 use anyhow::{anyhow, bail, Result};
-use dockflare::v1::ListContainersRequest;
 use dockflare_master::cloudflare::emulator::Snapshot;
 use std::collections::BTreeSet;
 use std::time::Instant;
 
 /// Names of the containers the master has for `agent_id`.
 async fn container_names(master: &Master, agent_id: &str) -> Result<Vec<String>> {
-    let containers = master
-        .admin()
-        .await?
-        .list_containers(ListContainersRequest { agent_id: agent_id.to_string() })
-        .await?
-        .into_inner()
-        .containers;
-    let mut names: Vec<String> = containers.into_iter().filter_map(|c| c.container).map(|c| c.name).collect();
+    let mut names: Vec<String> = containers(master, agent_id).await?.into_iter().map(|c| c.name).collect();
     names.sort();
     Ok(names)
 }
