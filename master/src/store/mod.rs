@@ -12,6 +12,7 @@ mod commands;
 mod containers;
 mod events;
 mod routes;
+mod sqlite_file;
 mod tokens;
 
 pub use agents::{AgentRecord, AgentRegistration, NewAgent, STATUS_OFFLINE, STATUS_ONLINE, STATUS_REVOKED};
@@ -36,6 +37,8 @@ pub enum Backend {
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error("cannot create or restrict the database file {path}: {source}")]
+    DatabaseFile { path: std::path::PathBuf, source: std::io::Error },
     #[error("database URL {0:?} is not supported: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
     #[error("database error: {0}")]
@@ -81,6 +84,17 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(redact_url(url)));
         };
+        if backend == Backend::Sqlite {
+            if let Some(path) = sqlite_file::database_path(url) {
+                match sqlite_file::restrict(&path) {
+                    Ok(true) => {
+                        tracing::info!(message = "Made the database file private (0600).", path = %path.display())
+                    }
+                    Ok(false) => {}
+                    Err(source) => return Err(StoreError::DatabaseFile { path, source }),
+                }
+            }
+        }
         let options = AnyConnectOptions::from_str(url)?;
         let pool = match backend {
             Backend::Sqlite => {
