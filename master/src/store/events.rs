@@ -124,22 +124,26 @@ impl Store {
             entry.0 = entry.0.max(event.event_id);
             entry.1 = entry.1.max(event.received_at);
         }
-        for (agent_id, (last_event_id, seen_at)) in progress {
-            // An event is a sign of life: an agent the liveness pass marked
-            // offline (say, while its events waited for the database) is
-            // online again. Revoked agents stay revoked.
-            sqlx::query(&format!(
+        // One statement per chunk of agents, in id order (concurrent masters lock rows alike).
+        // An event is a sign of life: an agent the liveness pass marked offline (say, while its
+        // events waited for the database) is online again. Revoked agents stay revoked.
+        let mut progress: Vec<(&str, (u64, i64))> = progress.into_iter().collect();
+        progress.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for chunk in progress.chunks(rows_per_insert) {
+            let sql = format!(
                 "UPDATE agents SET \
-                 last_event_id = CASE WHEN last_event_id < $2 THEN $2 ELSE last_event_id END, \
-                 last_seen_at = CASE WHEN last_seen_at IS NULL OR last_seen_at < $3 THEN $3 ELSE last_seen_at END, \
-                 status = CASE WHEN status = '{STATUS_OFFLINE}' THEN '{STATUS_ONLINE}' ELSE status END \
-                 WHERE id = $1"
-            ))
-            .bind(agent_id)
-            .bind(to_i64(last_event_id, "event_id")?)
-            .bind(seen_at)
-            .execute(&mut *tx)
-            .await?;
+                 last_event_id = CASE WHEN agents.last_event_id < v.column2 THEN v.column2 ELSE agents.last_event_id END, \
+                 last_seen_at = CASE WHEN agents.last_seen_at IS NULL OR agents.last_seen_at < v.column3 \
+                     THEN v.column3 ELSE agents.last_seen_at END, \
+                 status = CASE WHEN agents.status = '{STATUS_OFFLINE}' THEN '{STATUS_ONLINE}' ELSE agents.status END \
+                 FROM (VALUES {}) AS v WHERE agents.id = v.column1",
+                placeholders(chunk.len(), 3)
+            );
+            let mut query = sqlx::query(&sql);
+            for (agent_id, (last_event_id, seen_at)) in chunk {
+                query = query.bind(*agent_id).bind(to_i64(*last_event_id, "event_id")?).bind(*seen_at);
+            }
+            query.execute(&mut *tx).await?;
         }
 
         let mut acked: HashMap<&str, u64> = HashMap::new();
