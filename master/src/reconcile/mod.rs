@@ -339,10 +339,25 @@ impl Reconciler {
         let stored: HashMap<String, TunnelRow> =
             self.store.list_tunnels().await?.into_iter().map(|t| (t.tunnel_key.clone(), t)).collect();
         let live_ids = if drift { self.live_tunnel_ids().await } else { None };
+        let mut members: HashMap<String, Vec<&AgentRecord>> = HashMap::new();
+        for agent in &active {
+            members.entry(claims::tunnel_key(agent)).or_default().push(agent);
+        }
         let mut tunnels: HashMap<String, TunnelRow> = HashMap::new();
         for key in &needed {
             match self.ensure_tunnel(key, stored.get(key), live_ids.as_ref(), report).await {
                 Ok(tunnel) => {
+                    // Its agents run its connector, as soon as it exists: with many new agents
+                    // (and Cloudflare's request budget) the first need not wait for the last.
+                    for agent in members.get(key).into_iter().flatten() {
+                        if agent.assigned_tunnel_id == tunnel.tunnel_id {
+                            continue;
+                        }
+                        match self.start_tunnel(agent, &tunnel).await {
+                            Ok(()) => report.commands_sent += 1,
+                            Err(error) => report.errors.push(format!("start_tunnel for agent {}: {error}", agent.id)),
+                        }
+                    }
                     tunnels.insert(key.clone(), tunnel);
                 }
                 Err(error) => {
@@ -353,18 +368,6 @@ impl Reconciler {
                         }
                     }
                 }
-            }
-        }
-
-        // Agents run the connector of their tunnel.
-        for agent in &active {
-            let Some(tunnel) = tunnels.get(&claims::tunnel_key(agent)) else { continue };
-            if agent.assigned_tunnel_id == tunnel.tunnel_id {
-                continue;
-            }
-            match self.start_tunnel(agent, tunnel).await {
-                Ok(()) => report.commands_sent += 1,
-                Err(error) => report.errors.push(format!("start_tunnel for agent {}: {error}", agent.id)),
             }
         }
 
