@@ -7,10 +7,13 @@
 //! - A label route whose owner stops asking becomes `pending_deletion` with a
 //!   deadline, returns to `active` if the owner asks again, and is removed
 //!   when the deadline passes. Manual routes go only when deleted.
-//! - One hostname + path is routed once: manual claims win over labels;
-//!   otherwise the oldest claim (first seen, persisted, so no flapping)
-//!   keeps it, a pending one included, and the others are `conflict` with the
-//!   reason.
+//! - One hostname + path is routed once: manual claims win over labels, live
+//!   claims over pending ones (a container recreated under a new id — `docker
+//!   compose up` after an image or label change — takes its route over at once
+//!   instead of waiting out the old one's grace period); otherwise the oldest
+//!   claim (first seen, persisted, so no flapping) keeps it, and the others are
+//!   `conflict` with the reason. A pending route that lost its hostname is no
+//!   longer routed and leaves at once.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -184,6 +187,15 @@ pub fn plan(now: i64, grace_ms: i64, claims: Vec<Claim>, existing: Vec<RouteRow>
     }
 
     resolve_conflicts(&mut rows);
+    // A pending route that just lost its hostname (to a manual route or a live container) is not
+    // routed any more and nobody claims it: it leaves now rather than with the next pass.
+    let (kept, lost): (Vec<RouteRow>, Vec<RouteRow>) = rows.into_iter().partition(|row| {
+        row.source == Source::Manual
+            || row.status != Status::Conflict
+            || seen.contains(&(row.spec.hostname.clone(), row.spec.path.clone(), row.owner.clone()))
+    });
+    let mut rows = kept;
+    removed.extend(lost);
     rows.sort_by(|a, b| (&a.spec.hostname, &a.spec.path, &a.owner).cmp(&(&b.spec.hostname, &b.spec.path, &b.owner)));
     removed.sort_by(|a, b| (&a.spec.hostname, &a.spec.path, &a.owner).cmp(&(&b.spec.hostname, &b.spec.path, &b.owner)));
     RoutePlan { rows, removed }
@@ -198,7 +210,7 @@ fn resolve_conflicts(rows: &mut [RouteRow]) {
     for indexes in groups.values() {
         let Some(&winner) = indexes.iter().min_by_key(|&&i| {
             let row = &rows[i];
-            (row.source != Source::Manual, row.first_seen_at, row.owner.clone())
+            (row.source != Source::Manual, row.status == Status::PendingDeletion, row.first_seen_at, row.owner.clone())
         }) else {
             continue;
         };
@@ -216,8 +228,8 @@ fn resolve_conflicts(rows: &mut [RouteRow]) {
                 row.status = Status::Conflict;
                 row.reason = format!("{}{} is already routed to {holder}", row.spec.hostname, row.spec.path);
             } else {
-                // A pending route that lost its claim (a manual route took the
-                // hostname): it is not routed any more.
+                // A pending route that lost its claim (a manual route or a live
+                // container took the hostname): it is not routed any more.
                 row.status = Status::Conflict;
                 row.delete_at = None;
                 row.reason = format!("{}{} is now routed to {holder}", row.spec.hostname, row.spec.path);
@@ -324,13 +336,41 @@ mod tests {
     }
 
     #[test]
-    fn a_pending_route_keeps_its_claim_until_it_expires() {
+    fn a_live_claim_takes_over_a_pending_route_without_flapping() {
+        // `a` stops (pending); `b`, a recreated container with another id, asks for the hostname.
         let a = plan(0, GRACE, vec![claim("a", "x.example.com", Source::Labels)], vec![]);
-        let pending = plan(10, GRACE, vec![claim("b", "x.example.com", Source::Labels)], a.rows);
-        assert_eq!(statuses(&pending), vec![("a".into(), "pending_deletion"), ("b".into(), "conflict")]);
-        let expired = plan(2_000, GRACE, vec![claim("b", "x.example.com", Source::Labels)], pending.rows);
-        assert_eq!(statuses(&expired), vec![("b".into(), "active")]);
-        assert_eq!(expired.removed.iter().map(|r| r.owner.as_str()).collect::<Vec<_>>(), vec!["a"]);
+        let pending = plan(10, GRACE, vec![], a.rows);
+        assert_eq!(statuses(&pending), vec![("a".into(), "pending_deletion")]);
+        let taken = plan(20, GRACE, vec![claim("b", "x.example.com", Source::Labels)], pending.rows);
+        assert_eq!(statuses(&taken), vec![("b".into(), "active")]);
+        // The old claim leaves at once, without waiting for its deadline.
+        assert_eq!(taken.removed.iter().map(|r| r.owner.as_str()).collect::<Vec<_>>(), vec!["a"]);
+        let next = plan(30, GRACE, vec![claim("b", "x.example.com", Source::Labels)], taken.rows);
+        assert_eq!(statuses(&next), vec![("b".into(), "active")]);
+        assert!(next.removed.is_empty());
+
+        // `a` coming back finds the hostname taken: it does not win it back.
+        let back = plan(
+            40,
+            GRACE,
+            vec![claim("a", "x.example.com", Source::Labels), claim("b", "x.example.com", Source::Labels)],
+            next.rows,
+        );
+        assert_eq!(statuses(&back), vec![("a".into(), "conflict"), ("b".into(), "active")]);
+    }
+
+    #[test]
+    fn when_the_holder_stops_the_live_runner_up_takes_over() {
+        // `b` lost to `a` while both ran; `a` stops: `b` (live) takes over.
+        let both = plan(
+            0,
+            GRACE,
+            vec![claim("a", "x.example.com", Source::Labels), claim("b", "x.example.com", Source::Labels)],
+            vec![],
+        );
+        let a_stopped = plan(10, GRACE, vec![claim("b", "x.example.com", Source::Labels)], both.rows);
+        assert_eq!(statuses(&a_stopped), vec![("b".into(), "active")]);
+        assert_eq!(a_stopped.removed.iter().map(|r| r.owner.as_str()).collect::<Vec<_>>(), vec!["a"]);
     }
 
     #[test]

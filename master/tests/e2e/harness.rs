@@ -156,9 +156,13 @@ pub async fn routes(master: &Master) -> Result<Vec<Route>> {
     Ok(master.admin().await?.list_routes(ListRoutesRequest::default()).await?.into_inner().routes)
 }
 
-/// The master's route for `hostname`, if any.
+/// The master's route for `hostname`, if any: the one routed (active or pending deletion) when
+/// several claim it.
 pub async fn route(master: &Master, hostname: &str) -> Result<Option<Route>> {
-    Ok(routes(master).await?.into_iter().find(|r| r.hostname == hostname))
+    let routed = |r: &Route| r.status == RouteStatus::Active as i32 || r.status == RouteStatus::PendingDeletion as i32;
+    let mut claims: Vec<Route> = routes(master).await?.into_iter().filter(|r| r.hostname == hostname).collect();
+    claims.sort_by_key(|r| !routed(r));
+    Ok(claims.into_iter().next())
 }
 
 /// The master's tunnels.

@@ -1,6 +1,7 @@
 //! Scenario 2: a stopped container's route waits out the grace period, then leaves the account,
 //! the master and the edge; a container restarted within the grace keeps its route (same DNS
-//! record, never taken out of the tunnel's ingress).
+//! record, never taken out of the tunnel's ingress); a container recreated under a new id (what
+//! `docker compose up` does after a change) takes the route over at once.
 
 use crate::harness::*;
 use crate::processes::{docker, eventually, unique};
@@ -72,6 +73,27 @@ async fn stopped_routes_leave_after_the_grace_and_a_quick_restart_keeps_them() -
     assert_eq!(record_ids(&cloud, &keep_host), keep_record, "the record of {keep_host} was replaced");
     let listed = tunnels(&master).await?;
     assert!(listed.iter().any(|t| t.id == tunnel && t.route_count == 1), "{listed:?}");
+
+    // Recreated with another name and origin (a changed label, say): the new container takes the
+    // hostname over at once, without waiting out the old one's grace period.
+    docker(&["rm", "-f", &keep])?;
+    let recreated = format!("{keep}-v2");
+    let started = Instant::now();
+    agent.run_origin(&recreated, &keep_host, &[])?;
+    expect_served(&cloud, &master, &agent.edge, &keep_host, Some(&recreated), WAIT)
+        .await
+        .map_err(|e| e.context(agent.diagnostics()))?;
+    let took_over = started.elapsed();
+    assert!(took_over < Duration::from_secs(GRACE_SECONDS), "the takeover waited {took_over:?}");
+    eprintln!("scenario 2: a recreated container took its route over in {} ms", took_over.as_millis());
+    let service = route(&master, &keep_host).await?.map(|r| r.service);
+    assert_eq!(service, Some(format!("http://{recreated}:80")));
+    eventually("only the recreated container's route remains", WAIT, || async {
+        let left: Vec<String> =
+            routes(&master).await?.into_iter().filter(|r| r.hostname == keep_host).map(|r| r.container_name).collect();
+        Ok((left == vec![recreated.clone()]).then_some(()))
+    })
+    .await?;
     assert_no_duplicates(&cloud.snapshot())?;
     Ok(())
 }
