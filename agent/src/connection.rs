@@ -1,8 +1,8 @@
 //! Opening mutual-TLS channels to the master, trying each configured master
 //! URL in turn (the last one that worked first).
 
-use crate::enroll::error_chain;
 use crate::identity::AgentIdentity;
+use dockflare_common::error_text::error_chain;
 use secrecy::ExposeSecret;
 use std::time::Duration;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};

@@ -7,15 +7,15 @@
 //! send the token and a CSR. A master that cannot show the pinned CA never
 //! sees the token.
 
+use crate::any_certificate::AnyCertificate;
 use crate::identity::AgentIdentity;
 use dockflare::v1::agent_service_client::AgentServiceClient;
 use dockflare::v1::EnrollRequest;
+use dockflare_common::error_text::error_chain;
 use dockflare_common::join_token::{certificate_digest, JoinToken};
 use dockflare_common::pki::{der_to_pem, new_key_and_csr, pem_certificates_der};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
-use std::sync::{Arc, Mutex};
+use rustls::pki_types::ServerName;
+use std::sync::Arc;
 use std::time::Duration;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
@@ -95,8 +95,9 @@ pub fn host_and_port(url: &str) -> Result<(String, u16), EnrollError> {
 /// Fetches the master's chain and returns the certificate whose digest the token pins.
 async fn fetch_pinned_ca(url: &str, host: &str, port: u16, digest: &[u8; 32]) -> Result<Vec<u8>, EnrollError> {
     let unreachable = |reason: String| EnrollError::Unreachable { url: url.to_string(), reason };
-    let recorder = Arc::new(ChainRecorder::default());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // Trust is decided afterwards, by the pinned digest; the handshake signature is checked.
+    let recorder = Arc::new(AnyCertificate::recording(provider.clone()));
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| unreachable(e.to_string()))?
@@ -112,7 +113,7 @@ async fn fetch_pinned_ca(url: &str, host: &str, port: u16, digest: &[u8; 32]) ->
     // The handshake may fail after the chain was seen (we offer no client
     // certificate); only the recorded chain matters here.
     let _ = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(server_name, tcp)).await;
-    let chain = recorder.chain.lock().map(|chain| chain.clone()).unwrap_or_default();
+    let chain = recorder.presented_chain();
     if chain.is_empty() {
         return Err(unreachable("the TLS handshake did not present a certificate".into()));
     }
@@ -120,65 +121,6 @@ async fn fetch_pinned_ca(url: &str, host: &str, port: u16, digest: &[u8; 32]) ->
         .into_iter()
         .find(|der| certificate_digest(der) == *digest)
         .ok_or_else(|| EnrollError::CaMismatch(url.to_string()))
-}
-
-/// Records the chain the server presents and checks the handshake
-/// signature; trust is decided afterwards, by the pinned digest.
-#[derive(Debug, Default)]
-struct ChainRecorder {
-    chain: Mutex<Vec<Vec<u8>>>,
-}
-
-impl ServerCertVerifier for ChainRecorder {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if let Ok(mut chain) = self.chain.lock() {
-            *chain = std::iter::once(end_entity).chain(intermediates).map(|c| c.to_vec()).collect();
-        }
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = rustls::crypto::ring::default_provider().signature_verification_algorithms;
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = rustls::crypto::ring::default_provider().signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        rustls::crypto::ring::default_provider().signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// An error with its sources, for logs ("transport error: ... : connection refused").
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

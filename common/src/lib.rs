@@ -1,12 +1,13 @@
 //! DockFlare's shared model: who is who (identities), how agents join (join
 //! tokens), the certificates that prove it (PKI), and what containers ask
-//! for (labels → routes, with diagnostics).
+//! for (labels → routes, with diagnostics), and errors as one log line.
 //!
 //! **Architecture invariant:** this crate does no I/O, except `secret_file`
 //! (atomic 0600 writes, shared so both binaries write secrets one way).
 //! Sockets, Docker and databases belong to the binaries; everything here is
 //! a plain function over values, tested with tables of cases.
 
+pub mod error_text;
 pub mod identity;
 pub mod join_token;
 pub mod labels;

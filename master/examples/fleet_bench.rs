@@ -175,8 +175,19 @@ async fn measure(args: &Args, master: &mut Master, report: &mut Report) -> Resul
     let fleet = Fleet::new(master.addr, &master.data_dir.path().join("pki"))?;
 
     let admin = fleet.admin_client().await?;
-    tokio::time::sleep(Duration::from_millis(500)).await; // let the master settle before the idle reading
-    let idle = master.sample()?;
+    // The idle reading once the master has settled: two readings 100 ms apart within 64 KiB, or
+    // whatever it is after 5 s.
+    let settle_by = Instant::now() + Duration::from_secs(5);
+    let mut idle = master.sample()?;
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let next = master.sample()?;
+        let settled = next.rss_kib.abs_diff(idle.rss_kib) <= 64;
+        idle = next;
+        if settled || Instant::now() > settle_by {
+            break;
+        }
+    }
     report.row("master RSS, idle", kib(idle.rss_kib));
 
     // Phase 1: enroll and connect.

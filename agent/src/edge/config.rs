@@ -16,6 +16,7 @@ use super::origin::{HttpClient, ProxyBody, Tls};
 use super::proxy::Routes;
 use super::token::TunnelToken;
 use bytes::Bytes;
+use dockflare_common::error_text::error_chain;
 use http::{header, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use serde_json::Value;
@@ -199,17 +200,6 @@ fn parse_answer(status: StatusCode, body: &[u8]) -> Result<Answer, String> {
         }),
         other => Err(format!("HTTP {other}: {}", String::from_utf8_lossy(body).chars().take(300).collect::<String>())),
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

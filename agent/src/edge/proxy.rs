@@ -6,6 +6,7 @@
 use super::ingress::{Ingress, IngressError, Service};
 use super::origin::{HttpClient, ProxyBody, Tls, DEFAULT_CONNECT_TIMEOUT};
 use bytes::Bytes;
+use dockflare_common::error_text::error_chain;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full};
@@ -180,21 +181,6 @@ async fn forward(
             text(StatusCode::BAD_GATEWAY, format!("Bad gateway: the origin {origin} is unreachable: {reason}\n"))
         }
     }
-}
-
-/// An error and its sources, `: `-separated (hyper's top-level messages say little).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use super::types::{
     ApiMessage, CreateTunnelRequest, DnsRecord, DnsRecordRequest, Envelope, ResultInfo, TokenVerification, Tunnel,
     TunnelConfig, TunnelConfiguration, Zone,
 };
+use dockflare_common::error_text::error_chain;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -393,17 +394,6 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         Ok(seconds) => Some(Duration::from_secs(seconds)),
         Err(_) => Some(Duration::from_secs(5)),
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Request bodies behind one object-safe trait.

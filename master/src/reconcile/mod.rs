@@ -469,12 +469,7 @@ impl Reconciler {
                 }
             }
         }
-        let wanted: BTreeMap<String, String> = wanted
-            .into_iter()
-            .filter(|(hostname, _)| rows.iter().any(|r| r.status.is_routed() && &r.spec.hostname == hostname))
-            .collect();
-        unwanted.extend(rows.iter().filter(|r| !r.status.is_routed()).map(|r| r.spec.hostname.clone()));
-        unwanted.retain(|hostname| !wanted.contains_key(hostname));
+        let wanted = still_routed(wanted, &rows, &mut unwanted);
 
         // Ingress, per tunnel.
         for (key, tunnel) in &tunnels {
@@ -508,12 +503,7 @@ impl Reconciler {
         }
 
         // DNS (for what is still routed after the ingress step).
-        let wanted: BTreeMap<String, String> = wanted
-            .into_iter()
-            .filter(|(hostname, _)| rows.iter().any(|r| r.status.is_routed() && &r.spec.hostname == hostname))
-            .collect();
-        unwanted.extend(rows.iter().filter(|r| !r.status.is_routed()).map(|r| r.spec.hostname.clone()));
-        unwanted.retain(|hostname| !wanted.contains_key(hostname));
+        let wanted = still_routed(wanted, &rows, &mut unwanted);
         let mut dns_conflicts: HashMap<String, String> = HashMap::new();
         let mut dns_errors: HashMap<String, String> = HashMap::new();
         for (hostname, target) in &wanted {
@@ -800,6 +790,22 @@ pub async fn stop_connector(store: &Store, sessions: &Sessions, agent_id: &str) 
     )
     .await
     .map(|_| ())
+}
+
+/// `wanted` (hostname → CNAME target) narrowed to the hostnames a row still routes after a step
+/// that can turn routes into conflicts; the hostnames no longer routed join `unwanted`.
+fn still_routed(
+    wanted: BTreeMap<String, String>,
+    rows: &[RouteRow],
+    unwanted: &mut BTreeSet<String>,
+) -> BTreeMap<String, String> {
+    let wanted: BTreeMap<String, String> = wanted
+        .into_iter()
+        .filter(|(hostname, _)| rows.iter().any(|r| r.status.is_routed() && &r.spec.hostname == hostname))
+        .collect();
+    unwanted.extend(rows.iter().filter(|r| !r.status.is_routed()).map(|r| r.spec.hostname.clone()));
+    unwanted.retain(|hostname| !wanted.contains_key(hostname));
+    wanted
 }
 
 async fn load_agents(store: &Store) -> Result<HashMap<String, AgentRecord>, StoreError> {
