@@ -72,6 +72,22 @@ ensure_docker() {
   log "Docker $(docker version --format '{{.Server.Version}}') ready (Swarm active, test images built)"
 }
 
+# --- Disk ----------------------------------------------------------------------
+# A full run writes about 3 GB under target/ (debug info is kept small in
+# Cargo.toml; incremental caches are useless to a one-shot run). Say so up front
+# rather than die later with rustc's "No space left on device".
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+NEEDED_DISK_MIB=4096
+check_disk() {
+  mkdir -p target
+  local free_mib
+  free_mib=$(df -Pm target | awk 'NR==2 {print $4}')
+  log "disk: ${free_mib} MiB free for target/ (a cold run needs about ${NEEDED_DISK_MIB} MiB)"
+  [ "$free_mib" -ge "$NEEDED_DISK_MIB" ] ||
+    log "WARNING: less than ${NEEDED_DISK_MIB} MiB free; the build may fail with 'No space left on device' (cargo clean frees old builds)"
+}
+
+check_disk
 ensure_postgres
 ensure_grpcurl
 ensure_docker
@@ -92,5 +108,6 @@ cargo test --workspace --no-fail-fast --quiet "${extra[@]}" || status=$?
 log "cargo test: end-to-end scenarios (master/tests/e2e)"
 cargo test -p dockflare-master --test e2e --no-fail-fast --quiet -- --test-threads "${E2E_THREADS:-8}" "${extra[@]}" ||
   status=$?
+log "target/ holds $(du -sh target 2>/dev/null | cut -f1)"
 log "finished in $((SECONDS / 60)) min $((SECONDS % 60)) s ($([ $status = 0 ] && echo passed || echo FAILED))"
 exit $status
