@@ -94,8 +94,11 @@ struct Args {
     /// How often a Swarm manager relists services and tasks (task moves produce no events).
     #[arg(long, env = "DOCKFLARE_SWARM_RELIST_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     swarm_relist_interval: Duration,
-    /// Longest wait between reconnect attempts.
-    #[arg(long, env = "DOCKFLARE_RECONNECT_MAX", default_value = "30s", value_parser = humantime::parse_duration)]
+    /// Longest wait between reconnect attempts (each wait is drawn from the
+    /// upper half of its doubling step). Short, so a healed partition or a
+    /// restarted master is noticed within seconds; raise it for very large
+    /// fleets to spread reconnects over a longer window.
+    #[arg(long, env = "DOCKFLARE_RECONNECT_MAX", default_value = "4s", value_parser = humantime::parse_duration)]
     reconnect_max: Duration,
 }
 

@@ -26,6 +26,9 @@ use tonic::Code;
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// A session that lasted this long resets the reconnect backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
+/// Wait before trying again after the master refused this agent (revoked,
+/// unknown): only an operator can change that, so there is no hurry.
+const REFUSED_RETRY: Duration = Duration::from_secs(30);
 /// Events sent per read of the outbox.
 const SEND_BATCH: usize = 256;
 
@@ -45,32 +48,42 @@ pub struct SessionContext {
     pub backoff: (Duration, Duration),
 }
 
-fn backoff(context: &SessionContext) -> impl Iterator<Item = Duration> {
+/// Reconnect delays: doubling from the shortest to the longest wait, each
+/// drawn from the upper half of its step ("equal jitter"), so a fleet that
+/// lost its master does not come back in lockstep and no wait exceeds the
+/// longest. (backon's own jitter adds up to 100 % on top of the cap.)
+fn reconnect_delays((shortest, longest): (Duration, Duration)) -> impl Iterator<Item = Duration> {
     backon::ExponentialBuilder::default()
-        .with_min_delay(context.backoff.0)
-        .with_max_delay(context.backoff.1)
-        .with_jitter()
+        .with_min_delay(shortest)
+        .with_max_delay(longest)
         .without_max_times()
         .build()
+        .map(|step| equal_jitter(step, rand::random::<f64>()))
+}
+
+/// `step` scaled into `[step / 2, step]` by `unit` (a number in `[0, 1]`).
+fn equal_jitter(step: Duration, unit: f64) -> Duration {
+    step / 2 + step.mul_f64(unit.clamp(0.0, 1.0) / 2.0)
 }
 
 /// Runs sessions forever.
 pub async fn run(context: SessionContext) {
-    let mut delays = backoff(&context);
+    let mut delays = reconnect_delays(context.backoff);
     let mut preferred = 0usize;
     loop {
         let started = Instant::now();
         let error = run_once(&context, &mut preferred).await;
         if started.elapsed() >= STABLE_AFTER {
-            delays = backoff(&context);
+            delays = reconnect_delays(context.backoff);
         }
         if let SessionEnd::Reregister(reason) = &error {
             tracing::info!(message = "Registering again.", %reason);
             continue;
         }
-        let delay = delays.next().unwrap_or(context.backoff.1);
+        let mut delay = delays.next().unwrap_or(context.backoff.1);
         match &error {
             SessionEnd::Refused(reason) => {
+                delay = delay.max(REFUSED_RETRY);
                 tracing::error!(message = "The master refuses this agent.", %reason, retry_in_ms = delay.as_millis() as u64)
             }
             SessionEnd::Failed(reason) => {
@@ -223,4 +236,26 @@ fn outbox_stream(outbox: Outbox) -> impl Stream<Item = AgentEvent> + Send + 'sta
             buffer.extend(batch);
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_delays_double_up_to_the_longest_and_never_exceed_it() {
+        let (shortest, longest) = (Duration::from_millis(200), Duration::from_secs(4));
+        let delays: Vec<Duration> = reconnect_delays((shortest, longest)).take(40).collect();
+        assert!(delays.iter().all(|d| *d >= shortest / 2 && *d <= longest), "{delays:?}");
+        assert!(delays[0] <= shortest, "the first retry comes quickly: {delays:?}");
+        assert!(delays[20..].iter().all(|d| *d >= longest / 2), "later retries sit near the cap: {delays:?}");
+    }
+
+    #[test]
+    fn equal_jitter_spans_the_upper_half_of_a_step() {
+        let step = Duration::from_secs(4);
+        assert_eq!(equal_jitter(step, 0.0), Duration::from_secs(2));
+        assert_eq!(equal_jitter(step, 1.0), step);
+        assert_eq!(equal_jitter(step, 7.0), step, "out-of-range draws are clamped");
+    }
 }

@@ -11,7 +11,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use std::net::IpAddr;
 use time::{Duration, OffsetDateTime};
 
@@ -72,6 +72,7 @@ pub struct CertificateAuthority {
     certificate_pem: String,
     certificate_der: Vec<u8>,
     issuer: Issuer<'static, KeyPair>,
+    key_der: SecretSlice<u8>,
 }
 
 impl CertificateAuthority {
@@ -95,10 +96,18 @@ impl CertificateAuthority {
     /// Loads a CA from its certificate and key (PEM).
     pub fn load(certificate_pem: &str, key_pem: &str) -> Result<CertificateAuthority, PkiError> {
         let key = KeyPair::from_pem(key_pem).map_err(|e| PkiError::InvalidKey(e.to_string()))?;
+        let key_der = SecretSlice::from(key.serialize_der());
         let certificate_der = first_pem_der(certificate_pem)?;
         let issuer = Issuer::from_ca_cert_pem(certificate_pem, key)
             .map_err(|e| PkiError::InvalidCertificate(format!("CA certificate: {e}")))?;
-        Ok(CertificateAuthority { certificate_pem: certificate_pem.to_string(), certificate_der, issuer })
+        Ok(CertificateAuthority { certificate_pem: certificate_pem.to_string(), certificate_der, issuer, key_der })
+    }
+
+    /// The CA's private key (PKCS#8 DER): keying material for the keys the
+    /// master derives from it (the command log's sealing key), which every
+    /// master sharing this CA can therefore derive too.
+    pub fn private_key_der(&self) -> &SecretSlice<u8> {
+        &self.key_der
     }
 
     pub fn certificate_pem(&self) -> &str {

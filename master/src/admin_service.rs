@@ -217,7 +217,7 @@ impl AdminService for AdminApi {
             Some(send_command_request::Kind::UpdateTunnelConfig(update)) => command::Kind::UpdateTunnelConfig(update),
             Some(send_command_request::Kind::Resync(resync)) => command::Kind::Resync(resync),
         };
-        let queued = crate::commands::enqueue(&self.state.store, &self.state.sessions, &agent_id, kind).await?;
+        let queued = self.state.commands.enqueue(&agent_id, kind).await?;
         Ok(Response::new(v1::SendCommandResponse { command_id: queued.0, sequence: queued.1 }))
     }
 
@@ -422,7 +422,7 @@ impl AdminService for AdminApi {
             .map_err(|e| store_status("reading the agent", e))?
             .ok_or_else(|| Status::not_found(format!("agent {id:?} does not exist")))?;
         if agent.removed_at.is_none() && !agent.is_revoked() {
-            crate::reconcile::stop_connector(&self.state.store, &self.state.sessions, &id).await?;
+            crate::reconcile::stop_connector(&self.state.commands, &id).await?;
         }
         self.state
             .store

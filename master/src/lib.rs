@@ -6,6 +6,7 @@ pub mod agent_service;
 pub mod auth;
 pub mod cloudflare;
 pub mod cluster;
+pub mod command_seal;
 pub mod commands;
 pub mod convert;
 pub mod event_writer;

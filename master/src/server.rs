@@ -7,6 +7,8 @@ use crate::agent_service::AgentApi;
 use crate::auth::Authenticator;
 use crate::cloudflare::client::{CloudflareClient, CloudflareSettings};
 use crate::cloudflare::emulator::{Emulator, EmulatorConfig};
+use crate::command_seal::CommandSeal;
+use crate::commands::CommandQueue;
 use crate::event_writer::EventWriter;
 use crate::pki_files::{self, PkiOptions};
 use crate::reconcile::{ReconcileSettings, Reconciler};
@@ -70,6 +72,8 @@ pub enum StartError {
     Reflection(String),
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error("command log seal: {0}")]
+    Seal(String),
     #[error("Cloudflare client: {0}")]
     Cloudflare(String),
     #[error("built-in Cloudflare emulator: {0}")]
@@ -128,12 +132,14 @@ pub async fn start(
     tracing::info!(message = "Database ready.", backend = ?store.backend(), url = %store::redact_url(&url));
 
     let sessions = Sessions::default();
+    let seal = CommandSeal::derive(pki.ca.private_key_der()).map_err(|e| StartError::Seal(e.to_string()))?;
+    let commands = CommandQueue::new(store.clone(), sessions.clone(), seal);
     let (client, emulator) = cloudflare_client(&options.cloudflare, &options.data_dir).await?;
     let installation_id = store.setting_or_init("installation_id", &uuid::Uuid::new_v4().simple().to_string()).await?;
     let leader = crate::cluster::leadership(&store, &url);
     let reconciler = Reconciler::new(
         store.clone(),
-        sessions.clone(),
+        commands.clone(),
         client,
         options.cloudflare.reconcile.clone(),
         installation_id,
@@ -148,6 +154,7 @@ pub async fn start(
     let state = Arc::new(MasterState {
         store,
         sessions,
+        commands,
         events,
         ca: pki.ca,
         auth: Authenticator::new(chain_verifier),

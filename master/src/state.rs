@@ -2,6 +2,7 @@
 //! writer, the CA, the authenticator and the tunables.
 
 use crate::auth::Authenticator;
+use crate::commands::CommandQueue;
 use crate::event_writer::EventWriter;
 use crate::reconcile::ReconcilerHandle;
 use crate::sessions::Sessions;
@@ -40,6 +41,8 @@ impl Default for ProtocolSettings {
 pub struct MasterState {
     pub store: Store,
     pub sessions: Sessions,
+    /// The sealed command log (queue and read back).
+    pub commands: CommandQueue,
     pub events: EventWriter,
     pub ca: CertificateAuthority,
     pub auth: Authenticator,

@@ -10,8 +10,8 @@ mod support;
 
 use anyhow::{Context, Result};
 use dockflare::v1::{
-    send_command_request::Kind, CommandState, ListCommandsRequest, ListContainersRequest, ListDiagnosticsRequest,
-    ListRoutesRequest, RouteStatus, SendCommandRequest, StartTunnel, StopTunnel,
+    send_command_request::Kind, ListContainersRequest, ListDiagnosticsRequest, ListRoutesRequest, RouteStatus,
+    SendCommandRequest, StartTunnel, StopTunnel,
 };
 use processes::{docker, eventually, require_docker, unique, Agent, DockerCleanup, Master};
 use std::collections::BTreeSet;
@@ -251,17 +251,7 @@ async fn the_connector_follows_commands_restarts_and_the_state_file() -> Result<
     cleanup.containers.push(connector_name.clone());
     // The master's reconciler gives every agent its tunnel first (offline mode:
     // the built-in emulator's); the commands below come after it.
-    eventually("the reconciler's start_tunnel applied", WAIT, || async {
-        let commands = master
-            .admin()
-            .await?
-            .list_commands(ListCommandsRequest { agent_id: agent_id.clone(), after_sequence: 0, limit: 10 })
-            .await?
-            .into_inner()
-            .commands;
-        Ok(commands.iter().any(|c| c.kind == "start_tunnel" && c.state == CommandState::Acked as i32).then_some(()))
-    })
-    .await?;
+    master.wait_reconciler_start_tunnel(&agent_id, WAIT).await?;
 
     // start_tunnel: the connector runs with the token in its environment only.
     let token = format!("eyJhIjoi{}", unique("one"));

@@ -2,7 +2,8 @@
 //! commands survive an agent's downtime and a `kill -9` of the master with
 //! exactly-once application and no acknowledged event lost (SQLite and
 //! PostgreSQL); a stuck agent does not delay others; certificates renew
-//! while streams stay up.
+//! while streams stay up; the command log holds no tunnel token in the clear,
+//! and a command that cannot be read fails alone.
 
 mod processes;
 mod support;
@@ -227,6 +228,96 @@ async fn commands_and_events_survive_agent_downtime_and_master_kill9_on_sqlite()
 async fn commands_and_events_survive_agent_downtime_and_master_kill9_on_postgres() -> Result<()> {
     let database = support::TestDatabase::postgres().await?;
     commands_and_events_survive_restarts(Some(&database.url)).await
+}
+
+/// The state an agent's command reached, and its error, by command id.
+async fn command_state(master: &Master, agent_id: &str, command_id: &str) -> Result<Option<(i32, String)>> {
+    let commands = master.commands(agent_id).await?;
+    Ok(commands.into_iter().find(|c| c.id == command_id).map(|c| (c.state, c.error)))
+}
+
+async fn commands_are_sealed_at_rest(database_url: Option<&str>) -> Result<()> {
+    let master = Master::start(database_url, &[]).await?;
+    let join_token = master.join_token(1).await?;
+    let mut agent = Agent::start(&[master.url()], &join_token)?;
+    let agent_id = agent.id(WAIT).await?;
+    wait_connected(&master, &agent_id).await?;
+    // The reconciler's own start_tunnel lands first, so ours is the last one.
+    master.wait_reconciler_start_tunnel(&agent_id, WAIT).await?;
+
+    let secret = format!("sealed-token-{}", uuid::Uuid::new_v4().simple());
+    let start = |token: &str| {
+        Kind::StartTunnel(StartTunnel {
+            tunnel_id: "tunnel-sealed".into(),
+            tunnel_name: "sealed".into(),
+            token: token.into(),
+            rules: vec![],
+        })
+    };
+    let (sent, _) = send(&master, &agent_id, start(&secret)).await?;
+    eventually("the start_tunnel acked", WAIT, || async {
+        Ok(command_state(&master, &agent_id, &sent).await?.filter(|(state, _)| *state == CommandState::Acked as i32))
+    })
+    .await?;
+    let tunnel_state = std::fs::read_to_string(agent.data_dir.path().join("tunnel_state.json"))?;
+    assert!(tunnel_state.contains(&secret), "the agent received the token as sent");
+
+    // The database holds it only sealed: not in any payload, nor anywhere in the SQLite files.
+    let url = database_url
+        .map(str::to_string)
+        .unwrap_or_else(|| dockflare_master::store::default_sqlite_url(master.data_dir.path()));
+    let store = dockflare_master::store::Store::connect(&url).await?;
+    let rows = store.commands_after(&agent_id, 0, 1000).await?;
+    assert!(rows.len() >= 2, "both start_tunnels are in the log: {}", rows.len());
+    for row in &rows {
+        assert!(row.payload.starts_with(b"DFS1"), "command {} is stored sealed", row.sequence);
+        assert!(!contains(&row.payload, secret.as_bytes()), "command {} holds the token in the clear", row.sequence);
+    }
+    if database_url.is_none() {
+        for entry in std::fs::read_dir(master.data_dir.path())? {
+            let path = entry?.path();
+            if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("dockflare.db")) {
+                assert!(!contains(&std::fs::read(&path)?, secret.as_bytes()), "{} holds the token", path.display());
+            }
+        }
+    }
+
+    // A payload that does not open (altered in the database) fails alone, with
+    // the reason; the command queued after it is still delivered.
+    agent.kill9()?;
+    let (damaged, damaged_sequence) = send(&master, &agent_id, start("another-token")).await?;
+    let (after, _) = send(&master, &agent_id, Kind::Resync(Resync { reason: "after the damaged one".into() })).await?;
+    sqlx::query("UPDATE agent_commands SET payload = $1 WHERE agent_id = $2 AND sequence = $3")
+        .bind(b"DFS1 not a sealed command".to_vec())
+        .bind(&agent_id)
+        .bind(damaged_sequence as i64)
+        .execute(&sqlx::AnyPool::connect(&url).await?)
+        .await?;
+    agent.restart()?;
+    eventually("the command after the damaged one acked", WAIT, || async {
+        Ok(command_state(&master, &agent_id, &after).await?.filter(|(state, _)| *state == CommandState::Acked as i32))
+    })
+    .await?;
+    let (state, error) = command_state(&master, &agent_id, &damaged).await?.context("the damaged command is listed")?;
+    assert_eq!(state, CommandState::Failed as i32, "the damaged command failed");
+    assert!(error.contains("undeliverable") && error.contains("does not open"), "reason given: {error}");
+    assert!(master.logs.text().contains("Stored command cannot be delivered; marked failed."));
+    Ok(())
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_are_sealed_at_rest_on_sqlite() -> Result<()> {
+    commands_are_sealed_at_rest(None).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_are_sealed_at_rest_on_postgres() -> Result<()> {
+    let database = support::TestDatabase::postgres().await?;
+    commands_are_sealed_at_rest(Some(&database.url)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,9 +8,8 @@
 use super::end_status;
 use crate::sessions::{Attached, EndReason};
 use crate::state::{now_millis, SharedState};
-use dockflare::v1::{watch_commands_response::Message as Outgoing, Command, EventsReceipt, WatchCommandsResponse};
+use dockflare::v1::{watch_commands_response::Message as Outgoing, EventsReceipt, WatchCommandsResponse};
 use dockflare_common::identity::AgentId;
-use prost::Message;
 use tokio::sync::mpsc;
 use tonic::Status;
 
@@ -52,21 +51,18 @@ async fn run(state: &SharedState, agent_id: &AgentId, acked: u64, attached: &mut
             };
             let first = rows.first().map(|row| row.sequence);
             for row in &rows {
-                let command = match Command::decode(row.payload.as_slice()) {
+                cursor = row.sequence;
+                let command = match state.commands.open(row) {
                     Ok(command) => command,
                     Err(error) => {
-                        // A row we wrote ourselves cannot be read: say so loudly, skip nothing silently.
-                        tracing::error!(message = "Stored command is unreadable.", agent = %agent_id, sequence = row.sequence, %error);
-                        return Stop::End(Status::internal(format!(
-                            "command {} is unreadable in the store",
-                            row.sequence
-                        )));
+                        // Only this command is lost, loudly: the ones after it still go out.
+                        settle_unreadable(state, agent_id, row.sequence, &error.to_string()).await;
+                        continue;
                     }
                 };
                 if let Err(stop) = send(state, agent_id, attached, sink, Outgoing::Command(command)).await {
                     return stop;
                 }
-                cursor = row.sequence;
             }
             if let Some(first) = first {
                 if let Err(error) =
@@ -104,6 +100,17 @@ async fn run(state: &SharedState, agent_id: &AgentId, acked: u64, attached: &mut
             }
             _ = sink.closed() => return Stop::Gone,
         }
+    }
+}
+
+/// Marks a stored command that cannot be read as failed, with the reason
+/// where an operator looks (the log and ListCommands).
+async fn settle_unreadable(state: &SharedState, agent_id: &AgentId, sequence: u64, reason: &str) {
+    tracing::error!(message = "Stored command cannot be delivered; marked failed.", agent = %agent_id, sequence, reason);
+    let error = format!("undeliverable: {reason}");
+    if let Err(error) = state.store.fail_undeliverable_command(agent_id.as_str(), sequence, &error, now_millis()).await
+    {
+        tracing::warn!(message = "Could not mark the command failed.", agent = %agent_id, sequence, %error);
     }
 }
 

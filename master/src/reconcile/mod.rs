@@ -18,7 +18,7 @@ pub mod zones;
 
 use crate::cloudflare::client::{CfError, CloudflareClient};
 use crate::cloudflare::types::{DnsRecord, DnsRecordRequest, IngressRule};
-use crate::sessions::Sessions;
+use crate::commands::CommandQueue;
 use crate::state::now_millis;
 use crate::store::{AgentRecord, Store, StoreError, TunnelRow};
 use dockflare::v1::{command, StartTunnel, StopTunnel};
@@ -114,7 +114,7 @@ impl ReconcilerHandle {
 /// The reconciler's state between passes.
 pub struct Reconciler {
     store: Store,
-    sessions: Sessions,
+    commands: CommandQueue,
     client: CloudflareClient,
     settings: ReconcileSettings,
     installation_id: String,
@@ -130,7 +130,7 @@ pub struct Reconciler {
 impl Reconciler {
     pub fn new(
         store: Store,
-        sessions: Sessions,
+        commands: CommandQueue,
         client: CloudflareClient,
         settings: ReconcileSettings,
         installation_id: String,
@@ -138,7 +138,7 @@ impl Reconciler {
     ) -> Self {
         Reconciler {
             store,
-            sessions,
+            commands,
             client,
             settings,
             installation_id,
@@ -667,9 +667,7 @@ impl Reconciler {
             token: token.expose_secret().to_string(),
             rules: Vec::new(),
         });
-        crate::commands::enqueue(&self.store, &self.sessions, &agent.id, kind)
-            .await
-            .map_err(|s| s.message().to_string())?;
+        self.commands.enqueue(&agent.id, kind).await.map_err(|s| s.message().to_string())?;
         self.store.set_assigned_tunnel(&agent.id, &tunnel.tunnel_id).await.map_err(|e| e.to_string())?;
         Ok(())
     }
@@ -781,15 +779,8 @@ impl Reconciler {
 }
 
 /// Stops an agent's connector (used when an operator removes the agent).
-pub async fn stop_connector(store: &Store, sessions: &Sessions, agent_id: &str) -> Result<(), tonic::Status> {
-    crate::commands::enqueue(
-        store,
-        sessions,
-        agent_id,
-        command::Kind::StopTunnel(StopTunnel { tunnel_id: String::new() }),
-    )
-    .await
-    .map(|_| ())
+pub async fn stop_connector(commands: &CommandQueue, agent_id: &str) -> Result<(), tonic::Status> {
+    commands.enqueue(agent_id, command::Kind::StopTunnel(StopTunnel { tunnel_id: String::new() })).await.map(|_| ())
 }
 
 /// `wanted` (hostname → CNAME target) narrowed to the hostnames a row still routes after a step

@@ -82,15 +82,15 @@ fn command_from_row(row: &sqlx::any::AnyRow) -> Result<CommandRow, StoreError> {
 }
 
 impl Store {
-    /// Stores a command under the agent's next sequence. `encode` builds the
-    /// payload once the sequence is known.
+    /// Stores a command under the agent's next sequence (the row's sequence
+    /// is the command's: the payload does not repeat it).
     pub async fn enqueue_command(
         &self,
         agent_id: &str,
         command_id: &str,
         kind: &str,
         now: i64,
-        encode: impl FnOnce(u64) -> Vec<u8>,
+        payload: &[u8],
     ) -> Result<Enqueued, StoreError> {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
@@ -117,7 +117,7 @@ impl Store {
         .bind(to_i64(sequence, "sequence")?)
         .bind(command_id)
         .bind(kind)
-        .bind(encode(sequence))
+        .bind(payload)
         .bind(CommandState::Queued.as_str())
         .bind(now)
         .execute(&mut *tx)
@@ -155,6 +155,28 @@ impl Store {
         .bind(agent_id)
         .bind(to_i64(first, "sequence")?)
         .bind(to_i64(last, "sequence")?)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Settles a command the master itself cannot deliver (its stored payload
+    /// does not open): failed, with `error` for the operator.
+    pub async fn fail_undeliverable_command(
+        &self,
+        agent_id: &str,
+        sequence: u64,
+        error: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE agent_commands SET state = 'failed', error = $3, acked_at = $4 \
+             WHERE agent_id = $1 AND sequence = $2",
+        )
+        .bind(agent_id)
+        .bind(to_i64(sequence, "sequence")?)
+        .bind(error)
         .bind(now)
         .execute(&self.pool)
         .await?;

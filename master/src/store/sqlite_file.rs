@@ -1,5 +1,5 @@
-//! The SQLite database file's permissions. It holds what the master must keep private (tunnel
-//! tokens in `start_tunnel` payloads, join-token hashes), so the file is created 0600 before
+//! The SQLite database file's permissions. It holds what the master must keep private (join-token
+//! hashes, the fleet's routes; command payloads are sealed besides), so the file is created 0600 before
 //! SQLite opens it — SQLite gives its `-wal` and `-shm` files the database file's mode — and an
 //! existing file that others may read is tightened to 0600.
 

@@ -235,6 +235,24 @@ impl Master {
             .await?;
         Ok(response.into_inner().token)
     }
+
+    /// The agent's commands, oldest first (the first 1000).
+    pub async fn commands(&self, agent_id: &str) -> Result<Vec<dockflare::v1::CommandRecord>> {
+        let request = dockflare::v1::ListCommandsRequest { agent_id: agent_id.into(), after_sequence: 0, limit: 1000 };
+        Ok(self.admin().await?.list_commands(request).await?.into_inner().commands)
+    }
+
+    /// Waits until the reconciler's start_tunnel reached the agent (offline,
+    /// the master gives every agent the emulator's tunnel first), so that the
+    /// commands a test sends come after it.
+    pub async fn wait_reconciler_start_tunnel(&self, agent_id: &str, timeout: Duration) -> Result<()> {
+        let acked = dockflare::v1::CommandState::Acked as i32;
+        eventually("the reconciler's start_tunnel acked", timeout, || async {
+            let commands = self.commands(agent_id).await?;
+            Ok(commands.iter().any(|c| c.kind == "start_tunnel" && c.state == acked).then_some(()))
+        })
+        .await
+    }
 }
 
 impl Drop for Master {
