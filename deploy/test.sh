@@ -78,10 +78,11 @@ ensure_docker() {
 # rather than die later with rustc's "No space left on device".
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 NEEDED_DISK_MIB=4096
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 check_disk() {
-  mkdir -p target
+  mkdir -p "$TARGET_DIR"
   local free_mib
-  free_mib=$(df -Pm target | awk 'NR==2 {print $4}')
+  free_mib=$(df -Pm "$TARGET_DIR" | awk 'NR==2 {print $4}')
   log "disk: ${free_mib} MiB free for target/ (a cold run needs about ${NEEDED_DISK_MIB} MiB)"
   [ "$free_mib" -ge "$NEEDED_DISK_MIB" ] ||
     log "WARNING: less than ${NEEDED_DISK_MIB} MiB free; the build may fail with 'No space left on device' (cargo clean frees old builds)"
@@ -108,6 +109,6 @@ cargo test --workspace --no-fail-fast --quiet "${extra[@]}" || status=$?
 log "cargo test: end-to-end scenarios (master/tests/e2e)"
 cargo test -p dockflare-master --test e2e --no-fail-fast --quiet -- --test-threads "${E2E_THREADS:-8}" "${extra[@]}" ||
   status=$?
-log "target/ holds $(du -sh target 2>/dev/null | cut -f1)"
+log "$TARGET_DIR holds $(du -sh "$TARGET_DIR" 2>/dev/null | cut -f1)"
 log "finished in $((SECONDS / 60)) min $((SECONDS % 60)) s ($([ $status = 0 ] && echo passed || echo FAILED))"
 exit $status

@@ -54,7 +54,7 @@ pub struct SessionContext {
 /// longest. (backon's own jitter adds up to 100 % on top of the cap.)
 fn reconnect_delays((shortest, longest): (Duration, Duration)) -> impl Iterator<Item = Duration> {
     backon::ExponentialBuilder::default()
-        .with_min_delay(shortest)
+        .with_min_delay(shortest.min(longest))
         .with_max_delay(longest)
         .without_max_times()
         .build()

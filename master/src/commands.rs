@@ -1,16 +1,26 @@
-//! Queueing commands for agents: seal, store (under the agent's next
-//! sequence), then wake the agent's command stream — on this master, and on
-//! the others through the cluster channel. Used by the admin API and the
-//! reconciler; the command pump reads the log back through [`CommandQueue::open`].
+//! The command log as the rest of the master uses it: queue a command
+//! (seal it for its place, store it under the agent's next sequence, wake the
+//! agent's stream — here, and on the other masters through the cluster
+//! channel) and read one back for the pump. At start, [`CommandQueue::prepare`]
+//! makes sure this master holds the key the database's log is sealed with and
+//! seals rows stored before sealing existed. Used by the admin API, the
+//! reconciler and the WatchCommands pump.
 
-use crate::command_seal::{CommandSeal, SealError};
+use crate::command_seal::{is_sealed, CommandSeal, LogPlace, SealError};
 use crate::sessions::Sessions;
 use crate::state::{now_millis, store_status};
-use crate::store::{CommandRow, Enqueued, Store};
+use crate::store::{CommandRow, Enqueued, Store, StoreError};
 use dockflare::v1::{command, Command};
 use prost::Message;
 use std::sync::Arc;
 use tonic::Status;
+
+/// The setting holding the check value of the log's sealing key (hex).
+const SEAL_CHECK_SETTING: &str = "command_seal_check";
+/// Set once every row stored before sealing has been sealed.
+const LEGACY_SEALED_SETTING: &str = "command_log_sealed";
+/// Rows read per round of the one-off sealing pass.
+const LEGACY_PAGE: u32 = 256;
 
 /// The command log as the rest of the master uses it.
 #[derive(Clone)]
@@ -29,9 +39,67 @@ pub enum UnreadableCommand {
     Decode(#[from] prost::DecodeError),
 }
 
+/// Why the command log cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(
+        "this master's CA key is not the one the command log in this database is sealed with: \
+         start every master that shares a database with the same --ca-cert and --ca-key"
+    )]
+    WrongKey,
+    #[error("the stored seal check value is not hex: {0}")]
+    CheckValue(String),
+    #[error("sealing: {0}")]
+    Seal(#[from] SealError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 impl CommandQueue {
-    pub fn new(store: Store, sessions: Sessions, seal: CommandSeal) -> CommandQueue {
-        CommandQueue { store, sessions, seal: Arc::new(seal) }
+    /// The queue for `store`'s log, once `seal` is known to be the log's key
+    /// and rows stored before sealing are sealed.
+    pub async fn prepare(store: Store, sessions: Sessions, seal: CommandSeal) -> Result<CommandQueue, PrepareError> {
+        let ours = hex::encode(seal.check_value()?);
+        let recorded = store.setting_or_init(SEAL_CHECK_SETTING, &ours).await?;
+        let recorded = hex::decode(&recorded).map_err(|e| PrepareError::CheckValue(e.to_string()))?;
+        if !seal.opens_check_value(&recorded) {
+            return Err(PrepareError::WrongKey);
+        }
+        let queue = CommandQueue { store, sessions, seal: Arc::new(seal) };
+        if queue.store.setting_or_init(LEGACY_SEALED_SETTING, "no").await? != "yes" {
+            let sealed = queue.seal_legacy_rows().await?;
+            if sealed > 0 {
+                tracing::info!(message = "Sealed commands stored before sealing.", commands = sealed);
+            }
+            queue.store.set_setting(LEGACY_SEALED_SETTING, "yes").await?;
+        }
+        Ok(queue)
+    }
+
+    /// Seals every row still in the clear; returns how many it sealed. A row
+    /// that is not a Command is left for the pump to fail with the reason.
+    async fn seal_legacy_rows(&self) -> Result<usize, PrepareError> {
+        let mut sealed = 0;
+        let mut after = (String::new(), 0u64);
+        loop {
+            let rows = self.store.command_rows_after((&after.0, after.1), LEGACY_PAGE).await?;
+            for row in &rows {
+                if is_sealed(&row.payload) {
+                    continue;
+                }
+                let Ok(mut command) = Command::decode(row.payload.as_slice()) else { continue };
+                command.sequence = row.sequence;
+                let place = LogPlace { agent_id: &row.agent_id, command_id: &row.id, sequence: row.sequence };
+                let payload = self.seal.seal(&place, &command.encode_to_vec())?;
+                if self.store.replace_command_payload(&row.agent_id, row.sequence, &row.payload, &payload).await? {
+                    sealed += 1;
+                }
+            }
+            match rows.last() {
+                Some(last) if rows.len() == LEGACY_PAGE as usize => after = (last.agent_id.clone(), last.sequence),
+                _ => return Ok(sealed),
+            }
+        }
     }
 
     /// Stores a command for `agent_id` and wakes its stream. Returns the
@@ -40,19 +108,19 @@ impl CommandQueue {
         let command_id = uuid::Uuid::now_v7().to_string();
         let created_at = now_millis();
         let kind_name = crate::convert::command_kind_name(&kind);
-        let command = Command {
-            id: command_id.clone(),
-            sequence: 0,
-            created_at: Some(crate::convert::timestamp(created_at)),
-            kind: Some(kind),
+        let seal_at = |sequence: u64| {
+            let command = Command {
+                id: command_id.clone(),
+                sequence,
+                created_at: Some(crate::convert::timestamp(created_at)),
+                kind: Some(kind),
+            };
+            let place = LogPlace { agent_id, command_id: &command_id, sequence };
+            self.seal.seal(&place, &command.encode_to_vec()).map_err(|e| e.to_string())
         };
-        let payload = self.seal.seal(agent_id, &command.encode_to_vec()).map_err(|error| {
-            tracing::error!(message = "Cannot seal a command.", agent = %agent_id, %error);
-            Status::internal(format!("sealing the command: {error}"))
-        })?;
         let outcome = self
             .store
-            .enqueue_command(agent_id, &command_id, kind_name, created_at, &payload)
+            .enqueue_command(agent_id, &command_id, kind_name, created_at, seal_at)
             .await
             .map_err(|e| store_status("queueing the command", e))?;
         match outcome {
@@ -67,11 +135,10 @@ impl CommandQueue {
         }
     }
 
-    /// The command a log row holds, with the row's sequence.
+    /// The command a log row holds.
     pub fn open(&self, row: &CommandRow) -> Result<Command, UnreadableCommand> {
-        let payload = self.seal.open(&row.agent_id, &row.payload)?;
-        let mut command = Command::decode(payload.as_slice())?;
-        command.sequence = row.sequence;
-        Ok(command)
+        let place = LogPlace { agent_id: &row.agent_id, command_id: &row.id, sequence: row.sequence };
+        let payload = self.seal.open(&place, &row.payload)?;
+        Ok(Command::decode(payload.as_slice())?)
     }
 }

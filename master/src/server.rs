@@ -72,7 +72,7 @@ pub enum StartError {
     Reflection(String),
     #[error(transparent)]
     Store(#[from] store::StoreError),
-    #[error("command log seal: {0}")]
+    #[error("command log: {0}")]
     Seal(String),
     #[error("Cloudflare client: {0}")]
     Cloudflare(String),
@@ -133,7 +133,9 @@ pub async fn start(
 
     let sessions = Sessions::default();
     let seal = CommandSeal::derive(pki.ca.private_key_der()).map_err(|e| StartError::Seal(e.to_string()))?;
-    let commands = CommandQueue::new(store.clone(), sessions.clone(), seal);
+    let commands = CommandQueue::prepare(store.clone(), sessions.clone(), seal)
+        .await
+        .map_err(|e| StartError::Seal(e.to_string()))?;
     let (client, emulator) = cloudflare_client(&options.cloudflare, &options.data_dir).await?;
     let installation_id = store.setting_or_init("installation_id", &uuid::Uuid::new_v4().simple().to_string()).await?;
     let leader = crate::cluster::leadership(&store, &url);

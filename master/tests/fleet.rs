@@ -237,7 +237,7 @@ async fn command_state(master: &Master, agent_id: &str, command_id: &str) -> Res
 }
 
 async fn commands_are_sealed_at_rest(database_url: Option<&str>) -> Result<()> {
-    let master = Master::start(database_url, &[]).await?;
+    let mut master = Master::start(database_url, &[]).await?;
     let join_token = master.join_token(1).await?;
     let mut agent = Agent::start(&[master.url()], &join_token)?;
     let agent_id = agent.id(WAIT).await?;
@@ -287,11 +287,12 @@ async fn commands_are_sealed_at_rest(database_url: Option<&str>) -> Result<()> {
     agent.kill9()?;
     let (damaged, damaged_sequence) = send(&master, &agent_id, start("another-token")).await?;
     let (after, _) = send(&master, &agent_id, Kind::Resync(Resync { reason: "after the damaged one".into() })).await?;
+    let pool = sqlx::AnyPool::connect(&url).await?;
     sqlx::query("UPDATE agent_commands SET payload = $1 WHERE agent_id = $2 AND sequence = $3")
         .bind(b"DFS1 not a sealed command".to_vec())
         .bind(&agent_id)
         .bind(damaged_sequence as i64)
-        .execute(&sqlx::AnyPool::connect(&url).await?)
+        .execute(&pool)
         .await?;
     agent.restart()?;
     eventually("the command after the damaged one acked", WAIT, || async {
@@ -302,6 +303,61 @@ async fn commands_are_sealed_at_rest(database_url: Option<&str>) -> Result<()> {
     assert_eq!(state, CommandState::Failed as i32, "the damaged command failed");
     assert!(error.contains("undeliverable") && error.contains("does not open"), "reason given: {error}");
     assert!(master.logs.text().contains("Stored command cannot be delivered; marked failed."));
+    // It was a start_tunnel: the agent lost its tunnel assignment, and the reconciler sends a fresh one.
+    eventually("a fresh start_tunnel after the damaged one acked", WAIT, || async {
+        let commands = master.commands(&agent_id).await?;
+        Ok(commands
+            .iter()
+            .any(|c| c.kind == "start_tunnel" && c.sequence > damaged_sequence && c.state == CommandState::Acked as i32)
+            .then_some(()))
+    })
+    .await?;
+
+    // A row stored in the clear (by a master older than sealing) is sealed at the next start, then delivered.
+    agent.kill9()?;
+    let legacy_sequence: i64 = sqlx::query_scalar(
+        "UPDATE agents SET last_command_seq = last_command_seq + 1 WHERE id = $1 RETURNING last_command_seq",
+    )
+    .bind(&agent_id)
+    .fetch_one(&pool)
+    .await?;
+    let legacy = dockflare::v1::Command {
+        id: uuid::Uuid::now_v7().to_string(),
+        sequence: legacy_sequence as u64,
+        created_at: None,
+        kind: Some(dockflare::v1::command::Kind::Resync(Resync { reason: "stored in the clear".into() })),
+    };
+    sqlx::query(
+        "INSERT INTO agent_commands (agent_id, sequence, id, kind, payload, state, created_at) \
+         VALUES ($1, $2, $3, 'resync', $4, 'queued', 0)",
+    )
+    .bind(&agent_id)
+    .bind(legacy_sequence)
+    .bind(&legacy.id)
+    .bind(prost::Message::encode_to_vec(&legacy))
+    .execute(&pool)
+    .await?;
+    sqlx::query("DELETE FROM settings WHERE key = 'command_log_sealed'").execute(&pool).await?;
+    master.restart().await?;
+    let sealing = master.logs.wait_for("Sealed commands stored before sealing.", WAIT).await?;
+    assert_eq!(sealing.get("commands").and_then(|n| n.as_u64()), Some(1), "{sealing}");
+    agent.restart()?;
+    eventually("the command stored in the clear acked", WAIT, || async {
+        Ok(command_state(&master, &agent_id, &legacy.id)
+            .await?
+            .filter(|(state, _)| *state == CommandState::Acked as i32))
+    })
+    .await?;
+    let rows = store.commands_after(&agent_id, legacy_sequence as u64 - 1, 1).await?;
+    assert!(rows.first().is_some_and(|row| row.payload.starts_with(b"DFS1")), "the legacy row is sealed now");
+
+    // A master holding another CA key refuses to use this database's log.
+    let error = Master::start(Some(&url), &[]).await.err().context("a master with another CA key started")?;
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("is not the one the command log in this database is sealed with"),
+        "the refusal says why: {message}"
+    );
     Ok(())
 }
 

@@ -82,7 +82,7 @@ fn registration(name: &str) -> AgentRegistration {
 }
 
 async fn enqueue(store: &Store, agent: &str, command_id: &str) -> Result<Enqueued> {
-    Ok(store.enqueue_command(agent, command_id, "resync", NOW, format!("payload-{command_id}").as_bytes()).await?)
+    Ok(store.enqueue_command(agent, command_id, "resync", NOW, |seq| Ok(format!("payload-{seq}").into_bytes())).await?)
 }
 
 fn event(agent: &str, event_id: u64, received_at: i64, payload: &str) -> StoredEvent {
@@ -208,7 +208,7 @@ async fn concurrent_enqueues_get_gap_free_per_agent_sequences() -> Result<()> {
         let rows = store.commands_after(agent_id.as_str(), 0, 100).await?;
         assert_eq!(rows.iter().map(|r| r.sequence).collect::<Vec<_>>(), (1..=20).collect::<Vec<u64>>());
         for row in &rows {
-            assert_eq!(row.payload, format!("payload-{}", row.id).into_bytes(), "each row keeps its own payload");
+            assert_eq!(row.payload, format!("payload-{}", row.sequence).into_bytes(), "payload encodes its sequence");
             assert_eq!(
                 (row.state, row.delivery_count, row.delivered_at, row.acked_at),
                 (CommandState::Queued, 0, None, None)

@@ -8,6 +8,7 @@
 use super::end_status;
 use crate::sessions::{Attached, EndReason};
 use crate::state::{now_millis, SharedState};
+use crate::store::CommandRow;
 use dockflare::v1::{watch_commands_response::Message as Outgoing, EventsReceipt, WatchCommandsResponse};
 use dockflare_common::identity::AgentId;
 use tokio::sync::mpsc;
@@ -49,28 +50,25 @@ async fn run(state: &SharedState, agent_id: &AgentId, acked: u64, attached: &mut
                 Ok(rows) => rows,
                 Err(error) => return Stop::End(crate::state::store_status("reading the command log", error)),
             };
-            let first = rows.first().map(|row| row.sequence);
+            // Rows written to the stream, as runs of sequences (an unreadable row ends a run).
+            let mut sent: Option<(u64, u64)> = None;
             for row in &rows {
                 cursor = row.sequence;
                 let command = match state.commands.open(row) {
                     Ok(command) => command,
                     Err(error) => {
                         // Only this command is lost, loudly: the ones after it still go out.
-                        settle_unreadable(state, agent_id, row.sequence, &error.to_string()).await;
+                        settle_unreadable(state, agent_id, row, &error.to_string()).await;
+                        record_delivered(state, agent_id, sent.take()).await;
                         continue;
                     }
                 };
                 if let Err(stop) = send(state, agent_id, attached, sink, Outgoing::Command(command)).await {
                     return stop;
                 }
+                sent = Some((sent.map_or(row.sequence, |(first, _)| first), row.sequence));
             }
-            if let Some(first) = first {
-                if let Err(error) =
-                    state.store.mark_commands_delivered(agent_id.as_str(), first, cursor, now_millis()).await
-                {
-                    tracing::warn!(message = "Could not record command delivery.", agent = %agent_id, %error);
-                }
-            }
+            record_delivered(state, agent_id, sent).await;
             if rows.len() == PAGE as usize {
                 read_log = true;
                 continue;
@@ -103,14 +101,36 @@ async fn run(state: &SharedState, agent_id: &AgentId, acked: u64, attached: &mut
     }
 }
 
+/// Records that the commands of a run were written to the agent's stream.
+async fn record_delivered(state: &SharedState, agent_id: &AgentId, run: Option<(u64, u64)>) {
+    let Some((first, last)) = run else { return };
+    if let Err(error) = state.store.mark_commands_delivered(agent_id.as_str(), first, last, now_millis()).await {
+        tracing::warn!(message = "Could not record command delivery.", agent = %agent_id, %error);
+    }
+}
+
 /// Marks a stored command that cannot be read as failed, with the reason
-/// where an operator looks (the log and ListCommands).
-async fn settle_unreadable(state: &SharedState, agent_id: &AgentId, sequence: u64, reason: &str) {
-    tracing::error!(message = "Stored command cannot be delivered; marked failed.", agent = %agent_id, sequence, reason);
+/// where an operator looks (the log and ListCommands). An undeliverable
+/// start_tunnel leaves the agent without a tunnel assignment, so the
+/// reconciler sends a fresh one.
+async fn settle_unreadable(state: &SharedState, agent_id: &AgentId, row: &CommandRow, reason: &str) {
     let error = format!("undeliverable: {reason}");
-    if let Err(error) = state.store.fail_undeliverable_command(agent_id.as_str(), sequence, &error, now_millis()).await
-    {
-        tracing::warn!(message = "Could not mark the command failed.", agent = %agent_id, sequence, %error);
+    match state.store.fail_undeliverable_command(agent_id.as_str(), row.sequence, &error, now_millis()).await {
+        Ok(true) => {
+            tracing::error!(message = "Stored command cannot be delivered; marked failed.", agent = %agent_id, sequence = row.sequence, command = %row.id, kind = %row.kind, reason);
+            if row.kind == "start_tunnel" {
+                match state.store.set_assigned_tunnel(agent_id.as_str(), "").await {
+                    Ok(()) => state.reconciler.trigger(),
+                    Err(error) => {
+                        tracing::warn!(message = "Could not clear the tunnel assignment.", agent = %agent_id, %error)
+                    }
+                }
+            }
+        }
+        Ok(false) => {}
+        Err(error) => {
+            tracing::warn!(message = "Could not mark the command failed.", agent = %agent_id, sequence = row.sequence, %error)
+        }
     }
 }
 

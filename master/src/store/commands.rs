@@ -82,15 +82,16 @@ fn command_from_row(row: &sqlx::any::AnyRow) -> Result<CommandRow, StoreError> {
 }
 
 impl Store {
-    /// Stores a command under the agent's next sequence (the row's sequence
-    /// is the command's: the payload does not repeat it).
+    /// Stores a command under the agent's next sequence. `encode` builds the
+    /// payload once the sequence is known (inside the transaction: keep it
+    /// to CPU work).
     pub async fn enqueue_command(
         &self,
         agent_id: &str,
         command_id: &str,
         kind: &str,
         now: i64,
-        payload: &[u8],
+        encode: impl FnOnce(u64) -> Result<Vec<u8>, String>,
     ) -> Result<Enqueued, StoreError> {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
@@ -109,6 +110,7 @@ impl Store {
             return Ok(Enqueued::RevokedAgent);
         }
         let sequence = to_u64(row.try_get("last_command_seq")?, "last_command_seq")?;
+        let payload = encode(sequence).map_err(StoreError::Encode)?;
         sqlx::query(
             "INSERT INTO agent_commands (agent_id, sequence, id, kind, payload, state, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -162,17 +164,18 @@ impl Store {
     }
 
     /// Settles a command the master itself cannot deliver (its stored payload
-    /// does not open): failed, with `error` for the operator.
+    /// does not open): failed, with `error` for the operator. Returns whether
+    /// the row was still unsettled (a settled one is left as it is).
     pub async fn fail_undeliverable_command(
         &self,
         agent_id: &str,
         sequence: u64,
         error: &str,
         now: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
             "UPDATE agent_commands SET state = 'failed', error = $3, acked_at = $4 \
-             WHERE agent_id = $1 AND sequence = $2",
+             WHERE agent_id = $1 AND sequence = $2 AND state IN ('queued', 'delivered')",
         )
         .bind(agent_id)
         .bind(to_i64(sequence, "sequence")?)
@@ -180,6 +183,42 @@ impl Store {
         .bind(now)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Up to `limit` command rows after `after` (agent id, sequence), in that
+    /// order, whatever their state: for one-off passes over the whole log.
+    pub async fn command_rows_after(&self, after: (&str, u64), limit: u32) -> Result<Vec<CommandRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM agent_commands \
+             WHERE agent_id > $1 OR (agent_id = $1 AND sequence > $2) \
+             ORDER BY agent_id, sequence LIMIT $3"
+        ))
+        .bind(after.0)
+        .bind(to_i64(after.1, "sequence")?)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(command_from_row).collect()
+    }
+
+    /// Replaces a row's payload if it is still `old`; returns whether it was.
+    pub async fn replace_command_payload(
+        &self,
+        agent_id: &str,
+        sequence: u64,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE agent_commands SET payload = $4 WHERE agent_id = $1 AND sequence = $2 AND payload = $3",
+        )
+        .bind(agent_id)
+        .bind(to_i64(sequence, "sequence")?)
+        .bind(old)
+        .bind(new)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 }

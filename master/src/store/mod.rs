@@ -47,6 +47,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    #[error("cannot encode the row: {0}")]
+    Encode(String),
 }
 
 impl StoreError {

@@ -266,6 +266,16 @@ impl Store {
         Ok(row.try_get("value")?)
     }
 
+    /// Sets a setting (last writer wins).
+    pub async fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = $2")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Records which tunnel an agent was told to run.
     pub async fn set_assigned_tunnel(&self, agent_id: &str, tunnel_id: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE agents SET assigned_tunnel_id = $2 WHERE id = $1")
