@@ -86,6 +86,8 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 const KEPT_PROBLEMS: usize = 8;
 /// Characters shown of each.
 const PROBLEM_CHARS: usize = 400;
+/// How long an agent's acks may take to catch up with the commands it received.
+const ACKS_SETTLE: Duration = Duration::from_secs(10);
 /// Clock ticks per second in /proc/<pid>/stat (USER_HZ: 100 on Linux).
 const USER_HZ: f64 = 100.0;
 
@@ -1006,25 +1008,34 @@ impl Fleet {
             agents.iter().zip(sent_per_agent).filter(|(agent, _)| received(agent) > 0).map(|(agent, &sent)| {
                 let mut admin = admin.clone();
                 async move {
-                    let record = admin
-                        .get_agent(GetAgentRequest { id: agent.id.clone() })
-                        .await
-                        .with_context(|| format!("GetAgent {}", agent.id))?
-                        .into_inner()
-                        .agent
-                        .ok_or_else(|| anyhow!("GetAgent {}: no agent in the answer", agent.id))?;
-                    ensure!(
-                    received(agent) >= sent
-                        && record.last_command_sequence >= sent
-                        && record.last_acked_command_sequence == record.last_command_sequence,
-                    "agent {}: {sent} commands sent and {} received, but the master has last_command_sequence {} and \
-                     last_acked_command_sequence {}",
-                    agent.id,
-                    received(agent),
-                    record.last_command_sequence,
-                    record.last_acked_command_sequence
-                );
-                    anyhow::Ok(())
+                    // The master may queue a command of its own (the reconciler's start_tunnel)
+                    // at any time: poll until the agent's acks catch up, within a deadline.
+                    let deadline = Instant::now() + ACKS_SETTLE;
+                    loop {
+                        let record = admin
+                            .get_agent(GetAgentRequest { id: agent.id.clone() })
+                            .await
+                            .with_context(|| format!("GetAgent {}", agent.id))?
+                            .into_inner()
+                            .agent
+                            .ok_or_else(|| anyhow!("GetAgent {}: no agent in the answer", agent.id))?;
+                        let settled = received(agent) >= sent
+                            && record.last_command_sequence >= sent
+                            && record.last_acked_command_sequence == record.last_command_sequence;
+                        if settled {
+                            return anyhow::Ok(());
+                        }
+                        ensure!(
+                            Instant::now() < deadline,
+                            "agent {}: {sent} commands sent and {} received, but after {ACKS_SETTLE:?} the master \
+                             has last_command_sequence {} and last_acked_command_sequence {}",
+                            agent.id,
+                            received(agent),
+                            record.last_command_sequence,
+                            record.last_acked_command_sequence
+                        );
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
                 }
             });
         futures::stream::iter(checks).buffer_unordered(16).try_collect::<Vec<()>>().await?;
