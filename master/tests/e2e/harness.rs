@@ -331,11 +331,13 @@ pub struct AgentOptions {
     /// Agents with the same group share a tunnel.
     pub tunnel_group: Option<String>,
     pub extra_args: Vec<String>,
+    /// Keep the agent's default reconnect backoff (tests otherwise cap it at 1 s).
+    pub production_backoff: bool,
 }
 
 impl Default for AgentOptions {
     fn default() -> AgentOptions {
-        AgentOptions { mode: "standalone", tunnel_group: None, extra_args: Vec::new() }
+        AgentOptions { mode: "standalone", tunnel_group: None, extra_args: Vec::new(), production_backoff: false }
     }
 }
 
@@ -389,7 +391,7 @@ impl EdgeAgent {
         }
         args.extend(options.extra_args.iter().cloned());
         let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let agent = Agent::start_with(masters, token, &arg_refs)?;
+        let agent = Agent::start_configured(masters, token, &arg_refs, !options.production_backoff)?;
         let id = agent.id(WAIT).await?;
         let connector = format!("dockflare-tunnel-{}", &id[..8]);
         if options.mode == "swarm" {

@@ -267,6 +267,8 @@ pub struct Agent {
     masters: Vec<String>,
     token: String,
     extra_args: Vec<String>,
+    /// Reconnect within 1 s (tests) rather than with the agent's default backoff.
+    fast_reconnect: bool,
     child: Option<Child>,
     /// Logs of every run of this agent, in order.
     pub logs: Logs,
@@ -280,11 +282,23 @@ impl Agent {
 
     /// Starts an agent with extra command-line arguments.
     pub fn start_with(masters: &[String], token: &str, extra_args: &[&str]) -> Result<Agent> {
+        Agent::start_configured(masters, token, extra_args, true)
+    }
+
+    /// Starts an agent; `fast_reconnect` false keeps the agent's default
+    /// (production) reconnect backoff instead of the tests' 1 s cap.
+    pub fn start_configured(
+        masters: &[String],
+        token: &str,
+        extra_args: &[&str],
+        fast_reconnect: bool,
+    ) -> Result<Agent> {
         let mut agent = Agent {
             data_dir: tempfile::tempdir()?,
             masters: masters.to_vec(),
             token: token.to_string(),
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            fast_reconnect,
             child: None,
             logs: Logs::default(),
         };
@@ -296,7 +310,11 @@ impl Agent {
         let mut command = Command::new(workspace_binary("dockflare-agent")?);
         strip_dockflare_env(&mut command);
         command.arg("--master").arg(self.masters.join(",")).arg("--data-dir").arg(self.data_dir.path());
-        command.args(["--log-format", "json", "--reconnect-max", "1s"]).args(&self.extra_args);
+        command.args(["--log-format", "json"]);
+        if self.fast_reconnect {
+            command.args(["--reconnect-max", "1s"]);
+        }
+        command.args(&self.extra_args);
         // Unless a test chooses the connector, use the stub: no published ports, nothing pulled.
         if !self.extra_args.iter().any(|a| a == "--cloudflared-image") {
             command.args(["--cloudflared-image", "dockflare-test/connector:latest"]);
