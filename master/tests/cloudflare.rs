@@ -159,7 +159,7 @@ async fn hand_made_rules_and_records_survive_and_a_foreign_record_is_a_conflict(
 
     let app = labelled("c1", &route_labels("app.example.com", "http://web:80"));
     let taken = labelled("c2", &route_labels("taken.example.com", "http://other:80"));
-    agent.report(vec![app.clone(), taken]).await?;
+    agent.report(vec![app.clone(), taken.clone()]).await?;
     wait_status(&master, "app.example.com", RouteStatus::Active).await?;
     let conflict = wait_status(&master, "taken.example.com", RouteStatus::Conflict).await?;
     assert!(conflict.reason.contains("did not create"), "{}", conflict.reason);
@@ -188,6 +188,21 @@ async fn hand_made_rules_and_records_survive_and_a_foreign_record_is_a_conflict(
         "the hand-made rule and catch-all stay, in place"
     );
     assert!(snapshot.dns_records_named("taken.example.com").len() == 1);
+
+    // A hostname whose rule someone else wrote is a conflict, and stays one on later passes that
+    // find the desired ingress unchanged: no record is made for it, its rule is not ours.
+    let claims_hand_rule = labelled("c3", &route_labels("manual.example.com", "http://mine:80"));
+    agent.report(vec![app.clone(), taken.clone(), claims_hand_rule]).await?;
+    let held = wait_status(&master, "manual.example.com", RouteStatus::Conflict).await?;
+    assert!(held.reason.contains("did not write"), "{}", held.reason);
+    for _ in 0..2 {
+        master.admin().await?.reconcile(ReconcileRequest {}).await?;
+    }
+    let still = route(&master, "manual.example.com").await?.context("the conflicting route is listed")?;
+    assert_eq!(still.status, RouteStatus::Conflict as i32, "later passes keep the conflict: {still:?}");
+    let snapshot = cloud.emulator.snapshot();
+    assert!(snapshot.dns_records_named("manual.example.com").is_empty(), "no record for a foreign rule's hostname");
+    assert_eq!(ingress(&snapshot, &tunnel_id)[0], rule("manual.example.com", "http://hand:1"), "the hand rule stays");
 
     // The app stops: after the grace period its rule and record go, the hand-made ones stay.
     agent.report(vec![]).await?;

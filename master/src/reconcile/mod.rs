@@ -119,7 +119,8 @@ pub struct Reconciler {
     settings: ReconcileSettings,
     installation_id: String,
     /// Per tunnel id: hash of the rules last known to be in Cloudflare.
-    synced: HashMap<String, u64>,
+    /// Per tunnel: the fingerprint of the ingress last synced, and the conflicts it had.
+    synced: HashMap<String, (u64, BTreeSet<ingress::RuleKey>)>,
     last_drift: Option<Instant>,
     /// Whether the token was verified and its permissions checked.
     ready: bool,
@@ -673,37 +674,48 @@ impl Reconciler {
     }
 
     /// Writes the tunnel's ingress when it differs; returns our keys that a
-    /// foreign rule holds.
+    /// foreign rule holds. The rules it places are recorded as ours *before*
+    /// the PUT (and narrowed to exactly what was placed after it), so a crash
+    /// between the two can never make our own rules look foreign on the next
+    /// start. An unchanged desired set answers from the last outcome, its
+    /// conflicts included, so a route does not flip between passes.
     async fn sync_ingress(
         &mut self,
         tunnel: &TunnelRow,
         desired: &[IngressRule],
         report: &mut PassReport,
-    ) -> Result<BTreeSet<ingress::RuleKey>, CfError> {
+    ) -> Result<BTreeSet<ingress::RuleKey>, IngressSyncError> {
         let fingerprint = fingerprint(desired);
-        if self.synced.get(&tunnel.tunnel_id) == Some(&fingerprint) {
-            return Ok(BTreeSet::new());
+        if let Some((synced, conflicts)) = self.synced.get(&tunnel.tunnel_id) {
+            if *synced == fingerprint {
+                return Ok(conflicts.clone());
+            }
         }
         let current = self.client.get_configuration(&tunnel.tunnel_id).await?;
-        let owned = self.store.owned_rules(&tunnel.tunnel_id).await.unwrap_or_default();
+        let owned = self.store.owned_rules(&tunnel.tunnel_id).await?;
         let current_rules = current.as_ref().map(|c| c.config.ingress.clone()).unwrap_or_default();
         let merged = ingress::merge(&current_rules, &owned, desired);
+        let placed: BTreeSet<ingress::RuleKey> =
+            desired.iter().map(ingress::rule_key).filter(|key| !merged.conflicts.contains(key)).collect();
         let nothing_to_write = current.is_none() && desired.is_empty();
         if !nothing_to_write && (current.is_none() || merged.rules != current_rules) {
+            let ahead: BTreeSet<ingress::RuleKey> = owned.union(&placed).cloned().collect();
+            if ahead != owned {
+                self.store.set_owned_rules(&tunnel.tunnel_id, &ahead).await?;
+            }
             let mut config = current.map(|c| c.config).unwrap_or_default();
             config.ingress = merged.rules.clone();
             self.client.put_configuration(&tunnel.tunnel_id, &config).await?;
             report.ingress_updates += 1;
         }
-        let placed: BTreeSet<ingress::RuleKey> =
-            desired.iter().map(ingress::rule_key).filter(|key| !merged.conflicts.contains(key)).collect();
         if placed != owned {
             if let Err(error) = self.store.set_owned_rules(&tunnel.tunnel_id, &placed).await {
+                // Still a superset of what the tunnel holds of ours: safe; retried next pass.
                 tracing::warn!(message = "Could not record the tunnel's rules.", tunnel = %tunnel.name, %error);
                 return Ok(merged.conflicts);
             }
         }
-        self.synced.insert(tunnel.tunnel_id.clone(), fingerprint);
+        self.synced.insert(tunnel.tunnel_id.clone(), (fingerprint, merged.conflicts.clone()));
         Ok(merged.conflicts)
     }
 
@@ -776,6 +788,15 @@ impl Reconciler {
             }
         }
     }
+}
+
+/// Why a tunnel's ingress could not be synced.
+#[derive(Debug, thiserror::Error)]
+enum IngressSyncError {
+    #[error(transparent)]
+    Cloudflare(#[from] CfError),
+    #[error("recording the rules this master owns: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// Stops an agent's connector (used when an operator removes the agent).

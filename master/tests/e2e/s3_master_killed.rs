@@ -134,7 +134,21 @@ async fn master_killed_during_container_churn_converges() -> Result<()> {
     let live = live_tunnels(&snapshot);
     assert!(live.len() == 1 && live[0].0 == tunnel, "live tunnels: {live:?} (expected only {tunnel})");
     let records: Vec<&str> = snapshot.dns_records.iter().map(|r| r.record.name.as_str()).collect();
-    assert_eq!(records.len(), 1 + new.len(), "DNS records: {records:?}");
+    if records.len() != 1 + new.len() {
+        let dns_log: Vec<String> = master
+            .logs
+            .lines()
+            .into_iter()
+            .filter(|line| line.contains("DNS record") || line.contains("Route"))
+            .collect();
+        bail!(
+            "DNS records: {records:?} (expected the stable and the {} new ones)\nroutes at the master: {:#?}\n\
+             DNS and route log of this run of the master:\n{}",
+            new.len(),
+            routes(&master).await?,
+            dns_log.join("\n")
+        );
+    }
 
     // Master: the same single tunnel, carrying exactly the running origins.
     let listed = tunnels(&master).await?;
