@@ -41,6 +41,14 @@ async fn stopped_routes_leave_after_the_grace_and_a_quick_restart_keeps_them() -
         })
         .await?;
     }
+    // While pending (looked at first, well inside the grace), `leave` is still in the account and
+    // the edge still has its rule (the origin is gone: 502, not the catch-all's 404).
+    let pending = observe(&cloud, &master, &agent.edge, &leave_host).await;
+    if pending.cloud.routed().as_deref() != Some(tunnel.as_str())
+        || pending.answer.as_ref().map(|a| a.status) != Some(502)
+    {
+        bail!("within the grace period {leave_host} should still be routed: {pending:?}");
+    }
     docker(&["start", &keep])?;
     expect_served(&cloud, &master, &agent.edge, &keep_host, Some(&keep), WAIT).await.map_err(|e| {
         let networks = docker(&["inspect", "--format", "{{json .NetworkSettings.Networks}}", &keep]);
@@ -48,15 +56,6 @@ async fn stopped_routes_leave_after_the_grace_and_a_quick_restart_keeps_them() -
     })?;
     let restored = route(&master, &keep_host).await?;
     assert!(restored.as_ref().is_some_and(|r| r.delete_at.is_none()), "no deletion left scheduled: {restored:?}");
-
-    // While pending, `leave` is still in the account and the edge still has its rule (the origin
-    // is gone: 502, not the catch-all's 404).
-    let pending = observe(&cloud, &master, &agent.edge, &leave_host).await;
-    if pending.cloud.routed().as_deref() != Some(tunnel.as_str())
-        || pending.answer.as_ref().map(|a| a.status) != Some(502)
-    {
-        bail!("within the grace period {leave_host} should still be routed: {pending:?}");
-    }
 
     // After the grace, `leave` is gone everywhere — and not before.
     expect_gone(&cloud, &master, &agent.edge, &leave_host, Duration::from_secs(GRACE_SECONDS) + WAIT).await?;
