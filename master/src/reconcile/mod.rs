@@ -435,8 +435,7 @@ impl Reconciler {
             })
             .collect();
         let mut unwanted: BTreeSet<String> = removed.iter().map(|r| r.spec.hostname.clone()).collect();
-        unwanted.extend(rows.iter().filter(|r| !r.status.is_routed()).map(|r| r.spec.hostname.clone()));
-        unwanted.retain(|hostname| !wanted.contains_key(hostname));
+        let wanted = still_routed(wanted, &rows, &mut unwanted);
         let mut zone_ids: BTreeSet<String> = BTreeSet::new();
         for hostname in wanted.keys().chain(unwanted.iter()) {
             if let Some(zone) = zone_of.get(hostname) {
@@ -805,18 +804,20 @@ pub async fn stop_connector(commands: &CommandQueue, agent_id: &str) -> Result<(
 }
 
 /// `wanted` (hostname → CNAME target) narrowed to the hostnames a row still routes after a step
-/// that can turn routes into conflicts; the hostnames no longer routed join `unwanted`.
+/// that can turn routes into conflicts; the hostnames no longer routed join `unwanted`. A hostname
+/// some row still routes is never unwanted, even when it is not wanted this pass (its tunnel
+/// could not be set up): its record stays until the route really goes.
 fn still_routed(
     wanted: BTreeMap<String, String>,
     rows: &[RouteRow],
     unwanted: &mut BTreeSet<String>,
 ) -> BTreeMap<String, String> {
-    let wanted: BTreeMap<String, String> = wanted
-        .into_iter()
-        .filter(|(hostname, _)| rows.iter().any(|r| r.status.is_routed() && &r.spec.hostname == hostname))
-        .collect();
+    let routed: BTreeSet<&str> =
+        rows.iter().filter(|r| r.status.is_routed()).map(|r| r.spec.hostname.as_str()).collect();
+    let wanted: BTreeMap<String, String> =
+        wanted.into_iter().filter(|(hostname, _)| routed.contains(hostname.as_str())).collect();
     unwanted.extend(rows.iter().filter(|r| !r.status.is_routed()).map(|r| r.spec.hostname.clone()));
-    unwanted.retain(|hostname| !wanted.contains_key(hostname));
+    unwanted.retain(|hostname| !routed.contains(hostname.as_str()));
     wanted
 }
 
@@ -847,4 +848,61 @@ fn fingerprint(rules: &[IngressRule]) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     serde_json::to_string(rules).unwrap_or_default().hash(&mut hasher);
     hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use route_table::{RouteSpec, Source};
+
+    fn row(hostname: &str, owner: &str, status: Status) -> RouteRow {
+        RouteRow {
+            owner: owner.into(),
+            source: Source::Labels,
+            spec: RouteSpec {
+                hostname: hostname.into(),
+                path: String::new(),
+                service: "http://web:80".into(),
+                origin_json: "{}".into(),
+                zone_name: String::new(),
+                agent_id: "a1".into(),
+                tunnel_key: "agent:a1".into(),
+                container_id: owner.into(),
+                container_name: owner.into(),
+                service_name: String::new(),
+            },
+            status,
+            reason: String::new(),
+            delete_at: None,
+            first_seen_at: 0,
+            updated_at: 0,
+            last_error: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_hostname_still_routed_keeps_its_record_even_without_a_tunnel_this_pass() {
+        // "kept" is routed but its tunnel failed this pass (not wanted); a removed row and a
+        // conflicting row share its hostname. "gone" is only conflicting.
+        let rows = vec![
+            row("kept.example.com", "c1", Status::Active),
+            row("kept.example.com", "c2", Status::Conflict),
+            row("gone.example.com", "c3", Status::Conflict),
+        ];
+        let mut unwanted: BTreeSet<String> = ["kept.example.com".to_string()].into();
+        let wanted = still_routed(BTreeMap::new(), &rows, &mut unwanted);
+        assert!(wanted.is_empty());
+        assert_eq!(unwanted, ["gone.example.com".to_string()].into());
+    }
+
+    #[test]
+    fn a_hostname_that_turned_into_a_conflict_leaves_wanted_for_unwanted() {
+        let rows = vec![row("app.example.com", "c1", Status::Conflict)];
+        let wanted: BTreeMap<String, String> =
+            [("app.example.com".to_string(), "t.cfargotunnel.com".to_string())].into();
+        let mut unwanted = BTreeSet::new();
+        let wanted = still_routed(wanted, &rows, &mut unwanted);
+        assert!(wanted.is_empty());
+        assert_eq!(unwanted, ["app.example.com".to_string()].into());
+    }
 }
