@@ -245,7 +245,12 @@ impl Reconciler {
     }
 
     async fn next_wakeup(&self) -> Duration {
-        let mut wait = self.settings.drift_interval;
+        // The next drift pass is due `drift_interval` after the last one, not after the last
+        // (possibly triggered) pass.
+        let mut wait = match self.last_drift {
+            Some(at) => self.settings.drift_interval.saturating_sub(at.elapsed()),
+            None => Duration::ZERO,
+        };
         if let Ok(rows) = self.store.load_routes().await {
             let now = now_millis();
             if let Some(soonest) = rows.iter().filter_map(|r| r.delete_at).min() {
