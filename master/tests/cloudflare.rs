@@ -419,22 +419,27 @@ async fn the_drift_pass_recreates_a_deleted_record_and_leaves_foreign_rules() ->
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn offline_mode_routes_in_the_built_in_emulator() -> Result<()> {
-    let master = Master::start(None, &[]).await?;
+/// The base URL (without `/client/v4`) of an offline master's built-in emulator, from its log.
+fn offline_emulator_base(master: &Master) -> Result<String> {
     let url = master
         .logs
         .records("No CF_API_TOKEN: running OFFLINE. Tunnels, ingress and DNS go to the built-in Cloudflare emulator; nothing reaches Cloudflare.")
         .first()
         .and_then(|r| r.get("emulator").and_then(|e| e.as_str()).map(str::to_string))
         .context("the master did not say it runs offline")?;
+    Ok(url.trim_end_matches("/client/v4").to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_mode_routes_in_the_built_in_emulator() -> Result<()> {
+    let master = Master::start(None, &[]).await?;
+    let base = offline_emulator_base(&master)?;
     let agent = FakeAgent::join(&master, &master.join_token(1).await?, "a1", "").await?;
     agent.report(vec![labelled("c1", &route_labels("app.example.test", "http://web:80"))]).await?;
     let active = wait_status(&master, "app.example.test", RouteStatus::Active).await?;
     let tunnels = master.admin().await?.list_tunnels(ListTunnelsRequest {}).await?.into_inner().tunnels;
     assert_eq!(tunnels.iter().map(|t| t.id.clone()).collect::<Vec<_>>(), vec![active.tunnel_id.clone()]);
 
-    let base = url.trim_end_matches("/client/v4");
     let state: serde_json::Value = reqwest::get(format!("{base}/__emulator/state")).await?.json().await?;
     let text = state.to_string();
     assert!(
@@ -450,15 +455,6 @@ async fn an_offline_master_keeps_its_emulated_account_across_restarts() -> Resul
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let listen = format!("127.0.0.1:{port}");
     let mut master = Master::start(None, &["--offline-emulator-listen", &listen]).await?;
-    let emulator_base = |master: &Master| -> Result<String> {
-        let url = master
-            .logs
-            .records("No CF_API_TOKEN: running OFFLINE. Tunnels, ingress and DNS go to the built-in Cloudflare emulator; nothing reaches Cloudflare.")
-            .first()
-            .and_then(|r| r.get("emulator").and_then(|e| e.as_str()).map(str::to_string))
-            .context("the master did not say it runs offline")?;
-        Ok(url.trim_end_matches("/client/v4").to_string())
-    };
     let state = |base: String| async move {
         let snapshot: Snapshot = reqwest::get(format!("{base}/__emulator/state")).await?.json().await?;
         Ok::<_, anyhow::Error>(snapshot)
@@ -468,7 +464,7 @@ async fn an_offline_master_keeps_its_emulated_account_across_restarts() -> Resul
     agent.report(vec![app.clone()]).await?;
     let active = wait_status(&master, "app.example.test", RouteStatus::Active).await?;
     let tunnel = active.tunnel_id.clone();
-    let before = state(emulator_base(&master)?).await?;
+    let before = state(offline_emulator_base(&master)?).await?;
     assert_eq!(live_tunnels(&before).iter().map(|t| t.id.clone()).collect::<Vec<_>>(), vec![tunnel.clone()]);
     let record = before.dns_records_named("app.example.test").first().map(|r| r.id.clone()).context("no record")?;
     assert!(master.data_dir.path().join("offline-cloudflare.json").exists());
@@ -486,7 +482,7 @@ async fn an_offline_master_keeps_its_emulated_account_across_restarts() -> Resul
     assert_eq!(active.tunnel_id, tunnel, "the route moved to another tunnel");
     let tunnels = master.admin().await?.list_tunnels(ListTunnelsRequest {}).await?.into_inner().tunnels;
     assert_eq!(tunnels.iter().map(|t| t.id.clone()).collect::<Vec<_>>(), vec![tunnel.clone()]);
-    let after = state(emulator_base(&master)?).await?;
+    let after = state(offline_emulator_base(&master)?).await?;
     assert_eq!(after.tunnels.len(), 1, "a second tunnel was created: {:?}", after.tunnels);
     assert_eq!(live_tunnels(&after)[0].id, tunnel);
     assert_eq!(after.zones, before.zones, "zone ids changed");
