@@ -109,6 +109,9 @@ cargo test --workspace --no-fail-fast --quiet "${extra[@]}" || status=$?
 log "cargo test: end-to-end scenarios (master/tests/e2e)"
 cargo test -p dockflare-master --test e2e --no-fail-fast --quiet -- --test-threads "${E2E_THREADS:-8}" "${extra[@]}" ||
   status=$?
+# Last, the README's quick start as a newcomer runs it: deploy/run.sh, docker run, curl.
+log "quick start (README): deploy/run.sh, docker run, curl through the local edge"
+deploy/quickstart-check.sh || status=$?
 log "$TARGET_DIR holds $(du -sh "$TARGET_DIR" 2>/dev/null | cut -f1)"
 log "finished in $((SECONDS / 60)) min $((SECONDS % 60)) s ($([ $status = 0 ] && echo passed || echo FAILED))"
 exit $status
