@@ -73,11 +73,11 @@ ensure_docker() {
 }
 
 # --- Disk ----------------------------------------------------------------------
-# A full run writes about 3 GB under target/ (debug info is kept small in
+# A full run writes about 5 GB under target/ (debug info is kept small in
 # Cargo.toml; incremental caches are useless to a one-shot run). Say so up front
 # rather than die later with rustc's "No space left on device".
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
-NEEDED_DISK_MIB=4096
+NEEDED_DISK_MIB=6144
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 check_disk() {
   mkdir -p "$TARGET_DIR"
