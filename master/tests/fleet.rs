@@ -129,6 +129,9 @@ async fn commands_and_events_survive_restarts(database_url: Option<&str>) -> Res
     let mut agent = Agent::start(&[master.url()], &token)?;
     let agent_id = agent.id(WAIT).await?;
     wait_connected(&master, &agent_id).await?;
+    // The reconciler's own start_tunnel is settled first: killed in the middle of applying it, the
+    // agent would rightly apply it again after the restart (at least once across its own crash).
+    master.wait_reconciler_start_tunnel(&agent_id, WAIT).await?;
 
     // Commands queued while the agent is down arrive when it returns.
     agent.kill9()?;
