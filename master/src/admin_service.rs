@@ -403,6 +403,9 @@ impl AdminService for AdminApi {
                     .count() as u32,
                 last_error: tunnel.last_error.clone(),
                 created_at: Some(convert::timestamp(tunnel.created_at)),
+                config_version: tunnel.config_version.max(0) as u64,
+                connector_config_version: tunnel.connector_config_version.max(0) as u64,
+                health: crate::reconcile::tunnel_health(tunnel),
             })
             .collect();
         Ok(Response::new(v1::ListTunnelsResponse { tunnels }))

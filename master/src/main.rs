@@ -155,9 +155,10 @@ struct ServeArgs {
     #[arg(long, env = "DOCKFLARE_OFFLINE_ZONES", value_delimiter = ',', default_value = "example.test")]
     offline_zones: Vec<String>,
     /// Offline mode: where the built-in emulator listens, so that connector containers (the local
-    /// edge) can reach it. A taken port falls back to a free one.
-    #[arg(long, env = "DOCKFLARE_OFFLINE_EMULATOR_LISTEN", default_value = "0.0.0.0:8788")]
-    offline_emulator_listen: SocketAddr,
+    /// edge) can reach it. Default 0.0.0.0:8788, except that a data dir keeps the port its tunnel
+    /// tokens carry. A taken port falls back to a free one (and the tokens are renewed).
+    #[arg(long, env = "DOCKFLARE_OFFLINE_EMULATOR_LISTEN")]
+    offline_emulator_listen: Option<SocketAddr>,
     /// Offline mode: the emulator's URL as connector containers reach it (written into tunnel
     /// tokens). Default: http://host.docker.internal:PORT/client/v4.
     #[arg(long, env = "DOCKFLARE_OFFLINE_EMULATOR_URL")]

@@ -49,8 +49,10 @@ pub struct CloudflareOptions {
     /// Zones the built-in emulator has in offline mode.
     pub offline_zones: Vec<String>,
     /// Where the built-in emulator listens in offline mode (containers reach it: the local edge
-    /// reads its configuration there). A taken port falls back to a free one.
-    pub offline_emulator_listen: SocketAddr,
+    /// reads its configuration there). `None`: [`DEFAULT_OFFLINE_EMULATOR_LISTEN`], except that a
+    /// data dir first takes back the port its tunnel tokens carry. A taken port falls back to a
+    /// free one (and the tokens are renewed).
+    pub offline_emulator_listen: Option<SocketAddr>,
     /// The emulator's API URL as connector containers reach it, written as `"e"` into tunnel
     /// tokens. `None`: `http://host.docker.internal:PORT/client/v4`.
     pub offline_emulator_url: Option<String>,
@@ -136,7 +138,13 @@ pub async fn start(
     let commands = CommandQueue::prepare(store.clone(), sessions.clone(), seal)
         .await
         .map_err(|e| StartError::Seal(e.to_string()))?;
-    let (client, emulator) = cloudflare_client(&options.cloudflare, &options.data_dir).await?;
+    let (client, emulator, tokens_moved) = cloudflare_client(&options.cloudflare, &options.data_dir).await?;
+    if tokens_moved {
+        // The connectors hold tokens that point at the emulator's old address: every agent gets
+        // a fresh start_tunnel, and its connector is recreated with a token that reaches it.
+        let agents = store.clear_assigned_tunnels().await?;
+        tracing::warn!(message = "Connectors get new tunnel tokens (the emulator's address changed).", agents);
+    }
     let installation_id = store.setting_or_init("installation_id", &uuid::Uuid::new_v4().simple().to_string()).await?;
     let leader = crate::cluster::leadership(&store, &url);
     let reconciler = Reconciler::new(
@@ -207,17 +215,45 @@ pub async fn start(
 /// Where an offline master keeps its emulated Cloudflare account, in the data dir.
 pub const OFFLINE_STATE_FILE: &str = "offline-cloudflare.json";
 
+/// Where the built-in emulator listens by default in offline mode.
+pub const DEFAULT_OFFLINE_EMULATOR_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8788);
+
+/// The addresses to try for the emulator, in order: the configured one alone when set;
+/// otherwise the port the saved tokens carry (when they carry the default URL form), then the
+/// default. Pure.
+fn emulator_candidates(
+    configured: Option<SocketAddr>,
+    url_configured: bool,
+    saved_url: Option<&str>,
+) -> Vec<SocketAddr> {
+    if let Some(listen) = configured {
+        return vec![listen];
+    }
+    let default = DEFAULT_OFFLINE_EMULATOR_LISTEN;
+    let remembered = saved_url
+        .filter(|_| !url_configured)
+        .and_then(|url| url.strip_prefix("http://host.docker.internal:"))
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|port| port.parse::<u16>().ok())
+        .filter(|port| *port != 0 && *port != default.port())
+        .map(|port| SocketAddr::new(default.ip(), port));
+    remembered.into_iter().chain([default]).collect()
+}
+
 /// The Cloudflare client: the real API, or — without an API token — the
 /// built-in emulator started here (offline mode), its account kept in
-/// `data_dir/`[`OFFLINE_STATE_FILE`] across restarts.
+/// `data_dir/`[`OFFLINE_STATE_FILE`] across restarts, on the address its
+/// tokens carry when it can. The flag says whether the restored account's
+/// tokens carried another address (its connectors must get new ones).
 async fn cloudflare_client(
     options: &CloudflareOptions,
     data_dir: &Path,
-) -> Result<(CloudflareClient, Option<(Emulator, SocketAddr)>), StartError> {
+) -> Result<(CloudflareClient, Option<(Emulator, SocketAddr)>, bool), StartError> {
     if let Some(settings) = &options.api {
         let client = CloudflareClient::new(settings.clone()).map_err(|e| StartError::Cloudflare(e.to_string()))?;
         tracing::info!(message = "Cloudflare API configured.", url = %settings.api_url, account = %settings.account_id);
-        return Ok((client, None));
+        return Ok((client, None, false));
     }
     let token = uuid::Uuid::new_v4().simple().to_string();
     let config = EmulatorConfig {
@@ -227,20 +263,26 @@ async fn cloudflare_client(
     };
     let account_id = config.account_id.clone();
     let base_path = config.base_path.clone();
-    let (listener, addr) = crate::cloudflare::emulator::bind_public(options.offline_emulator_listen)
-        .await
-        .map_err(|e| StartError::Emulator(e.to_string()))?;
+    let state_file = data_dir.join(OFFLINE_STATE_FILE);
+    let saved_url = crate::cloudflare::emulator::saved_public_url(&state_file);
+    let candidates = emulator_candidates(
+        options.offline_emulator_listen,
+        options.offline_emulator_url.is_some(),
+        saved_url.as_deref(),
+    );
+    let (listener, addr) =
+        crate::cloudflare::emulator::bind_public(&candidates).await.map_err(|e| StartError::Emulator(e.to_string()))?;
     let public_url = options
         .offline_emulator_url
         .clone()
         .unwrap_or_else(|| format!("http://host.docker.internal:{}{base_path}", addr.port()));
-    let state_file = data_dir.join(OFFLINE_STATE_FILE);
     let emulator = Emulator::open(EmulatorConfig {
         public_url: Some(public_url.clone()),
         state_file: Some(state_file.clone()),
         ..config
     })
     .map_err(|e| StartError::Emulator(e.to_string()))?;
+    let mut tokens_moved = false;
     if emulator.restored() {
         let snapshot = emulator.snapshot();
         tracing::info!(
@@ -251,6 +293,14 @@ async fn cloudflare_client(
             zones = snapshot.zones.len(),
             records = snapshot.dns_records.len(),
         );
+        if saved_url.as_deref() != Some(public_url.as_str()) {
+            tracing::warn!(
+                message = "The tunnel tokens issued before carry another emulator address; they are renewed.",
+                previous = saved_url.as_deref().unwrap_or("unknown (not recorded)"),
+                now = %public_url,
+            );
+            tokens_moved = true;
+        }
     }
     emulator.serve_in_background(listener);
     let api_url = format!("http://{addr}{base_path}");
@@ -262,11 +312,31 @@ async fn cloudflare_client(
     tracing::info!(
         message = "Connectors reach the built-in emulator at its public URL (the \"e\" of tunnel tokens); the local edge reads its configuration there.",
         public_url = %public_url,
-        listen = %options.offline_emulator_listen,
-        port = addr.port(),
+        listening = %addr,
+        wanted = %candidates.iter().map(ToString::to_string).collect::<Vec<_>>().join(" or "),
     );
     // The emulator has no rate limit to respect.
     let settings = CloudflareSettings { api_url, token: token.into(), account_id, requests_per_5_minutes: 1_000_000 };
     let client = CloudflareClient::new(settings).map_err(|e| StartError::Cloudflare(e.to_string()))?;
-    Ok((client, Some((emulator, addr))))
+    Ok((client, Some((emulator, addr)), tokens_moved))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_emulator_takes_back_the_port_its_tokens_carry_unless_told_otherwise() {
+        let default = DEFAULT_OFFLINE_EMULATOR_LISTEN;
+        let at = |port: u16| SocketAddr::new(default.ip(), port);
+        assert_eq!(emulator_candidates(None, false, None), vec![default]);
+        let saved = Some("http://host.docker.internal:41669/client/v4");
+        assert_eq!(emulator_candidates(None, false, saved), vec![at(41669), default]);
+        assert_eq!(emulator_candidates(None, false, Some("http://host.docker.internal:8788/client/v4")), vec![default]);
+        // An explicit listen address, or a URL of the operator's: theirs, not the memory.
+        let explicit = SocketAddr::from(([127, 0, 0, 1], 9000));
+        assert_eq!(emulator_candidates(Some(explicit), false, saved), vec![explicit]);
+        assert_eq!(emulator_candidates(None, true, saved), vec![default]);
+        assert_eq!(emulator_candidates(None, false, Some("http://10.0.0.5:9000/client/v4")), vec![default]);
+    }
 }

@@ -505,3 +505,175 @@ async fn an_offline_master_keeps_its_emulated_account_across_restarts() -> Resul
     assert_eq!(starts, 1, "the agent was told to start a tunnel again: {commands:?}");
     Ok(())
 }
+
+/// The Access labels of DockFlare users fail closed until Access applications are created:
+/// a route that asks for protection is never published, and one that was published is withdrawn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_with_access_labels_are_withheld_and_a_published_one_is_withdrawn() -> Result<()> {
+    let cloud = cloud().await?;
+    let master = master(&cloud, "60", &[]).await?;
+    let agent = FakeAgent::join(&master, &master.join_token(1).await?, "a1", "").await?;
+    let mut protected = route_labels("secret.example.com", "http://secret:80");
+    protected.push(("dockflare.access.policy".into(), "authenticate".into()));
+    let public = labelled("svc", &route_labels("app.example.com", "http://web:80"));
+    agent.report(vec![labelled("c1", &protected), public.clone()]).await?;
+    wait_status(&master, "app.example.com", RouteStatus::Active).await?;
+    let withheld = wait_status(&master, "secret.example.com", RouteStatus::Invalid).await?;
+    assert!(
+        withheld.reason.contains("not published") && withheld.reason.contains("dockflare.access.policy"),
+        "the reason says why and what to do: {}",
+        withheld.reason
+    );
+    let snapshot = cloud.emulator.snapshot();
+    assert!(snapshot.dns_records_named("secret.example.com").is_empty(), "a withheld route got a DNS record");
+    let tunnel = live_tunnels(&snapshot).first().map(|t| t.id.clone()).context("no tunnel")?;
+    assert_eq!(ingress(&snapshot, &tunnel), vec![rule("app.example.com", "http://web:80"), catch_all()]);
+
+    // The published route's owner gains an Access label (a Swarm service updated with
+    // --label-add keeps its id): its rule and its record go.
+    let mut now_protected = route_labels("app.example.com", "http://web:80");
+    now_protected.push(("dockflare.0.access.policy".into(), "bypass".into()));
+    now_protected.push(("dockflare.access.group".into(), "admins".into()));
+    agent.report(vec![labelled("c1", &protected), labelled("svc", &now_protected)]).await?;
+    let withdrawn = wait_status(&master, "app.example.com", RouteStatus::Invalid).await?;
+    assert!(withdrawn.reason.contains("dockflare.access.group"), "{}", withdrawn.reason);
+    eventually("the withdrawn route's record and rule are gone", WAIT, || async {
+        let snapshot = cloud.emulator.snapshot();
+        let gone = snapshot.dns_records_named("app.example.com").is_empty()
+            && ingress(&snapshot, &tunnel) == vec![catch_all()];
+        Ok(gone.then_some(()))
+    })
+    .await?;
+    Ok(())
+}
+
+/// A Cloudflare that does not answer and one that refuses the token are told apart, in the
+/// reconcile answer and the log, instead of both reading "the token is not valid".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_and_refused_cloudflare_are_told_apart() -> Result<()> {
+    // Nothing listens on a port just released: no answer at all.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let cloud = cloud().await?;
+    let unreachable = Master::start_with_env(
+        None,
+        &[],
+        &[
+            ("CF_API_TOKEN", "some-token"),
+            ("CF_ACCOUNT_ID", cloud.emulator.account_id()),
+            ("CF_API_URL", &format!("http://{closed}/client/v4")),
+        ],
+    )
+    .await?;
+    let refused = Master::start_with_env(
+        None,
+        &[],
+        &[
+            ("CF_API_TOKEN", "not-the-emulators-token"),
+            ("CF_ACCOUNT_ID", cloud.emulator.account_id()),
+            ("CF_API_URL", &cloud.emulator.base_url(cloud.addr)),
+        ],
+    )
+    .await?;
+    for (master, cause) in [(&unreachable, "unreachable (DNS/network)"), (&refused, "refused (token/permission)")] {
+        let errors = master.admin().await?.reconcile(ReconcileRequest {}).await?.into_inner().errors;
+        assert!(errors.iter().any(|e| e.starts_with(&format!("Cloudflare {cause}: "))), "{cause}: {errors:?}");
+        let logged = master.logs.wait_for("Cloudflare work is waiting.", WAIT).await?;
+        let reason = logged.get("reason").and_then(|r| r.as_str()).unwrap_or_default().to_string();
+        assert!(reason.contains(cause), "{cause}: {logged}");
+        assert!(!reason.contains("some-token") && !reason.contains("not-the-emulators-token"), "{reason}");
+    }
+    Ok(())
+}
+
+/// The emulator's public URL ("e") inside a tunnel token.
+fn token_url(token: &str) -> Result<String> {
+    use base64::Engine as _;
+    let json: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(token.trim())?)?;
+    json.get("e").and_then(|e| e.as_str()).map(str::to_string).context("the token carries no \"e\"")
+}
+
+/// The port the offline master's emulator listens on, from its log.
+fn emulator_port(master: &Master) -> Result<u16> {
+    let base = offline_emulator_base(master)?;
+    base.rsplit(':').next().and_then(|p| p.parse().ok()).with_context(|| format!("no port in {base}"))
+}
+
+/// A full reconcile pass, then the first tunnel's health.
+async fn tunnel_health(master: &Master) -> Result<String> {
+    let mut admin = master.admin().await?;
+    admin.reconcile(ReconcileRequest {}).await?;
+    let tunnels = admin.list_tunnels(ListTunnelsRequest {}).await?.into_inner().tunnels;
+    Ok(tunnels.first().map(|t| t.health.clone()).unwrap_or_default())
+}
+
+/// Offline mode: the emulator's address does not drift between starts of one data dir, and
+/// when it must (its port is taken), the connectors are renewed with tokens that reach it; the
+/// tunnel's health says whether its connector follows the configuration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_emulator_keeps_its_address_and_renews_tokens_when_it_moves() -> Result<()> {
+    let mut master = Master::start(None, &[]).await?;
+    let first_port = emulator_port(&master)?;
+    let agent = FakeAgent::join(&master, &master.join_token(1).await?, "a1", "").await?;
+    agent.report(vec![labelled("c1", &route_labels("app.example.test", "http://web:80"))]).await?;
+    wait_status(&master, "app.example.test", RouteStatus::Active).await?;
+    let tokens =
+        eventually("a start_tunnel", WAIT, || async { Ok(Some(agent.tunnel_tokens()).filter(|t| !t.is_empty())) })
+            .await?;
+    assert_eq!(token_url(&tokens[0])?, format!("http://host.docker.internal:{first_port}/client/v4"));
+
+    // The tunnel's health: no connector yet; then a connector (the local edge's call, with the
+    // token) that follows; then one that stops following.
+    assert!(tunnel_health(&master).await?.starts_with("no connector connected"));
+    let base = offline_emulator_base(&master)?;
+    let poll = |base: String, token: String| async move {
+        let answer = reqwest::Client::new()
+            .get(format!("{base}/__emulator/connector/configuration"))
+            .query(&[("connector_id", "0b0c5f3e-4f7b-4a53-9a39-2c4f0f3c9e11")])
+            .bearer_auth(token)
+            .send()
+            .await?;
+        anyhow::ensure!(answer.status().is_success(), "connector call: {}", answer.status());
+        Ok::<_, anyhow::Error>(())
+    };
+    poll(base.clone(), tokens[0].clone()).await?;
+    let health = tunnel_health(&master).await?;
+    assert!(health.starts_with("serving: 1 connector on configuration v"), "{health}");
+    agent
+        .report(vec![
+            labelled("c1", &route_labels("app.example.test", "http://web:80")),
+            labelled("c2", &route_labels("two.example.test", "http://two:80")),
+        ])
+        .await?;
+    wait_status(&master, "two.example.test", RouteStatus::Active).await?;
+    let health = tunnel_health(&master).await?;
+    assert!(health.starts_with("connectors behind"), "a connector that did not fetch the new version: {health}");
+
+    // Restart with the port free: the same address (even when it is not the default).
+    master.restart().await?;
+    assert_eq!(emulator_port(&master)?, first_port, "the emulator's address drifted");
+    assert_eq!(master.logs.count("Connectors get new tunnel tokens (the emulator's address changed)."), 0);
+
+    // Restart with the port taken: another address, and every agent gets a fresh token for it.
+    master.kill9()?;
+    let _taken = std::net::TcpListener::bind(("0.0.0.0", first_port))?;
+    master.restart().await?;
+    let second_port = emulator_port(&master)?;
+    assert_ne!(second_port, first_port);
+    master.logs.wait_for("Connectors get new tunnel tokens (the emulator's address changed).", WAIT).await?;
+    let mut agent = agent;
+    agent.connect(&master).await?;
+    let renewed =
+        eventually("a renewed start_tunnel", WAIT, || async { Ok(agent.tunnel_tokens().get(1).cloned()) }).await?;
+    assert_eq!(token_url(&renewed)?, format!("http://host.docker.internal:{second_port}/client/v4"));
+    let base = offline_emulator_base(&master)?;
+    poll(base, renewed).await?;
+    let health = tunnel_health(&master).await?;
+    assert!(health.starts_with("serving: 1 connector on configuration v"), "{health}");
+
+    // And the new address is the one kept from now on.
+    drop(_taken);
+    master.restart().await?;
+    assert_eq!(emulator_port(&master)?, second_port, "the emulator's address drifted after moving");
+    Ok(())
+}

@@ -123,6 +123,20 @@ pub struct RouteSpec {
     /// The zone named by the `zonename` label, if any.
     pub zone_name: Option<String>,
     pub origin: OriginOptions,
+    /// The Cloudflare Access labels that apply to this route (full label → value): its own
+    /// `N.access.*` and the base `access.*` it falls back to. Non-empty means the container asks
+    /// for the route to be protected.
+    pub access: BTreeMap<String, String>,
+}
+
+/// The diagnostic's reason for every Access label.
+pub const ACCESS_UNSUPPORTED: &str = "Access labels are not supported yet: the route is withheld (not published) \
+     so that it never goes public without the protection it asks for";
+
+/// The part of a label key after its prefix (and index) when it is an Access label: `access.policy`
+/// → `Some("policy")`.
+fn access_key(rest: &str) -> Option<&str> {
+    rest.strip_prefix("access.")
 }
 
 /// What a container's labels say.
@@ -282,16 +296,15 @@ fn check_keys(reader: &mut Reader<'_>) -> BTreeSet<u32> {
             indexes.insert(index);
             if ROUTE_KEYS.contains(&key) {
                 true
+            } else if access_key(key).is_some() {
+                problems.push((label.clone(), value.clone(), ACCESS_UNSUPPORTED.to_string()));
+                false
             } else {
                 problems.push((label.clone(), value.clone(), unknown_key_reason(key, ROUTE_KEYS)));
                 false
             }
-        } else if rest.starts_with("access.") {
-            problems.push((
-                label.clone(),
-                value.clone(),
-                "Access labels are not supported yet: no Access application is created for this route".to_string(),
-            ));
+        } else if access_key(rest).is_some() {
+            problems.push((label.clone(), value.clone(), ACCESS_UNSUPPORTED.to_string()));
             false
         } else if ROUTE_KEYS.contains(&rest) || BASE_ONLY_KEYS.contains(&rest) || MARKER_KEYS.contains(&rest) {
             true
@@ -401,7 +414,26 @@ fn route(
         },
     };
     let origin = origin_options(reader, index, kind);
-    Some(RouteSpec { index, hostname, path, service, zone_name, origin })
+    let access = access_labels(reader, index);
+    Some(RouteSpec { index, hostname, path, service, zone_name, origin, access })
+}
+
+/// The Access labels that apply to the route with `index`: the base `access.*` ones (indexed
+/// routes fall back to them, as every other key) and, for an indexed route, its own
+/// `N.access.*`. Under any prefix: an Access label must never be missed, whoever wins.
+fn access_labels(reader: &Reader<'_>, index: Option<u32>) -> BTreeMap<String, String> {
+    reader
+        .labels
+        .iter()
+        .filter(|(label, _)| {
+            let Some((_, rest)) = reader.prefixes.strip(label) else { return false };
+            match split_index(rest) {
+                Some((n, key)) => Some(n) == index && access_key(key).is_some(),
+                None => access_key(rest).is_some(),
+            }
+        })
+        .map(|(label, value)| (label.clone(), value.clone()))
+        .collect()
 }
 
 /// The label for a route's `key`: indexed routes fall back to the base label.

@@ -14,7 +14,13 @@ fn route(hostname: &str, service: &str) -> RouteSpec {
         service: service.into(),
         zone_name: None,
         origin: OriginOptions::default(),
+        access: BTreeMap::new(),
     }
+}
+
+fn protected(mut route: RouteSpec, access: &[(&str, &str)]) -> RouteSpec {
+    route.access = labels(access);
+    route
 }
 
 fn diag(label: &str, value: &str, reason: &str) -> Diagnostic {
@@ -333,20 +339,47 @@ fn every_mistake_is_diagnosed() {
         )],
     );
     check(
-        "access labels are reported, not silently dropped",
+        "access labels are reported and carried by the route they protect",
         &[
             ("dockflare.enable", "true"),
             ("dockflare.hostname", "a.example.com"),
             ("dockflare.service", "http://web:80"),
-            ("dockflare.access.policy", "bypass"),
+            ("dockflare.access.policy", "authenticate"),
         ],
         None,
-        vec![route("a.example.com", "http://web:80")],
-        vec![diag(
-            "dockflare.access.policy",
-            "bypass",
-            "Access labels are not supported yet: no Access application is created for this route",
-        )],
+        vec![protected(route("a.example.com", "http://web:80"), &[("dockflare.access.policy", "authenticate")])],
+        vec![diag("dockflare.access.policy", "authenticate", ACCESS_UNSUPPORTED)],
+    );
+    let mut indexed = route("b.example.com", "http://web:80");
+    indexed.index = Some(0);
+    check(
+        "indexed access labels protect their route; base ones every route (indexed keys fall back)",
+        &[
+            ("dockflare.enable", "true"),
+            ("dockflare.service", "http://web:80"),
+            ("dockflare.0.hostname", "b.example.com"),
+            ("dockflare.0.access.policy", "bypass"),
+            ("dockflare.1.hostname", "c.example.com"),
+        ],
+        None,
+        vec![protected(indexed.clone(), &[("dockflare.0.access.policy", "bypass")]), {
+            let mut public = route("c.example.com", "http://web:80");
+            public.index = Some(1);
+            public
+        }],
+        vec![diag("dockflare.0.access.policy", "bypass", ACCESS_UNSUPPORTED)],
+    );
+    check(
+        "a base access label (even a misspelt one, under the legacy prefix) covers the indexed routes",
+        &[
+            ("dockflare.enable", "true"),
+            ("dockflare.service", "http://web:80"),
+            ("dockflare.0.hostname", "b.example.com"),
+            ("cloudflare.tunnel.access.polcy", "x"),
+        ],
+        None,
+        vec![protected(indexed, &[("cloudflare.tunnel.access.polcy", "x")])],
+        vec![diag("cloudflare.tunnel.access.polcy", "x", ACCESS_UNSUPPORTED)],
     );
     check(
         "seed form without a port",

@@ -65,6 +65,22 @@ impl CfError {
         }
     }
 
+    /// What went wrong, in the words an operator acts on: no answer at all (DNS, network, TLS),
+    /// an answer that refuses the token or a permission, or an outage on Cloudflare's side.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            CfError::Transport(_) => "unreachable (DNS/network)",
+            CfError::Api { status, .. } | CfError::Decode { status, .. } if *status == 429 => {
+                "rate-limited (too many requests)"
+            }
+            CfError::Api { status, .. } | CfError::Decode { status, .. } if *status >= 500 => {
+                "unavailable (Cloudflare's side)"
+            }
+            CfError::Api { .. } => "refused (token/permission)",
+            CfError::Decode { .. } => "not answering as Cloudflare's API (is CF_API_URL right?)",
+        }
+    }
+
     /// Whether trying again later may succeed (rate limits, outages).
     pub fn is_transient(&self) -> bool {
         match self {
@@ -293,10 +309,11 @@ impl CloudflareClient {
         }
     }
 
-    /// How many connectors (cloudflared processes) hold the tunnel now.
-    pub async fn tunnel_connectors(&self, tunnel_id: &str) -> Result<usize, CfError> {
+    /// The connectors (cloudflared processes) that hold the tunnel now, each with the
+    /// configuration version it applied.
+    pub async fn tunnel_connectors(&self, tunnel_id: &str) -> Result<Vec<super::types::TunnelClient>, CfError> {
         let path = format!("/accounts/{}/cfd_tunnel/{tunnel_id}/connections", self.settings.account_id);
-        self.get::<Vec<super::types::TunnelClient>>(&path, &[]).await.map(|clients| clients.len())
+        self.get::<Vec<super::types::TunnelClient>>(&path, &[]).await
     }
 
     /// A tunnel by id.

@@ -99,7 +99,9 @@ pub fn from_containers(rows: &[ContainerRow], agents: &HashMap<String, AgentReco
             format!("service:{}", row.service_id)
         };
         for route in labels::parse(target, &labels, &LabelPrefixes::new(custom)).routes {
+            let withheld = access_withheld(&route);
             claims.push(Claim {
+                withheld,
                 owner: owner.clone(),
                 source: Source::Labels,
                 spec: RouteSpec {
@@ -120,11 +122,30 @@ pub fn from_containers(rows: &[ContainerRow], agents: &HashMap<String, AgentReco
     claims
 }
 
+/// Why a route that asks for Cloudflare Access protection is not published: this DockFlare
+/// creates no Access applications yet, and publishing it would make it public. Fails closed.
+pub fn access_withheld(route: &labels::RouteSpec) -> Option<String> {
+    if route.access.is_empty() {
+        return None;
+    }
+    let names: Vec<&str> = route.access.keys().map(String::as_str).collect();
+    Some(format!(
+        "not published: it carries Cloudflare Access labels ({}), and this DockFlare does not create \
+         Access applications yet, so publishing it would serve {}{} without authentication. To publish \
+         it, protect the hostname with an Access application made in Cloudflare's dashboard (or decide \
+         it is public) and remove the access.* labels",
+        names.join(", "),
+        route.hostname,
+        route.path,
+    ))
+}
+
 /// Claims of the manual routes.
 pub fn from_manual(routes: &[ManualRoute]) -> Vec<Claim> {
     routes
         .iter()
         .map(|route| Claim {
+            withheld: None,
             owner: "manual".into(),
             source: Source::Manual,
             spec: RouteSpec {

@@ -211,6 +211,10 @@ impl Reconciler {
                 self.synced.clear();
                 self.last_drift = None;
             }
+            if !waiting.is_empty() {
+                // Asked for by an operator: a full look (drift repair, tunnel health included).
+                self.last_drift = None;
+            }
             let report = self.pass().await;
             let transient = !report.errors.is_empty();
             if report.changed_anything() || transient {
@@ -265,21 +269,23 @@ impl Reconciler {
         if self.ready {
             return Ok(());
         }
-        let verified =
-            self.client.verify_token().await.map_err(|e| format!("the Cloudflare API token is not valid: {e}"))?;
+        let verified = self.client.verify_token().await.map_err(|e| access_error("verifying the API token", &e))?;
         if verified.status != "active" {
-            return Err(format!("the Cloudflare API token is {} (not active)", verified.status));
+            return Err(format!(
+                "Cloudflare refused (token/permission): the API token is {} (not active)",
+                verified.status
+            ));
         }
         let mut missing = Vec::new();
         if let Err(error) = self.client.find_tunnel(&format!("{}-permission-check", self.settings.tunnel_prefix)).await
         {
             if error.is_transient() {
-                return Err(format!("Cloudflare unavailable: {error}"));
+                return Err(access_error("listing tunnels", &error));
             }
             missing.push(format!("Account › Cloudflare Tunnel › Edit ({error})"));
         }
         match self.client.list_zones().await {
-            Err(error) if error.is_transient() => return Err(format!("Cloudflare unavailable: {error}")),
+            Err(error) if error.is_transient() => return Err(access_error("listing zones", &error)),
             Err(error) => missing.push(format!("Zone › Zone › Read ({error})")),
             Ok(zones) => {
                 if let Some(zone) = zones.first() {
@@ -287,7 +293,7 @@ impl Reconciler {
                         self.client.dns_records_named(&zone.id, &format!("dockflare-check.{}", zone.name)).await
                     {
                         if error.is_transient() {
-                            return Err(format!("Cloudflare unavailable: {error}"));
+                            return Err(access_error("reading DNS records", &error));
                         }
                         missing.push(format!("Zone › DNS › Edit ({error})"));
                     }
@@ -295,7 +301,10 @@ impl Reconciler {
             }
         }
         if !missing.is_empty() {
-            return Err(format!("the Cloudflare API token lacks permissions: {}", missing.join("; ")));
+            return Err(format!(
+                "Cloudflare refused (token/permission): the API token lacks permissions: {}",
+                missing.join("; ")
+            ));
         }
         tracing::info!(message = "Cloudflare token verified.", account = %self.client.account_id());
         self.ready = true;
@@ -387,13 +396,10 @@ impl Reconciler {
         };
         let default_zone = self.settings.default_zone_id.as_deref();
         let mut zone_of: HashMap<String, zones::ZoneRef> = HashMap::new();
-        for row in rows.iter_mut().filter(|r| r.status.is_routed() || r.status == Status::Invalid) {
+        // (Rows are `invalid` here only when withheld: the route table re-asks every claim.)
+        for row in rows.iter_mut().filter(|r| r.status.is_routed()) {
             match zones::zone_for(&row.spec.hostname, &row.spec.zone_name, &zones, default_zone) {
                 Ok(zone) => {
-                    if row.status == Status::Invalid {
-                        row.status = Status::Active;
-                        row.reason.clear();
-                    }
                     zone_of.insert(row.spec.hostname.clone(), zone);
                 }
                 Err(reason) => {
@@ -402,7 +408,9 @@ impl Reconciler {
                 }
             }
         }
-        for row in &removed {
+        // Where records may have to go: routes that left, and routes no longer routed (withheld,
+        // conflicts), whose record of ours must not keep their hostname published.
+        for row in removed.iter().chain(rows.iter().filter(|r| !r.status.is_routed())) {
             if let Ok(zone) = zones::zone_for(&row.spec.hostname, &row.spec.zone_name, &zones, default_zone) {
                 zone_of.entry(row.spec.hostname.clone()).or_insert(zone);
             }
@@ -656,6 +664,8 @@ impl Reconciler {
             tunnel_id: found.id,
             status: found.status.clone(),
             connector_count: 0,
+            config_version: stored.map_or(0, |s| s.config_version),
+            connector_config_version: stored.map_or(0, |s| s.connector_config_version),
             last_error: String::new(),
             created_at: stored.map(|s| s.created_at).unwrap_or(now),
             updated_at: now,
@@ -784,13 +794,43 @@ impl Reconciler {
                 Err(error) => row.last_error = error.to_string(),
             }
             if let Ok(clients) = self.client.tunnel_connectors(&tunnel.tunnel_id).await {
-                row.connector_count = clients as i64;
+                row.connector_count = clients.len() as i64;
+                row.connector_config_version = clients.iter().map(|c| c.config_version).min().unwrap_or(0);
+            }
+            if let Ok(configuration) = self.client.get_configuration(&tunnel.tunnel_id).await {
+                row.config_version = configuration.map_or(0, |c| c.version);
             }
             if row != *tunnel {
                 row.updated_at = now_millis();
                 let _ = self.store.save_tunnel(&row).await;
             }
         }
+    }
+}
+
+/// A failed check of the Cloudflare setup, cause first: "Cloudflare unreachable (DNS/network):
+/// verifying the API token: …" is told apart from "Cloudflare refused (token/permission): …".
+fn access_error(step: &str, error: &CfError) -> String {
+    format!("Cloudflare {}: {step}: {error}", error.cause())
+}
+
+/// In words, whether a tunnel is served by connectors that follow its configuration (as of the
+/// last drift check). Pure.
+pub fn tunnel_health(tunnel: &TunnelRow) -> String {
+    let connectors = tunnel.connector_count.max(0);
+    let plural = if connectors == 1 { "" } else { "s" };
+    if connectors == 0 {
+        "no connector connected: nothing serves its routes".to_string()
+    } else if tunnel.config_version > 0 && tunnel.connector_config_version < tunnel.config_version {
+        format!(
+            "connectors behind: they run configuration v{}, Cloudflare holds v{} (a connector that cannot \
+             reach its API, or an old token?)",
+            tunnel.connector_config_version, tunnel.config_version
+        )
+    } else if tunnel.config_version > 0 {
+        format!("serving: {connectors} connector{plural} on configuration v{}", tunnel.config_version)
+    } else {
+        format!("serving: {connectors} connector{plural}, no configuration yet")
     }
 }
 

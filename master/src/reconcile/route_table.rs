@@ -101,6 +101,10 @@ pub struct Claim {
     pub owner: String,
     pub source: Source,
     pub spec: RouteSpec,
+    /// Why the route must not be published although it is asked for (it asks for protection
+    /// this DockFlare cannot give, say): the row is `invalid` with this reason. It still holds
+    /// its hostname like any claim, so nothing else goes public in its place by accident.
+    pub withheld: Option<String>,
 }
 
 /// A stored route.
@@ -145,6 +149,10 @@ pub fn plan(now: i64, grace_ms: i64, claims: Vec<Claim>, existing: Vec<RouteRow>
         if !seen.insert(id.clone()) {
             continue; // the same owner asked twice (a service reported by several agents)
         }
+        let (status, reason) = match claim.withheld {
+            Some(reason) => (Status::Invalid, reason),
+            None => (Status::Active, String::new()),
+        };
         let row = match stored.remove(&id) {
             Some(mut row) => {
                 if row.spec != claim.spec {
@@ -152,7 +160,10 @@ pub fn plan(now: i64, grace_ms: i64, claims: Vec<Claim>, existing: Vec<RouteRow>
                 }
                 row.spec = claim.spec;
                 row.source = claim.source;
-                row.status = Status::Active;
+                row.status = status;
+                if status == Status::Invalid {
+                    row.reason = reason;
+                }
                 row.delete_at = None;
                 row
             }
@@ -160,8 +171,8 @@ pub fn plan(now: i64, grace_ms: i64, claims: Vec<Claim>, existing: Vec<RouteRow>
                 owner: claim.owner,
                 source: claim.source,
                 spec: claim.spec,
-                status: Status::Active,
-                reason: String::new(),
+                status,
+                reason,
                 delete_at: None,
                 first_seen_at: now,
                 updated_at: now,
@@ -215,6 +226,17 @@ fn resolve_conflicts(rows: &mut [RouteRow]) {
             continue;
         };
         let holder = describe_owner(&rows[winner]);
+        // A withheld holder keeps the hostname without publishing it.
+        let (held, routed_to) = if rows[winner].status == Status::Invalid {
+            ("is claimed by", "is now claimed by")
+        } else {
+            ("is already routed to", "is now routed to")
+        };
+        let holder = if rows[winner].status == Status::Invalid {
+            format!("{holder}, whose route is withheld ({})", rows[winner].reason)
+        } else {
+            holder
+        };
         for &index in indexes {
             let row = &mut rows[index];
             if index == winner {
@@ -226,13 +248,13 @@ fn resolve_conflicts(rows: &mut [RouteRow]) {
                 }
             } else if row.status != Status::PendingDeletion {
                 row.status = Status::Conflict;
-                row.reason = format!("{}{} is already routed to {holder}", row.spec.hostname, row.spec.path);
+                row.reason = format!("{}{} {held} {holder}", row.spec.hostname, row.spec.path);
             } else {
                 // A pending route that lost its claim (a manual route or a live
                 // container took the hostname): it is not routed any more.
                 row.status = Status::Conflict;
                 row.delete_at = None;
-                row.reason = format!("{}{} is now routed to {holder}", row.spec.hostname, row.spec.path);
+                row.reason = format!("{}{} {routed_to} {holder}", row.spec.hostname, row.spec.path);
             }
         }
     }
@@ -270,7 +292,12 @@ mod tests {
                 container_name: owner.into(),
                 service_name: String::new(),
             },
+            withheld: None,
         }
+    }
+
+    fn withheld(owner: &str, hostname: &str) -> Claim {
+        Claim { withheld: Some("protected, cannot be published".into()), ..claim(owner, hostname, Source::Labels) }
     }
 
     fn statuses(plan: &RoutePlan) -> Vec<(String, &'static str)> {
@@ -384,5 +411,44 @@ mod tests {
         let gone = plan(5, GRACE, vec![], both.rows);
         assert!(gone.rows.is_empty());
         assert_eq!(gone.removed.len(), 2);
+    }
+
+    #[test]
+    fn a_withheld_claim_is_invalid_and_never_routed() {
+        let first = plan(0, GRACE, vec![withheld("web", "a.example.com")], vec![]);
+        assert_eq!(statuses(&first), vec![("web".into(), "invalid")]);
+        assert_eq!(first.rows[0].reason, "protected, cannot be published");
+        assert!(!first.rows[0].status.is_routed());
+        // It stays so pass after pass, and leaves at once when its container stops.
+        let again = plan(10, GRACE, vec![withheld("web", "a.example.com")], first.rows.clone());
+        assert_eq!(again.rows, first.rows);
+        let stopped = plan(20, GRACE, vec![], again.rows);
+        assert!(stopped.rows.is_empty());
+        assert_eq!(stopped.removed.len(), 1);
+    }
+
+    #[test]
+    fn a_published_route_that_gains_access_labels_is_withdrawn() {
+        // The same owner (a Swarm service updated with --label-add) asks again, now protected.
+        let public = plan(0, GRACE, vec![claim("svc", "a.example.com", Source::Labels)], vec![]);
+        assert_eq!(statuses(&public), vec![("svc".into(), "active")]);
+        let protected = plan(10, GRACE, vec![withheld("svc", "a.example.com")], public.rows);
+        assert_eq!(statuses(&protected), vec![("svc".into(), "invalid")]);
+        // A container recreated with the labels (a new owner) takes the hostname over from the
+        // pending public one, which leaves at once: nothing keeps it published.
+        let public = plan(0, GRACE, vec![claim("old", "b.example.com", Source::Labels)], vec![]);
+        let recreated = plan(10, GRACE, vec![withheld("new", "b.example.com")], public.rows);
+        assert_eq!(statuses(&recreated), vec![("new".into(), "invalid")]);
+        assert_eq!(recreated.removed.iter().map(|r| r.owner.as_str()).collect::<Vec<_>>(), vec!["old"]);
+        // Whoever comes later learns why the hostname is not theirs.
+        let later = plan(
+            20,
+            GRACE,
+            vec![withheld("new", "b.example.com"), claim("other", "b.example.com", Source::Labels)],
+            recreated.rows,
+        );
+        assert_eq!(statuses(&later), vec![("new".into(), "invalid"), ("other".into(), "conflict")]);
+        assert!(later.rows[1].reason.contains("is claimed by new"), "{}", later.rows[1].reason);
+        assert!(later.rows[1].reason.contains("withheld"), "{}", later.rows[1].reason);
     }
 }

@@ -56,6 +56,10 @@ pub struct TunnelRow {
     pub tunnel_id: String,
     pub status: String,
     pub connector_count: i64,
+    /// The version of the ingress configuration Cloudflare holds (0: none or not read yet).
+    pub config_version: i64,
+    /// The lowest configuration version the tunnel's connectors report having applied.
+    pub connector_config_version: i64,
     pub last_error: String,
     pub created_at: i64,
     pub updated_at: i64,
@@ -172,8 +176,8 @@ impl Store {
 
     pub async fn list_tunnels(&self) -> Result<Vec<TunnelRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT tunnel_key, name, tunnel_id, status, connector_count, last_error, created_at, updated_at \
-             FROM tunnels ORDER BY tunnel_key",
+            "SELECT tunnel_key, name, tunnel_id, status, connector_count, config_version, connector_config_version, \
+             last_error, created_at, updated_at FROM tunnels ORDER BY tunnel_key",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -185,6 +189,8 @@ impl Store {
                     tunnel_id: row.try_get("tunnel_id")?,
                     status: row.try_get("status")?,
                     connector_count: row.try_get("connector_count")?,
+                    config_version: row.try_get("config_version")?,
+                    connector_config_version: row.try_get("connector_config_version")?,
                     last_error: row.try_get("last_error")?,
                     created_at: row.try_get("created_at")?,
                     updated_at: row.try_get("updated_at")?,
@@ -195,10 +201,13 @@ impl Store {
 
     pub async fn save_tunnel(&self, tunnel: &TunnelRow) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO tunnels (tunnel_key, name, tunnel_id, status, connector_count, last_error, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (tunnel_key) DO UPDATE SET name = excluded.name, \
-             tunnel_id = excluded.tunnel_id, status = excluded.status, connector_count = excluded.connector_count, \
-             last_error = excluded.last_error, updated_at = excluded.updated_at",
+            "INSERT INTO tunnels (tunnel_key, name, tunnel_id, status, connector_count, last_error, created_at, \
+             updated_at, config_version, connector_config_version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (tunnel_key) DO UPDATE SET \
+             name = excluded.name, tunnel_id = excluded.tunnel_id, status = excluded.status, \
+             connector_count = excluded.connector_count, last_error = excluded.last_error, \
+             updated_at = excluded.updated_at, config_version = excluded.config_version, \
+             connector_config_version = excluded.connector_config_version",
         )
         .bind(&tunnel.tunnel_key)
         .bind(&tunnel.name)
@@ -208,6 +217,8 @@ impl Store {
         .bind(&tunnel.last_error)
         .bind(tunnel.created_at)
         .bind(tunnel.updated_at)
+        .bind(tunnel.config_version)
+        .bind(tunnel.connector_config_version)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -284,6 +295,15 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// Forgets which tunnel every agent was told to run, so that the reconciler sends each a
+    /// fresh start_tunnel (with a fresh token) on its next pass. Returns how many were assigned.
+    pub async fn clear_assigned_tunnels(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query("UPDATE agents SET assigned_tunnel_id = '' WHERE assigned_tunnel_id <> ''")
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     /// Marks an agent removed: its containers are forgotten at once; the

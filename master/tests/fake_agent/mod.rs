@@ -26,6 +26,8 @@ pub struct FakeAgent {
     events: Option<mpsc::Sender<AgentEvent>>,
     next_event: Arc<AtomicU64>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The tunnel tokens of the start_tunnel commands received, in order.
+    tokens: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// A running container with these labels.
@@ -72,6 +74,7 @@ impl FakeAgent {
             events: None,
             next_event: Arc::new(AtomicU64::new(1)),
             tasks: Vec::new(),
+            tokens: Arc::default(),
         };
         agent.connect(master).await?;
         Ok(agent)
@@ -107,9 +110,13 @@ impl FakeAgent {
         let mut commands = client.watch_commands(WatchCommandsRequest {}).await?.into_inner();
         let acks = tx.clone();
         let next = self.next_event.clone();
+        let tokens = self.tokens.clone();
         self.tasks.push(tokio::spawn(async move {
             while let Ok(Some(message)) = commands.message().await {
                 if let Some(Incoming::Command(command)) = message.message {
+                    if let Some(dockflare::v1::command::Kind::StartTunnel(start)) = &command.kind {
+                        tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(start.token.clone());
+                    }
                     let result = Event::CommandResult(CommandResult {
                         command_id: command.id,
                         sequence: command.sequence,
@@ -138,6 +145,11 @@ impl FakeAgent {
             event: Some(event),
         };
         self.events.as_ref().context("not connected")?.send(event).await.context("event stream closed")
+    }
+
+    /// The tunnel tokens of the start_tunnel commands received so far, in order.
+    pub fn tunnel_tokens(&self) -> Vec<String> {
+        self.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// A full snapshot: exactly these containers run.

@@ -37,8 +37,9 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 pub const STALE_AFTER: Duration = Duration::from_secs(45);
 /// How often stale connectors are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
-/// The `version` the emulator lists for connectors that registered here.
-const CONNECTOR_VERSION: &str = "dockflare-local-edge";
+/// The `version` the emulator lists for connectors that registered here. Their `config_version`
+/// is the version they were last answered (what they follow), not the newest one.
+pub(super) const CONNECTOR_VERSION: &str = "dockflare-local-edge";
 
 fn unauthorized(reason: &str) -> ApiError {
     ApiError::new(401, 10000, format!("Authentication error: {reason}"))
@@ -94,6 +95,10 @@ impl Data {
             registered.push(id);
         }
         let configuration = entry.configuration.clone();
+        let answered = configuration.as_ref().map_or(0, |c| c.version);
+        for client in entry.clients.iter_mut().filter(|c| registered.contains(&c.id)) {
+            client.config_version = answered;
+        }
         for id in registered {
             self.connector_seen.insert(id, (tunnel_id.to_string(), now));
         }

@@ -36,7 +36,7 @@ mod tunnels;
 pub use faults::{FaultSpec, RequestCount, RequestLogEntry, RequestReport};
 pub use http::ApiError;
 pub use inspect::{ConnectorsRequest, EmulatorInfo};
-pub use persist::StateFileError;
+pub use persist::{saved_public_url, StateFileError};
 pub use state::{Snapshot, ZoneDnsRecord};
 
 use crate::cloudflare::types::{DnsRecord, DnsRecordRequest, Tunnel, TunnelConfig, TunnelConfiguration, Zone};
@@ -370,18 +370,31 @@ impl Emulator {
     }
 }
 
-/// Binds `listen` for an emulator that containers must reach (offline mode); when its port is
-/// taken, a free port on the same address instead (tokens carry the real one). Returns the
-/// listener and the address to reach it from this host (loopback for an unspecified address).
-pub async fn bind_public(listen: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), EmulatorError> {
-    let listener = match tokio::net::TcpListener::bind(listen).await {
-        Ok(listener) => listener,
-        Err(error) if error.kind() == std::io::ErrorKind::AddrInUse && listen.port() != 0 => {
-            let any = SocketAddr::new(listen.ip(), 0);
-            tracing::warn!(message = "The emulator's port is taken; using a free one.", wanted = %listen, %error);
+/// Binds the first of `candidates` that is free (a taken port moves on to the next; any other
+/// error is final), or, when every one is taken, a free port on the last one's address. Answers
+/// the listener and the address to reach it from this host (an unspecified IP becomes loopback).
+pub async fn bind_public(candidates: &[SocketAddr]) -> Result<(tokio::net::TcpListener, SocketAddr), EmulatorError> {
+    let mut last = None;
+    let mut listener = None;
+    for &addr in candidates {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(bound) => {
+                listener = Some(bound);
+                break;
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse && addr.port() != 0 => {
+                tracing::warn!(message = "The emulator's port is taken.", wanted = %addr, %error);
+                last = Some(addr);
+            }
+            Err(source) => return Err(EmulatorError::Bind { addr, source }),
+        }
+    }
+    let listener = match (listener, last) {
+        (Some(listener), _) => listener,
+        (None, last) => {
+            let any = SocketAddr::new(last.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip()), 0);
             tokio::net::TcpListener::bind(any).await.map_err(|source| EmulatorError::Bind { addr: any, source })?
         }
-        Err(source) => return Err(EmulatorError::Bind { addr: listen, source }),
     };
     let bound = listener.local_addr().map_err(EmulatorError::LocalAddr)?;
     let local_ip = match bound.ip() {

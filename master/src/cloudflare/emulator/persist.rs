@@ -65,6 +65,10 @@ pub(super) struct SavedAccount {
     pub access_apps: Vec<Map<String, Value>>,
     #[serde(default)]
     pub access_policies: Vec<Map<String, Value>>,
+    /// The public URL written into the tunnel tokens issued ([`super::EmulatorConfig::public_url`]):
+    /// the next start keeps it, or knows that the tokens its connectors hold point elsewhere.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 /// A tunnel, soft-deleted ones included (names stay reserved as in the API).
@@ -130,7 +134,21 @@ pub(super) fn to_saved(data: &Data) -> SavedAccount {
         zones: data.zones.iter().map(|z| SavedZone { zone: z.zone.clone(), records: z.records.clone() }).collect(),
         access_apps: data.access_apps.clone(),
         access_policies: data.access_policies.clone(),
+        public_url: data.public_url.clone(),
     }
+}
+
+/// The public URL the account at `path` last issued tokens with; `None` when there is no file,
+/// it names none (written before it was recorded), or it cannot be read (then
+/// [`super::Emulator::open`] reports why).
+pub fn saved_public_url(path: &Path) -> Option<String> {
+    #[derive(Deserialize)]
+    struct PublicUrl {
+        #[serde(default)]
+        public_url: Option<String>,
+    }
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice::<PublicUrl>(&bytes).ok()?.public_url
 }
 
 /// The account from `saved`: the saved zones keep their ids; configured `zone_names` missing

@@ -205,7 +205,8 @@ impl Data {
             source: "cloudflare".to_string(),
             created_at: now(),
         };
-        for client in &mut entry.clients {
+        // Simulated connectors apply it at once; the local edge's say what it last fetched.
+        for client in entry.clients.iter_mut().filter(|c| c.version != super::connector::CONNECTOR_VERSION) {
             client.config_version = version;
         }
         entry.configuration = Some(configuration.clone());
