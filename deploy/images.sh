@@ -8,9 +8,11 @@
 # All are FROM scratch around one statically linked binary: the test images around
 # deploy/testkit/src/main.rs (Dockerfiles in deploy/testkit/), the local edge around the agent
 # crate's second binary (deploy/local-edge.Dockerfile). Nothing is pulled. Each image is labelled
-# with the binary's sha256 (as cargo built it) and the sha256 of its recipe (the Dockerfile, and
-# whether the copy was stripped), and is rebuilt only when one of them changed: a second run costs
-# two no-op cargo builds and a few `docker image inspect`s.
+# with the sha256 of the binary it holds (stripped, built with this checkout's path remapped, so
+# that another clone of the same source yields the same bytes) and the sha256 of its recipe (the
+# Dockerfile, and whether the copy was stripped), and is rebuilt only when one of them changed: a
+# second run, or a run from another clone, costs two no-op cargo builds and a few
+# `docker image inspect`s, and leaves images that containers use alone.
 #
 #   deploy/images.sh
 set -euo pipefail
@@ -36,13 +38,11 @@ trap 'rm -rf "$context"' EXIT
 static_binary() { # PACKAGE BINARY -> builds it statically, copies (stripped) into $context/BINARY, sets bin_sha
   local package="$1" name="$2" messages bin
   log "building $name (static, $TRIPLE)"
-  messages=$(RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target "$TRIPLE" \
+  messages=$(RUSTFLAGS="-C target-feature=+crt-static --remap-path-prefix=$PWD=." cargo build --release --target "$TRIPLE" \
     -p "$package" --bin "$name" --message-format=json-render-diagnostics) \
     || die "cargo build of $name failed (see above)"
   bin=$(printf '%s\n' "$messages" | sed -n "s/.*\"executable\":\"\([^\"]*\/$name\)\".*/\1/p" | tail -n 1)
   [ -n "$bin" ] && [ -x "$bin" ] || die "cargo did not report the $name executable"
-  bin_sha=$(sha256sum "$bin" | cut -d' ' -f1)
-  log "binary $bin ($(du -h "$bin" | cut -f1), sha256 ${bin_sha:0:12})"
   cp "$bin" "$context/$name" || die "cannot copy $bin into $context"
   # The release profile keeps line tables; the images do not need them (5.7 MB -> 1.4 MB).
   stripped=no
@@ -50,6 +50,9 @@ static_binary() { # PACKAGE BINARY -> builds it statically, copies (stripped) in
     strip "$context/$name" || die "strip failed on $context/$name"
     stripped=yes
   fi
+  # What goes into the image, not what cargo left (its debug info names the build directory).
+  bin_sha=$(sha256sum "$context/$name" | cut -d' ' -f1)
+  log "binary $bin ($(du -h "$context/$name" | cut -f1) as copied, sha256 ${bin_sha:0:12})"
 }
 
 label_of() { # IMAGE LABEL -> the label's value, empty when the image or the label is missing

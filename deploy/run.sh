@@ -39,23 +39,58 @@ fi
 mkdir -p "$data"
 chmod 700 "$data"
 pids=()
-# shellcheck disable=SC2317  # called by the trap
+names=()
+stopping=""
+# shellcheck disable=SC2317  # called by the traps
 stop() {
-  log "stopping"
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
-trap stop EXIT INT TERM
+# shellcheck disable=SC2317
+on_signal() { stopping=1; }
+trap stop EXIT
+trap on_signal INT TERM
 
-log "starting the master on $listen (log: $data/master.log)"
-target/release/dockflare-master --listen "$listen" --data-dir "$data" >"$data/master.log" 2>&1 &
+# Logs are appended to (a marker line starts each run), never truncated.
+master_log="$data/master.log"
+agent_log="$data/agent.log"
+touch "$master_log" "$agent_log"
+master_from=$(($(wc -c <"$master_log") + 1))
+since_start() { tail -c +"$master_from" "$master_log"; }
+printf '==== %s deploy/run.sh: master starting ====\n' "$(date -u +%FT%TZ)" >>"$master_log"
+printf '==== %s deploy/run.sh: agent starting ====\n' "$(date -u +%FT%TZ)" >>"$agent_log"
+
+log "starting the master on $listen (log: $master_log)"
+target/release/dockflare-master --listen "$listen" --data-dir "$data" >>"$master_log" 2>&1 &
 pids+=($!)
+names+=(master)
 deadline=$((SECONDS + 60))
-until grep -q 'Master listening' "$data/master.log" 2>/dev/null; do
-  kill -0 "${pids[0]}" 2>/dev/null || { tail -n 20 "$data/master.log" >&2; die "the master exited"; }
-  [ $SECONDS -lt $deadline ] || die "the master did not start within 60 s (see $data/master.log)"
+until since_start | grep -q 'Master listening'; do
+  kill -0 "${pids[0]}" 2>/dev/null || { since_start | tail -n 20 >&2; die "the master exited"; }
+  [ $SECONDS -lt $deadline ] || die "the master did not start within 60 s (see $master_log)"
   sleep 0.2
 done
+
+# Cloudflare (or the emulator): the master's first verdict on the setup, shown here rather than
+# only in the log. It keeps running either way and retries.
+cloudflare="no verdict within 45 s (see $master_log)"
+cloudflare_ok=0
+deadline=$((SECONDS + 45))
+while [ $SECONDS -lt $deadline ]; do
+  if since_start | grep -q 'Cloudflare token verified\.'; then
+    cloudflare="ready (token verified)"; cloudflare_ok=1; break
+  fi
+  reason=$(since_start | grep -m1 'Cloudflare work is waiting\.' | sed -n 's/.* reason=//p' || true)
+  if [ -n "$reason" ]; then cloudflare="NOT READY: $reason"; break; fi
+  kill -0 "${pids[0]}" 2>/dev/null || { since_start | tail -n 20 >&2; die "the master exited"; }
+  sleep 0.2
+done
+emulator=""
+if [ $offline = 1 ]; then
+  emulator=$(since_start | grep -m1 'running OFFLINE' | sed -n 's/.* emulator=\([^ ]*\).*/\1/p' || true)
+  emulator=${emulator%/client/v4}
+  emulator=${emulator/127.0.0.1/localhost}
+fi
 
 # One host: containers, not Swarm services (even when this engine is a Swarm node).
 agent_args=(--master "https://localhost:$port" --data-dir "$data/agent" --mode "${DOCKFLARE_MODE:-standalone}")
@@ -67,20 +102,22 @@ if [ ! -f "$data/agent/agent.pem" ]; then
     --description "local agent (deploy/run.sh)" 2>/dev/null) || die "creating a join token failed"
   export DOCKFLARE_JOIN_TOKEN
 fi
-log "starting the local agent (log: $data/agent.log)"
-target/release/dockflare-agent "${agent_args[@]}" >"$data/agent.log" 2>&1 &
+log "starting the local agent (log: $agent_log)"
+target/release/dockflare-agent "${agent_args[@]}" >>"$agent_log" 2>&1 &
 pids+=($!)
+names+=(agent)
 unset DOCKFLARE_JOIN_TOKEN
 
+if [ $cloudflare_ok = 1 ]; then echo; echo "DockFlare is running."; else echo; echo "DockFlare is running, but Cloudflare is NOT ready (it retries; fix the setup and it catches up):"; fi
 cat <<INFO
-
-DockFlare is running.
   master       https://localhost:$port   (admin identity: $data/pki/admin.crt, admin.key)
-  logs         $data/master.log, $data/agent.log
+  cloudflare   $cloudflare
+  logs         $master_log, $agent_log
 INFO
 if [ $offline = 1 ]; then
   cat <<INFO
   mode         OFFLINE: the built-in Cloudflare emulator and the local edge
+  emulator     $emulator   (its state: $emulator/__emulator/state)
   local edge   http://localhost:$edge_port
 
 Try it:
@@ -94,5 +131,16 @@ else
   echo "  mode         Cloudflare account ${CF_ACCOUNT_ID:-?}"
 fi
 echo "Ctrl-C stops master and agent (the connector keeps running and is adopted next time)."
-wait -n "${pids[@]}" || true
-die "a DockFlare process exited (see the logs above)"
+status=0
+wait -n "${pids[@]}" || status=$?
+if [ -n "$stopping" ]; then
+  log "stopped"
+  exit 0
+fi
+for i in "${!pids[@]}"; do
+  if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+    log "the ${names[$i]} exited (status $status); the last lines of its log:"
+    if [ "${names[$i]}" = master ]; then since_start | tail -n 20 >&2; else tail -n 20 "$agent_log" >&2; fi
+  fi
+done
+die "a DockFlare process exited (see above); the other one is stopped"

@@ -67,6 +67,13 @@ ensure_docker() {
   fi
   [ "$swarm" = active ] || die "Swarm is '$swarm', not active (fix it, or: docker swarm leave --force)"
   deploy/images.sh || die "building the Docker test images failed"
+  # A second run must change nothing: the images exist, and containers may be using them.
+  local again
+  again=$(deploy/images.sh 2>&1) || { printf '%s\n' "$again" >&2; die "deploy/images.sh failed on its second run"; }
+  if [ "$(printf '%s\n' "$again" | grep -c 'is up to date')" != 3 ] || printf '%s\n' "$again" | grep -q ' built (\|removed the previous'; then
+    printf '%s\n' "$again" >&2
+    die "deploy/images.sh rebuilt or removed images that were up to date"
+  fi
   export DOCKERD_LOG="$PWD/target/dockerd.log"
   export DOCKFLARE_TEST_DOCKER=1
   log "Docker $(docker version --format '{{.Server.Version}}') ready (Swarm active, test images built)"

@@ -302,6 +302,7 @@ async fn cloudflare_client(
             tokens_moved = true;
         }
     }
+    let listening = listener.local_addr().map_or_else(|_| addr.to_string(), |a| a.to_string());
     emulator.serve_in_background(listener);
     let api_url = format!("http://{addr}{base_path}");
     tracing::warn!(
@@ -312,7 +313,7 @@ async fn cloudflare_client(
     tracing::info!(
         message = "Connectors reach the built-in emulator at its public URL (the \"e\" of tunnel tokens); the local edge reads its configuration there.",
         public_url = %public_url,
-        listening = %addr,
+        %listening,
         wanted = %candidates.iter().map(ToString::to_string).collect::<Vec<_>>().join(" or "),
     );
     // The emulator has no rate limit to respect.

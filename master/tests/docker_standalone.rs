@@ -308,3 +308,70 @@ async fn the_connector_follows_commands_restarts_and_the_state_file() -> Result<
     assert!(state.contains("\"desired_state\": \"stopped\""), "{state}");
     Ok(())
 }
+
+/// A route whose service host is not a name on the connector network (a Compose service name
+/// where the container is called otherwise) is diagnosed with the names the network knows, and
+/// the diagnostic goes once such a name exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_host_the_connector_cannot_resolve_is_diagnosed() -> Result<()> {
+    require_docker();
+    let mut cleanup = DockerCleanup::default();
+    let scope = unique("reach");
+    let network = unique("net");
+    docker(&["network", "create", &network])?;
+    cleanup.networks.push(network.clone());
+    let master = Master::start(None, &[]).await?;
+    let (agent, agent_id) = start_agent(&master, &scope, &network).await?;
+    cleanup.containers.push(format!("dockflare-tunnel-{}", &agent_id[..8]));
+    agent.logs.wait_for("Docker inventory listed.", WAIT).await?;
+
+    // An unlabelled database on the network, known by its name and an alias.
+    let db = format!("db-{scope}");
+    cleanup.containers.push(db.clone());
+    docker(&["run", "-d", "--name", &db, "--network", &network, "--network-alias", "database", ORIGIN])?;
+    let app = format!("app-{scope}");
+    let labels = [
+        format!("test.scope={scope}"),
+        "dockflare.enable=true".into(),
+        format!("dockflare.hostname=app.{scope}.example.test"),
+        "dockflare.service=http://web:80".into(),
+    ];
+    run_origin(&mut cleanup, &app, &network, &labels)?;
+    let diagnostics = || async {
+        let listed = master
+            .admin()
+            .await?
+            .list_diagnostics(ListDiagnosticsRequest { agent_id: agent_id.clone() })
+            .await?
+            .into_inner()
+            .diagnostics;
+        Ok::<_, anyhow::Error>(
+            listed
+                .into_iter()
+                .filter_map(|d| d.diagnostic)
+                .filter(|d| d.label == "dockflare.service")
+                .map(|d| d.reason)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let reason = eventually("a diagnostic for the unknown service host", WAIT, || async {
+        Ok(diagnostics().await?.into_iter().next())
+    })
+    .await?;
+    assert!(
+        reason.contains(&format!("\"web\" is not a container name or alias on the connector network {network}")),
+        "{reason}"
+    );
+    for name in [db.as_str(), "database", app.as_str()] {
+        assert!(reason.contains(name), "the known name {name} is not listed: {reason}");
+    }
+    // The route itself is still routed (the diagnostic advises; it does not withhold).
+    wait_route_status(&master, &agent_id, &format!("app.{scope}.example.test"), RouteStatus::Active).await?;
+
+    // A container that answers to "web" joins the network: the diagnostic goes (next relist).
+    let web = format!("web-{scope}");
+    cleanup.containers.push(web.clone());
+    docker(&["run", "-d", "--name", &web, "--network", &network, "--network-alias", "web", ORIGIN])?;
+    eventually("the diagnostic to go", WAIT, || async { Ok(diagnostics().await?.is_empty().then_some(())) }).await?;
+    Ok(())
+}

@@ -4,4 +4,5 @@
 
 pub mod engine;
 pub mod observe;
+pub mod reachability;
 pub mod watcher;

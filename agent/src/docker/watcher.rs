@@ -9,6 +9,7 @@
 
 use super::engine::{self, EngineError, HostMode, ModeChoice};
 use super::observe;
+use super::reachability::{self, NetworkNames};
 use crate::connector::docker_ops::{self, Launch};
 use crate::inventory::Inventory;
 use crate::outbox::Outbox;
@@ -78,7 +79,9 @@ async fn watch_once(context: &WatchContext) -> Result<(), EngineError> {
     let filters = HashMap::from([("type".to_string(), types)]);
     let mut events = Box::pin(docker.events(Some(EventsOptions { filters: Some(filters), ..Default::default() })));
 
-    let view = snapshot(&docker, manager, &context.selection).await?;
+    let mut names = NetworkNames::default();
+    let mut view = snapshot(&docker, manager, &context.selection).await?;
+    check_reachability(context, &docker, &mut names, view.values_mut()).await;
     let fresh = apply_view(context, view, true);
     attach_to_network(context, &docker, &fresh).await;
 
@@ -88,14 +91,16 @@ async fn watch_once(context: &WatchContext) -> Result<(), EngineError> {
     loop {
         tokio::select! {
             event = events.next() => match event {
-                Some(Ok(event)) => handle_event(context, &docker, manager, event).await?,
+                Some(Ok(event)) => handle_event(context, &docker, manager, &mut names, event).await?,
                 Some(Err(error)) => return Err(EngineError::Request(error)),
                 None => return Err(EngineError::Request(bollard::errors::Error::IOError {
                     err: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "event stream ended"),
                 })),
             },
             _ = relist.tick() => {
-                let view = snapshot(&docker, manager, &context.selection).await?;
+                names.forget();
+                let mut view = snapshot(&docker, manager, &context.selection).await?;
+                check_reachability(context, &docker, &mut names, view.values_mut()).await;
                 let fresh = apply_view(context, view, false);
                 attach_to_network(context, &docker, &fresh).await;
             }
@@ -133,6 +138,32 @@ async fn snapshot(
         }
     }
     Ok(view)
+}
+
+/// Adds a diagnostic to each container whose route names a service host the connector network
+/// does not know (standalone engines that attach containers: the enabled ones are about to join
+/// it under their own name, so those names count too).
+async fn check_reachability(
+    context: &WatchContext,
+    docker: &Docker,
+    names: &mut NetworkNames,
+    containers: impl Iterator<Item = &mut Container>,
+) {
+    let standalone = matches!(context.mode.borrow().as_ref(), Some(HostMode::Standalone { .. }));
+    let Some(network) = context.attach_network.as_deref().filter(|_| standalone) else { return };
+    let mut containers: Vec<&mut Container> = containers.collect();
+    let Some(mut known) = names.read(docker, network).await else { return };
+    let prefixes = &context.selection.prefixes;
+    let enabled = |c: &Container| {
+        let labels: BTreeMap<String, String> = c.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        labels::parse(&c.name, &labels, prefixes).enabled
+    };
+    known.extend(context.inventory.snapshot().iter().filter(|c| enabled(c)).map(|c| c.name.to_ascii_lowercase()));
+    known.extend(containers.iter().filter(|c| enabled(c)).map(|c| c.name.to_ascii_lowercase()));
+    for container in containers.iter_mut() {
+        let found = reachability::diagnose(container, &known, network, prefixes);
+        container.diagnostics.extend(found);
+    }
 }
 
 /// Installs a new view. `full`: send a status report (after a (re)connect);
@@ -227,6 +258,7 @@ async fn handle_event(
     context: &WatchContext,
     docker: &Docker,
     manager: bool,
+    names: &mut NetworkNames,
     event: EventMessage,
 ) -> Result<(), EngineError> {
     let kind = event.typ.map(|t| t.to_string()).unwrap_or_default();
@@ -234,7 +266,8 @@ async fn handle_event(
     let Some(id) = event.actor.and_then(|a| a.id) else { return Ok(()) };
     if kind == "service" {
         // Services changed (create, update, remove): relist, report the difference.
-        let view = snapshot(docker, manager, &context.selection).await?;
+        let mut view = snapshot(docker, manager, &context.selection).await?;
+        check_reachability(context, docker, names, view.values_mut()).await;
         let fresh = apply_view(context, view, false);
         attach_to_network(context, docker, &fresh).await;
         return Ok(());
@@ -246,15 +279,21 @@ async fn handle_event(
                 context.outbox.push(Event::ContainerStop(container));
             }
         }
-        "start" | "unpause" | "restart" | "rename" | "update" => refresh(context, docker, manager, &id).await?,
-        health if health.starts_with("health_status") => refresh(context, docker, manager, &id).await?,
+        "start" | "unpause" | "restart" | "rename" | "update" => refresh(context, docker, manager, names, &id).await?,
+        health if health.starts_with("health_status") => refresh(context, docker, manager, names, &id).await?,
         _ => {}
     }
     Ok(())
 }
 
 /// Re-inspects one container and reports it started, changed or gone.
-async fn refresh(context: &WatchContext, docker: &Docker, manager: bool, id: &str) -> Result<(), EngineError> {
+async fn refresh(
+    context: &WatchContext,
+    docker: &Docker,
+    manager: bool,
+    names: &mut NetworkNames,
+    id: &str,
+) -> Result<(), EngineError> {
     let inspect = match docker.inspect_container(id, None::<bollard::query_parameters::InspectContainerOptions>).await {
         Ok(inspect) => inspect,
         Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
@@ -281,7 +320,8 @@ async fn refresh(context: &WatchContext, docker: &Docker, manager: bool, id: &st
         _ => None,
     };
     match observe::from_inspect(&inspect, service_labels.as_ref(), &context.selection) {
-        Some(container) if observe::is_running(&container.status) => {
+        Some(mut container) if observe::is_running(&container.status) => {
+            check_reachability(context, docker, names, std::iter::once(&mut container)).await;
             if context.inventory.upsert(container.clone()) {
                 tracing::info!(message = "Container started.", container = %container.name, routes_diagnostics = container.diagnostics.len());
                 log_diagnostics(&container);

@@ -116,6 +116,14 @@ pub fn service(value: &str) -> Result<(String, ServiceKind), String> {
     Ok((normalised, kind))
 }
 
+/// The host a normalised URL-form service (`http://web:80`, `tcp://db:5432`) connects to; `None`
+/// for `http_status:NNN`, `bastion` and anything that is not `scheme://host[:port]`.
+pub fn service_host(service: &str) -> Option<&str> {
+    let (_, rest) = service.split_once("://")?;
+    let authority = rest.trim_end_matches('/');
+    split_host_port(authority).ok().map(|(host, _)| host).filter(|host| !host.is_empty())
+}
+
 fn bracket(host: &str) -> String {
     if host.contains(':') {
         format!("[{host}]")
@@ -194,6 +202,15 @@ pub fn count(value: &str) -> Result<u32, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_host_of_a_service() {
+        assert_eq!(service_host("http://web:80"), Some("web"));
+        assert_eq!(service_host("https://web"), Some("web"));
+        assert_eq!(service_host("tcp://[::1]:22"), Some("::1"));
+        assert_eq!(service_host("http_status:404"), None);
+        assert_eq!(service_host("bastion"), None);
+    }
 
     #[test]
     fn hostnames() {

@@ -21,6 +21,21 @@ pub const EDGE_IMAGE: &str = "dockflare/local-edge:latest";
 /// The zone of every test hostname.
 pub const ZONE: &str = "example.test";
 
+/// What the master logged about `hostname`: its route and DNS lines, for a failure's message.
+pub fn hostname_log(master: &Master, hostname: &str) -> String {
+    let lines: Vec<String> = master
+        .logs
+        .lines()
+        .into_iter()
+        .filter(|line| line.contains(hostname) && (line.contains("DNS record") || line.contains("Route")))
+        .collect();
+    if lines.is_empty() {
+        format!("(the master logged nothing about {hostname})")
+    } else {
+        lines.join("\n")
+    }
+}
+
 /// Fails loudly when the engine, the test images or the local edge image are missing.
 pub fn require_rig() {
     require_docker();

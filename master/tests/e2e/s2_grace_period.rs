@@ -69,7 +69,13 @@ async fn stopped_routes_leave_after_the_grace_and_a_quick_restart_keeps_them() -
     // By now the grace has passed for `keep` too: still served, same record, same tunnel.
     let kept = expect_served(&cloud, &master, &agent.edge, &keep_host, Some(&keep), WAIT).await?;
     assert_eq!(kept, tunnel);
-    assert_eq!(record_ids(&cloud, &keep_host), keep_record, "the record of {keep_host} was replaced");
+    let now_record = record_ids(&cloud, &keep_host);
+    if now_record != keep_record {
+        bail!(
+            "the record of {keep_host} was replaced: {keep_record:?} → {now_record:?}\nthe master's log of it:\n{}",
+            hostname_log(&master, &keep_host)
+        );
+    }
     let listed = tunnels(&master).await?;
     assert!(listed.iter().any(|t| t.id == tunnel && t.route_count == 1), "{listed:?}");
 
