@@ -178,7 +178,7 @@ mod tests {
         assert!(found[0]
             .reason
             .contains("\"web\" is not a container name or alias on the connector network cloudflare-net"));
-        assert!(found[0].reason.ends_with("names known there: proj-db-1, proj-web-1"), "{}", found[0].reason);
+        assert!(found[0].reason.ends_with("names known there: proj-web-1, proj-db-1"), "{}", found[0].reason);
         // Known as an alias: fine.
         assert!(diagnose(&web, &known(&["web"]), "n", &LabelPrefixes::default()).is_empty());
     }
