@@ -126,17 +126,21 @@ grep -q 'a DockFlare process exited' "$work/run.log" && fail "Ctrl-C was reporte
 grep -q '==> stopped' "$work/run.log" || fail "deploy/run.sh did not say it stopped"
 log "Ctrl-C stops deploy/run.sh with status 0"
 
+start_run() { # LOG WHAT (environment from the caller) -> deploy/run.sh running, run_pid set
+  with_sigint deploy/run.sh >"$1" 2>&1 &
+  run_pid=$!
+  local deadline=$((SECONDS + 120))
+  until grep -q "DockFlare is running" "$1" 2>/dev/null; do
+    kill -0 "$run_pid" 2>/dev/null || { cat "$1" >&2; fail "deploy/run.sh ($2) exited early"; }
+    [ $SECONDS -lt $deadline ] || fail "deploy/run.sh ($2) did not start within 120 s"
+    sleep 0.2
+  done
+}
+
 # A second start appends to the logs instead of truncating them.
 before_lines=$(wc -l <"$work/data/master.log")
 DOCKFLARE_DATA_DIR="$work/data" DOCKFLARE_LISTEN="127.0.0.1:$master_port" DOCKFLARE_EDGE_PORT="$edge_port" \
-  with_sigint deploy/run.sh >"$work/run2.log" 2>&1 &
-run_pid=$!
-deadline=$((SECONDS + 120))
-until grep -q "DockFlare is running" "$work/run2.log" 2>/dev/null; do
-  kill -0 "$run_pid" 2>/dev/null || { cat "$work/run2.log" >&2; fail "the second deploy/run.sh exited early"; }
-  [ $SECONDS -lt $deadline ] || fail "the second deploy/run.sh did not start within 120 s"
-  sleep 0.2
-done
+  start_run "$work/run2.log" "the second start"
 [ "$(grep -c '==== .* deploy/run.sh: master starting ====' "$work/data/master.log")" = 2 ] ||
   fail "master.log does not hold both starts (it was truncated?)"
 [ "$(wc -l <"$work/data/master.log")" -gt "$before_lines" ] || fail "master.log did not grow"
@@ -147,14 +151,7 @@ log "a second start appends to the logs and keeps the emulator's address"
 # With a Cloudflare that does not answer, the banner says so (and does not claim success).
 DOCKFLARE_DATA_DIR="$work/prod" DOCKFLARE_LISTEN="127.0.0.1:$master_port" CF_API_TOKEN=not-a-real-token \
   CF_ACCOUNT_ID=0123456789abcdef0123456789abcdef CF_API_URL=http://cloudflare.invalid/client/v4 \
-  with_sigint deploy/run.sh >"$work/run3.log" 2>&1 &
-run_pid=$!
-deadline=$((SECONDS + 120))
-until grep -q "DockFlare is running" "$work/run3.log" 2>/dev/null; do
-  kill -0 "$run_pid" 2>/dev/null || { cat "$work/run3.log" >&2; fail "deploy/run.sh (unreachable Cloudflare) exited early"; }
-  [ $SECONDS -lt $deadline ] || fail "deploy/run.sh (unreachable Cloudflare) did not start within 120 s"
-  sleep 0.2
-done
+  start_run "$work/run3.log" "a start against an unreachable Cloudflare"
 grep -q "cloudflare   NOT READY: Cloudflare unreachable (DNS/network)" "$work/run3.log" ||
   { cat "$work/run3.log" >&2; fail "the banner does not say Cloudflare is unreachable"; }
 grep -q "^DockFlare is running.$" "$work/run3.log" && fail "the banner claims success with Cloudflare unreachable"

@@ -93,11 +93,21 @@ async fn start_agent(master: &Master, scope: &str, network: &str) -> Result<(Age
     Ok((agent, agent_id))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn labelled_containers_and_routes_follow_the_engine() -> Result<()> {
+/// A network of its own, a master, and an agent scoped to `scope` on that network that has listed
+/// the engine. (Fields drop in order: the cleanup last.)
+struct Rig {
+    master: Master,
+    agent: Agent,
+    agent_id: String,
+    scope: String,
+    network: String,
+    cleanup: DockerCleanup,
+}
+
+async fn rig(prefix: &str) -> Result<Rig> {
     require_docker();
     let mut cleanup = DockerCleanup::default();
-    let scope = unique("std");
+    let scope = unique(prefix);
     let network = unique("net");
     docker(&["network", "create", &network])?;
     cleanup.networks.push(network.clone());
@@ -105,6 +115,12 @@ async fn labelled_containers_and_routes_follow_the_engine() -> Result<()> {
     let (agent, agent_id) = start_agent(&master, &scope, &network).await?;
     cleanup.containers.push(format!("dockflare-tunnel-{}", &agent_id[..8]));
     agent.logs.wait_for("Docker inventory listed.", WAIT).await?;
+    Ok(Rig { master, agent, agent_id, scope, network, cleanup })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labelled_containers_and_routes_follow_the_engine() -> Result<()> {
+    let Rig { master, agent, agent_id, scope, network, mut cleanup } = rig("std").await?;
 
     let in_scope = format!("test.scope={scope}");
     let web = format!("web-{scope}");
@@ -314,16 +330,7 @@ async fn the_connector_follows_commands_restarts_and_the_state_file() -> Result<
 /// the diagnostic goes once such a name exists.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_host_the_connector_cannot_resolve_is_diagnosed() -> Result<()> {
-    require_docker();
-    let mut cleanup = DockerCleanup::default();
-    let scope = unique("reach");
-    let network = unique("net");
-    docker(&["network", "create", &network])?;
-    cleanup.networks.push(network.clone());
-    let master = Master::start(None, &[]).await?;
-    let (agent, agent_id) = start_agent(&master, &scope, &network).await?;
-    cleanup.containers.push(format!("dockflare-tunnel-{}", &agent_id[..8]));
-    agent.logs.wait_for("Docker inventory listed.", WAIT).await?;
+    let Rig { master, agent: _agent, agent_id, scope, network, mut cleanup } = rig("reach").await?;
 
     // An unlabelled database on the network, known by its name and an alias.
     let db = format!("db-{scope}");

@@ -225,17 +225,14 @@ fn resolve_conflicts(rows: &mut [RouteRow]) {
         }) else {
             continue;
         };
-        let holder = describe_owner(&rows[winner]);
         // A withheld holder keeps the hostname without publishing it.
-        let (held, routed_to) = if rows[winner].status == Status::Invalid {
-            ("is claimed by", "is now claimed by")
-        } else {
-            ("is already routed to", "is now routed to")
-        };
-        let holder = if rows[winner].status == Status::Invalid {
-            format!("{holder}, whose route is withheld ({})", rows[winner].reason)
-        } else {
-            holder
+        let (held, routed_to, holder) = match rows[winner].status {
+            Status::Invalid => (
+                "is claimed by",
+                "is now claimed by",
+                format!("{}, whose route is withheld ({})", describe_owner(&rows[winner]), rows[winner].reason),
+            ),
+            _ => ("is already routed to", "is now routed to", describe_owner(&rows[winner])),
         };
         for &index in indexes {
             let row = &mut rows[index];
