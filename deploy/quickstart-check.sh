@@ -31,7 +31,9 @@ origin="quickstart-web-$$"
 before=$(docker ps -aq --no-trunc --filter label=dockflare.type=tunnel | sort)
 run_pid=""
 
+squatter=""
 cleanup() {
+  [ -z "$squatter" ] || kill "$squatter" 2>/dev/null || true
   [ -z "$run_pid" ] || { kill "$run_pid" 2>/dev/null || true; wait "$run_pid" 2>/dev/null || true; }
   docker rm -f "$origin" >/dev/null 2>&1 || true
   # The connector this run's agent created (deploy/run.sh leaves it running on purpose).
@@ -147,6 +149,26 @@ DOCKFLARE_DATA_DIR="$work/data" DOCKFLARE_LISTEN="127.0.0.1:$master_port" DOCKFL
 grep -q "emulator     $emulator " "$work/run2.log" || fail "the emulator moved between two starts of one data dir: $(grep emulator "$work/run2.log")"
 kill -INT "$run_pid"; wait "$run_pid" || true; run_pid=""
 log "a second start appends to the logs and keeps the emulator's address"
+
+# A third start finds the emulator's port taken: it moves, and the connector gets a token for the
+# new address (recreated), so the route is served again through the local edge.
+emulator_port=${emulator##*:}
+python3 -c 'import socket, sys, time; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(); time.sleep(600)' \
+  "$emulator_port" &
+squatter=$!
+DOCKFLARE_DATA_DIR="$work/data" DOCKFLARE_LISTEN="127.0.0.1:$master_port" DOCKFLARE_EDGE_PORT="$edge_port" \
+  start_run "$work/run4.log" "a start with the emulator's port taken"
+moved=$(sed -n 's/^  emulator     \(http:[^ ]*\).*/\1/p' "$work/run4.log")
+[ -n "$moved" ] && [ "$moved" != "$emulator" ] || fail "the emulator did not move off its taken port (banner: '$moved')"
+deadline=$((SECONDS + 60))
+until answer=$(curl -fsS -m 2 -H 'Host: app.example.test' "http://localhost:$edge_port/" 2>/dev/null) &&
+  [[ $answer == *"\"origin\":\"${origin_id:0:12}\""* ]]; do
+  [ $SECONDS -lt $deadline ] || fail "after the emulator moved to $moved, app.example.test was not served again within 60 s (last answer: '$answer')"
+  sleep 0.2
+done
+kill "$squatter" 2>/dev/null || true
+kill -INT "$run_pid"; wait "$run_pid" || true; run_pid=""
+log "the emulator moved ($emulator → $moved); the connector got a new token and serves again"
 
 # With a Cloudflare that does not answer, the banner says so (and does not claim success).
 DOCKFLARE_DATA_DIR="$work/prod" DOCKFLARE_LISTEN="127.0.0.1:$master_port" CF_API_TOKEN=not-a-real-token \
