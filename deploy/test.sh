@@ -107,6 +107,8 @@ log "cargo fmt --check"
 cargo fmt --all -- --check || die "cargo fmt found unformatted code (run: cargo fmt --all)"
 log "cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings || die "clippy found problems"
+# The end-to-end scenarios are `test = false` (run below, side by side), so --all-targets skips them.
+cargo clippy -p dockflare-master --test e2e --quiet -- -D warnings || die "clippy found problems in master/tests/e2e"
 log "cargo build (the tests run the real binaries)"
 cargo build --workspace --bins --quiet || die "cargo build failed"
 log "cargo test"

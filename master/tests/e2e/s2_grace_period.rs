@@ -46,7 +46,7 @@ async fn a_stopped_route_stays_for_the_grace_then_leaves_everywhere() -> Result<
     require_rig();
     let cloud = Cloud::start().await?;
     let master = cloud.master(None, SHORT_GRACE_SECONDS, &[]).await?;
-    let agent = EdgeAgent::start(&[master.url()], &master.join_token(1).await?, AgentOptions::default()).await?;
+    let mut agent = EdgeAgent::start(&[master.url()], &master.join_token(1).await?, AgentOptions::default()).await?;
     let leave = unique("leave");
     let leave_host = format!("{leave}.{ZONE}");
     agent.run_origin(&leave, &leave_host, &[])?;
