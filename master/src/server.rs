@@ -138,13 +138,7 @@ pub async fn start(
     let commands = CommandQueue::prepare(store.clone(), sessions.clone(), seal)
         .await
         .map_err(|e| StartError::Seal(e.to_string()))?;
-    let (client, emulator, tokens_moved) = cloudflare_client(&options.cloudflare, &options.data_dir).await?;
-    if tokens_moved {
-        // The connectors hold tokens that point at the emulator's old address: every agent gets
-        // a fresh start_tunnel, and its connector is recreated with a token that reaches it.
-        let agents = store.clear_assigned_tunnels().await?;
-        tracing::warn!(message = "Connectors get new tunnel tokens (the emulator's address changed).", agents);
-    }
+    let (client, emulator) = cloudflare_client(&options.cloudflare, &options.data_dir, &store).await?;
     let installation_id = store.setting_or_init("installation_id", &uuid::Uuid::new_v4().simple().to_string()).await?;
     let leader = crate::cluster::leadership(&store, &url);
     let reconciler = Reconciler::new(
@@ -244,16 +238,19 @@ fn emulator_candidates(
 /// The Cloudflare client: the real API, or — without an API token — the
 /// built-in emulator started here (offline mode), its account kept in
 /// `data_dir/`[`OFFLINE_STATE_FILE`] across restarts, on the address its
-/// tokens carry when it can. The flag says whether the restored account's
-/// tokens carried another address (its connectors must get new ones).
+/// tokens carry when it can. When the saved account's tokens carry another
+/// address, every agent's tunnel assignment is cleared *before* the file
+/// records the new one (so a crash in between cannot lose the renewal): the
+/// reconciler then sends each a start_tunnel with a token that reaches it.
 async fn cloudflare_client(
     options: &CloudflareOptions,
     data_dir: &Path,
-) -> Result<(CloudflareClient, Option<(Emulator, SocketAddr)>, bool), StartError> {
+    store: &Store,
+) -> Result<(CloudflareClient, Option<(Emulator, SocketAddr)>), StartError> {
     if let Some(settings) = &options.api {
         let client = CloudflareClient::new(settings.clone()).map_err(|e| StartError::Cloudflare(e.to_string()))?;
         tracing::info!(message = "Cloudflare API configured.", url = %settings.api_url, account = %settings.account_id);
-        return Ok((client, None, false));
+        return Ok((client, None));
     }
     let token = uuid::Uuid::new_v4().simple().to_string();
     let config = EmulatorConfig {
@@ -276,13 +273,21 @@ async fn cloudflare_client(
         .offline_emulator_url
         .clone()
         .unwrap_or_else(|| format!("http://host.docker.internal:{}{base_path}", addr.port()));
+    if state_file.exists() && saved_url.as_deref() != Some(public_url.as_str()) {
+        let agents = store.clear_assigned_tunnels().await?;
+        tracing::warn!(
+            message = "Connectors get new tunnel tokens (the emulator's address changed).",
+            previous = saved_url.as_deref().unwrap_or("unknown (not recorded)"),
+            now = %public_url,
+            agents,
+        );
+    }
     let emulator = Emulator::open(EmulatorConfig {
         public_url: Some(public_url.clone()),
         state_file: Some(state_file.clone()),
         ..config
     })
     .map_err(|e| StartError::Emulator(e.to_string()))?;
-    let mut tokens_moved = false;
     if emulator.restored() {
         let snapshot = emulator.snapshot();
         tracing::info!(
@@ -293,14 +298,6 @@ async fn cloudflare_client(
             zones = snapshot.zones.len(),
             records = snapshot.dns_records.len(),
         );
-        if saved_url.as_deref() != Some(public_url.as_str()) {
-            tracing::warn!(
-                message = "The tunnel tokens issued before carry another emulator address; they are renewed.",
-                previous = saved_url.as_deref().unwrap_or("unknown (not recorded)"),
-                now = %public_url,
-            );
-            tokens_moved = true;
-        }
     }
     let listening = listener.local_addr().map_or_else(|_| addr.to_string(), |a| a.to_string());
     emulator.serve_in_background(listener);
@@ -319,7 +316,7 @@ async fn cloudflare_client(
     // The emulator has no rate limit to respect.
     let settings = CloudflareSettings { api_url, token: token.into(), account_id, requests_per_5_minutes: 1_000_000 };
     let client = CloudflareClient::new(settings).map_err(|e| StartError::Cloudflare(e.to_string()))?;
-    Ok((client, Some((emulator, addr)), tokens_moved))
+    Ok((client, Some((emulator, addr))))
 }
 
 #[cfg(test)]
