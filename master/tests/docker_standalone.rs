@@ -33,6 +33,12 @@ async fn reported(master: &Master, agent_id: &str) -> Result<BTreeSet<String>> {
     Ok(containers.into_iter().filter_map(|c| c.container.map(|c| c.name)).collect())
 }
 
+/// The label diagnostics the master lists for an agent.
+async fn diagnostics(master: &Master, agent_id: &str) -> Result<Vec<dockflare::v1::DiagnosticRecord>> {
+    let request = ListDiagnosticsRequest { agent_id: agent_id.into() };
+    Ok(master.admin().await?.list_diagnostics(request).await?.into_inner().diagnostics)
+}
+
 async fn wait_reported(master: &Master, agent_id: &str, expected: &[&str]) -> Result<()> {
     let expected: BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
     eventually(&format!("master lists {expected:?}"), WAIT, || async {
@@ -168,13 +174,7 @@ async fn labelled_containers_and_routes_follow_the_engine() -> Result<()> {
         Ok((routes(&master, &agent_id).await? == expected).then_some(()))
     })
     .await?;
-    let diagnostics = master
-        .admin()
-        .await?
-        .list_diagnostics(ListDiagnosticsRequest { agent_id: agent_id.clone() })
-        .await?
-        .into_inner()
-        .diagnostics;
+    let diagnostics = diagnostics(&master, &agent_id).await?;
     let reasons: Vec<(String, String)> =
         diagnostics.iter().filter_map(|d| d.diagnostic.as_ref().map(|x| (x.label.clone(), x.reason.clone()))).collect();
     assert!(
@@ -344,14 +344,8 @@ async fn a_service_host_the_connector_cannot_resolve_is_diagnosed() -> Result<()
         "dockflare.service=http://web:80".into(),
     ];
     run_origin(&mut cleanup, &app, &network, &labels)?;
-    let diagnostics = || async {
-        let listed = master
-            .admin()
-            .await?
-            .list_diagnostics(ListDiagnosticsRequest { agent_id: agent_id.clone() })
-            .await?
-            .into_inner()
-            .diagnostics;
+    let service_reasons = || async {
+        let listed = diagnostics(&master, &agent_id).await?;
         Ok::<_, anyhow::Error>(
             listed
                 .into_iter()
@@ -362,7 +356,7 @@ async fn a_service_host_the_connector_cannot_resolve_is_diagnosed() -> Result<()
         )
     };
     let reason = eventually("a diagnostic for the unknown service host", WAIT, || async {
-        Ok(diagnostics().await?.into_iter().next())
+        Ok(service_reasons().await?.into_iter().next())
     })
     .await?;
     assert!(
@@ -379,6 +373,7 @@ async fn a_service_host_the_connector_cannot_resolve_is_diagnosed() -> Result<()
     let web = format!("web-{scope}");
     cleanup.containers.push(web.clone());
     docker(&["run", "-d", "--name", &web, "--network", &network, "--network-alias", "web", ORIGIN])?;
-    eventually("the diagnostic to go", WAIT, || async { Ok(diagnostics().await?.is_empty().then_some(())) }).await?;
+    eventually("the diagnostic to go", WAIT, || async { Ok(service_reasons().await?.is_empty().then_some(())) })
+        .await?;
     Ok(())
 }

@@ -41,18 +41,36 @@ async fn pending_deadline(master: &crate::processes::Master, hostname: &str) -> 
     Ok(pending.seconds * 1000 + i64::from(pending.nanos) / 1_000_000)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stopped_route_stays_for_the_grace_then_leaves_everywhere() -> Result<()> {
+/// A master with `grace_seconds`, an agent with the local edge, and one origin served through it.
+/// (Fields drop in order: the agent before the master and the account.)
+struct Rig {
+    agent: EdgeAgent,
+    master: crate::processes::Master,
+    cloud: Cloud,
+    origin: String,
+    hostname: String,
+    /// The tunnel that serves it.
+    tunnel: String,
+}
+
+async fn rig(grace_seconds: u64, name: &str) -> Result<Rig> {
     require_rig();
     let cloud = Cloud::start().await?;
-    let master = cloud.master(None, SHORT_GRACE_SECONDS, &[]).await?;
+    let master = cloud.master(None, grace_seconds, &[]).await?;
     let mut agent = EdgeAgent::start(&[master.url()], &master.join_token(1).await?, AgentOptions::default()).await?;
-    let leave = unique("leave");
-    let leave_host = format!("{leave}.{ZONE}");
-    agent.run_origin(&leave, &leave_host, &[])?;
-    let tunnel = expect_served(&cloud, &master, &agent.edge, &leave_host, Some(&leave), WAIT)
+    let origin = unique(name);
+    let hostname = format!("{origin}.{ZONE}");
+    agent.run_origin(&origin, &hostname, &[])?;
+    let tunnel = expect_served(&cloud, &master, &agent.edge, &hostname, Some(&origin), WAIT)
         .await
         .map_err(|e| e.context(agent.diagnostics()))?;
+    Ok(Rig { agent, master, cloud, origin, hostname, tunnel })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_route_stays_for_the_grace_then_leaves_everywhere() -> Result<()> {
+    let Rig { cloud, master, agent, origin: leave, hostname: leave_host, tunnel } =
+        rig(SHORT_GRACE_SECONDS, "leave").await?;
 
     let stopped = Instant::now();
     docker(&["stop", "--time", "1", &leave])?;
@@ -93,16 +111,8 @@ async fn a_stopped_route_stays_for_the_grace_then_leaves_everywhere() -> Result<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quick_restart_keeps_the_route_and_a_recreated_container_takes_it_over() -> Result<()> {
-    require_rig();
-    let cloud = Cloud::start().await?;
-    let master = cloud.master(None, LONG_GRACE_SECONDS, &[]).await?;
-    let mut agent = EdgeAgent::start(&[master.url()], &master.join_token(1).await?, AgentOptions::default()).await?;
-    let keep = unique("keep");
-    let keep_host = format!("{keep}.{ZONE}");
-    agent.run_origin(&keep, &keep_host, &[])?;
-    let tunnel = expect_served(&cloud, &master, &agent.edge, &keep_host, Some(&keep), WAIT)
-        .await
-        .map_err(|e| e.context(agent.diagnostics()))?;
+    let Rig { cloud, master, mut agent, origin: keep, hostname: keep_host, tunnel } =
+        rig(LONG_GRACE_SECONDS, "keep").await?;
     let keep_record = record_ids(&cloud, &keep_host);
 
     // Stopped, pending deletion, started again: well inside a grace no restart outlasts.
