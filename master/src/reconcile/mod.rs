@@ -121,6 +121,8 @@ pub struct Reconciler {
     /// Per tunnel id: hash of the rules last known to be in Cloudflare.
     /// Per tunnel: the fingerprint of the ingress last synced, and the conflicts it had.
     synced: HashMap<String, (u64, BTreeSet<ingress::RuleKey>)>,
+    /// Per tunnel id: the configuration version last read or written (tunnel health needs it).
+    config_versions: HashMap<String, i64>,
     last_drift: Option<Instant>,
     /// Whether the token was verified and its permissions checked.
     ready: bool,
@@ -144,6 +146,7 @@ impl Reconciler {
             settings,
             installation_id,
             synced: HashMap::new(),
+            config_versions: HashMap::new(),
             last_drift: None,
             ready: false,
             leader,
@@ -331,6 +334,7 @@ impl Reconciler {
         let drift = self.last_drift.is_none_or(|at| at.elapsed() >= self.settings.drift_interval);
         if drift {
             self.synced.clear();
+            self.config_versions.clear();
             self.last_drift = Some(Instant::now());
         }
 
@@ -567,6 +571,7 @@ impl Reconciler {
                 Ok(()) => {
                     self.store.delete_tunnel(key).await?;
                     self.synced.remove(&tunnel.tunnel_id);
+                    self.config_versions.remove(&tunnel.tunnel_id);
                     report.tunnels_deleted += 1;
                     tracing::info!(message = "Tunnel deleted (no agent uses it).", tunnel = %tunnel.name);
                 }
@@ -706,6 +711,7 @@ impl Reconciler {
             }
         }
         let current = self.client.get_configuration(&tunnel.tunnel_id).await?;
+        self.config_versions.insert(tunnel.tunnel_id.clone(), current.as_ref().map_or(0, |c| c.version));
         let owned = self.store.owned_rules(&tunnel.tunnel_id).await?;
         let current_rules = current.as_ref().map(|c| c.config.ingress.clone()).unwrap_or_default();
         let merged = ingress::merge(&current_rules, &owned, desired);
@@ -719,7 +725,8 @@ impl Reconciler {
             }
             let mut config = current.map(|c| c.config).unwrap_or_default();
             config.ingress = merged.rules.clone();
-            self.client.put_configuration(&tunnel.tunnel_id, &config).await?;
+            let written = self.client.put_configuration(&tunnel.tunnel_id, &config).await?;
+            self.config_versions.insert(tunnel.tunnel_id.clone(), written.version);
             report.ingress_updates += 1;
         }
         if placed != owned {
@@ -797,8 +804,14 @@ impl Reconciler {
                 row.connector_count = clients.len() as i64;
                 row.connector_config_version = clients.iter().map(|c| c.config_version).min().unwrap_or(0);
             }
-            if let Ok(configuration) = self.client.get_configuration(&tunnel.tunnel_id).await {
-                row.config_version = configuration.map_or(0, |c| c.version);
+            // This drift pass's ingress step read (or wrote) the version; read it only if it could not.
+            match self.config_versions.get(&tunnel.tunnel_id) {
+                Some(version) => row.config_version = *version,
+                None => {
+                    if let Ok(configuration) = self.client.get_configuration(&tunnel.tunnel_id).await {
+                        row.config_version = configuration.map_or(0, |c| c.version);
+                    }
+                }
             }
             if row != *tunnel {
                 row.updated_at = now_millis();
