@@ -16,7 +16,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     fs::write(out_dir.join("dockflare_descriptor.bin"), descriptors.encode_to_vec())?;
 
-    let mut builder = tonic_prost_build::configure().build_client(true).build_server(true);
+    // Decode errors are INVALID_ARGUMENT, not INTERNAL (src/codec.rs).
+    let mut builder =
+        tonic_prost_build::configure().build_client(true).build_server(true).codec_path("crate::codec::ProtoCodec");
     for path in REDACTED_DEBUG {
         builder = builder.skip_debug([*path]);
     }

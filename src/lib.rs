@@ -11,6 +11,7 @@ pub mod v1 {
     tonic::include_proto!("dockflare.v1");
 }
 
+pub mod codec;
 mod redacted_debug;
 
 /// The encoded `FileDescriptorSet` of every `.proto` file under `proto/`,

@@ -756,6 +756,7 @@ impl Fleet {
                 ttl_seconds: 3600,
                 max_uses,
                 description: "fleet_bench".into(),
+                tunnel_group: String::new(),
             })
             .await
             .context("CreateJoinToken")?

@@ -6,10 +6,11 @@ use crate::convert;
 use crate::state::{now_millis, store_status, SharedState};
 use crate::store::JoinTokenRow;
 use dockflare::v1::admin_service_server::AdminService;
-use dockflare::v1::{self, command, send_command_request};
+use dockflare::v1::{self, command, send_command_request, StopTunnel};
 use dockflare_common::join_token::{certificate_digest, JoinToken};
 use prost::Message;
 use std::collections::HashMap;
+use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 const DEFAULT_TOKEN_TTL_SECONDS: u64 = 24 * 3600;
@@ -46,11 +47,13 @@ impl AdminApi {
 /// A new join token for `ca_der`'s CA, and the row to store for it.
 pub fn new_join_token(
     ca_der: &[u8],
-    ttl_seconds: u64,
-    max_uses: u32,
-    description: &str,
+    request: &v1::CreateJoinTokenRequest,
     now: i64,
 ) -> Result<(JoinToken, JoinTokenRow), Status> {
+    let v1::CreateJoinTokenRequest { ttl_seconds, max_uses, description, tunnel_group } = request;
+    let (ttl_seconds, max_uses) = (*ttl_seconds, *max_uses);
+    crate::agent_service::validate::tunnel_group("tunnel_group", tunnel_group.trim())
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
     let ttl = if ttl_seconds == 0 { DEFAULT_TOKEN_TTL_SECONDS } else { ttl_seconds };
     if ttl > MAX_TOKEN_TTL_SECONDS {
         return Err(Status::invalid_argument(format!("ttl_seconds: at most {MAX_TOKEN_TTL_SECONDS} (one year)")));
@@ -71,9 +74,13 @@ pub fn new_join_token(
         max_uses,
         uses: 0,
         revoked: false,
+        tunnel_group: tunnel_group.trim().to_string(),
     };
     Ok((token, row))
 }
+
+/// How long RemoveAgent waits for a connected agent to acknowledge the stop of its connector.
+const REMOVAL_STOP_WAIT: Duration = Duration::from_secs(5);
 
 fn page_size(requested: u32) -> u32 {
     match requested {
@@ -90,6 +97,24 @@ fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, Status> {
     }
 }
 
+impl AdminApi {
+    /// Waits (at most [`REMOVAL_STOP_WAIT`]) for a connected agent to acknowledge command
+    /// `sequence`, so that a removed agent stops its connector before its streams end.
+    async fn wait_acked(&self, agent_id: &str, sequence: u64) {
+        let deadline = tokio::time::Instant::now() + REMOVAL_STOP_WAIT;
+        while self.state.sessions.is_connected(agent_id) && tokio::time::Instant::now() < deadline {
+            match self.state.store.get_agent(agent_id).await {
+                Ok(Some(agent)) if agent.last_acked_command_seq >= sequence => return,
+                Ok(_) => {}
+                Err(error) => {
+                    return tracing::warn!(message = "Could not read the agent being removed.", agent = %agent_id, %error)
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl AdminService for AdminApi {
     async fn create_join_token(
@@ -98,19 +123,13 @@ impl AdminService for AdminApi {
     ) -> Result<Response<v1::CreateJoinTokenResponse>, Status> {
         let admin = self.state.auth.admin(&request)?;
         let request = request.into_inner();
-        let (token, row) = new_join_token(
-            self.state.ca.certificate_der(),
-            request.ttl_seconds,
-            request.max_uses,
-            &request.description,
-            now_millis(),
-        )?;
+        let (token, row) = new_join_token(self.state.ca.certificate_der(), &request, now_millis())?;
         self.state
             .store
             .insert_join_token(&row, &token.secret_hash())
             .await
             .map_err(|e| store_status("storing the join token", e))?;
-        tracing::info!(message = "Join token created.", token_id = %row.id, max_uses = row.max_uses, %admin);
+        tracing::info!(message = "Join token created.", token_id = %row.id, max_uses = row.max_uses, tunnel_group = %row.tunnel_group, %admin);
         Ok(Response::new(v1::CreateJoinTokenResponse { token: token.expose(), info: Some(convert::join_token(&row)) }))
     }
 
@@ -425,18 +444,46 @@ impl AdminService for AdminApi {
             .map_err(|e| store_status("reading the agent", e))?
             .ok_or_else(|| Status::not_found(format!("agent {id:?} does not exist")))?;
         if agent.removed_at.is_none() && !agent.is_revoked() {
-            crate::reconcile::stop_connector(&self.state.commands, &id).await?;
+            let stop = StopTunnel { tunnel_id: String::new() };
+            let (_, sequence) = self.state.commands.enqueue(&id, command::Kind::StopTunnel(stop)).await?;
+            self.wait_acked(&id, sequence).await;
         }
+        // Removal revokes: every call of the agent is refused from now on, and its streams end.
         self.state
             .store
             .mark_agent_removed(&id, now_millis())
             .await
             .map_err(|e| store_status("removing the agent", e))?;
+        self.state.sessions.revoke(&id);
+        crate::cluster::notify(&self.state.store, crate::cluster::REVOCATIONS, &id).await;
         tracing::info!(message = "Agent removed.", agent = %id, %admin);
         self.state.reconciler.run_now().await;
         crate::cluster::notify(&self.state.store, crate::cluster::RECONCILE, "").await;
         let agent = self.state.store.get_agent(&id).await.map_err(|e| store_status("reading the agent", e))?;
         Ok(Response::new(v1::RemoveAgentResponse { agent: agent.map(|a| convert::agent(&a, false)) }))
+    }
+
+    async fn set_agent_tunnel_group(
+        &self,
+        request: Request<v1::SetAgentTunnelGroupRequest>,
+    ) -> Result<Response<v1::SetAgentTunnelGroupResponse>, Status> {
+        let admin = self.state.auth.admin(&request)?;
+        let request = request.into_inner();
+        let id = required("id", &request.id)?;
+        let group = request.tunnel_group.trim();
+        crate::agent_service::validate::tunnel_group("tunnel_group", group)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let agent = self
+            .state
+            .store
+            .set_agent_tunnel_group(id, group)
+            .await
+            .map_err(|e| store_status("setting the tunnel group", e))?
+            .ok_or_else(|| Status::not_found(format!("agent {id:?} does not exist")))?;
+        tracing::info!(message = "Agent moved to another tunnel group.", agent = %id, tunnel_group = %group, %admin);
+        self.state.reconciler.trigger();
+        crate::cluster::notify(&self.state.store, crate::cluster::RECONCILE, "").await;
+        Ok(Response::new(v1::SetAgentTunnelGroupResponse { agent: Some(convert::agent(&agent, false)) }))
     }
 
     async fn reconcile(
@@ -468,19 +515,26 @@ impl AdminService for AdminApi {
 mod tests {
     use super::*;
 
+    fn request(ttl_seconds: u64, max_uses: u32, description: &str, tunnel_group: &str) -> v1::CreateJoinTokenRequest {
+        v1::CreateJoinTokenRequest {
+            ttl_seconds,
+            max_uses,
+            description: description.into(),
+            tunnel_group: tunnel_group.into(),
+        }
+    }
+
     #[test]
     fn join_token_limits_are_enforced_with_field_names() {
         let err = |r: Result<(JoinToken, JoinTokenRow), Status>| r.err().map(|s| s.message().to_string());
-        assert_eq!(
-            err(new_join_token(b"ca", MAX_TOKEN_TTL_SECONDS + 1, 1, "", 0)).map(|m| m.starts_with("ttl_seconds")),
-            Some(true)
-        );
-        assert_eq!(
-            err(new_join_token(b"ca", 0, MAX_TOKEN_USES + 1, "", 0)).map(|m| m.starts_with("max_uses")),
-            Some(true)
-        );
-        let (_, row) =
-            new_join_token(b"ca", 0, 0, "laptop", 1_000).map_err(|s| s.to_string()).unwrap_or_else(|e| panic!("{e}"));
+        let field = |r: &v1::CreateJoinTokenRequest| err(new_join_token(b"ca", r, 0)).unwrap_or_default();
+        assert!(field(&request(MAX_TOKEN_TTL_SECONDS + 1, 1, "", "")).starts_with("ttl_seconds"));
+        assert!(field(&request(0, MAX_TOKEN_USES + 1, "", "")).starts_with("max_uses"));
+        assert!(field(&request(0, 0, "", "no spaces")).starts_with("tunnel_group"));
+        let (_, row) = new_join_token(b"ca", &request(0, 0, "laptop", " edge "), 1_000)
+            .map_err(|s| s.to_string())
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((row.max_uses, row.expires_at), (1, 1_000 + DEFAULT_TOKEN_TTL_SECONDS as i64 * 1000));
+        assert_eq!(row.tunnel_group, "edge");
     }
 }

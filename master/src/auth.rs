@@ -5,11 +5,15 @@
 
 use dockflare_common::identity::{AgentId, Identity};
 use dockflare_common::pki::describe_certificate;
-use rustls::pki_types::UnixTime;
+use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::ClientCertVerifier;
 use rustls::{CertificateError, Error as TlsError};
 use std::sync::Arc;
 use tonic::{Request, Status};
+
+/// An identity whose chain was verified for this call (a request extension).
+#[derive(Clone, Debug)]
+pub struct VerifiedIdentity(pub Identity);
 
 /// Checks callers' certificates.
 #[derive(Clone, Debug)]
@@ -22,13 +26,23 @@ impl Authenticator {
         Authenticator { verifier }
     }
 
-    /// The verified identity of the caller.
+    /// The verified identity of the caller: the one [`crate::call_limits`] verified before
+    /// the request was decoded, or (when the call did not pass that layer) verified here.
     pub fn identity<T>(&self, request: &Request<T>) -> Result<Identity, Status> {
-        let certs = request.peer_certs().filter(|certs| !certs.is_empty()).ok_or_else(|| {
+        if let Some(VerifiedIdentity(identity)) = request.extensions().get::<VerifiedIdentity>() {
+            return Ok(identity.clone());
+        }
+        let certs = request.peer_certs().ok_or_else(|| {
             Status::unauthenticated("no client certificate: this call needs a certificate issued by the master's CA")
         })?;
-        let (end_entity, intermediates) =
-            certs.split_first().ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+        self.verify_chain(&certs)
+    }
+
+    /// Verifies a presented chain (end entity first) and reads its DockFlare identity.
+    pub fn verify_chain(&self, certs: &[CertificateDer<'static>]) -> Result<Identity, Status> {
+        let (end_entity, intermediates) = certs.split_first().ok_or_else(|| {
+            Status::unauthenticated("no client certificate: this call needs a certificate issued by the master's CA")
+        })?;
         self.verifier.verify_client_cert(end_entity, intermediates, UnixTime::now()).map_err(|error| {
             Status::unauthenticated(format!("client certificate rejected: {}", describe_tls_error(&error)))
         })?;

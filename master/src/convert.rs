@@ -86,6 +86,7 @@ pub fn join_token(row: &JoinTokenRow) -> v1::JoinToken {
         max_uses: row.max_uses,
         uses: row.uses,
         revoked: row.revoked,
+        tunnel_group: row.tunnel_group.clone(),
     }
 }
 

@@ -5,8 +5,11 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use dockflare_master::admin_service::new_join_token;
+use dockflare_master::call_limits::CallLimits;
 use dockflare_master::cloudflare::client::CloudflareSettings;
 use dockflare_master::cloudflare::emulator::{run_standalone, EmulatorConfig};
+use dockflare_master::listener::admission::default_max_connections;
+use dockflare_master::listener::ConnectionLimits;
 use dockflare_master::pki_files::{self, PkiOptions};
 use dockflare_master::reconcile::ReconcileSettings;
 use dockflare_master::server::{self, CloudflareOptions, ServeOptions};
@@ -86,6 +89,10 @@ enum TokenAction {
         /// Free text shown by `token list`.
         #[arg(long, default_value = "")]
         description: String,
+        /// The tunnel group agents enrolled with this token join (they share one tunnel).
+        /// Default: each agent gets a tunnel of its own.
+        #[arg(long, default_value = "")]
+        tunnel_group: String,
     },
     /// List join tokens (without secrets).
     List,
@@ -130,6 +137,9 @@ struct ServeArgs {
     /// master runs offline against its built-in Cloudflare emulator.
     #[arg(long, env = "CF_API_TOKEN", hide_env_values = true, value_parser = secret)]
     cf_api_token: Option<SecretString>,
+    /// File holding the Cloudflare API token (a Docker or systemd secret), instead of CF_API_TOKEN.
+    #[arg(long, env = "CF_API_TOKEN_FILE", conflicts_with = "cf_api_token")]
+    cf_api_token_file: Option<PathBuf>,
     /// Cloudflare account id (required with CF_API_TOKEN).
     #[arg(long, env = "CF_ACCOUNT_ID")]
     cf_account_id: Option<String>,
@@ -163,6 +173,59 @@ struct ServeArgs {
     /// tokens). Default: http://host.docker.internal:PORT/client/v4.
     #[arg(long, env = "DOCKFLARE_OFFLINE_EMULATOR_URL")]
     offline_emulator_url: Option<String>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// Limits that keep one peer from taking what the fleet needs (README: "Limits").
+#[derive(Args, Debug)]
+struct LimitArgs {
+    /// Open connections at most. Default: the open-files limit less 256.
+    #[arg(long, env = "DOCKFLARE_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Open connections from one source address (IPv6: one /64) at most; more are closed at once.
+    #[arg(long, env = "DOCKFLARE_MAX_CONNECTIONS_PER_SOURCE", default_value_t = 1024)]
+    max_connections_per_source: usize,
+    /// Longest wait for a new connection's TLS ClientHello.
+    #[arg(long, env = "DOCKFLARE_TLS_HELLO_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    tls_hello_timeout: Duration,
+    /// Longest the rest of a TLS handshake may take.
+    #[arg(long, env = "DOCKFLARE_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    tls_handshake_timeout: Duration,
+    /// A connection whose peer sends nothing for this long is closed (live peers answer the
+    /// server's pings, sent every third of it, at most every 20 s).
+    #[arg(long, env = "DOCKFLARE_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    idle_timeout: Duration,
+    /// Largest message an agent may send, e.g. 4MiB (a status report of a whole host).
+    #[arg(long, env = "DOCKFLARE_MAX_AGENT_MESSAGE", default_value = "4MiB", value_parser = byte_size)]
+    max_agent_message: usize,
+    /// Largest request message of a call without a valid client certificate (and of Enroll).
+    #[arg(long, env = "DOCKFLARE_MAX_UNAUTHENTICATED_MESSAGE", default_value = "64KiB", value_parser = byte_size)]
+    max_unauthenticated_message: usize,
+    /// Calls without a valid client certificate in progress at once.
+    #[arg(long, env = "DOCKFLARE_MAX_UNAUTHENTICATED_CALLS", default_value_t = 256)]
+    max_unauthenticated_calls: usize,
+    /// ... of which from one source address.
+    #[arg(long, env = "DOCKFLARE_MAX_UNAUTHENTICATED_CALLS_PER_SOURCE", default_value_t = 16)]
+    max_unauthenticated_calls_per_source: usize,
+    /// Failed enrollments per source address and minute; then Enroll refuses it until the minute ends.
+    #[arg(long, env = "DOCKFLARE_ENROLL_FAILURES_PER_MINUTE", default_value_t = 30)]
+    enroll_failures_per_minute: u32,
+}
+
+/// Parses "4MiB", "64KiB", "512" (bytes).
+fn byte_size(value: &str) -> Result<usize, String> {
+    let value = value.trim();
+    let split = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
+    let (digits, unit) = value.split_at(split);
+    let multiplier: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "KB" => 1024,
+        "MiB" | "M" | "MB" => 1024 * 1024,
+        other => return Err(format!("unknown unit {other:?}: use B, KiB or MiB")),
+    };
+    let number: usize = digits.parse().map_err(|_| format!("{value:?} is not a size such as 4MiB or 65536"))?;
+    number.checked_mul(multiplier).filter(|n| *n > 0).ok_or_else(|| format!("{value:?} is out of range"))
 }
 
 fn secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
@@ -207,8 +270,9 @@ fn pki_options(common: &CommonArgs, serve: &ServeArgs) -> PkiOptions {
     }
 }
 
-fn serve_options(cli: &Cli) -> Result<ServeOptions> {
+fn serve_options(cli: &Cli, open_files_limit: Option<u64>) -> Result<ServeOptions> {
     let serve = &cli.serve;
+    let limits = &serve.limits;
     if serve.heartbeat_timeout <= serve.heartbeat_interval {
         bail!(
             "--heartbeat-timeout ({:?}) must be longer than --heartbeat-interval ({:?})",
@@ -219,7 +283,11 @@ fn serve_options(cli: &Cli) -> Result<ServeOptions> {
     if serve.agent_cert_ttl < Duration::from_secs(10) {
         bail!("--agent-cert-ttl must be at least 10s");
     }
-    let api = match (&serve.cf_api_token, &serve.cf_account_id) {
+    let cf_api_token = match &serve.cf_api_token_file {
+        Some(path) => Some(read_secret_file(path)?),
+        None => serve.cf_api_token.clone(),
+    };
+    let api = match (&cf_api_token, &serve.cf_account_id) {
         (Some(token), Some(account_id)) => Some(CloudflareSettings {
             api_url: serve.cf_api_url.clone(),
             token: token.clone(),
@@ -253,6 +321,22 @@ fn serve_options(cli: &Cli) -> Result<ServeOptions> {
                 ..ReconcileSettings::default()
             },
         },
+        connections: ConnectionLimits {
+            max_connections: limits
+                .max_connections
+                .unwrap_or_else(|| default_max_connections(open_files_limit.unwrap_or(4096))),
+            max_connections_per_source: limits.max_connections_per_source,
+            hello_timeout: limits.tls_hello_timeout,
+            handshake_timeout: limits.tls_handshake_timeout,
+            idle_timeout: limits.idle_timeout.max(Duration::from_millis(300)),
+        },
+        calls: CallLimits {
+            max_agent_message: limits.max_agent_message,
+            enroll_failures_per_minute: limits.enroll_failures_per_minute,
+            max_unauthenticated_message: limits.max_unauthenticated_message,
+            max_unauthenticated_calls: limits.max_unauthenticated_calls,
+            max_unauthenticated_calls_per_source: limits.max_unauthenticated_calls_per_source,
+        },
     })
 }
 
@@ -270,16 +354,21 @@ async fn shutdown_signal() {
 }
 
 async fn token_command(cli: &Cli, action: &TokenAction) -> Result<()> {
-    let options = serve_options(cli)?;
+    let options = serve_options(cli, None)?;
     dockflare_common::secret_file::create_private_dir(&options.data_dir)
         .with_context(|| format!("creating {}", options.data_dir.display()))?;
     let store = server::connect_store(&server::database_url(&options)).await.context("opening the database")?;
     match action {
-        TokenAction::Create { ttl, max_uses, description } => {
+        TokenAction::Create { ttl, max_uses, description, tunnel_group } => {
             let pki = pki_files::load_or_create(&options.pki, time::OffsetDateTime::now_utc())?;
-            let (token, row) =
-                new_join_token(pki.ca.certificate_der(), ttl.as_secs(), *max_uses, description, now_millis())
-                    .map_err(|status| anyhow::anyhow!("{}", status.message()))?;
+            let request = dockflare::v1::CreateJoinTokenRequest {
+                ttl_seconds: ttl.as_secs(),
+                max_uses: *max_uses,
+                description: description.clone(),
+                tunnel_group: tunnel_group.clone(),
+            };
+            let (token, row) = new_join_token(pki.ca.certificate_der(), &request, now_millis())
+                .map_err(|status| anyhow::anyhow!("{}", status.message()))?;
             store.insert_join_token(&row, &token.secret_hash()).await?;
             eprintln!(
                 "Join token {} created (max uses {}, expires in {}).",
@@ -290,7 +379,10 @@ async fn token_command(cli: &Cli, action: &TokenAction) -> Result<()> {
             println!("{}", token.expose());
         }
         TokenAction::List => {
-            println!("{:<14} {:>5} {:>8} {:<8} {:<25} DESCRIPTION", "ID", "USES", "MAX", "STATE", "EXPIRES");
+            println!(
+                "{:<14} {:>5} {:>8} {:<8} {:<25} {:<16} DESCRIPTION",
+                "ID", "USES", "MAX", "STATE", "EXPIRES", "TUNNEL GROUP"
+            );
             let now = now_millis();
             for row in store.list_join_tokens().await? {
                 let state = if row.revoked {
@@ -304,8 +396,14 @@ async fn token_command(cli: &Cli, action: &TokenAction) -> Result<()> {
                     std::time::UNIX_EPOCH + Duration::from_millis(row.expires_at.max(0) as u64),
                 );
                 println!(
-                    "{:<14} {:>5} {:>8} {:<8} {:<25} {}",
-                    row.id, row.uses, row.max_uses, state, expires, row.description
+                    "{:<14} {:>5} {:>8} {:<8} {:<25} {:<16} {}",
+                    row.id,
+                    row.uses,
+                    row.max_uses,
+                    state,
+                    expires,
+                    if row.tunnel_group.is_empty() { "-" } else { &row.tunnel_group },
+                    row.description
                 );
             }
         }
@@ -319,17 +417,37 @@ async fn token_command(cli: &Cli, action: &TokenAction) -> Result<()> {
 }
 
 /// Every agent holds a connection: lift the soft open-files limit to the hard one.
-fn raise_file_limit() {
+fn raise_file_limit() -> Option<u64> {
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => tracing::info!(message = "Open files limit.", limit),
-        Err(error) => tracing::warn!(message = "Could not raise the open files limit.", %error),
+        Ok(limit) => {
+            tracing::info!(message = "Open files limit.", limit);
+            Some(limit)
+        }
+        Err(error) => {
+            tracing::warn!(message = "Could not raise the open files limit.", %error);
+            rlimit::getrlimit(rlimit::Resource::NOFILE).ok().map(|(soft, _)| soft)
+        }
     }
+}
+
+/// Reads a secret from a file (trailing newline dropped); the file should be private.
+fn read_secret_file(path: &std::path::Path) -> Result<SecretString> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let value = text.trim();
+    if value.is_empty() {
+        bail!("{} is empty", path.display());
+    }
+    Ok(SecretString::from(value.to_string()))
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     init_logging(cli.common.log_format);
+    if matches.value_source("cf_api_token") == Some(clap::parser::ValueSource::CommandLine) {
+        tracing::warn!(message = "The Cloudflare API token was given on the command line, where every user of this host can read it (/proc/PID/cmdline); prefer CF_API_TOKEN or --cf-api-token-file.");
+    }
     let _ = rustls::crypto::ring::default_provider().install_default();
     match &cli.command {
         Some(Command::Token { action }) => token_command(&cli, action).await,
@@ -339,11 +457,26 @@ async fn main() -> Result<()> {
             run_standalone(*listen, config).await.context("Cloudflare emulator")
         }
         None | Some(Command::Serve) => {
-            let options = serve_options(&cli)?;
-            raise_file_limit();
+            let open_files = raise_file_limit();
+            let options = serve_options(&cli, open_files)?;
             let running = server::start(options, shutdown_signal()).await?;
             running.served.await.context("server task")?.context("gRPC server")?;
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::byte_size;
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(byte_size("4MiB"), Ok(4 * 1024 * 1024));
+        assert_eq!(byte_size("64KiB"), Ok(65536));
+        assert_eq!(byte_size("512"), Ok(512));
+        assert!(byte_size("0").is_err());
+        assert!(byte_size("4GB").unwrap_err().contains("unknown unit"));
+        assert!(byte_size("MiB").is_err());
     }
 }

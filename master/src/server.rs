@@ -5,11 +5,13 @@
 use crate::admin_service::AdminApi;
 use crate::agent_service::AgentApi;
 use crate::auth::Authenticator;
+use crate::call_limits::{CallLimits, CallLimitsLayer};
 use crate::cloudflare::client::{CloudflareClient, CloudflareSettings};
 use crate::cloudflare::emulator::{Emulator, EmulatorConfig};
 use crate::command_seal::CommandSeal;
 use crate::commands::CommandQueue;
 use crate::event_writer::EventWriter;
+use crate::listener::ConnectionLimits;
 use crate::pki_files::{self, PkiOptions};
 use crate::reconcile::{ReconcileSettings, Reconciler};
 use crate::sessions::Sessions;
@@ -26,8 +28,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-/// Largest message an agent may send (a status report of many containers).
-const MAX_AGENT_MESSAGE: usize = 16 * 1024 * 1024;
+/// HTTP/2 streams one connection may have open (an agent needs three).
+const MAX_STREAMS_PER_CONNECTION: u32 = 100;
 
 /// Everything `start` needs.
 #[derive(Debug, Clone)]
@@ -39,6 +41,10 @@ pub struct ServeOptions {
     pub pki: PkiOptions,
     pub settings: ProtocolSettings,
     pub cloudflare: CloudflareOptions,
+    /// Which connections the master takes, and for how long.
+    pub connections: ConnectionLimits,
+    /// Message sizes, unauthenticated calls, failed enrollments.
+    pub calls: CallLimits,
 }
 
 /// How the master reaches Cloudflare.
@@ -164,6 +170,7 @@ pub async fn start(
         auth: Authenticator::new(chain_verifier),
         settings: options.settings.clone(),
         reconciler,
+        enroll_guard: crate::enroll_guard::EnrollGuard::new(options.calls.enroll_failures_per_minute),
     });
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -185,16 +192,22 @@ pub async fn start(
         .await
         .map_err(|source| StartError::Listen { addr: options.listen, source })?;
     let local_addr = listener.local_addr().map_err(|source| StartError::Listen { addr: options.listen, source })?;
-    let incoming = tls::incoming(listener, tls_config);
+    let incoming = crate::listener::incoming(listener, tls_config, options.connections.clone());
 
     let router = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        // Pings keep live connections talking, so the listener's idle timeout closes only silent ones.
+        .http2_keepalive_interval(Some(keepalive_interval(options.connections.idle_timeout)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .tcp_nodelay(true)
+        .layer(CallLimitsLayer::new(options.calls.clone(), state.auth.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(AgentServiceServer::new(AgentApi::new(state.clone())).max_decoding_message_size(MAX_AGENT_MESSAGE))
+        .add_service(
+            AgentServiceServer::new(AgentApi::new(state.clone()))
+                .max_decoding_message_size(options.calls.max_agent_message),
+        )
         .add_service(AdminServiceServer::new(AdminApi::new(state.clone())));
     let served = tokio::spawn(router.serve_with_incoming_shutdown(incoming, shutdown));
     tracing::info!(
@@ -204,6 +217,12 @@ pub async fn start(
         admin_cert = %pki.dir.join("admin.crt").display(),
     );
     Ok(RunningMaster { local_addr, emulator, state, served })
+}
+
+/// How often the server pings a connection: often enough that a live peer's answer always
+/// comes within the idle timeout.
+fn keepalive_interval(idle_timeout: Duration) -> Duration {
+    (idle_timeout / 3).clamp(Duration::from_millis(100), Duration::from_secs(20))
 }
 
 /// Where an offline master keeps its emulated Cloudflare account, in the data dir.

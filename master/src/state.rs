@@ -49,6 +49,8 @@ pub struct MasterState {
     pub settings: ProtocolSettings,
     /// The Cloudflare reconciler (real Cloudflare, or the built-in emulator offline).
     pub reconciler: ReconcilerHandle,
+    /// Failed enrollments per source (Enroll refuses a source that keeps failing).
+    pub enroll_guard: crate::enroll_guard::EnrollGuard,
 }
 
 pub type SharedState = Arc<MasterState>;

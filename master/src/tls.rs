@@ -1,5 +1,4 @@
-//! The master's TLS edge: the rustls server configuration and the accept
-//! loop that hands finished handshakes to tonic.
+//! The master's TLS configuration (the accept loop is [`crate::listener`]).
 //!
 //! Client certificates are requested but not required (Enroll, health and
 //! reflection work without one), and their chain is *not* judged during the
@@ -14,18 +13,6 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
-use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
-use tokio_stream::wrappers::ReceiverStream;
-
-/// Longest a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshakes in progress at once; more wait for a slot (bounds CPU and
-/// memory when thousands of agents reconnect together).
-const MAX_CONCURRENT_HANDSHAKES: usize = 256;
 
 /// Why the TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -83,48 +70,6 @@ pub fn server_config(
 }
 
 use rustls::pki_types::pem::PemObject;
-
-/// Accepts TCP connections and yields finished TLS handshakes. Failed or slow
-/// handshakes are logged at debug level and dropped; they never hold up others.
-pub fn incoming(
-    listener: TcpListener,
-    config: Arc<ServerConfig>,
-) -> ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
-    let (tx, rx) = mpsc::channel(MAX_CONCURRENT_HANDSHAKES);
-    let acceptor = TlsAcceptor::from(config);
-    let slots = Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
-    tokio::spawn(async move {
-        loop {
-            let (tcp, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(pair) => pair,
-                    Err(error) => {
-                        // EMFILE and friends: back off briefly instead of spinning.
-                        tracing::warn!(message = "Accepting a connection failed.", %error);
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                _ = tx.closed() => return,
-            };
-            let Ok(slot) = slots.clone().acquire_owned().await else { return };
-            let acceptor = acceptor.clone();
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let _slot = slot;
-                let _ = tcp.set_nodelay(true);
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok(stream)).await;
-                    }
-                    Ok(Err(error)) => tracing::debug!(message = "TLS handshake failed.", %peer, %error),
-                    Err(_) => tracing::debug!(message = "TLS handshake timed out.", %peer),
-                }
-            });
-        }
-    });
-    ReceiverStream::new(rx)
-}
 
 /// Requests a client certificate and checks the handshake signature, but
 /// leaves the chain to `auth` (see the module docs).

@@ -304,10 +304,12 @@ async fn faults_and_a_restart_converge_without_duplicates() -> Result<()> {
         })?;
     }
     let mut master = master(&cloud, "60", &[]).await?;
-    let token = master.join_token(3).await?;
+    let token = master.join_token(2).await?;
+    let edge_token = master.join_token_in_group(1, "edge").await?;
     let mut agents = Vec::new();
     for (index, group) in ["", "", "edge"].iter().enumerate() {
-        agents.push(FakeAgent::join(&master, &token, &format!("a{index}"), group).await?);
+        let token = if group.is_empty() { &token } else { &edge_token };
+        agents.push(FakeAgent::join(&master, token, &format!("a{index}"), group).await?);
     }
     let hostname = |agent: usize, n: usize| format!("app{n}.agent{agent}.example.com");
     report_all(&agents).await?;

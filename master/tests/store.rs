@@ -44,6 +44,7 @@ async fn insert_token(store: &Store, max_uses: u32, expires_at: i64) -> Result<J
         max_uses,
         uses: 0,
         revoked: false,
+        tunnel_group: String::new(),
     };
     store.insert_join_token(&row, &token.secret_hash()).await?;
     Ok(token)
@@ -119,9 +120,9 @@ async fn join_token_enrollment_consumes_uses_and_rejects_with_the_reason() -> Re
         let first = new_agent("first");
         let second = new_agent("second");
         let third = new_agent("third");
-        assert_eq!(store.enroll_agent(&token.id, &token.secret_hash(), NOW, &first).await?, Ok(()));
+        assert_eq!(store.enroll_agent(&token.id, &token.secret_hash(), NOW, &first).await?, Ok(String::new()));
         assert_eq!(token_row(&store, &token.id).await?.uses, 1);
-        assert_eq!(store.enroll_agent(&token.id, &token.secret_hash(), NOW, &second).await?, Ok(()));
+        assert_eq!(store.enroll_agent(&token.id, &token.secret_hash(), NOW, &second).await?, Ok(String::new()));
         assert_eq!(
             store.enroll_agent(&token.id, &token.secret_hash(), NOW, &third).await?,
             Err(TokenRejection::UsedUp)
@@ -159,7 +160,10 @@ async fn join_token_enrollment_consumes_uses_and_rejects_with_the_reason() -> Re
             store.enroll_agent(&expired.id, &expired.secret_hash(), NOW, &new_agent("x")).await?,
             Err(TokenRejection::Expired)
         );
-        assert_eq!(store.enroll_agent(&expired.id, &expired.secret_hash(), NOW - 1, &new_agent("y")).await?, Ok(()));
+        assert_eq!(
+            store.enroll_agent(&expired.id, &expired.secret_hash(), NOW - 1, &new_agent("y")).await?,
+            Ok(String::new())
+        );
         assert_eq!(token_row(&store, &expired.id).await?.uses, 1);
 
         // Revoked: refused even though uses remain; revocation wins over expiry.

@@ -9,7 +9,7 @@ pub mod validate;
 use crate::event_writer::PendingEvent;
 use crate::sessions::{EndReason, StreamKind};
 use crate::state::{now_millis, store_status, SharedState};
-use crate::store::{AgentRecord, CommandAck, NewAgent, StoredEvent};
+use crate::store::{AgentRecord, CommandAck, NewAgent, StoredEvent, TokenRejection};
 use dockflare::v1::agent_service_server::AgentService;
 use dockflare::v1::{
     AgentEvent, EnrollRequest, EnrollResponse, RegisterRequest, RegisterResponse, RenewCertificateRequest,
@@ -37,7 +37,7 @@ impl AgentApi {
         AgentApi { state }
     }
 
-    /// The caller's agent record, refusing unknown and revoked agents.
+    /// The caller's agent record, refusing unknown, revoked and removed agents.
     async fn active_agent(&self, agent_id: &AgentId) -> Result<AgentRecord, Status> {
         let record = self
             .state
@@ -48,6 +48,9 @@ impl AgentApi {
             .ok_or_else(|| unknown_agent(agent_id))?;
         if record.is_revoked() {
             return Err(revoked(agent_id));
+        }
+        if record.removed_at.is_some() {
+            return Err(removed(agent_id));
         }
         Ok(record)
     }
@@ -65,6 +68,18 @@ fn revoked(agent_id: &AgentId) -> Status {
     Status::permission_denied(format!("agent {agent_id} has been revoked"))
 }
 
+fn removed(agent_id: &AgentId) -> Status {
+    Status::permission_denied(format!("agent {agent_id} was removed by an operator"))
+}
+
+fn describe_group(group: &str) -> String {
+    if group.is_empty() {
+        "a tunnel of its own (no group)".to_string()
+    } else {
+        format!("group {group:?}")
+    }
+}
+
 fn end_status(agent_id: &str, reason: EndReason) -> Status {
     match reason {
         EndReason::Revoked => Status::permission_denied(format!("agent {agent_id} has been revoked")),
@@ -75,15 +90,38 @@ fn end_status(agent_id: &str, reason: EndReason) -> Status {
 #[tonic::async_trait]
 impl AgentService for AgentApi {
     async fn enroll(&self, request: Request<EnrollRequest>) -> Result<Response<EnrollResponse>, Status> {
+        // Cheap checks first, and the token before any work: a guess costs one read.
+        let source = request.remote_addr().map(|addr| addr.ip());
+        let guard = &self.state.enroll_guard;
+        guard.admit(source).map_err(|retry_in| {
+            Status::resource_exhausted(format!(
+                "too many failed enrollments from this address; retry in {} s",
+                retry_in.as_secs().max(1)
+            ))
+        })?;
         let request = request.into_inner();
-        let token =
-            JoinToken::parse(&request.join_token).map_err(|e| Status::unauthenticated(format!("join_token: {e}")))?;
+        let token = JoinToken::parse(&request.join_token).map_err(|e| {
+            guard.failed(source, "malformed_token");
+            Status::unauthenticated(format!("join_token: {e}"))
+        })?;
         let ca = &self.state.ca;
         if token.ca_digest != certificate_digest(ca.certificate_der()) {
+            guard.failed(source, "other_ca");
             return Err(Status::unauthenticated("join_token: it was issued by a master with a different CA"));
         }
         if request.display_name.chars().count() > 128 || request.display_name.chars().any(char::is_control) {
             return Err(Status::invalid_argument("display_name: at most 128 printable characters"));
+        }
+        let secret_hash = token.secret_hash();
+        let refused = |rejection: TokenRejection| {
+            guard.failed(source, rejection.code());
+            tracing::debug!(message = "Enrollment refused.", token_id = %token.id, reason = %rejection);
+            Status::unauthenticated(format!("join_token: {rejection}"))
+        };
+        match self.state.store.check_join_token(&token.id, &secret_hash, now_millis()).await {
+            Err(e) => return Err(store_status("checking the join token", e)),
+            Ok(Err(rejection)) => return Err(refused(rejection)),
+            Ok(Ok(())) => {}
         }
         let agent_id = AgentId::generate();
         let now = time::OffsetDateTime::now_utc();
@@ -101,15 +139,13 @@ impl AgentService for AgentApi {
             cert_serial: issued.serial_hex.clone(),
             cert_not_after: crate::store::unix_millis(issued.not_after),
         };
-        match self.state.store.enroll_agent(&token.id, &token.secret_hash(), now_millis(), &new_agent).await {
+        let tunnel_group = match self.state.store.enroll_agent(&token.id, &secret_hash, now_millis(), &new_agent).await
+        {
             Err(e) => return Err(store_status("enrolling the agent", e)),
-            Ok(Err(rejection)) => {
-                tracing::warn!(message = "Enrollment refused.", token_id = %token.id, reason = %rejection);
-                return Err(Status::unauthenticated(format!("join_token: {rejection}")));
-            }
-            Ok(Ok(())) => {}
-        }
-        tracing::info!(message = "Agent enrolled.", agent = %agent_id, name = %new_agent.display_name, token_id = %token.id);
+            Ok(Err(rejection)) => return Err(refused(rejection)),
+            Ok(Ok(group)) => group,
+        };
+        tracing::info!(message = "Agent enrolled.", agent = %agent_id, name = %new_agent.display_name, token_id = %token.id, %tunnel_group);
         Ok(Response::new(EnrollResponse {
             agent_id: agent_id.to_string(),
             certificate_pem: issued.certificate_pem,
@@ -122,6 +158,22 @@ impl AgentService for AgentApi {
         let agent_id = self.state.auth.agent(&request)?;
         let registration =
             validate::registration(request.get_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let admitted = self.active_agent(&agent_id).await?;
+        if !registration.tunnel_group.is_empty() && registration.tunnel_group != admitted.tunnel_group {
+            tracing::warn!(
+                message = "Register refused: the agent names a tunnel group it was not admitted to.",
+                agent = %agent_id,
+                name = %admitted.display_name,
+                requested = %registration.tunnel_group,
+                admitted = %admitted.tunnel_group,
+            );
+            return Err(Status::permission_denied(format!(
+                "tunnel_group: this agent was admitted to {}, not to group {:?}; an operator moves agents \
+                 between groups (AdminService.SetAgentTunnelGroup), or drop --tunnel-group",
+                describe_group(&admitted.tunnel_group),
+                registration.tunnel_group
+            )));
+        }
         let record = self
             .state
             .store
@@ -132,9 +184,6 @@ impl AgentService for AgentApi {
         if record.is_revoked() {
             return Err(revoked(&agent_id));
         }
-        if record.removed_at.is_some() {
-            return Err(Status::permission_denied(format!("agent {agent_id} was removed by an operator")));
-        }
         self.state.reconciler.trigger();
         crate::cluster::notify(&self.state.store, crate::cluster::RECONCILE, "").await;
         tracing::info!(
@@ -143,6 +192,7 @@ impl AgentService for AgentApi {
             name = %record.display_name,
             mode = %record.docker_mode,
             version = %record.version,
+            tunnel_group = %record.tunnel_group,
             last_acked_command = record.last_acked_command_seq,
             last_event = record.last_event_id,
         );

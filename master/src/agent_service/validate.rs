@@ -36,6 +36,14 @@ fn text(field: &str, value: &str, max: usize) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// Checks a tunnel group name ("" is allowed: a tunnel of the agent's own).
+pub fn tunnel_group(field: &str, value: &str) -> Result<(), FieldError> {
+    if !value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') || value.len() > 63 {
+        return fail(field, "use at most 63 characters of a-z, A-Z, 0-9, '-' and '_'");
+    }
+    Ok(())
+}
+
 /// Validates a Register request.
 pub fn registration(request: &RegisterRequest) -> Result<AgentRegistration, FieldError> {
     let docker_mode = match DockerMode::try_from(request.docker_mode) {
@@ -52,11 +60,7 @@ pub fn registration(request: &RegisterRequest) -> Result<AgentRegistration, Fiel
     text("version", &request.version, 64)?;
     text("node_id", &request.node_id, MAX_NAME)?;
     text("hostname", &request.hostname, 253)?;
-    if !request.tunnel_group.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        || request.tunnel_group.len() > 63
-    {
-        return fail("tunnel_group", "use at most 63 characters of a-z, A-Z, 0-9, '-' and '_'");
-    }
+    tunnel_group("tunnel_group", &request.tunnel_group)?;
     if request.label_prefix.len() > 64
         || !request.label_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
     {

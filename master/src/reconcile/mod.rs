@@ -21,7 +21,7 @@ use crate::cloudflare::types::{DnsRecord, DnsRecordRequest, IngressRule};
 use crate::commands::CommandQueue;
 use crate::state::now_millis;
 use crate::store::{AgentRecord, Store, StoreError, TunnelRow};
-use dockflare::v1::{command, StartTunnel, StopTunnel};
+use dockflare::v1::{command, StartTunnel};
 use route_table::{RouteRow, Status};
 use secrecy::ExposeSecret;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -854,11 +854,6 @@ enum IngressSyncError {
     Cloudflare(#[from] CfError),
     #[error("recording the rules this master owns: {0}")]
     Store(#[from] StoreError),
-}
-
-/// Stops an agent's connector (used when an operator removes the agent).
-pub async fn stop_connector(commands: &CommandQueue, agent_id: &str) -> Result<(), tonic::Status> {
-    commands.enqueue(agent_id, command::Kind::StopTunnel(StopTunnel { tunnel_id: String::new() })).await.map(|_| ())
 }
 
 /// `wanted` (hostname → CNAME target) narrowed to the hostnames a row still routes after a step

@@ -24,6 +24,7 @@ pub struct AgentRegistration {
     pub node_id: String,
     pub node_role: String,
     pub version: String,
+    /// The group the agent expects to be in ("" for any); never stored (the operator decides).
     pub tunnel_group: String,
     pub capabilities: Vec<String>,
     pub label_prefix: String,
@@ -103,11 +104,12 @@ impl Store {
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         agent: &NewAgent,
         token_id: &str,
+        tunnel_group: &str,
         now: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO agents (id, display_name, status, join_token_id, enrolled_at, cert_serial, cert_not_after) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO agents (id, display_name, status, join_token_id, enrolled_at, cert_serial, cert_not_after, \
+             tunnel_group) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(agent.id.as_str())
         .bind(&agent.display_name)
@@ -116,12 +118,14 @@ impl Store {
         .bind(now)
         .bind(&agent.cert_serial)
         .bind(agent.cert_not_after)
+        .bind(tunnel_group)
         .execute(&mut **tx)
         .await?;
         Ok(())
     }
 
-    /// Records a Register call: details, and online unless revoked.
+    /// Records a Register call: details, and online unless revoked. The tunnel group is not
+    /// the agent's to set ([`Store::set_agent_tunnel_group`]).
     pub async fn register_agent(
         &self,
         id: &AgentId,
@@ -130,7 +134,7 @@ impl Store {
     ) -> Result<Option<AgentRecord>, StoreError> {
         let row = sqlx::query(&format!(
             "UPDATE agents SET display_name = $2, hostname = $3, docker_mode = $4, node_id = $5, node_role = $6, \
-             version = $7, tunnel_group = $8, capabilities = $9, last_seen_at = $10, label_prefix = $11, \
+             version = $7, capabilities = $8, last_seen_at = $9, label_prefix = $10, \
              status = CASE WHEN status = '{STATUS_REVOKED}' THEN status ELSE '{STATUS_ONLINE}' END \
              WHERE id = $1 RETURNING {COLUMNS}"
         ))
@@ -141,7 +145,6 @@ impl Store {
         .bind(&registration.node_id)
         .bind(&registration.node_role)
         .bind(&registration.version)
-        .bind(&registration.tunnel_group)
         .bind(registration.capabilities.join(","))
         .bind(now)
         .bind(&registration.label_prefix)
@@ -178,6 +181,20 @@ impl Store {
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
+        row.as_ref().map(agent_from_row).transpose()
+    }
+
+    /// Moves an agent to another tunnel group (an operator's decision); `None` if it does not exist.
+    pub async fn set_agent_tunnel_group(
+        &self,
+        id: &str,
+        tunnel_group: &str,
+    ) -> Result<Option<AgentRecord>, StoreError> {
+        let row = sqlx::query(&format!("UPDATE agents SET tunnel_group = $2 WHERE id = $1 RETURNING {COLUMNS}"))
+            .bind(id)
+            .bind(tunnel_group)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(agent_from_row).transpose()
     }
 

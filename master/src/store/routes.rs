@@ -306,14 +306,17 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// Marks an agent removed: its containers are forgotten at once; the
+    /// Marks an agent removed, and so revoked: its containers are forgotten at once; the
     /// reconciler removes its routes and, if unused, its tunnel.
     pub async fn mark_agent_removed(&self, agent_id: &str, now: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE agents SET removed_at = COALESCE(removed_at, $2) WHERE id = $1")
-            .bind(agent_id)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE agents SET removed_at = COALESCE(removed_at, $2), revoked_at = COALESCE(revoked_at, $2), \
+             status = 'revoked' WHERE id = $1",
+        )
+        .bind(agent_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
         if done.rows_affected() > 0 {
             sqlx::query("DELETE FROM agent_containers WHERE agent_id = $1").bind(agent_id).execute(&self.pool).await?;
         }

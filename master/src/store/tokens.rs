@@ -14,6 +14,8 @@ pub struct JoinTokenRow {
     pub max_uses: u32,
     pub uses: u32,
     pub revoked: bool,
+    /// The tunnel group agents enrolled with this token join ("" for a tunnel of their own).
+    pub tunnel_group: String,
 }
 
 /// Why a join token cannot enroll an agent.
@@ -29,7 +31,19 @@ pub enum TokenRejection {
     UsedUp,
 }
 
-const COLUMNS: &str = "id, description, created_at, expires_at, max_uses, uses, revoked_at";
+impl TokenRejection {
+    /// A short name for aggregate logs.
+    pub fn code(self) -> &'static str {
+        match self {
+            TokenRejection::Unknown => "unknown_token",
+            TokenRejection::Expired => "expired_token",
+            TokenRejection::Revoked => "revoked_token",
+            TokenRejection::UsedUp => "used_up_token",
+        }
+    }
+}
+
+const COLUMNS: &str = "id, description, created_at, expires_at, max_uses, uses, revoked_at, tunnel_group";
 
 fn token_from_row(row: &sqlx::any::AnyRow) -> Result<JoinTokenRow, StoreError> {
     Ok(JoinTokenRow {
@@ -40,14 +54,15 @@ fn token_from_row(row: &sqlx::any::AnyRow) -> Result<JoinTokenRow, StoreError> {
         max_uses: u32::try_from(row.try_get::<i64, _>("max_uses")?).unwrap_or(u32::MAX),
         uses: u32::try_from(row.try_get::<i64, _>("uses")?).unwrap_or(u32::MAX),
         revoked: row.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
+        tunnel_group: row.try_get("tunnel_group")?,
     })
 }
 
 impl Store {
     pub async fn insert_join_token(&self, row: &JoinTokenRow, secret_hash: &str) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO join_tokens (id, secret_hash, description, created_at, expires_at, max_uses, uses) \
-             VALUES ($1, $2, $3, $4, $5, $6, 0)",
+            "INSERT INTO join_tokens (id, secret_hash, description, created_at, expires_at, max_uses, uses, tunnel_group) \
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
         )
         .bind(&row.id)
         .bind(secret_hash)
@@ -55,6 +70,7 @@ impl Store {
         .bind(row.created_at)
         .bind(row.expires_at)
         .bind(i64::from(row.max_uses))
+        .bind(&row.tunnel_group)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -79,32 +95,63 @@ impl Store {
         row.as_ref().map(token_from_row).transpose()
     }
 
-    /// Consumes one use of a join token and creates the agent, atomically.
+    /// Whether a join token would enroll an agent now (read only: Enroll asks this before it
+    /// does any work, and [`Store::enroll_agent`] checks again atomically).
+    pub async fn check_join_token(
+        &self,
+        token_id: &str,
+        secret_hash: &str,
+        now: i64,
+    ) -> Result<Result<(), TokenRejection>, StoreError> {
+        let row =
+            sqlx::query("SELECT secret_hash, expires_at, max_uses, uses, revoked_at FROM join_tokens WHERE id = $1")
+                .bind(token_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(row) = row else { return Ok(Err(TokenRejection::Unknown)) };
+        if row.try_get::<String, _>("secret_hash")? != secret_hash {
+            return Ok(Err(TokenRejection::Unknown));
+        }
+        if row.try_get::<Option<i64>, _>("revoked_at")?.is_some() {
+            return Ok(Err(TokenRejection::Revoked));
+        }
+        if row.try_get::<i64, _>("expires_at")? <= now {
+            return Ok(Err(TokenRejection::Expired));
+        }
+        if row.try_get::<i64, _>("uses")? >= row.try_get::<i64, _>("max_uses")? {
+            return Ok(Err(TokenRejection::UsedUp));
+        }
+        Ok(Ok(()))
+    }
+
+    /// Consumes one use of a join token and creates the agent in the token's tunnel group,
+    /// atomically. Returns the group.
     pub async fn enroll_agent(
         &self,
         token_id: &str,
         secret_hash: &str,
         now: i64,
         agent: &NewAgent,
-    ) -> Result<Result<(), TokenRejection>, StoreError> {
+    ) -> Result<Result<String, TokenRejection>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let consumed = sqlx::query(
             "UPDATE join_tokens SET uses = uses + 1 \
              WHERE id = $1 AND secret_hash = $2 AND revoked_at IS NULL AND expires_at > $3 AND uses < max_uses \
-             RETURNING id",
+             RETURNING tunnel_group",
         )
         .bind(token_id)
         .bind(secret_hash)
         .bind(now)
         .fetch_optional(&mut *tx)
         .await?;
-        if consumed.is_none() {
+        let Some(consumed) = consumed else {
             tx.rollback().await?;
             return Ok(Err(self.token_rejection(token_id, secret_hash, now).await?));
-        }
-        Store::insert_agent(&mut tx, agent, token_id, now).await?;
+        };
+        let tunnel_group: String = consumed.try_get("tunnel_group")?;
+        Store::insert_agent(&mut tx, agent, token_id, &tunnel_group, now).await?;
         tx.commit().await?;
-        Ok(Ok(()))
+        Ok(Ok(tunnel_group))
     }
 
     async fn token_rejection(&self, token_id: &str, secret_hash: &str, now: i64) -> Result<TokenRejection, StoreError> {

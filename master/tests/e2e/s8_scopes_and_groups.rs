@@ -154,8 +154,8 @@ async fn tunnel_group_shares_one_tunnel() -> Result<()> {
     let started = Instant::now();
     let cloud = Cloud::start().await?;
     let master = cloud.master(None, 2, &[]).await?;
-    let token = master.join_token(2).await?;
     let group = unique("grp");
+    let token = master.join_token_in_group(2, &group).await?;
     let options = AgentOptions { tunnel_group: Some(group.clone()), ..AgentOptions::default() };
     let mut one = EdgeAgent::start(&[master.url()], &token, options.clone()).await?;
     let mut two = EdgeAgent::start(&[master.url()], &token, options).await?;

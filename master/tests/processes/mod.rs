@@ -222,8 +222,13 @@ impl Master {
         Ok(dockflare::v1::admin_service_client::AdminServiceClient::new(channel))
     }
 
-    /// A join token for `uses` agents.
+    /// A join token for `uses` agents (each gets a tunnel of its own).
     pub async fn join_token(&self, uses: u32) -> Result<String> {
+        self.join_token_in_group(uses, "").await
+    }
+
+    /// A join token for `uses` agents admitted to tunnel group `group`.
+    pub async fn join_token_in_group(&self, uses: u32, group: &str) -> Result<String> {
         let response = self
             .admin()
             .await?
@@ -231,6 +236,7 @@ impl Master {
                 ttl_seconds: 600,
                 max_uses: uses,
                 description: "test".into(),
+                tunnel_group: group.into(),
             })
             .await?;
         Ok(response.into_inner().token)

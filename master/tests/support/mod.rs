@@ -304,7 +304,12 @@ impl EnrolledAgent {
 pub async fn enroll_agent(master: &MasterProcess, display_name: &str) -> Result<EnrolledAgent> {
     let mut admin = AdminServiceClient::new(master.admin_channel().await?);
     let token = admin
-        .create_join_token(CreateJoinTokenRequest { ttl_seconds: 600, max_uses: 1, description: "test".into() })
+        .create_join_token(CreateJoinTokenRequest {
+            ttl_seconds: 600,
+            max_uses: 1,
+            description: "test".into(),
+            tunnel_group: String::new(),
+        })
         .await
         .context("CreateJoinToken")?
         .into_inner()
