@@ -46,11 +46,11 @@ impl AgentApi {
             .await
             .map_err(|e| store_status("looking up the agent", e))?
             .ok_or_else(|| unknown_agent(agent_id))?;
-        if record.is_revoked() {
-            return Err(revoked(agent_id));
-        }
         if record.removed_at.is_some() {
             return Err(removed(agent_id));
+        }
+        if record.is_revoked() {
+            return Err(revoked(agent_id));
         }
         Ok(record)
     }

@@ -80,6 +80,11 @@ impl FakeAgent {
         Ok(agent)
     }
 
+    /// A channel authenticated with this agent's certificate.
+    pub async fn channel(&self, master: &Master) -> Result<tonic::transport::Channel> {
+        crate::support::mtls_channel(master.addr, &master.pki("ca.crt")?, Some((&self.cert_pem, &self.key_pem))).await
+    }
+
     /// (Re)connects: Register, both streams, commands acknowledged.
     pub async fn connect(&mut self, master: &Master) -> Result<()> {
         for task in self.tasks.drain(..) {

@@ -185,6 +185,11 @@ impl Master {
         Ok(())
     }
 
+    /// The process id of the running master.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub fn kill9(&mut self) -> Result<()> {
         if let Some(mut child) = self.child.take() {
