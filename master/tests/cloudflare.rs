@@ -277,6 +277,52 @@ async fn the_grace_period_holds_across_restarts_and_a_returning_container_keeps_
     Ok(())
 }
 
+/// The route of `hostname` that `agent_id` claims, once it has `status`.
+async fn wait_claim(master: &Master, hostname: &str, agent_id: &str, status: RouteStatus) -> Result<Route> {
+    eventually(&format!("{hostname} of {agent_id} {status:?}"), WAIT, || async {
+        Ok(routes(master)
+            .await?
+            .into_iter()
+            .find(|r| r.hostname == hostname && r.agent_id == agent_id && r.status == status as i32))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_agent_cannot_take_a_hostname_while_its_owner_restarts() -> Result<()> {
+    let cloud = cloud().await?;
+    let master = master(&cloud, "600", &[]).await?;
+    let token = master.join_token(2).await?;
+    let owner = FakeAgent::join(&master, &token, "owner", "").await?;
+    let other = FakeAgent::join(&master, &token, "other", "").await?;
+    let host = "shared.example.com";
+    owner.report(vec![labelled("web-1", &route_labels(host, "http://web:80"))]).await?;
+    let active = wait_claim(&master, host, &owner.id, RouteStatus::Active).await?;
+    let owners_tunnel = active.tunnel_id.clone();
+
+    // The owner's container stops for a moment (a restart, `compose up`); another agent asks.
+    owner.report(vec![]).await?;
+    wait_claim(&master, host, &owner.id, RouteStatus::PendingDeletion).await?;
+    other.report(vec![labelled("evil", &route_labels(host, "http://evil:80"))]).await?;
+    let refused = wait_claim(&master, host, &other.id, RouteStatus::Conflict).await?;
+    assert!(refused.reason.contains("already routed to web-1"), "reason: {}", refused.reason);
+
+    // The owner comes back under a new container id: the hostname is still its own.
+    owner.report(vec![labelled("web-2", &route_labels(host, "http://web:80"))]).await?;
+    let back = wait_claim(&master, host, &owner.id, RouteStatus::Active).await?;
+    assert_eq!(back.container_id, "web-2");
+    wait_claim(&master, host, &other.id, RouteStatus::Conflict).await?;
+    eventually("the owner's tunnel still carries the hostname", WAIT, || async {
+        let snapshot = cloud.emulator.snapshot();
+        let served = ingress(&snapshot, &owners_tunnel).contains(&rule(host, "http://web:80"));
+        let records = snapshot.dns_records_named(host);
+        let pointed = records.len() == 1 && records[0].content == format!("{owners_tunnel}.cfargotunnel.com");
+        Ok((served && pointed).then_some(()))
+    })
+    .await?;
+    Ok(())
+}
+
 async fn report_all(agents: &[FakeAgent]) -> Result<()> {
     for (a, agent) in agents.iter().enumerate() {
         let containers = (0..5)

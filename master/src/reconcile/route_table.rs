@@ -7,13 +7,15 @@
 //! - A label route whose owner stops asking becomes `pending_deletion` with a
 //!   deadline, returns to `active` if the owner asks again, and is removed
 //!   when the deadline passes. Manual routes go only when deleted.
-//! - One hostname + path is routed once: manual claims win over labels, live
-//!   claims over pending ones (a container recreated under a new id — `docker
-//!   compose up` after an image or label change — takes its route over at once
-//!   instead of waiting out the old one's grace period); otherwise the oldest
-//!   claim (first seen, persisted, so no flapping) keeps it, and the others are
-//!   `conflict` with the reason. A pending route that lost its hostname is no
-//!   longer routed and leaves at once.
+//! - One hostname + path is routed once: manual claims win over labels; a
+//!   live claim on the *same tunnel* takes over a pending one at once (a
+//!   container recreated under a new id — `docker compose up` after an image or
+//!   label change — instead of waiting out the old one's grace period), and
+//!   inherits its seniority; otherwise the oldest claim (first seen, persisted,
+//!   so no flapping) keeps it, and the others are `conflict` with the reason.
+//!   So another agent's claim never takes a hostname whose owner is only
+//!   restarting: the owner keeps it until its grace period ends. A pending
+//!   route that lost its hostname is no longer routed and leaves at once.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -219,12 +221,12 @@ fn resolve_conflicts(rows: &mut [RouteRow]) {
         groups.entry((row.spec.hostname.clone(), row.spec.path.clone())).or_default().push(index);
     }
     for indexes in groups.values() {
-        let Some(&winner) = indexes.iter().min_by_key(|&&i| {
-            let row = &rows[i];
-            (row.source != Source::Manual, row.status == Status::PendingDeletion, row.first_seen_at, row.owner.clone())
-        }) else {
+        let Some(&winner) = indexes.iter().min_by_key(|&&i| rank(rows, indexes, i)) else {
             continue;
         };
+        // A successor keeps the seniority it inherited, so the hostname stays its own (no flapping
+        // once the pending route it took over has gone).
+        rows[winner].first_seen_at = rank(rows, indexes, winner).2;
         // A withheld holder keeps the hostname without publishing it.
         let (held, routed_to, holder) = match rows[winner].status {
             Status::Invalid => (
@@ -255,6 +257,31 @@ fn resolve_conflicts(rows: &mut [RouteRow]) {
             }
         }
     }
+}
+
+/// Who wins a hostname + path among the rows at `indexes` (lowest first): manual routes, then by
+/// seniority. A pending route that has a live successor *on its own tunnel* (the container
+/// recreated, a task moved) steps aside at once, and the successor inherits its seniority; against
+/// other agents' claims a pending route keeps its hostname until its grace period ends.
+fn rank(rows: &[RouteRow], indexes: &[usize], index: usize) -> (bool, bool, i64, String) {
+    let row = &rows[index];
+    let same_tunnel = |other: &RouteRow| other.source == Source::Labels && other.spec.tunnel_key == row.spec.tunnel_key;
+    let (stepping_aside, seniority) = if row.status == Status::PendingDeletion {
+        let successor = indexes.iter().any(|&i| {
+            let other = &rows[i];
+            i != index && other.status != Status::PendingDeletion && same_tunnel(other)
+        });
+        (successor, row.first_seen_at)
+    } else {
+        let inherited = indexes
+            .iter()
+            .map(|&i| &rows[i])
+            .filter(|other| other.status == Status::PendingDeletion && same_tunnel(other))
+            .map(|other| other.first_seen_at)
+            .min();
+        (false, inherited.map_or(row.first_seen_at, |at| at.min(row.first_seen_at)))
+    };
+    (row.source != Source::Manual, stepping_aside, seniority, row.owner.clone())
 }
 
 fn describe_owner(row: &RouteRow) -> String {
@@ -381,6 +408,40 @@ mod tests {
             next.rows,
         );
         assert_eq!(statuses(&back), vec![("a".into(), "conflict"), ("b".into(), "active")]);
+    }
+
+    fn on_agent(agent: &str, claim: Claim) -> Claim {
+        let mut claim = claim;
+        claim.spec.agent_id = agent.into();
+        claim.spec.tunnel_key = format!("agent:{agent}");
+        claim
+    }
+
+    #[test]
+    fn another_agent_does_not_take_a_hostname_whose_owner_is_restarting() {
+        let owner = || on_agent("agent-1", claim("web-1", "x.example.com", Source::Labels));
+        let intruder = || on_agent("agent-2", claim("evil", "x.example.com", Source::Labels));
+        let active = plan(0, GRACE, vec![owner()], vec![]);
+        // The owner's container stops for a second; another agent's claim arrives meanwhile.
+        let pending = plan(10, GRACE, vec![intruder()], active.rows);
+        assert_eq!(statuses(&pending), vec![("evil".into(), "conflict"), ("web-1".into(), "pending_deletion")]);
+        assert!(
+            pending.rows[0].reason.contains("already routed to web-1 (agent agent-1)"),
+            "{}",
+            pending.rows[0].reason
+        );
+        assert!(pending.removed.is_empty());
+        // The owner comes back under a new container id: it is the owner's again, not a conflict.
+        let recreated = || on_agent("agent-1", claim("web-2", "x.example.com", Source::Labels));
+        let back = plan(20, GRACE, vec![intruder(), recreated()], pending.rows);
+        assert_eq!(statuses(&back), vec![("evil".into(), "conflict"), ("web-2".into(), "active")]);
+        assert_eq!(back.removed.iter().map(|r| r.owner.as_str()).collect::<Vec<_>>(), vec!["web-1"]);
+        let stable = plan(30, GRACE, vec![intruder(), recreated()], back.rows.clone());
+        assert_eq!(stable.rows, back.rows, "no flapping");
+        // Had the owner not come back, the other claim gets it when the grace period ends.
+        let pending = plan(10, GRACE, vec![intruder()], plan(0, GRACE, vec![owner()], vec![]).rows);
+        let expired = plan(10 + GRACE, GRACE, vec![intruder()], pending.rows);
+        assert_eq!(statuses(&expired), vec![("evil".into(), "active")]);
     }
 
     #[test]
