@@ -85,7 +85,11 @@ log "quick start works: $answer ($elapsed_ms ms after docker run; an unknown hos
 grep -q "cloudflare   ready (token verified)" "$work/run.log" || fail "the banner does not say Cloudflare (the emulator) is ready"
 emulator=$(sed -n 's/^  emulator     \(http:[^ ]*\).*/\1/p' "$work/run.log")
 [ -n "$emulator" ] || fail "the banner does not say where the emulator listens"
-curl -fsS -m 5 "$emulator/__emulator/state" >/dev/null || fail "the emulator the banner names ($emulator) does not answer"
+emulator_token=$(cat "$work/data/offline-emulator.token") || fail "the master wrote no offline-emulator.token"
+curl -fsS -m 5 -H "Authorization: Bearer $emulator_token" "$emulator/__emulator/state" >/dev/null ||
+  fail "the emulator the banner names ($emulator) does not answer"
+closed=$(curl -s -o /dev/null -w '%{http_code}' -m 5 "$emulator/__emulator/info")
+[ "$closed" = 403 ] || fail "the emulator's info page answered HTTP $closed without the token (it holds the master's account)"
 
 # The README's own commands, as written: the blocks after its `<!-- quickstart-check: NAME -->`
 # markers, with this run's data dir and ports in place of the defaults.

@@ -117,7 +117,7 @@ INFO
 if [ $offline = 1 ]; then
   cat <<INFO
   mode         OFFLINE: the built-in Cloudflare emulator and the local edge
-  emulator     $emulator   (its state: $emulator/__emulator/state)
+  emulator     $emulator   (its state: $emulator/__emulator/state, with the token in $data/offline-emulator.token)
   local edge   http://localhost:$edge_port
 
 Try it:

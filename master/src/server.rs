@@ -228,6 +228,10 @@ fn keepalive_interval(idle_timeout: Duration) -> Duration {
 /// Where an offline master keeps its emulated Cloudflare account, in the data dir.
 pub const OFFLINE_STATE_FILE: &str = "offline-cloudflare.json";
 
+/// The offline emulator's API token (0600, rewritten at every start): its `/__emulator/` pages
+/// need it, e.g. `curl -H "Authorization: Bearer $(cat dockflare-data/offline-emulator.token)" …`.
+pub const OFFLINE_EMULATOR_TOKEN_FILE: &str = "offline-emulator.token";
+
 /// Where the built-in emulator listens by default in offline mode.
 pub const DEFAULT_OFFLINE_EMULATOR_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8788);
@@ -304,6 +308,7 @@ async fn cloudflare_client(
     let emulator = Emulator::open(EmulatorConfig {
         public_url: Some(public_url.clone()),
         state_file: Some(state_file.clone()),
+        inspect_token_required: true,
         ..config
     })
     .map_err(|e| StartError::Emulator(e.to_string()))?;
@@ -318,6 +323,9 @@ async fn cloudflare_client(
             records = snapshot.dns_records.len(),
         );
     }
+    let token_file = data_dir.join(OFFLINE_EMULATOR_TOKEN_FILE);
+    dockflare_common::secret_file::write_secret_file(&token_file, token.as_bytes())
+        .map_err(|e| StartError::Emulator(format!("writing {}: {e}", token_file.display())))?;
     let listening = listener.local_addr().map_or_else(|_| addr.to_string(), |a| a.to_string());
     emulator.serve_in_background(listener);
     let api_url = format!("http://{addr}{base_path}");

@@ -467,6 +467,40 @@ async fn the_drift_pass_recreates_a_deleted_record_and_leaves_foreign_rules() ->
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_of_ours_changed_behind_the_masters_back_is_repaired_by_a_reconcile() -> Result<()> {
+    let cloud = cloud().await?;
+    let master = master(&cloud, "60", &[]).await?;
+    let agent = FakeAgent::join(&master, &master.join_token(1).await?, "a1", "").await?;
+    agent.report(vec![labelled("c1", &route_labels("app.example.com", "http://web:80"))]).await?;
+    wait_status(&master, "app.example.com", RouteStatus::Active).await?;
+    let snapshot = cloud.emulator.snapshot();
+    let tunnel = live_tunnels(&snapshot)[0].id.clone();
+    // Someone repoints our rule (and only that) at another origin.
+    let mut config = snapshot.configuration(&tunnel).context("no configuration")?.config.clone();
+    for rule in &mut config.ingress {
+        if rule.hostname.as_deref() == Some("app.example.com") {
+            rule.service = "http://evil:666".into();
+        }
+    }
+    cloud.emulator.seed_configuration(&tunnel, config)?;
+    master.admin().await?.reconcile(ReconcileRequest {}).await?;
+    assert_eq!(
+        ingress(&cloud.emulator.snapshot(), &tunnel),
+        vec![rule("app.example.com", "http://web:80"), catch_all()]
+    );
+    // A rule of ours removed outright comes back too.
+    let mut config = cloud.emulator.snapshot().configuration(&tunnel).context("no configuration")?.config.clone();
+    config.ingress.retain(|rule| rule.hostname.as_deref() != Some("app.example.com"));
+    cloud.emulator.seed_configuration(&tunnel, config)?;
+    master.admin().await?.reconcile(ReconcileRequest {}).await?;
+    assert_eq!(
+        ingress(&cloud.emulator.snapshot(), &tunnel),
+        vec![rule("app.example.com", "http://web:80"), catch_all()]
+    );
+    Ok(())
+}
+
 /// The base URL (without `/client/v4`) of an offline master's built-in emulator, from its log.
 fn offline_emulator_base(master: &Master) -> Result<String> {
     let url = master
@@ -476,6 +510,26 @@ fn offline_emulator_base(master: &Master) -> Result<String> {
         .and_then(|r| r.get("emulator").and_then(|e| e.as_str()).map(str::to_string))
         .context("the master did not say it runs offline")?;
     Ok(url.trim_end_matches("/client/v4").to_string())
+}
+
+/// The offline master's emulator token, from the data dir (0600).
+fn offline_emulator_token(master: &Master) -> Result<String> {
+    let path = master.data_dir.path().join("offline-emulator.token");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path)?.permissions());
+    anyhow::ensure!(mode & 0o777 == 0o600, "{} is mode {:o}", path.display(), mode & 0o777);
+    Ok(std::fs::read_to_string(&path)?.trim().to_string())
+}
+
+/// The offline master's emulator state, read with its token.
+async fn offline_state(master: &Master) -> Result<Snapshot> {
+    let base = offline_emulator_base(master)?;
+    let response = reqwest::Client::new()
+        .get(format!("{base}/__emulator/state"))
+        .bearer_auth(offline_emulator_token(master)?)
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(response.json().await?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -488,12 +542,25 @@ async fn offline_mode_routes_in_the_built_in_emulator() -> Result<()> {
     let tunnels = master.admin().await?.list_tunnels(ListTunnelsRequest {}).await?.into_inner().tunnels;
     assert_eq!(tunnels.iter().map(|t| t.id.clone()).collect::<Vec<_>>(), vec![active.tunnel_id.clone()]);
 
-    let state: serde_json::Value = reqwest::get(format!("{base}/__emulator/state")).await?.json().await?;
-    let text = state.to_string();
+    let state = offline_state(&master).await?;
+    let text = serde_json::to_string(&state)?;
     assert!(
         text.contains("app.example.test") && text.contains(&format!("{}.cfargotunnel.com", active.tunnel_id)),
         "{text}"
     );
+    // Without the token, the emulator's own pages are closed: they hold the master's account.
+    let client = reqwest::Client::new();
+    for (method, path) in [
+        (reqwest::Method::GET, "/__emulator/info".to_string()),
+        (reqwest::Method::GET, "/__emulator/state".to_string()),
+        (reqwest::Method::PUT, format!("/__emulator/tunnels/{}/configuration", active.tunnel_id)),
+        (reqwest::Method::POST, "/__emulator/faults".to_string()),
+    ] {
+        let answer = client.request(method.clone(), format!("{base}{path}")).body("{}").send().await?;
+        assert_eq!(answer.status(), reqwest::StatusCode::FORBIDDEN, "{method} {path} without the token");
+        let body: serde_json::Value = answer.json().await?;
+        assert_eq!(body["errors"][0]["code"], 10000, "{method} {path}: {body}");
+    }
     Ok(())
 }
 
@@ -503,16 +570,12 @@ async fn an_offline_master_keeps_its_emulated_account_across_restarts() -> Resul
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let listen = format!("127.0.0.1:{port}");
     let mut master = Master::start(None, &["--offline-emulator-listen", &listen]).await?;
-    let state = |base: String| async move {
-        let snapshot: Snapshot = reqwest::get(format!("{base}/__emulator/state")).await?.json().await?;
-        Ok::<_, anyhow::Error>(snapshot)
-    };
     let mut agent = FakeAgent::join(&master, &master.join_token(1).await?, "a1", "").await?;
     let app = labelled("c1", &route_labels("app.example.test", "http://web:80"));
     agent.report(vec![app.clone()]).await?;
     let active = wait_status(&master, "app.example.test", RouteStatus::Active).await?;
     let tunnel = active.tunnel_id.clone();
-    let before = state(offline_emulator_base(&master)?).await?;
+    let before = offline_state(&master).await?;
     assert_eq!(live_tunnels(&before).iter().map(|t| t.id.clone()).collect::<Vec<_>>(), vec![tunnel.clone()]);
     let record = before.dns_records_named("app.example.test").first().map(|r| r.id.clone()).context("no record")?;
     assert!(master.data_dir.path().join("offline-cloudflare.json").exists());
@@ -530,7 +593,7 @@ async fn an_offline_master_keeps_its_emulated_account_across_restarts() -> Resul
     assert_eq!(active.tunnel_id, tunnel, "the route moved to another tunnel");
     let tunnels = master.admin().await?.list_tunnels(ListTunnelsRequest {}).await?.into_inner().tunnels;
     assert_eq!(tunnels.iter().map(|t| t.id.clone()).collect::<Vec<_>>(), vec![tunnel.clone()]);
-    let after = state(offline_emulator_base(&master)?).await?;
+    let after = offline_state(&master).await?;
     assert_eq!(after.tunnels.len(), 1, "a second tunnel was created: {:?}", after.tunnels);
     assert_eq!(live_tunnels(&after)[0].id, tunnel);
     assert_eq!(after.zones, before.zones, "zone ids changed");

@@ -212,7 +212,7 @@ impl Emulator {
     }
 
     /// The id of the presented bearer token; errors as in §2 / §11.
-    fn authenticate(&self, headers: &HeaderMap, verify: bool) -> Result<String, ApiError> {
+    pub(super) fn authenticate(&self, headers: &HeaderMap, verify: bool) -> Result<String, ApiError> {
         let denied = || {
             if verify {
                 ApiError::new(403, 1000, "Invalid API Token")

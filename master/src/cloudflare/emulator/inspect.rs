@@ -1,6 +1,8 @@
-//! `/__emulator/`: the unauthenticated inspection API, for tests and tools
-//! in other processes. Successful answers are plain JSON (no envelope);
-//! refusals are Cloudflare envelopes with the API's codes.
+//! `/__emulator/`: the inspection API, for tests and tools in other
+//! processes. Successful answers are plain JSON (no envelope); refusals are
+//! Cloudflare envelopes with the API's codes. Open, except in an offline
+//! master's emulator ([`super::EmulatorConfig::inspect_token_required`]):
+//! there it needs the API token, like the API (403/10000 without it).
 //!
 //! | method | path | body | answer |
 //! |---|---|---|---|
@@ -102,6 +104,20 @@ async fn clear_faults(State(emulator): State<Emulator>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
+/// 403/10000 without an accepted API token, when the emulator requires one here.
+async fn require_token(
+    State(emulator): State<Emulator>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if emulator.inspect_token_required() {
+        if let Err(error) = emulator.authenticate(request.headers(), false) {
+            return error.into_response();
+        }
+    }
+    next.run(request).await
+}
+
 pub(super) fn router(emulator: Emulator) -> Router {
     let at = |path: &str| format!("{INSPECT_PREFIX}{path}");
     Router::new()
@@ -113,5 +129,6 @@ pub(super) fn router(emulator: Emulator) -> Router {
         .route(&at("/tunnels/{tunnel_id}/connectors"), put(set_connectors))
         .route(&at("/requests"), get(requests).delete(reset_requests))
         .route(&at("/faults"), get(faults).post(inject_faults).delete(clear_faults))
+        .layer(axum::middleware::from_fn_with_state(emulator.clone(), require_token))
         .with_state(emulator)
 }

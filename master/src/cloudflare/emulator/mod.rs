@@ -73,6 +73,10 @@ pub struct EmulatorConfig {
     /// and every successful state-changing HTTP request saves it (0600: it holds tunnel secrets).
     /// `None`: in memory only. [`Emulator::new`] ignores it (it never overwrites a saved account).
     pub state_file: Option<PathBuf>,
+    /// Whether `/__emulator/` (inspection, seeding, faults) needs one of `api_tokens`, like the
+    /// API. An offline master's emulator sets it: its account is the master's. The connector
+    /// endpoint is authenticated by tunnel tokens either way.
+    pub inspect_token_required: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -84,6 +88,7 @@ impl Default for EmulatorConfig {
             base_path: DEFAULT_BASE_PATH.to_string(),
             public_url: None,
             state_file: None,
+            inspect_token_required: false,
         }
     }
 }
@@ -121,6 +126,8 @@ struct Inner {
     saver: Option<Arc<persist::Saver>>,
     /// Whether [`Emulator::open`] restored a saved account.
     restored: bool,
+    /// [`EmulatorConfig::inspect_token_required`].
+    inspect_token_required: bool,
 }
 
 impl std::fmt::Debug for Emulator {
@@ -196,8 +203,14 @@ impl Emulator {
                 traffic: Mutex::new(faults::Traffic::default()),
                 saver,
                 restored,
+                inspect_token_required: config.inspect_token_required,
             }),
         }
+    }
+
+    /// Whether `/__emulator/` needs an API token ([`EmulatorConfig::inspect_token_required`]).
+    pub fn inspect_token_required(&self) -> bool {
+        self.inner.inspect_token_required
     }
 
     /// Whether [`Emulator::open`] restored a saved account.
