@@ -18,6 +18,7 @@ pub mod manual_routes;
 pub mod pki_files;
 pub mod projection;
 pub mod reconcile;
+pub mod retention;
 pub mod server;
 pub mod sessions;
 pub mod state;

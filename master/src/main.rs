@@ -133,6 +133,9 @@ struct ServeArgs {
     /// How long a command may wait for a slow agent before its stream is closed.
     #[arg(long, env = "DOCKFLARE_COMMAND_SEND_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     command_send_timeout: Duration,
+    /// How long stored agent events are kept (heartbeats keep no row at all).
+    #[arg(long, env = "DOCKFLARE_EVENT_RETENTION", default_value = "30d", value_parser = humantime::parse_duration)]
+    event_retention: Duration,
     /// Cloudflare API token (Account › Cloudflare Tunnel › Edit, Zone › DNS › Edit). Without it the
     /// master runs offline against its built-in Cloudflare emulator.
     #[arg(long, env = "CF_API_TOKEN", hide_env_values = true, value_parser = secret)]
@@ -307,6 +310,7 @@ fn serve_options(cli: &Cli, open_files_limit: Option<u64>) -> Result<ServeOption
             heartbeat_timeout: serve.heartbeat_timeout,
             agent_certificate_lifetime: serve.agent_cert_ttl,
             command_send_timeout: serve.command_send_timeout,
+            event_retention: serve.event_retention,
         },
         cloudflare: CloudflareOptions {
             api,

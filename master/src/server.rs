@@ -161,6 +161,7 @@ pub async fn start(
     }
     let events = EventWriter::spawn(store.clone(), sessions.clone(), reconciler.clone());
     tokio::spawn(crate::liveness::run(store.clone(), options.settings.heartbeat_timeout));
+    tokio::spawn(crate::retention::run(store.clone(), options.settings.event_retention));
     let state = Arc::new(MasterState {
         store,
         sessions,

@@ -24,6 +24,8 @@ pub struct ProtocolSettings {
     /// Longest the master waits for a slow agent to take a command before it
     /// ends that agent's command stream (the agent reconnects and replays).
     pub command_send_timeout: Duration,
+    /// How long stored agent events are kept.
+    pub event_retention: Duration,
 }
 
 impl Default for ProtocolSettings {
@@ -33,6 +35,7 @@ impl Default for ProtocolSettings {
             heartbeat_timeout: Duration::from_secs(35),
             agent_certificate_lifetime: Duration::from_secs(7 * 24 * 3600),
             command_send_timeout: Duration::from_secs(30),
+            event_retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }

@@ -90,7 +90,7 @@ fn event(agent: &str, event_id: u64, received_at: i64, payload: &str) -> StoredE
     StoredEvent {
         agent_id: agent.to_string(),
         event_id,
-        kind: "heartbeat".into(),
+        kind: "tunnel_status".into(),
         occurred_at: received_at - 5,
         received_at,
         payload: payload.as_bytes().to_vec(),
@@ -401,6 +401,31 @@ async fn event_batches_dedupe_advance_cursors_and_settle_acks() -> Result<()> {
 
         // An empty batch is a no-op.
         store.write_event_batch(&EventBatch::default()).await?;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn heartbeats_keep_no_row_and_old_events_expire() -> Result<()> {
+    on_each_backend(|store| async move {
+        let a = enrolled_agent(&store, "a").await?;
+        let a = a.as_str();
+        let mut heartbeat = event(a, 3, NOW + 3, "beat");
+        heartbeat.kind = "heartbeat".into();
+        let batch = EventBatch {
+            events: vec![event(a, 1, NOW + 1, "old"), event(a, 2, NOW + 2, "new"), heartbeat],
+            acks: vec![],
+            container_changes: vec![],
+        };
+        store.write_event_batch(&batch).await?;
+        let stored = store.list_events(a, 0, 100).await?;
+        assert_eq!(stored.iter().map(|e| e.event_id).collect::<Vec<_>>(), vec![1, 2], "the heartbeat has no row");
+        let record = agent(&store, a).await?;
+        assert_eq!((record.last_event_id, record.last_seen_at), (3, Some(NOW + 3)), "…but it moved the cursors");
+        assert_eq!(store.delete_events_before(NOW + 2, 1000).await?, 1);
+        assert_eq!(store.list_events(a, 0, 100).await?.iter().map(|e| e.event_id).collect::<Vec<_>>(), vec![2]);
+        assert_eq!(agent(&store, a).await?.last_event_id, 3, "retention leaves the cursor");
         Ok(())
     })
     .await

@@ -39,6 +39,10 @@ pub struct CommandAck {
     pub at: i64,
 }
 
+/// Event kinds that keep no history row: they only move the agent's last event id and
+/// last-seen time (a heartbeat every 10 s would otherwise be ~8,600 rows per agent and day).
+pub const PROGRESS_ONLY_KINDS: &[&str] = &["heartbeat"];
+
 /// What one write transaction stores.
 #[derive(Debug, Default)]
 pub struct EventBatch {
@@ -87,7 +91,9 @@ impl Store {
             super::Backend::Sqlite => SQLITE_ROWS_PER_INSERT,
             super::Backend::Postgres => POSTGRES_ROWS_PER_INSERT,
         };
-        for chunk in batch.events.chunks(rows_per_insert) {
+        let history: Vec<&StoredEvent> =
+            batch.events.iter().filter(|event| !PROGRESS_ONLY_KINDS.contains(&event.kind.as_str())).collect();
+        for chunk in history.chunks(rows_per_insert) {
             let sql = format!(
                 "INSERT INTO agent_events (agent_id, event_id, kind, occurred_at, received_at, payload) VALUES {} \
                  ON CONFLICT (agent_id, event_id) DO NOTHING{}",
@@ -183,6 +189,20 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Deletes up to `limit` events received before `cutoff` (Unix ms); returns how many went.
+    /// The agents' cursors are untouched: an id once stored stays acknowledged.
+    pub async fn delete_events_before(&self, cutoff: i64, limit: u32) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM agent_events WHERE (agent_id, event_id) IN \
+             (SELECT agent_id, event_id FROM agent_events WHERE received_at < $1 LIMIT $2)",
+        )
+        .bind(cutoff)
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     /// Stored events of an agent with an id above `after`, oldest first.

@@ -18,7 +18,7 @@ mod tokens;
 pub use agents::{AgentRecord, AgentRegistration, NewAgent, STATUS_OFFLINE, STATUS_ONLINE, STATUS_REVOKED};
 pub use commands::{CommandRow, CommandState, Enqueued};
 pub use containers::{ContainerChange, ContainerChangeEntry, ContainerRow};
-pub use events::{CommandAck, EventBatch, StoredEvent};
+pub use events::{CommandAck, EventBatch, StoredEvent, PROGRESS_ONLY_KINDS};
 pub use routes::{ManualRoute, TunnelRow};
 pub use tokens::{JoinTokenRow, TokenRejection};
 
