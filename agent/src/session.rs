@@ -117,9 +117,11 @@ fn status_end(call: &str, status: &tonic::Status) -> SessionEnd {
 pub fn registration(template: &RegisterRequest, mode: Option<&HostMode>) -> RegisterRequest {
     let mut request = template.clone();
     match mode {
-        Some(HostMode::Swarm { node_id, manager }) => {
+        Some(HostMode::Swarm { node_id, manager, cluster_id, managers }) => {
             request.docker_mode = DockerMode::Swarm as i32;
             request.node_id = node_id.clone();
+            request.swarm_cluster_id = cluster_id.clone();
+            request.swarm_manager_node_ids = managers.clone();
             request.node_role = if *manager { NodeRole::Manager } else { NodeRole::Worker } as i32;
         }
         Some(HostMode::Standalone { engine_id }) => {

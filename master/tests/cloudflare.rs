@@ -10,7 +10,10 @@ mod processes;
 mod support;
 
 use anyhow::{bail, Context, Result};
-use dockflare::v1::{ListRoutesRequest, ListTunnelsRequest, ReconcileRequest, Route, RouteStatus};
+use dockflare::v1::{
+    Container, DockerMode, ListRoutesRequest, ListTunnelsRequest, NodeRole, ReconcileRequest, RegisterRequest, Route,
+    RouteStatus,
+};
 use dockflare_master::cloudflare::emulator::{Emulator, EmulatorConfig, FaultSpec, Snapshot};
 use dockflare_master::cloudflare::types::{DnsRecordRequest, IngressRule, TunnelConfig};
 use fake_agent::{labelled, route_labels, FakeAgent};
@@ -320,6 +323,58 @@ async fn another_agent_cannot_take_a_hostname_while_its_owner_restarts() -> Resu
         Ok((served && pointed).then_some(()))
     })
     .await?;
+    Ok(())
+}
+
+/// A Swarm node's registration: its node id, role, and the swarm ids it sees.
+fn swarm_node(node: &str, manager: bool, cluster: &str, managers: &[&str]) -> RegisterRequest {
+    RegisterRequest {
+        display_name: node.into(),
+        version: "test".into(),
+        docker_mode: DockerMode::Swarm as i32,
+        node_id: node.into(),
+        node_role: if manager { NodeRole::Manager } else { NodeRole::Worker } as i32,
+        swarm_cluster_id: cluster.into(),
+        swarm_manager_node_ids: managers.iter().map(|m| m.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// A Swarm service as a manager reports it (or, with a task id, one of its tasks).
+fn service(id: &str, service_id: &str, hostname: &str, origin: &str) -> Container {
+    Container {
+        service_id: service_id.into(),
+        service_name: "web".into(),
+        ..labelled(id, &route_labels(hostname, origin))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copied_service_id_from_another_swarm_is_a_conflict_not_a_takeover() -> Result<()> {
+    let cloud = cloud().await?;
+    let master = master(&cloud, "600", &[]).await?;
+    let token = master.join_token(3).await?;
+    let host = "svc.example.com";
+    let manager = FakeAgent::join_as(&master, &token, "m1", swarm_node("n1", true, "c1", &["n1"])).await?;
+    manager.report(vec![service("s1", "s1", host, "http://web:80")]).await?;
+    let active = wait_claim(&master, host, &manager.id, RouteStatus::Active).await?;
+    // A worker of the same swarm reports a task of the service: the same claim, no conflict.
+    let worker = FakeAgent::join_as(&master, &token, "w1", swarm_node("n3", false, "", &["n1"])).await?;
+    worker.report(vec![Container { task_id: "t1".into(), ..service("task-1", "s1", host, "http://web:80") }]).await?;
+    // An agent of another swarm reports a container carrying the same service id.
+    let intruder = FakeAgent::join_as(&master, &token, "x1", swarm_node("n9", true, "c9", &["n9"])).await?;
+    intruder.report(vec![service("s1", "s1", host, "http://evil:80")]).await?;
+    let refused = wait_claim(&master, host, &intruder.id, RouteStatus::Conflict).await?;
+    assert!(refused.reason.contains("already routed to web"), "reason: {}", refused.reason);
+    let rows: Vec<Route> = routes(&master).await?.into_iter().filter(|r| r.hostname == host).collect();
+    assert_eq!(rows.len(), 2, "the worker's task merged into the service's claim: {rows:?}");
+    let kept = wait_claim(&master, host, &manager.id, RouteStatus::Active).await?;
+    assert_eq!((kept.service.as_str(), kept.tunnel_id.as_str()), ("http://web:80", active.tunnel_id.as_str()));
+    let snapshot = cloud.emulator.snapshot();
+    assert!(ingress(&snapshot, &active.tunnel_id).contains(&rule(host, "http://web:80")));
+    let records = snapshot.dns_records_named(host);
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].content, format!("{}.cfargotunnel.com", active.tunnel_id));
     Ok(())
 }
 

@@ -18,8 +18,17 @@ pub enum EngineError {
 /// How the host runs containers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostMode {
-    Standalone { engine_id: String },
-    Swarm { node_id: String, manager: bool },
+    Standalone {
+        engine_id: String,
+    },
+    Swarm {
+        node_id: String,
+        manager: bool,
+        /// The swarm's cluster id (managers only see it; "" on workers).
+        cluster_id: String,
+        /// The managers' node ids, sorted (every node sees them).
+        managers: Vec<String>,
+    },
 }
 
 /// The operator's choice (`--mode`).
@@ -45,10 +54,19 @@ pub async fn detect_mode(docker: &Docker, choice: ModeChoice) -> Result<HostMode
     let in_swarm = swarm.and_then(|s| s.local_node_state.as_ref()).is_some_and(|state| state.to_string() == "active")
         && node_id.is_some();
     let manager = swarm.and_then(|s| s.control_available).unwrap_or(false);
+    let cluster_id = swarm.and_then(|s| s.cluster.as_ref()).and_then(|c| c.id.clone()).unwrap_or_default();
+    let mut managers: Vec<String> = swarm
+        .and_then(|s| s.remote_managers.as_ref())
+        .map(|peers| peers.iter().filter_map(|peer| peer.node_id.clone()).filter(|id| !id.is_empty()).collect())
+        .unwrap_or_default();
+    managers.sort();
+    managers.dedup();
     let engine_id = info.id.clone().unwrap_or_default();
     match (choice, in_swarm, node_id) {
         (ModeChoice::Standalone, _, _) | (ModeChoice::Auto, false, _) => Ok(HostMode::Standalone { engine_id }),
-        (ModeChoice::Swarm | ModeChoice::Auto, true, Some(node_id)) => Ok(HostMode::Swarm { node_id, manager }),
+        (ModeChoice::Swarm | ModeChoice::Auto, true, Some(node_id)) => {
+            Ok(HostMode::Swarm { node_id, manager, cluster_id, managers })
+        }
         (ModeChoice::Swarm, _, _) => Err(EngineError::NotInSwarm),
         (ModeChoice::Auto, true, None) => Ok(HostMode::Standalone { engine_id }),
     }

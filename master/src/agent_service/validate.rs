@@ -8,6 +8,8 @@ use dockflare::v1::{agent_event::Event, AgentEvent, ConnectorState, Container, D
 const MAX_NAME: usize = 128;
 const MAX_TEXT: usize = 4096;
 const MAX_CAPABILITIES: usize = 64;
+/// More managers than any swarm runs (Docker recommends at most 7).
+const MAX_SWARM_MANAGERS: usize = 32;
 
 /// A field that failed validation, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +34,14 @@ fn text(field: &str, value: &str, max: usize) -> Result<(), FieldError> {
     }
     if value.chars().any(char::is_control) {
         return fail(field, "contains control characters");
+    }
+    Ok(())
+}
+
+/// Docker's ids (cluster, node) are 25 lowercase alphanumerics; accept up to 64 of a-z and 0-9.
+fn swarm_id(field: &str, value: &str) -> Result<(), FieldError> {
+    if value.len() > 64 || !value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
+        return fail(field, "a Docker id: at most 64 characters of a-z and 0-9");
     }
     Ok(())
 }
@@ -61,6 +71,16 @@ pub fn registration(request: &RegisterRequest) -> Result<AgentRegistration, Fiel
     text("node_id", &request.node_id, MAX_NAME)?;
     text("hostname", &request.hostname, 253)?;
     tunnel_group("tunnel_group", &request.tunnel_group)?;
+    swarm_id("swarm_cluster_id", &request.swarm_cluster_id)?;
+    if request.swarm_manager_node_ids.len() > MAX_SWARM_MANAGERS {
+        return fail("swarm_manager_node_ids", format!("at most {MAX_SWARM_MANAGERS} managers"));
+    }
+    for (index, id) in request.swarm_manager_node_ids.iter().enumerate() {
+        swarm_id(&format!("swarm_manager_node_ids[{index}]"), id)?;
+        if id.is_empty() {
+            return fail(format!("swarm_manager_node_ids[{index}]"), "empty");
+        }
+    }
     if request.label_prefix.len() > 64
         || !request.label_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
     {
@@ -90,6 +110,8 @@ pub fn registration(request: &RegisterRequest) -> Result<AgentRegistration, Fiel
         tunnel_group: request.tunnel_group.clone(),
         capabilities: request.capabilities.clone(),
         label_prefix: request.label_prefix.clone(),
+        swarm_cluster_id: request.swarm_cluster_id.clone(),
+        swarm_managers: request.swarm_manager_node_ids.clone(),
     })
 }
 

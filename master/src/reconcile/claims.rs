@@ -1,8 +1,9 @@
 //! What is asked for now, as claims: the routes in the labels of running
 //! reported containers (read with each agent's label prefix), and the manual
 //! routes. A Swarm service claims once, as the service, however many
-//! managers and nodes report it — so a task moving between nodes keeps the
-//! route (DockFlare #221).
+//! managers and nodes *of its swarm* report it ([`super::swarms`]) — so a task
+//! moving between nodes keeps the route (DockFlare #221), and a copied service
+//! id from elsewhere is only another claim.
 
 use super::route_table::{Claim, RouteSpec, Source};
 use crate::store::{AgentRecord, ContainerRow, ManualRoute};
@@ -84,6 +85,7 @@ pub fn from_containers(rows: &[ContainerRow], agents: &HashMap<String, AgentReco
             &b.container_id,
         ))
     });
+    let swarms = super::swarms::swarm_keys(agents);
     let mut claims = Vec::new();
     for row in ordered {
         let Some(agent) = agents.get(&row.agent_id).filter(|a| a.removed_at.is_none() && !a.is_revoked()) else {
@@ -93,10 +95,13 @@ pub fn from_containers(rows: &[ContainerRow], agents: &HashMap<String, AgentReco
         let custom = Some(agent.label_prefix.as_str()).filter(|p| !p.is_empty());
         let labels: BTreeMap<String, String> = container.labels.into_iter().collect();
         let target = if row.service_name.is_empty() { row.name.as_str() } else { row.service_name.as_str() };
+        // A service is one claim within its swarm only: the same service id reported from
+        // another swarm (or a standalone host) is another owner.
         let owner = if row.service_id.is_empty() {
             format!("container:{}:{}", row.agent_id, row.container_id)
         } else {
-            format!("service:{}", row.service_id)
+            let swarm = swarms.get(&row.agent_id).cloned().unwrap_or_else(|| format!("agent:{}", row.agent_id));
+            format!("service:{swarm}:{}", row.service_id)
         };
         for route in labels::parse(target, &labels, &LabelPrefixes::new(custom)).routes {
             let withheld = access_withheld(&route);

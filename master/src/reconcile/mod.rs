@@ -14,6 +14,7 @@ pub mod claims;
 pub mod dns_plan;
 pub mod ingress;
 pub mod route_table;
+pub mod swarms;
 pub mod zones;
 
 use crate::cloudflare::client::{CfError, CloudflareClient};

@@ -28,6 +28,10 @@ pub struct AgentRegistration {
     pub tunnel_group: String,
     pub capabilities: Vec<String>,
     pub label_prefix: String,
+    /// Swarm mode: the cluster id the node sees ("" on workers and standalone hosts).
+    pub swarm_cluster_id: String,
+    /// Swarm mode: the managers' node ids the node sees.
+    pub swarm_managers: Vec<String>,
 }
 
 /// An agent row.
@@ -57,6 +61,10 @@ pub struct AgentRecord {
     pub assigned_tunnel_id: String,
     /// Set when an operator removed the agent.
     pub removed_at: Option<i64>,
+    /// Swarm mode: the cluster id its node saw at its last Register ("" when unknown).
+    pub swarm_cluster_id: String,
+    /// Swarm mode: the managers' node ids its node saw at its last Register.
+    pub swarm_managers: Vec<String>,
 }
 
 impl AgentRecord {
@@ -71,7 +79,7 @@ pub const STATUS_REVOKED: &str = "revoked";
 
 const COLUMNS: &str = "id, display_name, hostname, status, docker_mode, node_id, node_role, version, tunnel_group, \
     capabilities, enrolled_at, last_seen_at, cert_serial, cert_not_after, last_command_seq, last_acked_command_seq, \
-    last_event_id, label_prefix, assigned_tunnel_id, removed_at";
+    last_event_id, label_prefix, assigned_tunnel_id, removed_at, swarm_cluster_id, swarm_managers";
 
 fn agent_from_row(row: &sqlx::any::AnyRow) -> Result<AgentRecord, StoreError> {
     let capabilities: String = row.try_get("capabilities")?;
@@ -96,6 +104,13 @@ fn agent_from_row(row: &sqlx::any::AnyRow) -> Result<AgentRecord, StoreError> {
         last_event_id: to_u64(row.try_get("last_event_id")?, "last_event_id")?,
         assigned_tunnel_id: row.try_get("assigned_tunnel_id")?,
         removed_at: row.try_get("removed_at")?,
+        swarm_cluster_id: row.try_get("swarm_cluster_id")?,
+        swarm_managers: row
+            .try_get::<String, _>("swarm_managers")?
+            .split(',')
+            .filter(|id| !id.is_empty())
+            .map(str::to_string)
+            .collect(),
     })
 }
 
@@ -134,7 +149,8 @@ impl Store {
     ) -> Result<Option<AgentRecord>, StoreError> {
         let row = sqlx::query(&format!(
             "UPDATE agents SET display_name = $2, hostname = $3, docker_mode = $4, node_id = $5, node_role = $6, \
-             version = $7, capabilities = $8, last_seen_at = $9, label_prefix = $10, \
+             version = $7, capabilities = $8, last_seen_at = $9, label_prefix = $10, swarm_cluster_id = $11, \
+             swarm_managers = $12, \
              status = CASE WHEN status = '{STATUS_REVOKED}' THEN status ELSE '{STATUS_ONLINE}' END \
              WHERE id = $1 RETURNING {COLUMNS}"
         ))
@@ -148,6 +164,8 @@ impl Store {
         .bind(registration.capabilities.join(","))
         .bind(now)
         .bind(&registration.label_prefix)
+        .bind(&registration.swarm_cluster_id)
+        .bind(registration.swarm_managers.join(","))
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(agent_from_row).transpose()

@@ -22,7 +22,8 @@ pub struct FakeAgent {
     pub id: String,
     cert_pem: String,
     key_pem: String,
-    tunnel_group: String,
+    /// What it says at Register (docker_mode, tunnel group, swarm ids …).
+    registration: RegisterRequest,
     events: Option<mpsc::Sender<AgentEvent>>,
     next_event: Arc<AtomicU64>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -59,6 +60,19 @@ pub fn labelled(id: &str, labels: &[(String, String)]) -> Container {
 impl FakeAgent {
     /// Enrolls with `token` and connects.
     pub async fn join(master: &Master, token: &str, name: &str, tunnel_group: &str) -> Result<FakeAgent> {
+        let registration = RegisterRequest {
+            display_name: "fake".into(),
+            version: "test".into(),
+            docker_mode: DockerMode::Standalone as i32,
+            hostname: "fake-host".into(),
+            tunnel_group: tunnel_group.into(),
+            ..Default::default()
+        };
+        FakeAgent::join_as(master, token, name, registration).await
+    }
+
+    /// Enrolls with `token` and connects, registering with `registration`.
+    pub async fn join_as(master: &Master, token: &str, name: &str, registration: RegisterRequest) -> Result<FakeAgent> {
         let (key, csr_der) = dockflare_common::pki::new_key_and_csr(name)?;
         let anonymous = crate::support::mtls_channel(master.addr, &master.pki("ca.crt")?, None).await?;
         let enrolled = AgentServiceClient::new(anonymous)
@@ -70,7 +84,7 @@ impl FakeAgent {
             id: enrolled.agent_id,
             cert_pem: enrolled.certificate_pem,
             key_pem: key.expose_secret().to_string(),
-            tunnel_group: tunnel_group.into(),
+            registration,
             events: None,
             next_event: Arc::new(AtomicU64::new(1)),
             tasks: Vec::new(),
@@ -94,18 +108,7 @@ impl FakeAgent {
             crate::support::mtls_channel(master.addr, &master.pki("ca.crt")?, Some((&self.cert_pem, &self.key_pem)))
                 .await?;
         let mut client = AgentServiceClient::new(channel);
-        let registered = client
-            .register(RegisterRequest {
-                display_name: "fake".into(),
-                version: "test".into(),
-                docker_mode: DockerMode::Standalone as i32,
-                hostname: "fake-host".into(),
-                tunnel_group: self.tunnel_group.clone(),
-                ..Default::default()
-            })
-            .await
-            .context("Register")?
-            .into_inner();
+        let registered = client.register(self.registration.clone()).await.context("Register")?.into_inner();
         self.next_event.fetch_max(registered.last_event_id + 1, Ordering::SeqCst);
         let (tx, rx) = mpsc::channel::<AgentEvent>(1024);
         let mut reporter = client.clone();
