@@ -258,6 +258,9 @@ async fn main() -> Result<()> {
         hostname: host_name(),
         tunnel_group: args.tunnel_group.clone(),
         label_prefix: args.label_prefix.trim().to_string(),
+        // Filled in from the engine ([`session::registration`]).
+        swarm_cluster_id: String::new(),
+        swarm_manager_node_ids: Vec::new(),
     };
     let (mode_tx, mode_rx) = watch::channel(None);
     tokio::spawn(watcher::run(WatchContext {

@@ -8,6 +8,7 @@
 //! a plain function over values, tested with tables of cases.
 
 pub mod error_text;
+pub mod hostname_policy;
 pub mod identity;
 pub mod join_token;
 pub mod labels;

@@ -757,6 +757,7 @@ impl Fleet {
                 max_uses,
                 description: "fleet_bench".into(),
                 tunnel_group: String::new(),
+                policy: None,
             })
             .await
             .context("CreateJoinToken")?

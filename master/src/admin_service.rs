@@ -50,7 +50,8 @@ pub fn new_join_token(
     request: &v1::CreateJoinTokenRequest,
     now: i64,
 ) -> Result<(JoinToken, JoinTokenRow), Status> {
-    let v1::CreateJoinTokenRequest { ttl_seconds, max_uses, description, tunnel_group } = request;
+    let v1::CreateJoinTokenRequest { ttl_seconds, max_uses, description, tunnel_group, policy } = request;
+    let policy = convert::hostname_policy_from("policy", policy.as_ref())?;
     let (ttl_seconds, max_uses) = (*ttl_seconds, *max_uses);
     crate::agent_service::validate::tunnel_group("tunnel_group", tunnel_group.trim())
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -75,6 +76,7 @@ pub fn new_join_token(
         uses: 0,
         revoked: false,
         tunnel_group: tunnel_group.trim().to_string(),
+        policy,
     };
     Ok((token, row))
 }
@@ -321,6 +323,22 @@ impl AdminService for AdminApi {
                 diagnostic: Some(diagnostic),
             }));
         }
+        // Routes the agents' hostname policies refuse: a diagnostic on their container.
+        let refusals = crate::reconcile::policy_refusals(&self.state.store, self.state.route_quota)
+            .await
+            .map_err(|e| store_status("screening routes", e))?;
+        diagnostics.extend(refusals.into_iter().filter(|r| agent_id.is_none_or(|id| id == r.agent_id)).map(
+            |refusal| v1::DiagnosticRecord {
+                agent_id: refusal.agent_id,
+                container_id: refusal.container_id,
+                container_name: refusal.container_name,
+                diagnostic: Some(v1::LabelDiagnostic {
+                    label: "hostname".into(),
+                    value: format!("{}{}", refusal.hostname, refusal.path),
+                    reason: refusal.reason,
+                }),
+            },
+        ));
         Ok(Response::new(v1::ListDiagnosticsResponse { diagnostics }))
     }
 
@@ -486,6 +504,35 @@ impl AdminService for AdminApi {
         Ok(Response::new(v1::SetAgentTunnelGroupResponse { agent: Some(convert::agent(&agent, false)) }))
     }
 
+    async fn set_agent_policy(
+        &self,
+        request: Request<v1::SetAgentPolicyRequest>,
+    ) -> Result<Response<v1::SetAgentPolicyResponse>, Status> {
+        let admin = self.state.auth.admin(&request)?;
+        let request = request.into_inner();
+        let id = required("id", &request.id)?;
+        let policy = convert::hostname_policy_from("policy", request.policy.as_ref())?;
+        let agent = self
+            .state
+            .store
+            .set_agent_policy(id, &policy)
+            .await
+            .map_err(|e| store_status("setting the hostname policy", e))?
+            .ok_or_else(|| Status::not_found(format!("agent {id:?} does not exist")))?;
+        tracing::info!(
+            message = "Agent hostname policy changed.",
+            agent = %id,
+            allowed_hostnames = %policy.allowed_hostnames.join(","),
+            allow_wildcards = policy.allow_wildcards,
+            allow_apex = policy.allow_apex,
+            max_routes = policy.max_routes,
+            %admin,
+        );
+        self.state.reconciler.trigger();
+        crate::cluster::notify(&self.state.store, crate::cluster::RECONCILE, "").await;
+        Ok(Response::new(v1::SetAgentPolicyResponse { agent: Some(convert::agent(&agent, false)) }))
+    }
+
     async fn reconcile(
         &self,
         request: Request<v1::ReconcileRequest>,
@@ -521,6 +568,7 @@ mod tests {
             max_uses,
             description: description.into(),
             tunnel_group: tunnel_group.into(),
+            policy: None,
         }
     }
 

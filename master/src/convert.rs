@@ -3,6 +3,7 @@
 
 use crate::store::{AgentRecord, CommandRow, CommandState, JoinTokenRow};
 use dockflare::v1::{self, AgentStatus, DockerMode, NodeRole};
+use dockflare_common::hostname_policy::HostnamePolicy;
 use prost_types::Timestamp;
 
 pub fn timestamp(millis: i64) -> Timestamp {
@@ -74,7 +75,32 @@ pub fn agent(record: &AgentRecord, connected: bool) -> v1::Agent {
         last_acked_command_sequence: record.last_acked_command_seq,
         last_event_id: record.last_event_id,
         connected,
+        policy: Some(hostname_policy(&record.policy)),
+        swarm_cluster_id: record.swarm_cluster_id.clone(),
+        swarm_manager_node_ids: record.swarm_managers.clone(),
     }
+}
+
+pub fn hostname_policy(policy: &HostnamePolicy) -> v1::HostnamePolicy {
+    v1::HostnamePolicy {
+        allowed_hostnames: policy.allowed_hostnames.clone(),
+        allow_wildcards: policy.allow_wildcards,
+        allow_apex: policy.allow_apex,
+        max_routes: policy.max_routes,
+    }
+}
+
+/// A policy from the API, normalized; INVALID_ARGUMENT naming the field (under `field`).
+pub fn hostname_policy_from(field: &str, policy: Option<&v1::HostnamePolicy>) -> Result<HostnamePolicy, tonic::Status> {
+    let Some(policy) = policy else { return Ok(HostnamePolicy::default()) };
+    HostnamePolicy {
+        allowed_hostnames: policy.allowed_hostnames.clone(),
+        allow_wildcards: policy.allow_wildcards,
+        allow_apex: policy.allow_apex,
+        max_routes: policy.max_routes,
+    }
+    .normalized()
+    .map_err(|e| tonic::Status::invalid_argument(format!("{field}.{e}")))
 }
 
 pub fn join_token(row: &JoinTokenRow) -> v1::JoinToken {
@@ -87,6 +113,7 @@ pub fn join_token(row: &JoinTokenRow) -> v1::JoinToken {
         uses: row.uses,
         revoked: row.revoked,
         tunnel_group: row.tunnel_group.clone(),
+        policy: Some(hostname_policy(&row.policy)),
     }
 }
 

@@ -93,6 +93,19 @@ enum TokenAction {
         /// Default: each agent gets a tunnel of its own.
         #[arg(long, default_value = "")]
         tunnel_group: String,
+        /// Hostnames the agents' labels may route: "app.example.com" or "*.example.com" (any
+        /// name below it). Repeat or comma-separate. Default: any hostname of the account.
+        #[arg(long, value_delimiter = ',')]
+        allow_hostname: Vec<String>,
+        /// Let the agents route wildcard hostnames ("*.example.com").
+        #[arg(long)]
+        allow_wildcards: bool,
+        /// Let the agents route a zone's apex ("example.com").
+        #[arg(long)]
+        allow_apex: bool,
+        /// Routes per agent at most (0: the master's --max-routes-per-agent).
+        #[arg(long, default_value_t = 0)]
+        max_routes: u32,
     },
     /// List join tokens (without secrets).
     List,
@@ -158,6 +171,10 @@ struct ServeArgs {
     /// How often to re-read Cloudflare and repair drift (changes made outside DockFlare).
     #[arg(long, env = "DOCKFLARE_RECONCILE_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
     reconcile_interval: Duration,
+    /// Routes per agent when its hostname policy sets no quota (more are refused: a diagnostic on
+    /// the container).
+    #[arg(long, env = "DOCKFLARE_MAX_ROUTES_PER_AGENT", default_value_t = dockflare_master::reconcile::DEFAULT_MAX_ROUTES_PER_AGENT)]
+    max_routes_per_agent: u32,
     /// Tunnel names start with this (dockflare-agent-<id>, dockflare-group-<name>).
     #[arg(long, env = "DOCKFLARE_TUNNEL_PREFIX", default_value = "dockflare")]
     tunnel_prefix: String,
@@ -322,6 +339,7 @@ fn serve_options(cli: &Cli, open_files_limit: Option<u64>) -> Result<ServeOption
                 drift_interval: serve.reconcile_interval,
                 default_zone_id: serve.cf_zone_id.clone().filter(|z| !z.trim().is_empty()),
                 tunnel_prefix: serve.tunnel_prefix.clone(),
+                max_routes_per_agent: serve.max_routes_per_agent.max(1),
                 ..ReconcileSettings::default()
             },
         },
@@ -363,13 +381,28 @@ async fn token_command(cli: &Cli, action: &TokenAction) -> Result<()> {
         .with_context(|| format!("creating {}", options.data_dir.display()))?;
     let store = server::connect_store(&server::database_url(&options)).await.context("opening the database")?;
     match action {
-        TokenAction::Create { ttl, max_uses, description, tunnel_group } => {
+        TokenAction::Create {
+            ttl,
+            max_uses,
+            description,
+            tunnel_group,
+            allow_hostname,
+            allow_wildcards,
+            allow_apex,
+            max_routes,
+        } => {
             let pki = pki_files::load_or_create(&options.pki, time::OffsetDateTime::now_utc())?;
             let request = dockflare::v1::CreateJoinTokenRequest {
                 ttl_seconds: ttl.as_secs(),
                 max_uses: *max_uses,
                 description: description.clone(),
                 tunnel_group: tunnel_group.clone(),
+                policy: Some(dockflare::v1::HostnamePolicy {
+                    allowed_hostnames: allow_hostname.clone(),
+                    allow_wildcards: *allow_wildcards,
+                    allow_apex: *allow_apex,
+                    max_routes: *max_routes,
+                }),
             };
             let (token, row) = new_join_token(pki.ca.certificate_der(), &request, now_millis())
                 .map_err(|status| anyhow::anyhow!("{}", status.message()))?;

@@ -171,6 +171,7 @@ pub async fn start(
         auth: Authenticator::new(chain_verifier),
         settings: options.settings.clone(),
         reconciler,
+        route_quota: options.cloudflare.reconcile.max_routes_per_agent,
         enroll_guard: crate::enroll_guard::EnrollGuard::new(options.calls.enroll_failures_per_minute),
     });
 

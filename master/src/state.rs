@@ -52,6 +52,8 @@ pub struct MasterState {
     pub settings: ProtocolSettings,
     /// The Cloudflare reconciler (real Cloudflare, or the built-in emulator offline).
     pub reconciler: ReconcilerHandle,
+    /// Routes per agent when its hostname policy says 0 (`--max-routes-per-agent`).
+    pub route_quota: u32,
     /// Failed enrollments per source (Enroll refuses a source that keeps failing).
     pub enroll_guard: crate::enroll_guard::EnrollGuard,
 }

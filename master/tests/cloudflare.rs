@@ -378,6 +378,107 @@ async fn a_copied_service_id_from_another_swarm_is_a_conflict_not_a_takeover() -
     Ok(())
 }
 
+/// Labels of several routes on one container (`dockflare.N.hostname`), all to one service.
+fn routes_labels(hostnames: &[&str]) -> Vec<(String, String)> {
+    let mut labels = vec![("dockflare.enable".to_string(), "true".to_string())];
+    for (n, hostname) in hostnames.iter().enumerate() {
+        labels.push((format!("dockflare.{n}.hostname"), hostname.to_string()));
+        labels.push((format!("dockflare.{n}.service"), "http://web:80".to_string()));
+    }
+    labels
+}
+
+async fn diagnostics(master: &Master, agent_id: &str) -> Result<Vec<(String, String)>> {
+    let request = dockflare::v1::ListDiagnosticsRequest { agent_id: agent_id.into() };
+    let records = master.admin().await?.list_diagnostics(request).await?.into_inner().diagnostics;
+    Ok(records.into_iter().filter_map(|r| r.diagnostic).map(|d| (d.value, d.reason)).collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostname_policies_refuse_foreign_names_wildcards_the_apex_and_routes_over_the_quota() -> Result<()> {
+    let cloud = cloud().await?;
+    let master = master(&cloud, "60", &["--max-routes-per-agent", "3"]).await?;
+    // Admitted for *.apps.example.com only.
+    let policy =
+        dockflare::v1::HostnamePolicy { allowed_hostnames: vec!["*.apps.example.com".into()], ..Default::default() };
+    let token = master
+        .admin()
+        .await?
+        .create_join_token(dockflare::v1::CreateJoinTokenRequest {
+            ttl_seconds: 600,
+            max_uses: 1,
+            description: "apps".into(),
+            tunnel_group: String::new(),
+            policy: Some(policy),
+        })
+        .await?
+        .into_inner()
+        .token;
+    let narrow = FakeAgent::join(&master, &token, "narrow", "").await?;
+    let asked = ["web.apps.example.com", "bank.example.com", "*.apps.example.com", "mail.other.org"];
+    narrow.report(vec![labelled("c1", &routes_labels(&asked))]).await?;
+    wait_claim(&master, "web.apps.example.com", &narrow.id, RouteStatus::Active).await?;
+    let refused = diagnostics(&master, &narrow.id).await?;
+    let reason =
+        |host: &str| refused.iter().find(|(value, _)| value == host).map(|(_, r)| r.clone()).unwrap_or_default();
+    assert!(reason("bank.example.com").contains("outside its allowed hostnames"), "{refused:?}");
+    assert!(reason("mail.other.org").contains("outside its allowed hostnames"), "{refused:?}");
+    assert!(reason("*.apps.example.com").contains("wildcard"), "{refused:?}");
+
+    // Default policy: any name, but no wildcard, no apex, and at most 3 routes.
+    let open = FakeAgent::join(&master, &master.join_token(1).await?, "open", "").await?;
+    let asked = ["a.example.com", "example.com", "*.example.com", "x.example.com", "y.example.com"];
+    open.report(vec![labelled("c2", &routes_labels(&asked))]).await?;
+    let apex = wait_claim(&master, "example.com", &open.id, RouteStatus::Invalid).await?;
+    assert!(apex.reason.contains("apex of zone example.com"), "{}", apex.reason);
+    let refused = diagnostics(&master, &open.id).await?;
+    assert!(refused.iter().any(|(v, r)| v == "*.example.com" && r.contains("wildcard")), "{refused:?}");
+    let over: Vec<&str> = refused.iter().filter(|(_, r)| r.contains("quota of 3")).map(|(v, _)| v.as_str()).collect();
+    assert_eq!(over, vec!["y.example.com"], "the last in hostname order: {refused:?}");
+    for host in ["a.example.com", "x.example.com"] {
+        wait_claim(&master, host, &open.id, RouteStatus::Active).await?;
+    }
+    // Nothing refused reached Cloudflare, and no refused claim holds a hostname.
+    let snapshot = cloud.emulator.snapshot();
+    for host in
+        ["bank.example.com", "*.apps.example.com", "mail.other.org", "example.com", "*.example.com", "y.example.com"]
+    {
+        assert!(snapshot.dns_records_named(host).is_empty(), "{host} has a DNS record");
+        assert!(route(&master, host).await?.filter(|r| r.status == RouteStatus::Active as i32).is_none(), "{host}");
+    }
+    // Each refusal is logged once, not every pass.
+    master.admin().await?.reconcile(ReconcileRequest {}).await?;
+    assert_eq!(master.logs.count("Route refused by the agent's hostname policy."), 5, "{}", master.logs.text());
+
+    // The operator widens the narrow agent's policy: its wildcard is published on the next pass.
+    let wider = dockflare::v1::HostnamePolicy {
+        allowed_hostnames: vec!["*.apps.example.com".into()],
+        allow_wildcards: true,
+        ..Default::default()
+    };
+    master
+        .admin()
+        .await?
+        .set_agent_policy(dockflare::v1::SetAgentPolicyRequest { id: narrow.id.clone(), policy: Some(wider) })
+        .await?;
+    wait_claim(&master, "*.apps.example.com", &narrow.id, RouteStatus::Active).await?;
+    let bad = master
+        .admin()
+        .await?
+        .set_agent_policy(dockflare::v1::SetAgentPolicyRequest {
+            id: narrow.id.clone(),
+            policy: Some(dockflare::v1::HostnamePolicy {
+                allowed_hostnames: vec!["no spaces".into()],
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect_err("an invalid pattern was accepted");
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    assert!(bad.message().starts_with("policy.allowed_hostnames[0]"), "{}", bad.message());
+    Ok(())
+}
+
 async fn report_all(agents: &[FakeAgent]) -> Result<()> {
     for (a, agent) in agents.iter().enumerate() {
         let containers = (0..5)

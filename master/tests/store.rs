@@ -33,6 +33,16 @@ where
     Ok(())
 }
 
+/// The hostname policy test tokens carry (enrollment copies it onto the agent).
+fn token_policy() -> dockflare_common::hostname_policy::HostnamePolicy {
+    dockflare_common::hostname_policy::HostnamePolicy {
+        allowed_hostnames: vec!["*.example.com".into(), "portal.example.org".into()],
+        allow_wildcards: false,
+        allow_apex: true,
+        max_routes: 7,
+    }
+}
+
 /// Stores a new join token; returns it with its row.
 async fn insert_token(store: &Store, max_uses: u32, expires_at: i64) -> Result<JoinToken> {
     let token = JoinToken::generate([7; 32]);
@@ -45,6 +55,7 @@ async fn insert_token(store: &Store, max_uses: u32, expires_at: i64) -> Result<J
         uses: 0,
         revoked: false,
         tunnel_group: String::new(),
+        policy: token_policy(),
     };
     store.insert_join_token(&row, &token.secret_hash()).await?;
     Ok(token)
@@ -133,6 +144,8 @@ async fn join_token_enrollment_consumes_uses_and_rejects_with_the_reason() -> Re
 
         let record = agent(&store, first.id.as_str()).await?;
         assert_eq!(record.display_name, "first");
+        assert_eq!(record.policy, token_policy(), "enrollment copies the token's hostname policy");
+        assert_eq!(row.policy, token_policy());
         assert_eq!(record.status, STATUS_OFFLINE);
         assert_eq!(record.cert_serial, "serial-first");
         assert_eq!((record.enrolled_at, record.cert_not_after), (NOW, NOW + 3_600_000));

@@ -13,6 +13,7 @@
 pub mod claims;
 pub mod dns_plan;
 pub mod ingress;
+pub mod policy;
 pub mod route_table;
 pub mod swarms;
 pub mod zones;
@@ -29,6 +30,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
+/// `--max-routes-per-agent`: routes an agent may have when its policy does not say.
+pub const DEFAULT_MAX_ROUTES_PER_AGENT: u32 = 200;
+
 /// Tunables.
 #[derive(Debug, Clone)]
 pub struct ReconcileSettings {
@@ -44,6 +48,8 @@ pub struct ReconcileSettings {
     pub debounce: Duration,
     /// A pass starts once triggers have been quiet this long (a lone change goes out at once).
     pub quiet: Duration,
+    /// Routes per agent when its hostname policy says 0 (`--max-routes-per-agent`).
+    pub max_routes_per_agent: u32,
 }
 
 impl Default for ReconcileSettings {
@@ -55,6 +61,7 @@ impl Default for ReconcileSettings {
             tunnel_prefix: "dockflare".into(),
             debounce: Duration::from_millis(300),
             quiet: Duration::from_millis(40),
+            max_routes_per_agent: DEFAULT_MAX_ROUTES_PER_AGENT,
         }
     }
 }
@@ -129,6 +136,8 @@ pub struct Reconciler {
     ready: bool,
     /// Whether this master reconciles (holds the leader lock; always on SQLite).
     leader: watch::Receiver<bool>,
+    /// Claims the hostname policies refused at the last pass (each is logged once, when it starts).
+    refused: BTreeSet<(String, String, String, String)>,
 }
 
 impl Reconciler {
@@ -151,6 +160,7 @@ impl Reconciler {
             last_drift: None,
             ready: false,
             leader,
+            refused: BTreeSet::new(),
         }
     }
 
@@ -343,9 +353,15 @@ impl Reconciler {
         let agents = load_agents(&self.store).await?;
         let containers = self.store.list_containers(None).await?;
         let manual = self.store.list_manual_routes().await?;
-        let mut claims = claims::from_containers(&containers, &agents);
-        claims.extend(claims::from_manual(&manual));
         let existing = self.store.load_routes().await?;
+        let (mut claims, refusals) = policy::screen(
+            claims::from_containers(&containers, &agents),
+            &agents,
+            &policy::established(&existing),
+            self.settings.max_routes_per_agent,
+        );
+        self.log_refusals(&refusals);
+        claims.extend(claims::from_manual(&manual));
         let grace_ms = self.settings.grace.as_millis() as i64;
         let plan = route_table::plan(now, grace_ms, claims, existing.clone());
         let mut rows = plan.rows;
@@ -405,6 +421,15 @@ impl Reconciler {
         for row in rows.iter_mut().filter(|r| r.status.is_routed()) {
             match zones::zone_for(&row.spec.hostname, &row.spec.zone_name, &zones, default_zone) {
                 Ok(zone) => {
+                    let apex = agents
+                        .get(&row.spec.agent_id)
+                        .filter(|_| row.source == route_table::Source::Labels)
+                        .and_then(|agent| agent.policy.apex_refusal(&row.spec.hostname, &zone.name));
+                    if let Some(reason) = apex {
+                        row.status = Status::Invalid;
+                        row.reason = reason;
+                        continue;
+                    }
                     zone_of.insert(row.spec.hostname.clone(), zone);
                 }
                 Err(reason) => {
@@ -680,6 +705,28 @@ impl Reconciler {
         Ok(row)
     }
 
+    /// Logs each refusal once, when it starts (they are listed by ListDiagnostics meanwhile).
+    fn log_refusals(&mut self, refusals: &[policy::Refusal]) {
+        let now: BTreeSet<(String, String, String, String)> = refusals
+            .iter()
+            .map(|r| (r.agent_id.clone(), r.owner.clone(), r.hostname.clone(), r.path.clone()))
+            .collect();
+        for refusal in refusals {
+            let key = (refusal.agent_id.clone(), refusal.owner.clone(), refusal.hostname.clone(), refusal.path.clone());
+            if !self.refused.contains(&key) {
+                tracing::warn!(
+                    message = "Route refused by the agent's hostname policy.",
+                    agent = %refusal.agent_id,
+                    container = %refusal.container_name,
+                    hostname = %refusal.hostname,
+                    path = %refusal.path,
+                    reason = %refusal.reason,
+                );
+            }
+        }
+        self.refused = now;
+    }
+
     async fn start_tunnel(&self, agent: &AgentRecord, tunnel: &TunnelRow) -> Result<(), String> {
         let token = self.client.tunnel_token(&tunnel.tunnel_id).await.map_err(|e| e.to_string())?;
         let kind = command::Kind::StartTunnel(StartTunnel {
@@ -873,6 +920,22 @@ fn still_routed(
     unwanted.extend(rows.iter().filter(|r| !r.status.is_routed()).map(|r| r.spec.hostname.clone()));
     unwanted.retain(|hostname| !routed.contains(hostname.as_str()));
     wanted
+}
+
+/// The label routes the agents' hostname policies refuse now (for ListDiagnostics; the
+/// reconciler computes the same each pass). The apex is not included: it shows as an invalid
+/// route (ListRoutes), where zones are known.
+pub async fn policy_refusals(store: &Store, default_quota: u32) -> Result<Vec<policy::Refusal>, StoreError> {
+    let agents = load_agents(store).await?;
+    let containers = store.list_containers(None).await?;
+    let existing = store.load_routes().await?;
+    let (_, refusals) = policy::screen(
+        claims::from_containers(&containers, &agents),
+        &agents,
+        &policy::established(&existing),
+        default_quota,
+    );
+    Ok(refusals)
 }
 
 async fn load_agents(store: &Store) -> Result<HashMap<String, AgentRecord>, StoreError> {

@@ -77,10 +77,10 @@ pub fn swarm_keys(agents: &HashMap<String, AgentRecord>) -> HashMap<String, Stri
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn agent(id: &str, mode: &str, role: &str, node: &str, cluster: &str, managers: &[&str]) -> AgentRecord {
+    pub(crate) fn agent(id: &str, mode: &str, role: &str, node: &str, cluster: &str, managers: &[&str]) -> AgentRecord {
         AgentRecord {
             id: id.into(),
             display_name: id.into(),
@@ -104,6 +104,7 @@ mod tests {
             removed_at: None,
             swarm_cluster_id: cluster.into(),
             swarm_managers: managers.iter().map(|m| m.to_string()).collect(),
+            policy: Default::default(),
         }
     }
 

@@ -2,7 +2,8 @@
 //! and the stream cursors (last command sequence, last acknowledged one,
 //! last stored event id).
 
-use super::{to_u64, Store, StoreError};
+use super::{policy_from_row, to_u64, Store, StoreError};
+use dockflare_common::hostname_policy::HostnamePolicy;
 use dockflare_common::identity::AgentId;
 use sqlx::Row;
 
@@ -65,6 +66,8 @@ pub struct AgentRecord {
     pub swarm_cluster_id: String,
     /// Swarm mode: the managers' node ids its node saw at its last Register.
     pub swarm_managers: Vec<String>,
+    /// What its labels may route.
+    pub policy: HostnamePolicy,
 }
 
 impl AgentRecord {
@@ -77,9 +80,11 @@ pub const STATUS_ONLINE: &str = "online";
 pub const STATUS_OFFLINE: &str = "offline";
 pub const STATUS_REVOKED: &str = "revoked";
 
-const COLUMNS: &str = "id, display_name, hostname, status, docker_mode, node_id, node_role, version, tunnel_group, \
-    capabilities, enrolled_at, last_seen_at, cert_serial, cert_not_after, last_command_seq, last_acked_command_seq, \
-    last_event_id, label_prefix, assigned_tunnel_id, removed_at, swarm_cluster_id, swarm_managers";
+/// Ends with the policy columns ([`super::policy_from_row`]).
+const COLUMNS: &str = "id, display_name, hostname, status, docker_mode, node_id, node_role, version, \
+    tunnel_group, capabilities, enrolled_at, last_seen_at, cert_serial, cert_not_after, last_command_seq, \
+    last_acked_command_seq, last_event_id, label_prefix, assigned_tunnel_id, removed_at, swarm_cluster_id, \
+    swarm_managers, allowed_hostnames, allow_wildcards, allow_apex, max_routes";
 
 fn agent_from_row(row: &sqlx::any::AnyRow) -> Result<AgentRecord, StoreError> {
     let capabilities: String = row.try_get("capabilities")?;
@@ -111,6 +116,7 @@ fn agent_from_row(row: &sqlx::any::AnyRow) -> Result<AgentRecord, StoreError> {
             .filter(|id| !id.is_empty())
             .map(str::to_string)
             .collect(),
+        policy: policy_from_row(row)?,
     })
 }
 
@@ -120,11 +126,13 @@ impl Store {
         agent: &NewAgent,
         token_id: &str,
         tunnel_group: &str,
+        policy: &HostnamePolicy,
         now: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO agents (id, display_name, status, join_token_id, enrolled_at, cert_serial, cert_not_after, \
-             tunnel_group) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             tunnel_group, allowed_hostnames, allow_wildcards, allow_apex, max_routes) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(agent.id.as_str())
         .bind(&agent.display_name)
@@ -134,6 +142,10 @@ impl Store {
         .bind(&agent.cert_serial)
         .bind(agent.cert_not_after)
         .bind(tunnel_group)
+        .bind(policy.allowed_hostnames.join(","))
+        .bind(i64::from(policy.allow_wildcards))
+        .bind(i64::from(policy.allow_apex))
+        .bind(i64::from(policy.max_routes))
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -213,6 +225,22 @@ impl Store {
             .bind(tunnel_group)
             .fetch_optional(&self.pool)
             .await?;
+        row.as_ref().map(agent_from_row).transpose()
+    }
+
+    /// Replaces an agent's hostname policy (an operator's decision); `None` if it does not exist.
+    pub async fn set_agent_policy(&self, id: &str, policy: &HostnamePolicy) -> Result<Option<AgentRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "UPDATE agents SET allowed_hostnames = $2, allow_wildcards = $3, allow_apex = $4, max_routes = $5 \
+             WHERE id = $1 RETURNING {COLUMNS}"
+        ))
+        .bind(id)
+        .bind(policy.allowed_hostnames.join(","))
+        .bind(i64::from(policy.allow_wildcards))
+        .bind(i64::from(policy.allow_apex))
+        .bind(i64::from(policy.max_routes))
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(agent_from_row).transpose()
     }
 

@@ -51,6 +51,21 @@ pub enum StoreError {
     Encode(String),
 }
 
+/// Reads the policy columns of a row (agents and join_tokens share them: allowed_hostnames,
+/// allow_wildcards, allow_apex, max_routes).
+pub(crate) fn policy_from_row(
+    row: &sqlx::any::AnyRow,
+) -> Result<dockflare_common::hostname_policy::HostnamePolicy, StoreError> {
+    use sqlx::Row;
+    let patterns: String = row.try_get("allowed_hostnames")?;
+    Ok(dockflare_common::hostname_policy::HostnamePolicy {
+        allowed_hostnames: patterns.split(',').filter(|p| !p.is_empty()).map(str::to_string).collect(),
+        allow_wildcards: row.try_get::<i64, _>("allow_wildcards")? != 0,
+        allow_apex: row.try_get::<i64, _>("allow_apex")? != 0,
+        max_routes: u32::try_from(row.try_get::<i64, _>("max_routes")?).unwrap_or(u32::MAX),
+    })
+}
+
 impl StoreError {
     /// Whether the database could not be reached (as opposed to a bad query or row).
     pub fn is_unavailable(&self) -> bool {

@@ -1,7 +1,8 @@
 //! Join tokens: stored hashed, with an expiry, a use count and revocation.
 //! Enrollment consumes one use and creates the agent in one transaction.
 
-use super::{agents::NewAgent, Store, StoreError};
+use super::{agents::NewAgent, policy_from_row, Store, StoreError};
+use dockflare_common::hostname_policy::HostnamePolicy;
 use sqlx::Row;
 
 /// A join token's metadata. The secret is never stored, only its hash.
@@ -16,6 +17,8 @@ pub struct JoinTokenRow {
     pub revoked: bool,
     /// The tunnel group agents enrolled with this token join ("" for a tunnel of their own).
     pub tunnel_group: String,
+    /// What agents enrolled with this token may route.
+    pub policy: HostnamePolicy,
 }
 
 /// Why a join token cannot enroll an agent.
@@ -43,7 +46,9 @@ impl TokenRejection {
     }
 }
 
-const COLUMNS: &str = "id, description, created_at, expires_at, max_uses, uses, revoked_at, tunnel_group";
+/// Ends with the policy columns ([`super::policy_from_row`]).
+const COLUMNS: &str = "id, description, created_at, expires_at, max_uses, uses, revoked_at, tunnel_group, \
+    allowed_hostnames, allow_wildcards, allow_apex, max_routes";
 
 fn token_from_row(row: &sqlx::any::AnyRow) -> Result<JoinTokenRow, StoreError> {
     Ok(JoinTokenRow {
@@ -55,14 +60,16 @@ fn token_from_row(row: &sqlx::any::AnyRow) -> Result<JoinTokenRow, StoreError> {
         uses: u32::try_from(row.try_get::<i64, _>("uses")?).unwrap_or(u32::MAX),
         revoked: row.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
         tunnel_group: row.try_get("tunnel_group")?,
+        policy: policy_from_row(row)?,
     })
 }
 
 impl Store {
     pub async fn insert_join_token(&self, row: &JoinTokenRow, secret_hash: &str) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO join_tokens (id, secret_hash, description, created_at, expires_at, max_uses, uses, tunnel_group) \
-             VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
+            "INSERT INTO join_tokens (id, secret_hash, description, created_at, expires_at, max_uses, uses, tunnel_group, \
+             allowed_hostnames, allow_wildcards, allow_apex, max_routes) \
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9, $10, $11)",
         )
         .bind(&row.id)
         .bind(secret_hash)
@@ -71,6 +78,10 @@ impl Store {
         .bind(row.expires_at)
         .bind(i64::from(row.max_uses))
         .bind(&row.tunnel_group)
+        .bind(row.policy.allowed_hostnames.join(","))
+        .bind(i64::from(row.policy.allow_wildcards))
+        .bind(i64::from(row.policy.allow_apex))
+        .bind(i64::from(row.policy.max_routes))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -137,7 +148,7 @@ impl Store {
         let consumed = sqlx::query(
             "UPDATE join_tokens SET uses = uses + 1 \
              WHERE id = $1 AND secret_hash = $2 AND revoked_at IS NULL AND expires_at > $3 AND uses < max_uses \
-             RETURNING tunnel_group",
+             RETURNING tunnel_group, allowed_hostnames, allow_wildcards, allow_apex, max_routes",
         )
         .bind(token_id)
         .bind(secret_hash)
@@ -149,7 +160,8 @@ impl Store {
             return Ok(Err(self.token_rejection(token_id, secret_hash, now).await?));
         };
         let tunnel_group: String = consumed.try_get("tunnel_group")?;
-        Store::insert_agent(&mut tx, agent, token_id, &tunnel_group, now).await?;
+        let policy = policy_from_row(&consumed)?;
+        Store::insert_agent(&mut tx, agent, token_id, &tunnel_group, &policy, now).await?;
         tx.commit().await?;
         Ok(Ok(tunnel_group))
     }

@@ -242,6 +242,7 @@ impl Master {
                 max_uses: uses,
                 description: "test".into(),
                 tunnel_group: group.into(),
+                policy: None,
             })
             .await?;
         Ok(response.into_inner().token)

@@ -320,6 +320,7 @@ pub async fn enroll_agent(master: &MasterProcess, display_name: &str) -> Result<
             max_uses: 1,
             description: "test".into(),
             tunnel_group: String::new(),
+            policy: None,
         })
         .await
         .context("CreateJoinToken")?
