@@ -40,6 +40,10 @@ pub struct CallLimits {
     pub max_agent_message: usize,
     /// Failed enrollments per source address and minute before Enroll refuses it.
     pub enroll_failures_per_minute: u32,
+    /// Bytes per second one agent's events may cost, sustained ([`crate::agent_budget`]).
+    pub agent_event_rate: u32,
+    /// … and at once.
+    pub agent_event_burst: u32,
     /// Largest request message of a call without a valid certificate, and of Enroll.
     pub max_unauthenticated_message: usize,
     /// Calls without a valid certificate in progress at once.
@@ -53,6 +57,8 @@ impl Default for CallLimits {
         CallLimits {
             max_agent_message: 4 * 1024 * 1024,
             enroll_failures_per_minute: 30,
+            agent_event_rate: 256 * 1024,
+            agent_event_burst: 8 * 1024 * 1024,
             max_unauthenticated_message: 64 * 1024,
             max_unauthenticated_calls: 256,
             max_unauthenticated_calls_per_source: 16,

@@ -4,16 +4,21 @@
 //! per-agent receipts. While the database is down it retries the same batch
 //! with backoff and the full queue pushes back on the agents' streams:
 //! nothing is acknowledged before it is stored, nothing stored is dropped.
+//! The queue is bounded in events and in bytes ([`QUEUE_BYTES`]).
 
 use crate::reconcile::ReconcilerHandle;
 use crate::sessions::Sessions;
 use crate::store::{CommandAck, ContainerChange, ContainerChangeEntry, EventBatch, Store, StoredEvent};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 /// Events waiting to be written, across all agents.
 pub const QUEUE_CAPACITY: usize = 65_536;
+/// Bytes of events waiting to be written, across all agents (a full queue pushes back on the
+/// streams: memory stays bounded however large the events).
+pub const QUEUE_BYTES: usize = 64 * 1024 * 1024;
 /// Most events in one transaction.
 pub const MAX_BATCH: usize = 8_192;
 const RETRY_MIN: Duration = Duration::from_millis(100);
@@ -31,7 +36,8 @@ pub struct PendingEvent {
 /// Handle to queue events. Cheap to clone.
 #[derive(Clone)]
 pub struct EventWriter {
-    queue: mpsc::Sender<PendingEvent>,
+    queue: mpsc::Sender<(PendingEvent, OwnedSemaphorePermit)>,
+    bytes: Arc<Semaphore>,
 }
 
 /// The writer task stopped (the master is shutting down).
@@ -45,12 +51,19 @@ impl EventWriter {
     pub fn spawn(store: Store, sessions: Sessions, reconciler: ReconcilerHandle) -> EventWriter {
         let (queue, incoming) = mpsc::channel(QUEUE_CAPACITY);
         tokio::spawn(run(store, sessions, reconciler, incoming));
-        EventWriter { queue }
+        EventWriter { queue, bytes: Arc::new(Semaphore::new(QUEUE_BYTES)) }
     }
 
-    /// Queues an event, waiting while the queue is full.
+    /// Queues an event, waiting while the queue is full (in events or in bytes).
     pub async fn submit(&self, pending: PendingEvent) -> Result<(), WriterStopped> {
-        self.queue.send(pending).await.map_err(|_| WriterStopped)
+        let size = (pending.event.payload.len() + 256).min(QUEUE_BYTES);
+        let permit = self
+            .bytes
+            .clone()
+            .acquire_many_owned(u32::try_from(size).unwrap_or(u32::MAX))
+            .await
+            .map_err(|_| WriterStopped)?;
+        self.queue.send((pending, permit)).await.map_err(|_| WriterStopped)
     }
 }
 
@@ -58,12 +71,14 @@ async fn run(
     store: Store,
     sessions: Sessions,
     reconciler: ReconcilerHandle,
-    mut incoming: mpsc::Receiver<PendingEvent>,
+    mut incoming: mpsc::Receiver<(PendingEvent, OwnedSemaphorePermit)>,
 ) {
     let mut buffer = Vec::with_capacity(MAX_BATCH);
+    let mut permits = Vec::with_capacity(MAX_BATCH);
     while incoming.recv_many(&mut buffer, MAX_BATCH).await > 0 {
         let mut batch = EventBatch::default();
-        for pending in buffer.drain(..) {
+        for (pending, permit) in buffer.drain(..) {
+            permits.push(permit);
             batch.acks.extend(pending.ack);
             if let Some(change) = pending.container_change {
                 batch.container_changes.push(ContainerChangeEntry {
@@ -75,6 +90,7 @@ async fn run(
             batch.events.push(pending.event);
         }
         write_until_stored(&store, &batch).await;
+        permits.clear(); // stored: the bytes are free for others
         if !batch.container_changes.is_empty() {
             reconciler.trigger();
             crate::cluster::notify(&store, crate::cluster::RECONCILE, "").await;

@@ -2,6 +2,7 @@
 //! and calls [`server::start`]; tests start the same pieces.
 
 pub mod admin_service;
+pub mod agent_budget;
 pub mod agent_service;
 pub mod auth;
 pub mod call_limits;

@@ -228,6 +228,13 @@ struct LimitArgs {
     /// ... of which from one source address.
     #[arg(long, env = "DOCKFLARE_MAX_UNAUTHENTICATED_CALLS_PER_SOURCE", default_value_t = 16)]
     max_unauthenticated_calls_per_source: usize,
+    /// What one agent's events may cost, in bytes per second (each event counts its size, at
+    /// least 1 KiB); an agent over it is read more slowly, the others are not.
+    #[arg(long, env = "DOCKFLARE_AGENT_EVENT_RATE", default_value = "256KiB", value_parser = byte_size)]
+    agent_event_rate: usize,
+    /// … and at once (a reconnect's full status report must fit).
+    #[arg(long, env = "DOCKFLARE_AGENT_EVENT_BURST", default_value = "8MiB", value_parser = byte_size)]
+    agent_event_burst: usize,
     /// Failed enrollments per source address and minute; then Enroll refuses it until the minute ends.
     #[arg(long, env = "DOCKFLARE_ENROLL_FAILURES_PER_MINUTE", default_value_t = 30)]
     enroll_failures_per_minute: u32,
@@ -355,6 +362,8 @@ fn serve_options(cli: &Cli, open_files_limit: Option<u64>) -> Result<ServeOption
         calls: CallLimits {
             max_agent_message: limits.max_agent_message,
             enroll_failures_per_minute: limits.enroll_failures_per_minute,
+            agent_event_rate: u32::try_from(limits.agent_event_rate).unwrap_or(u32::MAX),
+            agent_event_burst: u32::try_from(limits.agent_event_burst).unwrap_or(u32::MAX),
             max_unauthenticated_message: limits.max_unauthenticated_message,
             max_unauthenticated_calls: limits.max_unauthenticated_calls,
             max_unauthenticated_calls_per_source: limits.max_unauthenticated_calls_per_source,

@@ -172,6 +172,10 @@ pub async fn start(
         settings: options.settings.clone(),
         reconciler,
         route_quota: options.cloudflare.reconcile.max_routes_per_agent,
+        agent_budget: crate::agent_budget::AgentBudget::new(
+            options.calls.agent_event_rate,
+            options.calls.agent_event_burst,
+        ),
         enroll_guard: crate::enroll_guard::EnrollGuard::new(options.calls.enroll_failures_per_minute),
     });
 

@@ -54,6 +54,8 @@ pub struct MasterState {
     pub reconciler: ReconcilerHandle,
     /// Routes per agent when its hostname policy says 0 (`--max-routes-per-agent`).
     pub route_quota: u32,
+    /// What each agent's event stream may cost ([`crate::agent_budget`]).
+    pub agent_budget: crate::agent_budget::AgentBudget,
     /// Failed enrollments per source (Enroll refuses a source that keeps failing).
     pub enroll_guard: crate::enroll_guard::EnrollGuard,
 }

@@ -10,6 +10,7 @@ mod processes;
 mod support;
 
 use anyhow::{bail, Context, Result};
+use dockflare::v1::agent_service_client::AgentServiceClient;
 use dockflare::v1::{
     Container, DockerMode, ListRoutesRequest, ListTunnelsRequest, NodeRole, ReconcileRequest, RegisterRequest, Route,
     RouteStatus,
@@ -19,7 +20,7 @@ use dockflare_master::cloudflare::types::{DnsRecordRequest, IngressRule, TunnelC
 use fake_agent::{labelled, route_labels, FakeAgent};
 use processes::{eventually, Master};
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -476,6 +477,119 @@ async fn hostname_policies_refuse_foreign_names_wildcards_the_apex_and_routes_ov
         .expect_err("an invalid pattern was accepted");
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
     assert!(bad.message().starts_with("policy.allowed_hostnames[0]"), "{}", bad.message());
+    Ok(())
+}
+
+/// The master's resident memory, in MiB.
+fn rss_mib(master: &Master) -> Result<u64> {
+    let pid = master.pid().context("the master is not running")?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kib| kib / 1024)
+        .context("no VmRSS")
+}
+
+/// One agent floods the master with 2 MiB status reports and 100 new routes, at Cloudflare's real
+/// request budget; another agent's command still arrives within 100 ms, and its new route is live
+/// long before the flood's routes are all written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_agents_floods_do_not_delay_another_agent() -> Result<()> {
+    let cloud = cloud().await?;
+    let url = cloud.emulator.base_url(cloud.addr);
+    let master = Master::start_with_env(
+        None,
+        &["--cf-requests-per-5min", "1100"],
+        &[
+            ("CF_API_TOKEN", cloud.emulator.api_token()),
+            ("CF_ACCOUNT_ID", cloud.emulator.account_id()),
+            ("CF_API_URL", &url),
+            ("GRACE_PERIOD_SECONDS", "60"),
+        ],
+    )
+    .await?;
+    let token = master.join_token(2).await?;
+    let flood = FakeAgent::join(&master, &token, "flood", "").await?;
+    let quiet = FakeAgent::join(&master, &token, "quiet", "").await?;
+    master.wait_reconciler_start_tunnel(&quiet.id, WAIT).await?;
+    let baseline = rss_mib(&master)?;
+
+    // The route flood: 100 routes at once (within the default quota).
+    let hostnames: Vec<String> = (0..100).map(|n| format!("f{n:03}.example.com")).collect();
+    let names: Vec<&str> = hostnames.iter().map(String::as_str).collect();
+    flood.report(vec![labelled("big", &routes_labels(&names))]).await?;
+    eventually("the flood's first records", WAIT, || async {
+        Ok((!cloud.emulator.snapshot().dns_records_named("f000.example.com").is_empty()).then_some(()))
+    })
+    .await?;
+    // The event flood: 2 MiB status reports, as fast as the agent can send them.
+    let payload = "x".repeat(2 << 20);
+    let flooding = tokio::spawn({
+        let flood_labels = {
+            let mut labels = routes_labels(&names);
+            labels.push(("padding".to_string(), payload));
+            labels
+        };
+        async move {
+            for _ in 0..40 {
+                if flood.report(vec![labelled("big", &flood_labels)]).await.is_err() {
+                    break;
+                }
+            }
+            flood
+        }
+    });
+
+    // The quiet agent's new route: its record exists while the flood's are still being written.
+    let started = Instant::now();
+    quiet.report(vec![labelled("q1", &route_labels("quiet.example.com", "http://q:80"))]).await?;
+    eventually("the quiet agent's record", WAIT, || async {
+        Ok((!cloud.emulator.snapshot().dns_records_named("quiet.example.com").is_empty()).then_some(()))
+    })
+    .await?;
+    let live_after = started.elapsed();
+    let flood_written = hostnames.iter().filter(|h| !cloud.emulator.snapshot().dns_records_named(h).is_empty()).count();
+    println!("the quiet agent's route was live {live_after:?} after its report; the flood had {flood_written}/100 records then");
+    assert!(flood_written < 100, "the flood was written before: nothing was measured");
+    assert!(live_after < Duration::from_secs(15), "the quiet agent waited {live_after:?} behind the flood");
+
+    // Its commands arrive within 100 ms, under the event flood.
+    let mut commands = AgentServiceClient::new(quiet.channel(&master).await?)
+        .watch_commands(dockflare::v1::WatchCommandsRequest {})
+        .await?
+        .into_inner();
+    let mut worst = Duration::ZERO;
+    for n in 0..10 {
+        let sent = Instant::now();
+        let request = dockflare::v1::SendCommandRequest {
+            agent_id: quiet.id.clone(),
+            kind: Some(dockflare::v1::send_command_request::Kind::Resync(dockflare::v1::Resync {
+                reason: format!("probe {n}"),
+            })),
+        };
+        let id = master.admin().await?.send_command(request).await?.into_inner().command_id;
+        loop {
+            let message = tokio::time::timeout(WAIT, commands.message()).await??.context("stream ended")?;
+            if let Some(dockflare::v1::watch_commands_response::Message::Command(command)) = message.message {
+                if command.id == id {
+                    break;
+                }
+            }
+        }
+        worst = worst.max(sent.elapsed());
+    }
+    let under_flood = rss_mib(&master)?;
+    println!("commands to the quiet agent arrived within {worst:?} (SendCommand to receipt, worst of 10); master RSS {baseline} → {under_flood} MiB");
+    assert!(worst < Duration::from_millis(100), "a command took {worst:?}");
+    assert!(under_flood < baseline + 256, "master memory grew from {baseline} MiB to {under_flood} MiB");
+    let flood = flooding.await?;
+    assert!(
+        master.logs.count("Agent's events are throttled (over --agent-event-rate).") >= 1,
+        "the flood was not throttled"
+    );
+    drop(flood);
     Ok(())
 }
 

@@ -191,8 +191,9 @@ async fn commands_and_events_survive_restarts(database_url: Option<&str>) -> Res
     let twice: Vec<_> = applied.iter().filter(|(_, n)| **n != 1).collect();
     assert!(twice.is_empty(), "commands applied more than once: {twice:?}");
 
-    // No acknowledged event is missing: every id up to the highest receipt
-    // the agent saw is stored.
+    // No acknowledged event is lost: the master's cursor covers the highest receipt the agent
+    // saw, and every acknowledged event that keeps a history row (all but heartbeats, which only
+    // move the cursor) is stored — every command's result among them.
     let confirmed = agent
         .logs
         .records("Events confirmed.")
@@ -201,6 +202,7 @@ async fn commands_and_events_survive_restarts(database_url: Option<&str>) -> Res
         .max()
         .context("the agent saw no receipt")?;
     let mut stored = BTreeSet::new();
+    let mut results = BTreeSet::new();
     let mut admin = master.admin().await?;
     let mut after = 0;
     loop {
@@ -211,13 +213,30 @@ async fn commands_and_events_survive_restarts(database_url: Option<&str>) -> Res
             .events;
         let Some(last) = page.last() else { break };
         after = last.event_id;
-        stored.extend(page.iter().map(|e| e.event_id));
+        for record in &page {
+            assert_ne!(record.kind, "heartbeat", "a heartbeat has a history row");
+            stored.insert(record.event_id);
+            if let Some(dockflare::v1::agent_event::Event::CommandResult(result)) =
+                record.event.as_ref().and_then(|e| e.event.as_ref())
+            {
+                results.insert(result.command_id.clone());
+            }
+        }
     }
-    let missing: Vec<u64> = (1..=confirmed).filter(|id| !stored.contains(id)).collect();
-    assert!(
-        missing.is_empty(),
-        "acknowledged events missing after kill -9: {missing:?} (confirmed through {confirmed})"
-    );
+    // Read after the events: everything listed was stored with the cursor moved past it.
+    let cursor = master
+        .admin()
+        .await?
+        .get_agent(GetAgentRequest { id: agent_id.clone() })
+        .await?
+        .into_inner()
+        .agent
+        .context("no agent")?
+        .last_event_id;
+    assert!(cursor >= confirmed, "the master's event cursor {cursor} is behind the receipt {confirmed}");
+    let unrecorded: Vec<&String> = queued.iter().filter(|id| !results.contains(*id)).collect();
+    assert!(unrecorded.is_empty(), "acknowledged command results missing after kill -9: {unrecorded:?}");
+    assert!(stored.iter().all(|id| *id <= cursor), "stored events beyond the cursor");
     assert!(confirmed > 20, "too few events streamed to prove anything: {confirmed}");
     Ok(())
 }

@@ -247,6 +247,8 @@ impl AgentService for AgentApi {
             if event.event_id <= last_accepted {
                 continue; // seen before: agents resend after reconnects
             }
+            // Its own budget: a flooding agent waits here, the others do not.
+            self.state.agent_budget.spend(agent_id.as_str(), event.encoded_len()).await;
             last_accepted = event.event_id;
             let received_at = now_millis();
             let ack = valid.ack.map(|ack| CommandAck {

@@ -12,6 +12,7 @@
 
 pub mod claims;
 pub mod dns_plan;
+pub mod fairness;
 pub mod ingress;
 pub mod policy;
 pub mod route_table;
@@ -138,6 +139,8 @@ pub struct Reconciler {
     leader: watch::Receiver<bool>,
     /// Claims the hostname policies refused at the last pass (each is logged once, when it starts).
     refused: BTreeSet<(String, String, String, String)>,
+    /// The last pass left DNS writes for the next one ([`fairness::WRITES_PER_HOLDER`]).
+    backlog: bool,
 }
 
 impl Reconciler {
@@ -161,6 +164,7 @@ impl Reconciler {
             ready: false,
             leader,
             refused: BTreeSet::new(),
+            backlog: false,
         }
     }
 
@@ -229,6 +233,7 @@ impl Reconciler {
                 // Asked for by an operator: a full look (drift repair, tunnel health included).
                 self.last_drift = None;
             }
+            self.backlog = false;
             let report = self.pass().await;
             let transient = !report.errors.is_empty();
             if report.changed_anything() || transient {
@@ -250,7 +255,9 @@ impl Reconciler {
             }
             // Errors: look again soon, backing off; otherwise at the next drift check
             // or when the soonest grace period ends.
-            let wait = if transient {
+            let wait = if self.backlog {
+                Duration::ZERO // the next writes of a backlog, right away
+            } else if transient {
                 let wait = retry;
                 retry = (retry * 2).min(Duration::from_secs(60));
                 wait
@@ -549,7 +556,15 @@ impl Reconciler {
         let wanted = still_routed(wanted, &rows, &mut unwanted);
         let mut dns_conflicts: HashMap<String, String> = HashMap::new();
         let mut dns_errors: HashMap<String, String> = HashMap::new();
-        for (hostname, target) in &wanted {
+        // Round-robin across agents, a few writes per agent and pass: one agent's backlog does
+        // not hold up another's change.
+        let mut writes: HashMap<String, u32> = HashMap::new();
+        for (holder, hostname, target) in &fairness::round_robin(&wanted, &rows) {
+            if writes.get(holder).is_some_and(|n| *n >= fairness::WRITES_PER_HOLDER) {
+                self.backlog = true;
+                continue;
+            }
+            let written_before = report.dns_created + report.dns_updated + report.dns_deleted;
             let Some(zone) = zone_of.get(hostname) else { continue };
             if unreadable_zones.contains(&zone.id) {
                 dns_errors.insert(hostname.clone(), "DNS: the zone's records could not be read".into());
@@ -564,6 +579,9 @@ impl Reconciler {
                 Err(error) => {
                     dns_errors.insert(hostname.clone(), format!("DNS: {error}"));
                 }
+            }
+            if report.dns_created + report.dns_updated + report.dns_deleted > written_before {
+                *writes.entry(holder.clone()).or_default() += 1;
             }
         }
         for hostname in &unwanted {
