@@ -185,7 +185,8 @@ struct ServeArgs {
     #[arg(long, env = "DOCKFLARE_OFFLINE_ZONES", value_delimiter = ',', default_value = "example.test")]
     offline_zones: Vec<String>,
     /// Offline mode: where the built-in emulator listens, so that connector containers (the local
-    /// edge) can reach it. Default 0.0.0.0:8788, except that a data dir keeps the port its tunnel
+    /// edge) can reach it. Default 127.0.0.1:8788 and the same port on the Docker bridge's gateway
+    /// (docker0; without one, every interface), except that a data dir keeps the port its tunnel
     /// tokens carry. A taken port falls back to a free one (and the tokens are renewed).
     #[arg(long, env = "DOCKFLARE_OFFLINE_EMULATOR_LISTEN")]
     offline_emulator_listen: Option<SocketAddr>,

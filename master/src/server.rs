@@ -238,22 +238,33 @@ pub const OFFLINE_STATE_FILE: &str = "offline-cloudflare.json";
 /// need it, e.g. `curl -H "Authorization: Bearer $(cat dockflare-data/offline-emulator.token)" …`.
 pub const OFFLINE_EMULATOR_TOKEN_FILE: &str = "offline-emulator.token";
 
-/// Where the built-in emulator listens by default in offline mode.
+/// Where the built-in emulator listens by default in offline mode: loopback (the master, and the
+/// operator's curl), and the same port on the Docker bridge's gateway, which is where containers
+/// reach `host.docker.internal` — not on every interface. Without a Docker bridge on this host,
+/// every interface (its pages need the API token; the connector endpoint a tunnel token).
 pub const DEFAULT_OFFLINE_EMULATOR_LISTEN: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8788);
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8788);
+
+/// The Docker bridge's gateway address on this host (`docker0`), where containers reach the
+/// host as `host.docker.internal`.
+fn docker_bridge_gateway() -> Option<std::net::IpAddr> {
+    let interfaces = if_addrs::get_if_addrs().ok()?;
+    interfaces.into_iter().find(|i| i.name == "docker0" && i.ip().is_ipv4()).map(|i| i.ip())
+}
 
 /// The addresses to try for the emulator, in order: the configured one alone when set;
 /// otherwise the port the saved tokens carry (when they carry the default URL form), then the
-/// default. Pure.
+/// default port, on `host`. Pure.
 fn emulator_candidates(
     configured: Option<SocketAddr>,
     url_configured: bool,
     saved_url: Option<&str>,
+    host: std::net::IpAddr,
 ) -> Vec<SocketAddr> {
     if let Some(listen) = configured {
         return vec![listen];
     }
-    let default = DEFAULT_OFFLINE_EMULATOR_LISTEN;
+    let default = SocketAddr::new(host, DEFAULT_OFFLINE_EMULATOR_LISTEN.port());
     let remembered = saved_url
         .filter(|_| !url_configured)
         .and_then(|url| url.strip_prefix("http://host.docker.internal:"))
@@ -291,13 +302,35 @@ async fn cloudflare_client(
     let base_path = config.base_path.clone();
     let state_file = data_dir.join(OFFLINE_STATE_FILE);
     let saved_url = crate::cloudflare::emulator::saved_public_url(&state_file);
+    // Loopback plus the Docker bridge's gateway; every interface only without a Docker bridge.
+    let gateway = if options.offline_emulator_listen.is_none() { docker_bridge_gateway() } else { None };
+    let host = if gateway.is_some() || options.offline_emulator_listen.is_some() {
+        DEFAULT_OFFLINE_EMULATOR_LISTEN.ip()
+    } else {
+        std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+    };
     let candidates = emulator_candidates(
         options.offline_emulator_listen,
         options.offline_emulator_url.is_some(),
         saved_url.as_deref(),
+        host,
     );
     let (listener, addr) =
         crate::cloudflare::emulator::bind_public(&candidates).await.map_err(|e| StartError::Emulator(e.to_string()))?;
+    let bridge_listener = match gateway {
+        Some(ip) => match TcpListener::bind(SocketAddr::new(ip, addr.port())).await {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                tracing::warn!(message = "The emulator cannot listen on the Docker bridge: connectors in containers will not reach it; set --offline-emulator-listen.", bridge = %ip, port = addr.port(), %error);
+                None
+            }
+        },
+        None if options.offline_emulator_listen.is_none() => {
+            tracing::warn!(message = "No Docker bridge (docker0) on this host: the emulator listens on every interface (its pages need its API token; the connector endpoint a tunnel token). Set --offline-emulator-listen to choose.", port = addr.port());
+            None
+        }
+        None => None,
+    };
     let public_url = options
         .offline_emulator_url
         .clone()
@@ -332,8 +365,14 @@ async fn cloudflare_client(
     let token_file = data_dir.join(OFFLINE_EMULATOR_TOKEN_FILE);
     dockflare_common::secret_file::write_secret_file(&token_file, token.as_bytes())
         .map_err(|e| StartError::Emulator(format!("writing {}: {e}", token_file.display())))?;
-    let listening = listener.local_addr().map_or_else(|_| addr.to_string(), |a| a.to_string());
+    let mut listening = listener.local_addr().map_or_else(|_| addr.to_string(), |a| a.to_string());
     emulator.serve_in_background(listener);
+    if let Some(bridge) = bridge_listener {
+        if let Ok(bound) = bridge.local_addr() {
+            listening = format!("{listening} and {bound}");
+        }
+        emulator.serve_also_in_background(bridge);
+    }
     let api_url = format!("http://{addr}{base_path}");
     tracing::warn!(
         message = "No CF_API_TOKEN: running OFFLINE. Tunnels, ingress and DNS go to the built-in Cloudflare emulator; nothing reaches Cloudflare.",
@@ -358,16 +397,23 @@ mod tests {
 
     #[test]
     fn the_emulator_takes_back_the_port_its_tokens_carry_unless_told_otherwise() {
+        let host = DEFAULT_OFFLINE_EMULATOR_LISTEN.ip();
         let default = DEFAULT_OFFLINE_EMULATOR_LISTEN;
-        let at = |port: u16| SocketAddr::new(default.ip(), port);
-        assert_eq!(emulator_candidates(None, false, None), vec![default]);
+        let at = |port: u16| SocketAddr::new(host, port);
+        assert_eq!(emulator_candidates(None, false, None, host), vec![default]);
         let saved = Some("http://host.docker.internal:41669/client/v4");
-        assert_eq!(emulator_candidates(None, false, saved), vec![at(41669), default]);
-        assert_eq!(emulator_candidates(None, false, Some("http://host.docker.internal:8788/client/v4")), vec![default]);
+        assert_eq!(emulator_candidates(None, false, saved, host), vec![at(41669), default]);
+        assert_eq!(
+            emulator_candidates(None, false, Some("http://host.docker.internal:8788/client/v4"), host),
+            vec![default]
+        );
         // An explicit listen address, or a URL of the operator's: theirs, not the memory.
         let explicit = SocketAddr::from(([127, 0, 0, 1], 9000));
-        assert_eq!(emulator_candidates(Some(explicit), false, saved), vec![explicit]);
-        assert_eq!(emulator_candidates(None, true, saved), vec![default]);
-        assert_eq!(emulator_candidates(None, false, Some("http://10.0.0.5:9000/client/v4")), vec![default]);
+        assert_eq!(emulator_candidates(Some(explicit), false, saved, host), vec![explicit]);
+        assert_eq!(emulator_candidates(None, true, saved, host), vec![default]);
+        assert_eq!(emulator_candidates(None, false, Some("http://10.0.0.5:9000/client/v4"), host), vec![default]);
+        // Without a Docker bridge: every interface.
+        let any = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+        assert_eq!(emulator_candidates(None, false, None, any), vec![SocketAddr::new(any, 8788)]);
     }
 }
