@@ -818,6 +818,32 @@ async fn offline_mode_routes_in_the_built_in_emulator() -> Result<()> {
         text.contains("app.example.test") && text.contains(&format!("{}.cfargotunnel.com", active.tunnel_id)),
         "{text}"
     );
+    // It listens on loopback and the Docker bridge's gateway, not on every interface (without a
+    // Docker bridge: every interface, and the master says so).
+    let port = emulator_port(&master)?;
+    let listing = std::process::Command::new("ss").args(["-ltnH", &format!("sport = :{port}")]).output()?;
+    let mut locals: Vec<String> = String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(3).map(str::to_string))
+        .collect();
+    locals.sort();
+    let docker0 = std::process::Command::new("ip").args(["-4", "-o", "addr", "show", "docker0"]).output()?;
+    let bridge = String::from_utf8_lossy(&docker0.stdout)
+        .split_whitespace()
+        .skip_while(|word| *word != "inet")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next().map(str::to_string));
+    match bridge {
+        Some(ip) => {
+            let mut expected = vec![format!("127.0.0.1:{port}"), format!("{ip}:{port}")];
+            expected.sort();
+            assert_eq!(locals, expected, "the emulator's listening sockets");
+        }
+        None => {
+            assert_eq!(locals, vec![format!("0.0.0.0:{port}")], "the emulator's listening sockets");
+            assert_eq!(master.logs.count("No Docker bridge (docker0) on this host: the emulator listens on every interface (its pages need its API token; the connector endpoint a tunnel token). Set --offline-emulator-listen to choose."), 1);
+        }
+    }
     // Without the token, the emulator's own pages are closed: they hold the master's account.
     let client = reqwest::Client::new();
     for (method, path) in [

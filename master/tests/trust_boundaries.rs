@@ -219,6 +219,44 @@ async fn a_removed_agent_is_cut_off() -> Result<()> {
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloudflare_token_on_the_command_line_is_warned_about_and_never_logged() -> Result<()> {
+    let secret = "cf-token-on-the-command-line-0123456789";
+    let master = Master::start(
+        None,
+        &[
+            "--cf-api-token",
+            secret,
+            "--cf-account-id",
+            "0123456789abcdef0123456789abcdef",
+            "--cf-api-url",
+            "http://127.0.0.1:9/client/v4",
+        ],
+    )
+    .await?;
+    master.logs.wait_for("The Cloudflare API token was given on the command line, where every user of this host can read it (/proc/PID/cmdline); prefer CF_API_TOKEN or --cf-api-token-file.", WAIT).await?;
+    ensure!(!master.logs.text().contains(secret), "the token reached the log");
+    // The file form: read, trimmed, and not warned about.
+    let file = master.data_dir.path().join("cf-token");
+    std::fs::write(&file, format!("{secret}\n"))?;
+    let from_file = Master::start(
+        None,
+        &[
+            "--cf-api-token-file",
+            &file.to_string_lossy(),
+            "--cf-account-id",
+            "0123456789abcdef0123456789abcdef",
+            "--cf-api-url",
+            "http://127.0.0.1:9/client/v4",
+        ],
+    )
+    .await?;
+    from_file.logs.wait_for("Cloudflare API configured.", WAIT).await?;
+    ensure!(from_file.logs.count("The Cloudflare API token was given on the command line, where every user of this host can read it (/proc/PID/cmdline); prefer CF_API_TOKEN or --cf-api-token-file.") == 0);
+    ensure!(!from_file.logs.text().contains(secret), "the token reached the log");
+    Ok(())
+}
+
 // --- Anyone on the network, without a certificate ------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -323,6 +361,38 @@ async fn tcp_from(local: IpAddr, to: SocketAddr) -> Result<TcpStream> {
     Ok(socket.connect(to).await?)
 }
 
+/// How long until the agent `id` has its command stream open on the master.
+async fn until_connected(master: &Master, id: &str) -> Result<()> {
+    eventually(&format!("agent {id} connected"), WAIT, || async {
+        Ok(get_agent(master, id).await.ok().filter(|a| a.connected).map(|_| ()))
+    })
+    .await
+}
+
+/// The real `dockflare-agent` gets in too: enrolls and connects, and after a `kill -9`
+/// reconnects, each within [`GET_IN_WITHIN`].
+async fn real_agent_gets_in(master: &Master, what: &str) -> Result<()> {
+    let token = master.join_token(1).await?;
+    let started = Instant::now();
+    let mut agent = processes::Agent::start(&[master.url()], &token)?;
+    let id = agent.id(WAIT).await?;
+    until_connected(master, &id).await?;
+    let enrolled = started.elapsed();
+    agent.kill9()?;
+    eventually("the killed agent seen disconnected", WAIT, || async {
+        Ok(get_agent(master, &id).await.ok().filter(|a| !a.connected).map(|_| ()))
+    })
+    .await?;
+    let started = Instant::now();
+    agent.restart()?;
+    until_connected(master, &id).await?;
+    let reconnected = started.elapsed();
+    println!("{what}: the real agent enrolled and connected in {enrolled:?}; after kill -9 it reconnected in {reconnected:?}");
+    ensure!(enrolled < GET_IN_WITHIN, "{what}: the real agent took {enrolled:?} to enroll and connect");
+    ensure!(reconnected < GET_IN_WITHIN, "{what}: the real agent took {reconnected:?} to reconnect");
+    Ok(())
+}
+
 /// Enrolls a new agent and reconnects an existing one, each within [`GET_IN_WITHIN`].
 async fn fleet_gets_in(master: &Master, existing: &mut FakeAgent, what: &str) -> Result<()> {
     let token = master.join_token(1).await?;
@@ -353,6 +423,7 @@ async fn slowloris_and_silent_connections_do_not_lock_the_fleet_out() -> Result<
         slowloris.push(tcp_from(ip(2), master.addr).await?);
     }
     fleet_gets_in(&master, &mut existing, "under 1,500 slowloris connections").await?;
+    real_agent_gets_in(&master, "under 1,500 slowloris connections").await?;
     let refused = master.logs.wait_for("Refused connections (connection limits reached).", WAIT).await?;
     ensure!(
         refused["reasons"].as_str().is_some_and(|r| r.contains("max_connections_per_source=")),
@@ -381,6 +452,7 @@ async fn slowloris_and_silent_connections_do_not_lock_the_fleet_out() -> Result<
     println!("opened 2,000 silent TLS connections in {:?}", opened.elapsed());
     let under_attack = rss_mib(&master)?;
     fleet_gets_in(&master, &mut existing, "under 2,000 silent TLS connections").await?;
+    real_agent_gets_in(&master, "under 2,000 silent TLS connections").await?;
     println!("master RSS {baseline} MiB before the attack, {under_attack} MiB under it");
     ensure!(under_attack < baseline + 128, "master memory grew from {baseline} MiB to {under_attack} MiB");
 
