@@ -818,6 +818,25 @@ async fn offline_mode_routes_in_the_built_in_emulator() -> Result<()> {
         text.contains("app.example.test") && text.contains(&format!("{}.cfargotunnel.com", active.tunnel_id)),
         "{text}"
     );
+    // Its ingress rewritten behind the master's back (with the token, as the dashboard would):
+    // a Reconcile puts the route's rule back.
+    let mut config = state.configuration(&active.tunnel_id).context("no configuration")?.config.clone();
+    for rule in &mut config.ingress {
+        if rule.hostname.as_deref() == Some("app.example.test") {
+            rule.service = "http://evil:666".into();
+        }
+    }
+    reqwest::Client::new()
+        .put(format!("{base}/__emulator/tunnels/{}/configuration", active.tunnel_id))
+        .bearer_auth(offline_emulator_token(&master)?)
+        .json(&serde_json::json!({ "config": config }))
+        .send()
+        .await?
+        .error_for_status()?;
+    master.admin().await?.reconcile(ReconcileRequest {}).await?;
+    let repaired = offline_state(&master).await?;
+    assert_eq!(ingress(&repaired, &active.tunnel_id), vec![rule("app.example.test", "http://web:80"), catch_all()]);
+
     // It listens on loopback and the Docker bridge's gateway, not on every interface (without a
     // Docker bridge: every interface, and the master says so).
     let port = emulator_port(&master)?;
