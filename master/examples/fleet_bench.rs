@@ -53,8 +53,8 @@ use dockflare::v1::agent_event::Event;
 use dockflare::v1::agent_service_client::AgentServiceClient;
 use dockflare::v1::watch_commands_response::Message as Incoming;
 use dockflare::v1::{
-    send_command_request, AgentEvent, CommandResult, CreateJoinTokenRequest, DockerMode, EnrollRequest,
-    GetAgentRequest, Heartbeat, RegisterRequest, Resync, SendCommandRequest, StatusReport, WatchCommandsRequest,
+    send_command_request, AgentEvent, CommandResult, ConnectorState, CreateJoinTokenRequest, DockerMode, EnrollRequest,
+    GetAgentRequest, RegisterRequest, Resync, SendCommandRequest, StatusReport, TunnelStatus, WatchCommandsRequest,
 };
 use futures::{StreamExt, TryStreamExt};
 use rand::{Rng, SeedableRng};
@@ -97,7 +97,7 @@ struct Args {
     /// Number of simulated agents.
     #[arg(long, default_value_t = 100)]
     agents: usize,
-    /// Heartbeat events each agent sends in the events phase.
+    /// Events (tunnel statuses: each is a stored row) each agent sends in the events phase.
     #[arg(long, default_value_t = 200)]
     events_per_agent: u64,
     /// Commands sent in each commands round (sequential, then concurrent).
@@ -437,6 +437,10 @@ impl Master {
         command.args(["--listen", "127.0.0.1:0", "--log-format", "json"]);
         command.arg("--data-dir").arg(data_dir.path());
         command.args(["--heartbeat-interval", "1h", "--heartbeat-timeout", "2h"]);
+        // Every simulated agent comes from 127.0.0.1: lift the per-source limits a real fleet,
+        // spread over many addresses, never meets.
+        command.args(["--max-connections-per-source", "1000000", "--max-unauthenticated-calls", "65536"]);
+        command.args(["--max-unauthenticated-calls-per-source", "65536"]);
         if let Some(url) = &args.database_url {
             command.arg("--database-url").arg(url);
         }
@@ -920,7 +924,9 @@ impl Fleet {
                 let agent = agent.clone();
                 tokio::spawn(async move {
                     for _ in 0..count {
-                        agent.send(Event::Heartbeat(Heartbeat { container_count: 0 })).await?;
+                        // A tunnel status keeps a history row (heartbeats only move the cursor).
+                        let status = TunnelStatus { state: ConnectorState::Running as i32, ..Default::default() };
+                        agent.send(Event::TunnelStatus(status)).await?;
                     }
                     anyhow::Ok(())
                 })
