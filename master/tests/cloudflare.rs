@@ -434,6 +434,7 @@ async fn hostname_policies_refuse_foreign_names_wildcards_the_apex_and_routes_ov
     assert!(apex.reason.contains("apex of zone example.com"), "{}", apex.reason);
     let refused = diagnostics(&master, &open.id).await?;
     assert!(refused.iter().any(|(v, r)| v == "*.example.com" && r.contains("wildcard")), "{refused:?}");
+    assert!(refused.iter().any(|(v, r)| v == "example.com" && r.contains("apex")), "the apex too: {refused:?}");
     let over: Vec<&str> = refused.iter().filter(|(_, r)| r.contains("quota of 3")).map(|(v, _)| v.as_str()).collect();
     assert_eq!(over, vec!["y.example.com"], "the last in hostname order: {refused:?}");
     for host in ["a.example.com", "x.example.com"] {

@@ -941,18 +941,28 @@ fn still_routed(
 }
 
 /// The label routes the agents' hostname policies refuse now (for ListDiagnostics; the
-/// reconciler computes the same each pass). The apex is not included: it shows as an invalid
-/// route (ListRoutes), where zones are known.
+/// reconciler computes the same each pass), and the apex routes the last pass refused (zones are
+/// known there: they are stored `invalid` with the reason).
 pub async fn policy_refusals(store: &Store, default_quota: u32) -> Result<Vec<policy::Refusal>, StoreError> {
     let agents = load_agents(store).await?;
     let containers = store.list_containers(None).await?;
     let existing = store.load_routes().await?;
-    let (_, refusals) = policy::screen(
+    let (_, mut refusals) = policy::screen(
         claims::from_containers(&containers, &agents),
         &agents,
         &policy::established(&existing),
         default_quota,
     );
+    let apex = existing.iter().filter(|row| row.status == Status::Invalid && row.reason.starts_with(policy::REFUSED));
+    refusals.extend(apex.map(|row| policy::Refusal {
+        agent_id: row.spec.agent_id.clone(),
+        owner: row.owner.clone(),
+        container_id: row.spec.container_id.clone(),
+        container_name: row.spec.container_name.clone(),
+        hostname: row.spec.hostname.clone(),
+        path: row.spec.path.clone(),
+        reason: row.reason.clone(),
+    }));
     Ok(refusals)
 }
 

@@ -11,6 +11,9 @@ use super::route_table::{Claim, Source};
 use crate::store::AgentRecord;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+/// How every refusal's reason starts (common/src/hostname_policy.rs writes it).
+pub const REFUSED: &str = "refused by this agent's hostname policy";
+
 /// A claim the policy refused, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
