@@ -305,7 +305,15 @@ async fn malformed_and_oversized_messages_are_refused_before_they_cost_anything(
     ensure!(after < before + 64, "master memory grew from {before} MiB to {after} MiB");
 
     // A real enrollment still works.
-    FakeAgent::join(&master, &master.join_token(1).await?, "still-works", "").await?;
+    let agent = FakeAgent::join(&master, &master.join_token(1).await?, "still-works", "").await?;
+    // An enrolled agent's event over --max-agent-message (4 MiB) is refused on its header too,
+    // and the master says so.
+    let agent_channel = agent.channel(&master).await?;
+    let call = raw_call(&agent_channel, "/dockflare.v1.AgentService/ReportEvents", frame(5 << 20, &[0u8; 1024]), true);
+    let (code, message) = tokio::time::timeout(Duration::from_secs(5), call).await.context("no answer")??;
+    ensure!(code == Code::OutOfRange && message.contains("too large"), "oversized event: {code:?} {message}");
+    let line = master.logs.wait_for("Refused an event larger than --max-agent-message.", WAIT).await?;
+    ensure!(line["agent"].as_str() == Some(agent.id.as_str()), "{line}");
     Ok(())
 }
 

@@ -232,6 +232,15 @@ impl AgentService for AgentApi {
             let event = match message {
                 Ok(Some(event)) => event,
                 Ok(None) => break,
+                Err(status) if status.code() == tonic::Code::OutOfRange => {
+                    // Larger than --max-agent-message: refused before it was read.
+                    tracing::warn!(
+                        message = "Refused an event larger than --max-agent-message.",
+                        agent = %agent_id,
+                        detail = %status.message(),
+                    );
+                    return Err(status);
+                }
                 Err(status) => {
                     tracing::debug!(message = "Event stream ended by the agent.", agent = %agent_id, %status);
                     return Err(status);
