@@ -16,15 +16,14 @@
 //! verified once.
 
 use crate::auth::{Authenticator, VerifiedIdentity};
-use crate::listener::admission::source_key;
+use crate::listener::admission::{source_key, Admission, ConnectionSlot, Refusal};
 use crate::tally::Tally;
 use bytes::{Buf, Bytes};
 use futures::future::BoxFuture;
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tonic::body::Body;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
@@ -66,54 +65,51 @@ impl Default for CallLimits {
     }
 }
 
-#[derive(Debug, Default)]
-struct InFlight {
-    total: usize,
-    per_source: HashMap<IpAddr, usize>,
-}
-
 /// The tower layer (see the module docs).
 #[derive(Clone)]
 pub struct CallLimitsLayer {
     limits: CallLimits,
     auth: Authenticator,
-    in_flight: Arc<Mutex<InFlight>>,
+    /// Calls in progress, in total and per source (the same counting as connections).
+    in_flight: Admission,
     refused: Tally,
 }
 
 impl CallLimitsLayer {
     pub fn new(limits: CallLimits, auth: Authenticator) -> CallLimitsLayer {
         CallLimitsLayer {
+            in_flight: Admission::new(limits.max_unauthenticated_calls, limits.max_unauthenticated_calls_per_source),
             limits,
             auth,
-            in_flight: Arc::default(),
             refused: Tally::spawn("Refused calls without a client certificate (call limits reached)."),
         }
     }
 
     /// Takes room for an unauthenticated call from `source`, or says why there is none.
-    fn enter(&self, source: Option<IpAddr>) -> Result<CallPermit, Status> {
-        let source = source.map(source_key).unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if in_flight.total >= self.limits.max_unauthenticated_calls {
-            self.refused.record("max_unauthenticated_calls", source);
-            return Err(Status::resource_exhausted(format!(
-                "{} calls without a client certificate are in progress (--max-unauthenticated-calls); retry shortly",
-                self.limits.max_unauthenticated_calls
-            )));
-        }
-        let from_source = in_flight.per_source.entry(source).or_default();
-        if *from_source >= self.limits.max_unauthenticated_calls_per_source {
-            self.refused.record("max_unauthenticated_calls_per_source", source);
-            return Err(Status::resource_exhausted(format!(
-                "{} calls without a client certificate are in progress from {source} \
-                 (--max-unauthenticated-calls-per-source); retry shortly",
-                self.limits.max_unauthenticated_calls_per_source
-            )));
-        }
-        *from_source += 1;
-        in_flight.total += 1;
-        Ok(CallPermit { source, in_flight: self.in_flight.clone() })
+    fn enter(&self, source: Option<IpAddr>) -> Result<ConnectionSlot, Status> {
+        let source = source.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        self.in_flight.admit(source).map_err(|refusal| {
+            self.refused.record(refusal_reason(refusal), source_key(source));
+            match refusal {
+                Refusal::TotalLimit => Status::resource_exhausted(format!(
+                    "{} calls without a client certificate are in progress (--max-unauthenticated-calls); retry shortly",
+                    self.limits.max_unauthenticated_calls
+                )),
+                Refusal::PerSourceLimit => Status::resource_exhausted(format!(
+                    "{} calls without a client certificate are in progress from {} \
+                     (--max-unauthenticated-calls-per-source); retry shortly",
+                    self.limits.max_unauthenticated_calls_per_source,
+                    source_key(source)
+                )),
+            }
+        })
+    }
+}
+
+fn refusal_reason(refusal: Refusal) -> &'static str {
+    match refusal {
+        Refusal::TotalLimit => "max_unauthenticated_calls",
+        Refusal::PerSourceLimit => "max_unauthenticated_calls_per_source",
     }
 }
 
@@ -122,25 +118,6 @@ impl<S> tower::Layer<S> for CallLimitsLayer {
 
     fn layer(&self, inner: S) -> Self::Service {
         CallLimitsService { layer: self.clone(), inner }
-    }
-}
-
-/// Room taken by one unauthenticated call; dropped with its request body and response future.
-struct CallPermit {
-    source: IpAddr,
-    in_flight: Arc<Mutex<InFlight>>,
-}
-
-impl Drop for CallPermit {
-    fn drop(&mut self) {
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        in_flight.total = in_flight.total.saturating_sub(1);
-        if let Some(count) = in_flight.per_source.get_mut(&self.source) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                in_flight.per_source.remove(&self.source);
-            }
-        }
     }
 }
 
@@ -244,7 +221,7 @@ impl FrameScanner {
 struct FrameLimited {
     inner: Body,
     scanner: FrameScanner,
-    _permit: Arc<CallPermit>,
+    _permit: Arc<ConnectionSlot>,
 }
 
 impl HttpBody for FrameLimited {

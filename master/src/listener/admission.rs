@@ -5,7 +5,8 @@
 //! whole /64); IPv4-mapped IPv6 addresses count as the IPv4 address.
 //!
 //! Admission hands out a [`ConnectionSlot`] that gives the room back when the
-//! connection ends (it is dropped with the connection).
+//! connection ends (it is dropped with the connection). [`crate::call_limits`]
+//! counts calls without a certificate the same way.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
