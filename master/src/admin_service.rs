@@ -2,8 +2,10 @@
 //! event logs, for operators (grpcurl) and integrations. Every call needs an
 //! admin certificate.
 
+use crate::clock::now_millis;
 use crate::convert;
-use crate::state::{now_millis, store_status, SharedState};
+use crate::grpc_status::{enqueue_status, store_status};
+use crate::state::SharedState;
 use crate::store::JoinTokenRow;
 use dockflare::v1::admin_service_server::AdminService;
 use dockflare::v1::{self, command, send_command_request, StopTunnel};
@@ -210,8 +212,7 @@ impl AdminService for AdminApi {
             .await
             .map_err(|e| store_status("revoking the agent", e))?
             .ok_or_else(|| Status::not_found(format!("agent {id:?} does not exist")))?;
-        self.state.sessions.revoke(id);
-        crate::cluster::notify(&self.state.store, crate::cluster::REVOCATIONS, id).await;
+        self.state.fanout.revoked(id).await;
         tracing::info!(message = "Agent revoked.", agent = %id, %admin);
         Ok(Response::new(v1::RevokeAgentResponse { agent: Some(convert::agent(&row, false)) }))
     }
@@ -238,7 +239,7 @@ impl AdminService for AdminApi {
             Some(send_command_request::Kind::UpdateTunnelConfig(update)) => command::Kind::UpdateTunnelConfig(update),
             Some(send_command_request::Kind::Resync(resync)) => command::Kind::Resync(resync),
         };
-        let queued = self.state.commands.enqueue(&agent_id, kind).await?;
+        let queued = self.state.commands.enqueue(&agent_id, kind).await.map_err(enqueue_status)?;
         Ok(Response::new(v1::SendCommandResponse { command_id: queued.0, sequence: queued.1 }))
     }
 
@@ -380,8 +381,7 @@ impl AdminService for AdminApi {
         }
         self.state.store.put_manual_route(&route).await.map_err(|e| store_status("storing the manual route", e))?;
         tracing::info!(message = "Manual route added.", hostname = %route.hostname, path = %route.path, service = %route.service, %admin);
-        self.state.reconciler.run_now().await;
-        crate::cluster::notify(&self.state.store, crate::cluster::RECONCILE, "").await;
+        self.state.fanout.reconcile_now().await;
         let rows = self.state.store.load_routes().await.map_err(|e| store_status("listing routes", e))?;
         let stored =
             rows.iter().find(|r| r.owner == "manual" && r.spec.hostname == route.hostname && r.spec.path == route.path);
@@ -408,8 +408,7 @@ impl AdminService for AdminApi {
             return Err(Status::not_found(format!("no manual route for {hostname}{path}")));
         }
         tracing::info!(message = "Manual route deleted.", %hostname, %path, %admin);
-        self.state.reconciler.run_now().await;
-        crate::cluster::notify(&self.state.store, crate::cluster::RECONCILE, "").await;
+        self.state.fanout.reconcile_now().await;
         Ok(Response::new(v1::DeleteManualRouteResponse {}))
     }
 
@@ -463,7 +462,8 @@ impl AdminService for AdminApi {
             .ok_or_else(|| Status::not_found(format!("agent {id:?} does not exist")))?;
         if agent.removed_at.is_none() && !agent.is_revoked() {
             let stop = StopTunnel { tunnel_id: String::new() };
-            let (_, sequence) = self.state.commands.enqueue(&id, command::Kind::StopTunnel(stop)).await?;
+            let (_, sequence) =
+                self.state.commands.enqueue(&id, command::Kind::StopTunnel(stop)).await.map_err(enqueue_status)?;
             self.wait_acked(&id, sequence).await;
         }
         // Removal revokes: every call of the agent is refused from now on, and its streams end.
@@ -472,11 +472,9 @@ impl AdminService for AdminApi {
             .mark_agent_removed(&id, now_millis())
             .await
             .map_err(|e| store_status("removing the agent", e))?;
-        self.state.sessions.revoke(&id);
-        crate::cluster::notify(&self.state.store, crate::cluster::REVOCATIONS, &id).await;
+        self.state.fanout.revoked(&id).await;
         tracing::info!(message = "Agent removed.", agent = %id, %admin);
-        self.state.reconciler.run_now().await;
-        crate::cluster::notify(&self.state.store, crate::cluster::RECONCILE, "").await;
+        self.state.fanout.reconcile_now().await;
         let agent = self.state.store.get_agent(&id).await.map_err(|e| store_status("reading the agent", e))?;
         Ok(Response::new(v1::RemoveAgentResponse { agent: agent.map(|a| convert::agent(&a, false)) }))
     }
@@ -499,8 +497,7 @@ impl AdminService for AdminApi {
             .map_err(|e| store_status("setting the tunnel group", e))?
             .ok_or_else(|| Status::not_found(format!("agent {id:?} does not exist")))?;
         tracing::info!(message = "Agent moved to another tunnel group.", agent = %id, tunnel_group = %group, %admin);
-        self.state.reconciler.trigger();
-        crate::cluster::notify(&self.state.store, crate::cluster::RECONCILE, "").await;
+        self.state.fanout.reconcile().await;
         Ok(Response::new(v1::SetAgentTunnelGroupResponse { agent: Some(convert::agent(&agent, false)) }))
     }
 
@@ -528,8 +525,7 @@ impl AdminService for AdminApi {
             max_routes = policy.max_routes,
             %admin,
         );
-        self.state.reconciler.trigger();
-        crate::cluster::notify(&self.state.store, crate::cluster::RECONCILE, "").await;
+        self.state.fanout.reconcile().await;
         Ok(Response::new(v1::SetAgentPolicyResponse { agent: Some(convert::agent(&agent, false)) }))
     }
 
@@ -540,8 +536,8 @@ impl AdminService for AdminApi {
         self.state.auth.admin(&request)?;
         let report = self
             .state
-            .reconciler
-            .run_now()
+            .fanout
+            .reconcile_now()
             .await
             .ok_or_else(|| Status::unavailable("the reconciler is not running"))?;
         Ok(Response::new(v1::ReconcileResponse {

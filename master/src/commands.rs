@@ -6,14 +6,13 @@
 //! seals rows stored before sealing existed. Used by the admin API, the
 //! reconciler and the WatchCommands pump.
 
+use crate::clock::now_millis;
 use crate::command_seal::{is_sealed, CommandSeal, LogPlace, SealError};
-use crate::sessions::Sessions;
-use crate::state::{now_millis, store_status};
+use crate::fanout::Fanout;
 use crate::store::{CommandRow, Enqueued, Store, StoreError};
 use dockflare::v1::{command, Command};
 use prost::Message;
 use std::sync::Arc;
-use tonic::Status;
 
 /// The setting holding the check value of the log's sealing key (hex).
 const SEAL_CHECK_SETTING: &str = "command_seal_check";
@@ -26,7 +25,7 @@ const LEGACY_PAGE: u32 = 256;
 #[derive(Clone)]
 pub struct CommandQueue {
     store: Store,
-    sessions: Sessions,
+    fanout: Fanout,
     seal: Arc<CommandSeal>,
 }
 
@@ -37,6 +36,17 @@ pub enum UnreadableCommand {
     Sealing(#[from] SealError),
     #[error("the payload is not a Command: {0}")]
     Decode(#[from] prost::DecodeError),
+}
+
+/// Why a command could not be queued.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    #[error("agent {0:?} does not exist")]
+    UnknownAgent(String),
+    #[error("agent {0} is revoked")]
+    RevokedAgent(String),
+    #[error("queueing the command: {0}")]
+    Store(StoreError),
 }
 
 /// Why the command log cannot be used.
@@ -58,14 +68,14 @@ pub enum PrepareError {
 impl CommandQueue {
     /// The queue for `store`'s log, once `seal` is known to be the log's key
     /// and rows stored before sealing are sealed.
-    pub async fn prepare(store: Store, sessions: Sessions, seal: CommandSeal) -> Result<CommandQueue, PrepareError> {
+    pub async fn prepare(store: Store, fanout: Fanout, seal: CommandSeal) -> Result<CommandQueue, PrepareError> {
         let ours = hex::encode(seal.check_value()?);
         let recorded = store.setting_or_init(SEAL_CHECK_SETTING, &ours).await?;
         let recorded = hex::decode(&recorded).map_err(|e| PrepareError::CheckValue(e.to_string()))?;
         if !seal.opens_check_value(&recorded) {
             return Err(PrepareError::WrongKey);
         }
-        let queue = CommandQueue { store, sessions, seal: Arc::new(seal) };
+        let queue = CommandQueue { store, fanout, seal: Arc::new(seal) };
         if queue.store.setting_or_init(LEGACY_SEALED_SETTING, "no").await? != "yes" {
             let sealed = queue.seal_legacy_rows().await?;
             if sealed > 0 {
@@ -104,7 +114,7 @@ impl CommandQueue {
 
     /// Stores a command for `agent_id` and wakes its stream. Returns the
     /// command's id and sequence.
-    pub async fn enqueue(&self, agent_id: &str, kind: command::Kind) -> Result<(String, u64), Status> {
+    pub async fn enqueue(&self, agent_id: &str, kind: command::Kind) -> Result<(String, u64), EnqueueError> {
         let command_id = uuid::Uuid::now_v7().to_string();
         let created_at = now_millis();
         let kind_name = crate::convert::command_kind_name(&kind);
@@ -122,16 +132,15 @@ impl CommandQueue {
             .store
             .enqueue_command(agent_id, &command_id, kind_name, created_at, seal_at)
             .await
-            .map_err(|e| store_status("queueing the command", e))?;
+            .map_err(EnqueueError::Store)?;
         match outcome {
             Enqueued::Queued(sequence) => {
-                self.sessions.notify_commands(agent_id);
-                crate::cluster::notify(&self.store, crate::cluster::COMMANDS, agent_id).await;
+                self.fanout.commands_for(agent_id).await;
                 tracing::info!(message = "Command queued.", agent = %agent_id, command = %command_id, sequence, kind = kind_name);
                 Ok((command_id, sequence))
             }
-            Enqueued::UnknownAgent => Err(Status::not_found(format!("agent {agent_id:?} does not exist"))),
-            Enqueued::RevokedAgent => Err(Status::failed_precondition(format!("agent {agent_id} is revoked"))),
+            Enqueued::UnknownAgent => Err(EnqueueError::UnknownAgent(agent_id.to_string())),
+            Enqueued::RevokedAgent => Err(EnqueueError::RevokedAgent(agent_id.to_string())),
         }
     }
 

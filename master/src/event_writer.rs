@@ -6,7 +6,7 @@
 //! nothing is acknowledged before it is stored, nothing stored is dropped.
 //! The queue is bounded in events and in bytes ([`QUEUE_BYTES`]).
 
-use crate::reconcile::ReconcilerHandle;
+use crate::fanout::Fanout;
 use crate::sessions::Sessions;
 use crate::store::{CommandAck, ContainerChange, ContainerChangeEntry, EventBatch, Store, StoredEvent};
 use std::collections::HashMap;
@@ -47,10 +47,10 @@ pub struct WriterStopped;
 
 impl EventWriter {
     /// Starts the writer task.
-    /// `reconciler` is told when reported containers change.
-    pub fn spawn(store: Store, sessions: Sessions, reconciler: ReconcilerHandle) -> EventWriter {
+    /// `fanout` asks for a reconcile pass when reported containers change.
+    pub fn spawn(store: Store, sessions: Sessions, fanout: Fanout) -> EventWriter {
         let (queue, incoming) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(run(store, sessions, reconciler, incoming));
+        tokio::spawn(run(store, sessions, fanout, incoming));
         EventWriter { queue, bytes: Arc::new(Semaphore::new(QUEUE_BYTES)) }
     }
 
@@ -70,7 +70,7 @@ impl EventWriter {
 async fn run(
     store: Store,
     sessions: Sessions,
-    reconciler: ReconcilerHandle,
+    fanout: Fanout,
     mut incoming: mpsc::Receiver<(PendingEvent, OwnedSemaphorePermit)>,
 ) {
     let mut buffer = Vec::with_capacity(MAX_BATCH);
@@ -92,8 +92,7 @@ async fn run(
         write_until_stored(&store, &batch).await;
         permits.clear(); // stored: the bytes are free for others
         if !batch.container_changes.is_empty() {
-            reconciler.trigger();
-            crate::cluster::notify(&store, crate::cluster::RECONCILE, "").await;
+            fanout.reconcile().await;
         }
         let mut stored: HashMap<&str, u64> = HashMap::new();
         for event in &batch.events {

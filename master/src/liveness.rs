@@ -2,7 +2,7 @@
 //! nothing arrived from them within the heartbeat timeout. (Register and
 //! every stored event mark them seen; see `store`.)
 
-use crate::state::now_millis;
+use crate::clock::now_millis;
 use crate::store::Store;
 use std::time::Duration;
 

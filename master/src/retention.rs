@@ -17,7 +17,7 @@ pub async fn run(store: Store, retention: Duration) {
     loop {
         interval.tick().await;
         let cutoff =
-            crate::state::now_millis().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+            crate::clock::now_millis().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
         let mut deleted = 0u64;
         loop {
             match store.delete_events_before(cutoff, BATCH).await {

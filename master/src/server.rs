@@ -11,9 +11,10 @@ use crate::cloudflare::emulator::{Emulator, EmulatorConfig};
 use crate::command_seal::CommandSeal;
 use crate::commands::CommandQueue;
 use crate::event_writer::EventWriter;
+use crate::fanout::Fanout;
 use crate::listener::ConnectionLimits;
 use crate::pki_files::{self, PkiOptions};
-use crate::reconcile::{ReconcileSettings, Reconciler};
+use crate::reconcile::{ReconcileSettings, Reconciler, ReconcilerHandle};
 use crate::sessions::Sessions;
 use crate::state::{MasterState, ProtocolSettings};
 use crate::store::{self, Store};
@@ -140,14 +141,16 @@ pub async fn start(
     tracing::info!(message = "Database ready.", backend = ?store.backend(), url = %store::redact_url(&url));
 
     let sessions = Sessions::default();
+    let (reconciler, reconciler_inbox) = ReconcilerHandle::channel();
+    let fanout = Fanout::new(store.clone(), sessions.clone(), reconciler.clone());
     let seal = CommandSeal::derive(pki.ca.private_key_der()).map_err(|e| StartError::Seal(e.to_string()))?;
-    let commands = CommandQueue::prepare(store.clone(), sessions.clone(), seal)
+    let commands = CommandQueue::prepare(store.clone(), fanout.clone(), seal)
         .await
         .map_err(|e| StartError::Seal(e.to_string()))?;
     let (client, emulator) = cloudflare_client(&options.cloudflare, &options.data_dir, &store).await?;
     let installation_id = store.setting_or_init("installation_id", &uuid::Uuid::new_v4().simple().to_string()).await?;
     let leader = crate::cluster::leadership(&store, &url);
-    let reconciler = Reconciler::new(
+    Reconciler::new(
         store.clone(),
         commands.clone(),
         client,
@@ -155,11 +158,11 @@ pub async fn start(
         installation_id,
         leader,
     )
-    .spawn();
+    .spawn_with(reconciler_inbox);
     if store.backend() == store::Backend::Postgres {
         crate::cluster::spawn_listener(url.clone(), sessions.clone(), reconciler.clone());
     }
-    let events = EventWriter::spawn(store.clone(), sessions.clone(), reconciler.clone());
+    let events = EventWriter::spawn(store.clone(), sessions.clone(), fanout.clone());
     tokio::spawn(crate::liveness::run(store.clone(), options.settings.heartbeat_timeout));
     tokio::spawn(crate::retention::run(store.clone(), options.settings.event_retention));
     let state = Arc::new(MasterState {
@@ -170,7 +173,7 @@ pub async fn start(
         ca: pki.ca,
         auth: Authenticator::new(chain_verifier),
         settings: options.settings.clone(),
-        reconciler,
+        fanout,
         route_quota: options.cloudflare.reconcile.max_routes_per_agent,
         agent_budget: crate::agent_budget::AgentBudget::new(
             options.calls.agent_event_rate,

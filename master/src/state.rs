@@ -4,13 +4,12 @@
 use crate::auth::Authenticator;
 use crate::commands::CommandQueue;
 use crate::event_writer::EventWriter;
-use crate::reconcile::ReconcilerHandle;
+use crate::fanout::Fanout;
 use crate::sessions::Sessions;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 use dockflare_common::pki::CertificateAuthority;
 use std::sync::Arc;
 use std::time::Duration;
-use tonic::Status;
 
 /// Tunables of the agent protocol.
 #[derive(Debug, Clone)]
@@ -50,8 +49,9 @@ pub struct MasterState {
     pub ca: CertificateAuthority,
     pub auth: Authenticator,
     pub settings: ProtocolSettings,
-    /// The Cloudflare reconciler (real Cloudflare, or the built-in emulator offline).
-    pub reconciler: ReconcilerHandle,
+    /// Reconcile passes, command wake-ups and revocations, here and on the other masters
+    /// (the reconciler: real Cloudflare, or the built-in emulator offline).
+    pub fanout: Fanout,
     /// Routes per agent when its hostname policy says 0 (`--max-routes-per-agent`).
     pub route_quota: u32,
     /// What each agent's event stream may cost ([`crate::agent_budget`]).
@@ -61,19 +61,3 @@ pub struct MasterState {
 }
 
 pub type SharedState = Arc<MasterState>;
-
-/// Maps a store failure to a gRPC status, logging it once here.
-pub fn store_status(context: &str, error: StoreError) -> Status {
-    if error.is_unavailable() {
-        tracing::warn!(message = "Database unavailable.", context, %error);
-        Status::unavailable(format!("{context}: database unavailable, retry later"))
-    } else {
-        tracing::error!(message = "Database error.", context, %error);
-        Status::internal(format!("{context}: database error"))
-    }
-}
-
-/// The current time as Unix milliseconds.
-pub fn now_millis() -> i64 {
-    crate::store::unix_millis(time::OffsetDateTime::now_utc())
-}

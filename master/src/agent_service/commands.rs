@@ -6,8 +6,9 @@
 //! reconnects, gets everything unacknowledged again.
 
 use super::end_status;
+use crate::clock::now_millis;
 use crate::sessions::{Attached, EndReason};
-use crate::state::{now_millis, SharedState};
+use crate::state::SharedState;
 use crate::store::CommandRow;
 use dockflare::v1::{watch_commands_response::Message as Outgoing, EventsReceipt, WatchCommandsResponse};
 use dockflare_common::identity::AgentId;
@@ -48,7 +49,7 @@ async fn run(state: &SharedState, agent_id: &AgentId, acked: u64, attached: &mut
             read_log = false;
             let rows = match state.store.commands_after(agent_id.as_str(), cursor, PAGE).await {
                 Ok(rows) => rows,
-                Err(error) => return Stop::End(crate::state::store_status("reading the command log", error)),
+                Err(error) => return Stop::End(crate::grpc_status::store_status("reading the command log", error)),
             };
             // Rows written to the stream, as runs of sequences (an unreadable row ends a run).
             let mut sent: Option<(u64, u64)> = None;
@@ -120,7 +121,7 @@ async fn settle_unreadable(state: &SharedState, agent_id: &AgentId, row: &Comman
             tracing::error!(message = "Stored command cannot be delivered; marked failed.", agent = %agent_id, sequence = row.sequence, command = %row.id, kind = %row.kind, reason);
             if row.kind == "start_tunnel" {
                 match state.store.set_assigned_tunnel(agent_id.as_str(), "").await {
-                    Ok(()) => state.reconciler.trigger(),
+                    Ok(()) => state.fanout.reconcile().await,
                     Err(error) => {
                         tracing::warn!(message = "Could not clear the tunnel assignment.", agent = %agent_id, %error)
                     }

@@ -6,9 +6,11 @@
 mod commands;
 pub mod validate;
 
+use crate::clock::now_millis;
 use crate::event_writer::PendingEvent;
+use crate::grpc_status::store_status;
 use crate::sessions::{EndReason, StreamKind};
-use crate::state::{now_millis, store_status, SharedState};
+use crate::state::SharedState;
 use crate::store::{AgentRecord, CommandAck, NewAgent, StoredEvent, TokenRejection};
 use dockflare::v1::agent_service_server::AgentService;
 use dockflare::v1::{
@@ -184,8 +186,7 @@ impl AgentService for AgentApi {
         if record.is_revoked() {
             return Err(revoked(&agent_id));
         }
-        self.state.reconciler.trigger();
-        crate::cluster::notify(&self.state.store, crate::cluster::RECONCILE, "").await;
+        self.state.fanout.reconcile().await;
         tracing::info!(
             message = "Agent registered.",
             agent = %agent_id,

@@ -19,10 +19,10 @@ pub mod route_table;
 pub mod swarms;
 pub mod zones;
 
+use crate::clock::now_millis;
 use crate::cloudflare::client::{CfError, CloudflareClient};
 use crate::cloudflare::types::{DnsRecord, DnsRecordRequest, IngressRule};
 use crate::commands::CommandQueue;
-use crate::state::now_millis;
 use crate::store::{AgentRecord, Store, StoreError, TunnelRow};
 use dockflare::v1::{command, StartTunnel};
 use route_table::{RouteRow, Status};
@@ -106,7 +106,17 @@ pub struct ReconcilerHandle {
     requests: mpsc::Sender<Request>,
 }
 
+/// The receiving end of a [`ReconcilerHandle`], for [`Reconciler::spawn_with`].
+pub struct ReconcilerInbox(mpsc::Receiver<Request>);
+
 impl ReconcilerHandle {
+    /// A handle and the inbox its reconciler will read (the handle can be shared before the
+    /// reconciler exists: the command queue and the fan-out need it first).
+    pub fn channel() -> (ReconcilerHandle, ReconcilerInbox) {
+        let (tx, rx) = mpsc::channel(64);
+        (ReconcilerHandle { requests: tx }, ReconcilerInbox(rx))
+    }
+
     /// Asks for a pass soon (coalesced with other requests).
     pub fn trigger(&self) {
         let _ = self.requests.try_send(Request::Trigger);
@@ -170,9 +180,14 @@ impl Reconciler {
 
     /// Starts the task.
     pub fn spawn(self) -> ReconcilerHandle {
-        let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(self.run(rx));
-        ReconcilerHandle { requests: tx }
+        let (handle, inbox) = ReconcilerHandle::channel();
+        self.spawn_with(inbox);
+        handle
+    }
+
+    /// Starts the task, reading the requests of an existing handle.
+    pub fn spawn_with(self, inbox: ReconcilerInbox) {
+        tokio::spawn(self.run(inbox.0));
     }
 
     async fn run(mut self, mut requests: mpsc::Receiver<Request>) {
@@ -753,7 +768,7 @@ impl Reconciler {
             token: token.expose_secret().to_string(),
             rules: Vec::new(),
         });
-        self.commands.enqueue(&agent.id, kind).await.map_err(|s| s.message().to_string())?;
+        self.commands.enqueue(&agent.id, kind).await.map_err(|e| e.to_string())?;
         self.store.set_assigned_tunnel(&agent.id, &tunnel.tunnel_id).await.map_err(|e| e.to_string())?;
         Ok(())
     }

@@ -1,0 +1,50 @@
+//! "Wake this master, then tell the others": the one way the master asks for
+//! a reconcile pass, wakes an agent's command stream, or ends a revoked
+//! agent's streams — here at once, and on every master sharing the database
+//! (PostgreSQL NOTIFY, which [`crate::cluster`] turns back into the same
+//! local calls on the others; nothing more on SQLite).
+
+use crate::cluster::{self, COMMANDS, RECONCILE, REVOCATIONS};
+use crate::reconcile::{PassReport, ReconcilerHandle};
+use crate::sessions::Sessions;
+use crate::store::Store;
+
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Fanout {
+    store: Store,
+    sessions: Sessions,
+    reconciler: ReconcilerHandle,
+}
+
+impl Fanout {
+    pub fn new(store: Store, sessions: Sessions, reconciler: ReconcilerHandle) -> Fanout {
+        Fanout { store, sessions, reconciler }
+    }
+
+    /// A pass soon, on whichever master reconciles.
+    pub async fn reconcile(&self) {
+        self.reconciler.trigger();
+        cluster::notify(&self.store, RECONCILE, "").await;
+    }
+
+    /// `agent_id` has new commands: its stream, wherever it is open, reads them.
+    pub async fn commands_for(&self, agent_id: &str) {
+        self.sessions.notify_commands(agent_id);
+        cluster::notify(&self.store, COMMANDS, agent_id).await;
+    }
+
+    /// `agent_id` is revoked (or removed): its streams end, wherever they are open.
+    pub async fn revoked(&self, agent_id: &str) {
+        self.sessions.revoke(agent_id);
+        cluster::notify(&self.store, REVOCATIONS, agent_id).await;
+    }
+
+    /// A pass now on this master (its report, `None` when the reconciler has stopped), and soon
+    /// on whichever master reconciles.
+    pub async fn reconcile_now(&self) -> Option<PassReport> {
+        let report = self.reconciler.run_now().await;
+        cluster::notify(&self.store, RECONCILE, "").await;
+        report
+    }
+}
