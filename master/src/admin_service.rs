@@ -349,11 +349,12 @@ impl AdminService for AdminApi {
     ) -> Result<Response<v1::ListRoutesResponse>, Status> {
         self.state.auth.admin(&request)?;
         let agent_filter = request.get_ref().agent_id.clone();
-        let rows = self.state.store.load_routes().await.map_err(|e| store_status("listing routes", e))?;
+        let table = self.state.store.load_route_table().await.map_err(|e| store_status("listing routes", e))?;
+        let rows = table.rows;
         let tunnels = self.state.store.list_tunnels().await.map_err(|e| store_status("listing tunnels", e))?;
         let tunnel_ids: HashMap<&str, &str> =
             tunnels.iter().map(|t| (t.tunnel_key.as_str(), t.tunnel_id.as_str())).collect();
-        let routes = rows
+        let mut routes: Vec<v1::Route> = rows
             .iter()
             .filter(|row| agent_filter.is_empty() || row.spec.agent_id == agent_filter)
             .map(|row| {
@@ -363,6 +364,18 @@ impl AdminService for AdminApi {
                 route
             })
             .collect();
+        // Rows this master cannot read are listed too (status unspecified), with why.
+        if agent_filter.is_empty() {
+            routes.extend(table.corrupt.iter().map(|corrupt| v1::Route {
+                hostname: corrupt.hostname.clone(),
+                path: corrupt.path.clone(),
+                reason: format!(
+                    "this master cannot read the stored row (owner {}): {}; it is left alone (not routed, not deleted)",
+                    corrupt.owner, corrupt.problem
+                ),
+                ..Default::default()
+            }));
+        }
         Ok(Response::new(v1::ListRoutesResponse { routes }))
     }
 

@@ -594,6 +594,53 @@ async fn one_agents_floods_do_not_delay_another_agent() -> Result<()> {
     Ok(())
 }
 
+/// A stored route this master cannot read (an unknown status: a corrupt row, or a newer
+/// master's) is left alone — not routed, not deleted, not overwritten — while the rest reconcile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_row_with_an_unknown_status_is_left_alone_and_the_rest_reconcile() -> Result<()> {
+    let cloud = cloud().await?;
+    let master = master(&cloud, "600", &[]).await?;
+    let agent = FakeAgent::join(&master, &master.join_token(1).await?, "a1", "").await?;
+    let a = labelled("ca", &route_labels("a.example.com", "http://a:80"));
+    let b = labelled("cb", &route_labels("b.example.com", "http://b:80"));
+    agent.report(vec![a.clone(), b.clone()]).await?;
+    wait_status(&master, "a.example.com", RouteStatus::Active).await?;
+    wait_status(&master, "b.example.com", RouteStatus::Active).await?;
+
+    // Someone (or a newer master) writes a status this master does not know.
+    let url = dockflare_master::store::default_sqlite_url(master.data_dir.path());
+    let _drivers = dockflare_master::store::Store::connect(&url).await?; // installs sqlx's Any drivers
+    let pool = sqlx::AnyPool::connect(&url).await?;
+    sqlx::query("UPDATE routes SET status = 'frozen' WHERE hostname = 'a.example.com'").execute(&pool).await?;
+    // Both containers stop: b goes pending as usual; a is neither deleted nor rewritten.
+    agent.report(vec![]).await?;
+    wait_status(&master, "b.example.com", RouteStatus::PendingDeletion).await?;
+    master.admin().await?.reconcile(ReconcileRequest {}).await?;
+    let status: String =
+        sqlx::query_scalar("SELECT status FROM routes WHERE hostname = 'a.example.com'").fetch_one(&pool).await?;
+    assert_eq!(status, "frozen", "the row was rewritten");
+    let listed = route(&master, "a.example.com").await?.context("the corrupt row is not listed")?;
+    assert_eq!(listed.status, RouteStatus::Unspecified as i32);
+    assert!(listed.reason.contains("unknown status \"frozen\""), "{}", listed.reason);
+    let logged = master
+        .logs
+        .wait_for("A stored route cannot be read; it is left alone (not routed, not deleted).", WAIT)
+        .await?;
+    assert_eq!(logged["hostname"], "a.example.com", "{logged}");
+    // And it comes back asking: still left alone (no new row over it).
+    agent.report(vec![a]).await?;
+    master.admin().await?.reconcile(ReconcileRequest {}).await?;
+    let rows: Vec<String> =
+        sqlx::query_scalar("SELECT status FROM routes WHERE hostname = 'a.example.com'").fetch_all(&pool).await?;
+    assert_eq!(rows, vec!["frozen".to_string()]);
+    assert_eq!(
+        master.logs.count("A stored route cannot be read; it is left alone (not routed, not deleted)."),
+        1,
+        "logged once, not every pass"
+    );
+    Ok(())
+}
+
 async fn report_all(agents: &[FakeAgent]) -> Result<()> {
     for (a, agent) in agents.iter().enumerate() {
         let containers = (0..5)

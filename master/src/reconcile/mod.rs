@@ -151,6 +151,8 @@ pub struct Reconciler {
     refused: BTreeSet<(String, String, String, String)>,
     /// The last pass left DNS writes for the next one ([`fairness::WRITES_PER_HOLDER`]).
     backlog: bool,
+    /// Stored routes the last pass could not read (each is logged once).
+    corrupt: BTreeSet<(String, String, String)>,
 }
 
 impl Reconciler {
@@ -175,6 +177,7 @@ impl Reconciler {
             leader,
             refused: BTreeSet::new(),
             backlog: false,
+            corrupt: BTreeSet::new(),
         }
     }
 
@@ -375,7 +378,9 @@ impl Reconciler {
         let agents = load_agents(&self.store).await?;
         let containers = self.store.list_containers(None).await?;
         let manual = self.store.list_manual_routes().await?;
-        let existing = self.store.load_routes().await?;
+        let table = self.store.load_route_table().await?;
+        self.log_corrupt(&table.corrupt);
+        let existing = table.rows;
         let (mut claims, refusals) = policy::screen(
             claims::from_containers(&containers, &agents),
             &agents,
@@ -384,6 +389,10 @@ impl Reconciler {
         );
         self.log_refusals(&refusals);
         claims.extend(claims::from_manual(&manual));
+        // A row this master cannot read is left alone: nothing claims its hostname and path.
+        let untouchable: BTreeSet<(&str, &str)> =
+            table.corrupt.iter().map(|c| (c.hostname.as_str(), c.path.as_str())).collect();
+        claims.retain(|c| !untouchable.contains(&(c.spec.hostname.as_str(), c.spec.path.as_str())));
         let grace_ms = self.settings.grace.as_millis() as i64;
         let plan = route_table::plan(now, grace_ms, claims, existing.clone());
         let mut rows = plan.rows;
@@ -736,6 +745,24 @@ impl Reconciler {
         };
         self.store.save_tunnel(&row).await.map_err(|e| e.to_string())?;
         Ok(row)
+    }
+
+    /// Logs each corrupt row once, when it is first seen.
+    fn log_corrupt(&mut self, corrupt: &[crate::store::CorruptRoute]) {
+        let now: BTreeSet<(String, String, String)> =
+            corrupt.iter().map(|c| (c.hostname.clone(), c.path.clone(), c.owner.clone())).collect();
+        for row in corrupt {
+            if !self.corrupt.contains(&(row.hostname.clone(), row.path.clone(), row.owner.clone())) {
+                tracing::error!(
+                    message = "A stored route cannot be read; it is left alone (not routed, not deleted).",
+                    hostname = %row.hostname,
+                    path = %row.path,
+                    owner = %row.owner,
+                    problem = %row.problem,
+                );
+            }
+        }
+        self.corrupt = now;
     }
 
     /// Logs each refusal once, when it starts (they are listed by ListDiagnostics meanwhile).

@@ -34,11 +34,12 @@ impl Source {
         }
     }
 
-    pub fn parse(text: &str) -> Source {
-        if text == "manual" {
-            Source::Manual
-        } else {
-            Source::Labels
+    /// `None` for text this master does not know (a corrupt row, or a newer master's).
+    pub fn parse(text: &str) -> Option<Source> {
+        match text {
+            "labels" => Some(Source::Labels),
+            "manual" => Some(Source::Manual),
+            _ => None,
         }
     }
 }
@@ -63,12 +64,14 @@ impl Status {
         }
     }
 
-    pub fn parse(text: &str) -> Status {
+    /// `None` for text this master does not know (a corrupt row, or a newer master's).
+    pub fn parse(text: &str) -> Option<Status> {
         match text {
-            "pending_deletion" => Status::PendingDeletion,
-            "conflict" => Status::Conflict,
-            "invalid" => Status::Invalid,
-            _ => Status::Active,
+            "active" => Some(Status::Active),
+            "pending_deletion" => Some(Status::PendingDeletion),
+            "conflict" => Some(Status::Conflict),
+            "invalid" => Some(Status::Invalid),
+            _ => None,
         }
     }
 
@@ -326,6 +329,19 @@ mod tests {
 
     fn statuses(plan: &RoutePlan) -> Vec<(String, &'static str)> {
         plan.rows.iter().map(|r| (r.owner.clone(), r.status.as_str())).collect()
+    }
+
+    #[test]
+    fn stored_text_parses_strictly() {
+        for status in [Status::Active, Status::PendingDeletion, Status::Conflict, Status::Invalid] {
+            assert_eq!(Status::parse(status.as_str()), Some(status));
+        }
+        for source in [Source::Labels, Source::Manual] {
+            assert_eq!(Source::parse(source.as_str()), Some(source));
+        }
+        assert_eq!(Status::parse("frozen"), None, "unknown text is not taken as active");
+        assert_eq!(Status::parse(""), None);
+        assert_eq!(Source::parse("robots"), None, "unknown text is not taken as labels");
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub use agents::{AgentRecord, AgentRegistration, NewAgent, STATUS_OFFLINE, STATU
 pub use commands::{CommandRow, CommandState, Enqueued};
 pub use containers::{ContainerChange, ContainerChangeEntry, ContainerRow};
 pub use events::{CommandAck, EventBatch, StoredEvent, PROGRESS_ONLY_KINDS};
-pub use routes::{ManualRoute, TunnelRow};
+pub use routes::{CorruptRoute, ManualRoute, StoredRoutes, TunnelRow};
 pub use tokens::{JoinTokenRow, TokenRejection};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

@@ -10,10 +10,45 @@ use std::collections::BTreeSet;
 const ROUTE_COLUMNS: &str = "hostname, path, owner, source, service, origin_json, zone_name, agent_id, tunnel_key, \
     container_id, container_name, service_name, status, reason, delete_at, first_seen_at, updated_at, last_error";
 
-fn route_from(row: &sqlx::any::AnyRow) -> Result<RouteRow, StoreError> {
-    Ok(RouteRow {
+/// A stored route this master cannot read: a column holds text it does not know (a corrupt row,
+/// or one a newer master wrote into a shared database). It is left alone: not routed, not deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorruptRoute {
+    pub hostname: String,
+    pub path: String,
+    pub owner: String,
+    /// Which column, and what it holds.
+    pub problem: String,
+}
+
+/// The route table as stored: the rows, and those that could not be read.
+#[derive(Debug, Default)]
+pub struct StoredRoutes {
+    pub rows: Vec<RouteRow>,
+    pub corrupt: Vec<CorruptRoute>,
+}
+
+fn route_from(row: &sqlx::any::AnyRow) -> Result<Result<RouteRow, CorruptRoute>, StoreError> {
+    let source_text: String = row.try_get("source")?;
+    let status_text: String = row.try_get("status")?;
+    let (source, status) = match (Source::parse(&source_text), Status::parse(&status_text)) {
+        (Some(source), Some(status)) => (source, status),
+        (source, _) => {
+            let problem = match source {
+                None => format!("unknown source {source_text:?}"),
+                Some(_) => format!("unknown status {status_text:?}"),
+            };
+            return Ok(Err(CorruptRoute {
+                hostname: row.try_get("hostname")?,
+                path: row.try_get("path")?,
+                owner: row.try_get("owner")?,
+                problem,
+            }));
+        }
+    };
+    Ok(Ok(RouteRow {
         owner: row.try_get("owner")?,
-        source: Source::parse(&row.try_get::<String, _>("source")?),
+        source,
         spec: RouteSpec {
             hostname: row.try_get("hostname")?,
             path: row.try_get("path")?,
@@ -26,13 +61,13 @@ fn route_from(row: &sqlx::any::AnyRow) -> Result<RouteRow, StoreError> {
             container_name: row.try_get("container_name")?,
             service_name: row.try_get("service_name")?,
         },
-        status: Status::parse(&row.try_get::<String, _>("status")?),
+        status,
         reason: row.try_get("reason")?,
         delete_at: row.try_get("delete_at")?,
         first_seen_at: row.try_get("first_seen_at")?,
         updated_at: row.try_get("updated_at")?,
         last_error: row.try_get("last_error")?,
-    })
+    }))
 }
 
 /// A manual route, as the operator added it.
@@ -67,10 +102,22 @@ pub struct TunnelRow {
 
 impl Store {
     pub async fn load_routes(&self) -> Result<Vec<RouteRow>, StoreError> {
+        Ok(self.load_route_table().await?.rows)
+    }
+
+    /// The route table, with the rows that could not be read set apart.
+    pub async fn load_route_table(&self) -> Result<StoredRoutes, StoreError> {
         let rows = sqlx::query(&format!("SELECT {ROUTE_COLUMNS} FROM routes ORDER BY hostname, path, owner"))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(route_from).collect()
+        let mut table = StoredRoutes::default();
+        for row in &rows {
+            match route_from(row)? {
+                Ok(route) => table.rows.push(route),
+                Err(corrupt) => table.corrupt.push(corrupt),
+            }
+        }
+        Ok(table)
     }
 
     /// Writes changed rows and deletes removed ones, in one transaction.
