@@ -10,6 +10,7 @@
 use crate::reconcile::ReconcilerHandle;
 use crate::sessions::Sessions;
 use crate::store::{Backend, Store};
+use crate::supervisor::Supervisor;
 use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection};
 use std::time::Duration;
@@ -35,8 +36,8 @@ pub async fn notify(store: &Store, channel: &str, payload: &str) {
 }
 
 /// Listens for the other masters' notifications and acts on them here.
-pub fn spawn_listener(database_url: String, sessions: Sessions, reconciler: ReconcilerHandle) {
-    tokio::spawn(async move {
+pub fn spawn_listener(database_url: String, sessions: Sessions, reconciler: ReconcilerHandle, supervisor: &Supervisor) {
+    supervisor.spawn("cluster notifications", async move {
         loop {
             match listen(&database_url, &sessions, &reconciler).await {
                 Ok(()) => return,
@@ -67,13 +68,13 @@ async fn listen(url: &str, sessions: &Sessions, reconciler: &ReconcilerHandle) -
 }
 
 /// Whether this master leads (reconciles Cloudflare). Always true on SQLite.
-pub fn leadership(store: &Store, database_url: &str) -> watch::Receiver<bool> {
+pub fn leadership(store: &Store, database_url: &str, supervisor: &Supervisor) -> watch::Receiver<bool> {
     if store.backend() != Backend::Postgres {
         return watch::channel(true).1;
     }
     let (tx, rx) = watch::channel(false);
     let url = database_url.to_string();
-    tokio::spawn(async move {
+    supervisor.spawn("reconciler lock", async move {
         loop {
             if let Err(error) = lead(&url, &tx).await {
                 if *tx.borrow() {

@@ -9,10 +9,12 @@
 use crate::fanout::Fanout;
 use crate::sessions::Sessions;
 use crate::store::{CommandAck, ContainerChange, ContainerChangeEntry, EventBatch, Store, StoredEvent};
+use crate::supervisor::Supervisor;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 /// Events waiting to be written, across all agents.
 pub const QUEUE_CAPACITY: usize = 65_536;
@@ -38,6 +40,10 @@ pub struct PendingEvent {
 pub struct EventWriter {
     queue: mpsc::Sender<(PendingEvent, OwnedSemaphorePermit)>,
     bytes: Arc<Semaphore>,
+    /// Cancelled at shutdown: the writer stores what is queued, then stops.
+    stop: CancellationToken,
+    /// Becomes true once the writer has stopped (everything queued stored).
+    stopped: watch::Receiver<bool>,
 }
 
 /// The writer task stopped (the master is shutting down).
@@ -48,10 +54,24 @@ pub struct WriterStopped;
 impl EventWriter {
     /// Starts the writer task.
     /// `fanout` asks for a reconcile pass when reported containers change.
-    pub fn spawn(store: Store, sessions: Sessions, fanout: Fanout) -> EventWriter {
+    pub fn spawn(store: Store, sessions: Sessions, fanout: Fanout, supervisor: &Supervisor) -> EventWriter {
         let (queue, incoming) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(run(store, sessions, fanout, incoming));
-        EventWriter { queue, bytes: Arc::new(Semaphore::new(QUEUE_BYTES)) }
+        let stop = CancellationToken::new();
+        let (stopped_tx, stopped) = watch::channel(false);
+        let writer = run(store, sessions, fanout, incoming, stop.clone());
+        supervisor.spawn("event writer", async move {
+            writer.await;
+            stopped_tx.send_replace(true);
+        });
+        EventWriter { queue, bytes: Arc::new(Semaphore::new(QUEUE_BYTES)), stop, stopped }
+    }
+
+    /// At shutdown: takes no more events, stores those queued, and returns once they are stored
+    /// (`false` if that took longer than `timeout`).
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        self.stop.cancel();
+        let mut stopped = self.stopped.clone();
+        tokio::time::timeout(timeout, stopped.wait_for(|done| *done)).await.is_ok_and(|r| r.is_ok())
     }
 
     /// Queues an event, waiting while the queue is full (in events or in bytes).
@@ -72,10 +92,22 @@ async fn run(
     sessions: Sessions,
     fanout: Fanout,
     mut incoming: mpsc::Receiver<(PendingEvent, OwnedSemaphorePermit)>,
+    stop: CancellationToken,
 ) {
     let mut buffer = Vec::with_capacity(MAX_BATCH);
     let mut permits = Vec::with_capacity(MAX_BATCH);
-    while incoming.recv_many(&mut buffer, MAX_BATCH).await > 0 {
+    loop {
+        let received = tokio::select! {
+            received = incoming.recv_many(&mut buffer, MAX_BATCH) => received,
+            _ = stop.cancelled(), if !incoming.is_closed() => {
+                // Shutdown: nothing new comes in; what is queued is still stored.
+                incoming.close();
+                continue;
+            }
+        };
+        if received == 0 {
+            return;
+        }
         let mut batch = EventBatch::default();
         for (pending, permit) in buffer.drain(..) {
             permits.push(permit);

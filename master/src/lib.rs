@@ -27,5 +27,6 @@ pub mod server;
 pub mod sessions;
 pub mod state;
 pub mod store;
+pub mod supervisor;
 pub mod tally;
 pub mod tls;

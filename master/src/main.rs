@@ -464,6 +464,9 @@ async fn token_command(cli: &Cli, action: &TokenAction) -> Result<()> {
     Ok(())
 }
 
+/// How long connections may take to close after the shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// Every agent holds a connection: lift the soft open-files limit to the hard one.
 fn raise_file_limit() -> Option<u64> {
     match rlimit::increase_nofile_limit(u64::MAX) {
@@ -507,8 +510,29 @@ async fn main() -> Result<()> {
         None | Some(Command::Serve) => {
             let open_files = raise_file_limit();
             let options = serve_options(&cli, open_files)?;
-            let running = server::start(options, shutdown_signal()).await?;
-            running.served.await.context("server task")?.context("gRPC server")?;
+            let mut running = server::start(options, shutdown_signal()).await?;
+            let mut stopping = running.stopping.clone();
+            let stopped_in_time = async {
+                let _ = stopping.wait_for(|stopping| *stopping).await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            };
+            tokio::select! {
+                served = &mut running.served => served.context("server task")?.context("gRPC server")?,
+                exit = running.exits.first_exit() => {
+                    // Half a master is worse than none: exit, and let the supervisor restart it.
+                    tracing::error!(message = "A master task ended unexpectedly; exiting.", task = exit.task, reason = %exit);
+                    bail!("{exit}");
+                }
+                _ = stopped_in_time => {
+                    tracing::warn!(message = "Connections were still open after the shutdown grace; stopping anyway.", grace_s = SHUTDOWN_GRACE.as_secs());
+                }
+            }
+            // Shutting down: what the event writer holds is stored before the process exits.
+            if running.state.events.drain(Duration::from_secs(30)).await {
+                tracing::info!(message = "Stopped; every received event is stored.");
+            } else {
+                tracing::warn!(message = "Stopped before every received event was stored (the agents resend them).");
+            }
             Ok(())
         }
     }

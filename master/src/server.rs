@@ -18,6 +18,7 @@ use crate::reconcile::{ReconcileSettings, Reconciler, ReconcilerHandle};
 use crate::sessions::Sessions;
 use crate::state::{MasterState, ProtocolSettings};
 use crate::store::{self, Store};
+use crate::supervisor::{Exits, Supervisor};
 use crate::tls;
 use dockflare::v1::admin_service_server::AdminServiceServer;
 use dockflare::v1::agent_service_server::AgentServiceServer;
@@ -96,6 +97,10 @@ pub struct RunningMaster {
     pub emulator: Option<(Emulator, SocketAddr)>,
     pub state: Arc<MasterState>,
     pub served: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    /// The first long-lived task to end ([`crate::supervisor`]): the process should exit then.
+    pub exits: Exits,
+    /// Becomes true when the shutdown signal has come.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Connects to the database, retrying while it is unreachable (a PostgreSQL
@@ -140,6 +145,7 @@ pub async fn start(
     let store = connect_store(&url).await?;
     tracing::info!(message = "Database ready.", backend = ?store.backend(), url = %store::redact_url(&url));
 
+    let (supervisor, exits) = Supervisor::new();
     let sessions = Sessions::default();
     let (reconciler, reconciler_inbox) = ReconcilerHandle::channel();
     let fanout = Fanout::new(store.clone(), sessions.clone(), reconciler.clone());
@@ -147,9 +153,9 @@ pub async fn start(
     let commands = CommandQueue::prepare(store.clone(), fanout.clone(), seal)
         .await
         .map_err(|e| StartError::Seal(e.to_string()))?;
-    let (client, emulator) = cloudflare_client(&options.cloudflare, &options.data_dir, &store).await?;
+    let (client, emulator) = cloudflare_client(&options.cloudflare, &options.data_dir, &store, &supervisor).await?;
     let installation_id = store.setting_or_init("installation_id", &uuid::Uuid::new_v4().simple().to_string()).await?;
-    let leader = crate::cluster::leadership(&store, &url);
+    let leader = crate::cluster::leadership(&store, &url, &supervisor);
     Reconciler::new(
         store.clone(),
         commands.clone(),
@@ -158,13 +164,13 @@ pub async fn start(
         installation_id,
         leader,
     )
-    .spawn_with(reconciler_inbox);
+    .spawn_with(reconciler_inbox, &supervisor);
     if store.backend() == store::Backend::Postgres {
-        crate::cluster::spawn_listener(url.clone(), sessions.clone(), reconciler.clone());
+        crate::cluster::spawn_listener(url.clone(), sessions.clone(), reconciler.clone(), &supervisor);
     }
-    let events = EventWriter::spawn(store.clone(), sessions.clone(), fanout.clone());
-    tokio::spawn(crate::liveness::run(store.clone(), options.settings.heartbeat_timeout));
-    tokio::spawn(crate::retention::run(store.clone(), options.settings.event_retention));
+    let events = EventWriter::spawn(store.clone(), sessions.clone(), fanout.clone(), &supervisor);
+    supervisor.spawn("liveness", crate::liveness::run(store.clone(), options.settings.heartbeat_timeout));
+    supervisor.spawn("event retention", crate::retention::run(store.clone(), options.settings.event_retention));
     let state = Arc::new(MasterState {
         store,
         sessions,
@@ -201,7 +207,7 @@ pub async fn start(
         .await
         .map_err(|source| StartError::Listen { addr: options.listen, source })?;
     let local_addr = listener.local_addr().map_err(|source| StartError::Listen { addr: options.listen, source })?;
-    let incoming = crate::listener::incoming(listener, tls_config, options.connections.clone());
+    let incoming = crate::listener::incoming(listener, tls_config, options.connections.clone(), &supervisor);
 
     let router = tonic::transport::Server::builder()
         // Pings keep live connections talking, so the listener's idle timeout closes only silent ones.
@@ -218,6 +224,16 @@ pub async fn start(
                 .max_decoding_message_size(options.calls.max_agent_message),
         )
         .add_service(AdminServiceServer::new(AdminApi::new(state.clone())));
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let (supervisor_for_shutdown, sessions_for_shutdown) = (supervisor.clone(), state.sessions.clone());
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!(message = "Shutting down: ending the agents' streams, then storing what was received.");
+        supervisor_for_shutdown.stopping(); // before tonic lets go of the listener: its end is expected now
+        stopping_tx.send_replace(true);
+        // Long-lived streams would hold the graceful shutdown open: end them (agents reconnect).
+        sessions_for_shutdown.end_all();
+    };
     let served = tokio::spawn(router.serve_with_incoming_shutdown(incoming, shutdown));
     tracing::info!(
         message = "Master listening.",
@@ -225,7 +241,7 @@ pub async fn start(
         ca = %pki.dir.join("ca.crt").display(),
         admin_cert = %pki.dir.join("admin.crt").display(),
     );
-    Ok(RunningMaster { local_addr, emulator, state, served })
+    Ok(RunningMaster { local_addr, emulator, state, served, exits, stopping })
 }
 
 /// How often the server pings a connection: often enough that a live peer's answer always
@@ -289,6 +305,7 @@ async fn cloudflare_client(
     options: &CloudflareOptions,
     data_dir: &Path,
     store: &Store,
+    supervisor: &Supervisor,
 ) -> Result<(CloudflareClient, Option<(Emulator, SocketAddr)>), StartError> {
     if let Some(settings) = &options.api {
         let client = CloudflareClient::new(settings.clone()).map_err(|e| StartError::Cloudflare(e.to_string()))?;
@@ -369,12 +386,22 @@ async fn cloudflare_client(
     dockflare_common::secret_file::write_secret_file(&token_file, token.as_bytes())
         .map_err(|e| StartError::Emulator(format!("writing {}: {e}", token_file.display())))?;
     let mut listening = listener.local_addr().map_or_else(|_| addr.to_string(), |a| a.to_string());
-    emulator.serve_in_background(listener);
+    let serving = emulator.clone();
+    supervisor.spawn("offline Cloudflare emulator", async move {
+        if let Err(error) = serving.serve(listener).await {
+            tracing::error!(message = "The built-in Cloudflare emulator stopped.", %error);
+        }
+    });
     if let Some(bridge) = bridge_listener {
         if let Ok(bound) = bridge.local_addr() {
             listening = format!("{listening} and {bound}");
         }
-        emulator.serve_also_in_background(bridge);
+        let router = emulator.router();
+        supervisor.spawn("offline Cloudflare emulator (Docker bridge)", async move {
+            if let Err(error) = axum::serve(bridge, router).await {
+                tracing::error!(message = "The built-in Cloudflare emulator stopped on the Docker bridge.", %error);
+            }
+        });
     }
     let api_url = format!("http://{addr}{base_path}");
     tracing::warn!(

@@ -17,6 +17,8 @@ pub enum EndReason {
     Superseded,
     /// An operator revoked the agent.
     Revoked,
+    /// This master is shutting down (the agent reconnects, to another master if it has one).
+    ShuttingDown,
 }
 
 /// The two long-lived streams an agent holds.
@@ -149,6 +151,15 @@ impl Sessions {
         if let Some(entry) = self.lock().entries.get_mut(agent_id) {
             for attachment in [entry.commands.take(), entry.events.take()].into_iter().flatten() {
                 let _ = attachment.end.send(Some(EndReason::Revoked));
+            }
+        }
+    }
+
+    /// Ends every stream on this master (it is shutting down).
+    pub fn end_all(&self) {
+        for entry in self.lock().entries.values_mut() {
+            for attachment in [entry.commands.take(), entry.events.take()].into_iter().flatten() {
+                let _ = attachment.end.send(Some(EndReason::ShuttingDown));
             }
         }
     }

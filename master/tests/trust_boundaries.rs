@@ -257,6 +257,20 @@ async fn a_cloudflare_token_on_the_command_line_is_warned_about_and_never_logged
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stores_what_was_received_and_exits_cleanly() -> Result<()> {
+    let mut master = Master::start(None, &[]).await?;
+    let agent = FakeAgent::join(&master, &master.join_token(1).await?, "a1", "").await?;
+    for n in 0..50 {
+        agent.start(fake_agent::labelled(&format!("c{n}"), &[])).await?;
+    }
+    let status = master.terminate(WAIT)?;
+    ensure!(status.success(), "the master exited with {status} on SIGTERM; log:\n{}", master.logs.text());
+    master.logs.wait_for("Stopped; every received event is stored.", WAIT).await?;
+    ensure!(master.logs.count("A master task ended unexpectedly; exiting.") == 0, "a shutdown counted as a failure");
+    Ok(())
+}
+
 // --- Anyone on the network, without a certificate ------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

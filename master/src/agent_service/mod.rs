@@ -86,6 +86,7 @@ fn end_status(agent_id: &str, reason: EndReason) -> Status {
     match reason {
         EndReason::Revoked => Status::permission_denied(format!("agent {agent_id} has been revoked")),
         EndReason::Superseded => Status::aborted("a newer stream of this agent replaced this one"),
+        EndReason::ShuttingDown => Status::unavailable("the master is shutting down; reconnect"),
     }
 }
 

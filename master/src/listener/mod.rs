@@ -16,6 +16,7 @@
 pub mod admission;
 pub mod idle;
 
+use crate::supervisor::Supervisor;
 use crate::tally::Tally;
 use admission::Admission;
 use idle::AdmittedTcp;
@@ -68,12 +69,13 @@ pub fn incoming(
     listener: TcpListener,
     config: Arc<ServerConfig>,
     limits: ConnectionLimits,
+    supervisor: &Supervisor,
 ) -> ReceiverStream<Result<Connection, std::io::Error>> {
     let (tx, rx) = mpsc::channel(MAX_CONCURRENT_HANDSHAKES);
     let slots = Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
     let admission = Admission::new(limits.max_connections, limits.max_connections_per_source);
     let refused = Tally::spawn("Refused connections (connection limits reached).");
-    tokio::spawn(async move {
+    supervisor.spawn("listener", async move {
         loop {
             let (tcp, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {

@@ -182,15 +182,15 @@ impl Reconciler {
     }
 
     /// Starts the task.
-    pub fn spawn(self) -> ReconcilerHandle {
+    pub fn spawn(self, supervisor: &crate::supervisor::Supervisor) -> ReconcilerHandle {
         let (handle, inbox) = ReconcilerHandle::channel();
-        self.spawn_with(inbox);
+        self.spawn_with(inbox, supervisor);
         handle
     }
 
     /// Starts the task, reading the requests of an existing handle.
-    pub fn spawn_with(self, inbox: ReconcilerInbox) {
-        tokio::spawn(self.run(inbox.0));
+    pub fn spawn_with(self, inbox: ReconcilerInbox, supervisor: &crate::supervisor::Supervisor) {
+        supervisor.spawn("reconciler", self.run(inbox.0));
     }
 
     async fn run(mut self, mut requests: mpsc::Receiver<Request>) {

@@ -190,6 +190,24 @@ impl Master {
         self.child.as_ref().map(Child::id)
     }
 
+    /// SIGTERM, and the exit status once the master has stopped (within `timeout`).
+    pub fn terminate(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("the master is not running")?;
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
+        anyhow::ensure!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("the master did not stop within {timeout:?} of SIGTERM; log:\n{}", self.logs.text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub fn kill9(&mut self) -> Result<()> {
         if let Some(mut child) = self.child.take() {

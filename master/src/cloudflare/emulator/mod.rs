@@ -249,16 +249,6 @@ impl Emulator {
         });
     }
 
-    /// Serves on one more `listener` (another address of the same emulator), in a spawned task.
-    pub fn serve_also_in_background(&self, listener: tokio::net::TcpListener) {
-        let router = self.router();
-        tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, router).await {
-                tracing::warn!(message = "The Cloudflare emulator stopped on one of its addresses.", %error);
-            }
-        });
-    }
-
     /// Serves the API and the inspection API on `listener` until it fails.
     pub async fn serve(self, listener: tokio::net::TcpListener) -> Result<(), EmulatorError> {
         self.spawn_connector_sweeper();
