@@ -105,6 +105,7 @@ if [ "${1:-}" = "--" ]; then shift; extra=("$@"); fi
 
 log "cargo fmt --check"
 cargo fmt --all -- --check || die "cargo fmt found unformatted code (run: cargo fmt --all)"
+deploy/check-layers.sh || die "a dependency rule of ARCHITECTURE.md is broken (see above)"
 log "cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings || die "clippy found problems"
 # The end-to-end scenarios are `test = false` (run below, side by side), so --all-targets skips them.

@@ -19,6 +19,7 @@ pub mod grpc_status;
 pub mod listener;
 pub mod liveness;
 pub mod manual_routes;
+pub mod model;
 pub mod pki_files;
 pub mod projection;
 pub mod reconcile;

@@ -3,7 +3,7 @@
 //! installation id that marks this master's DNS records).
 
 use super::{Store, StoreError};
-use crate::reconcile::route_table::{RouteRow, RouteSpec, Source, Status};
+use crate::model::route::{RouteRow, RouteSpec, Source, Status};
 use sqlx::Row;
 use std::collections::BTreeSet;
 
