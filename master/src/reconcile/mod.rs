@@ -153,6 +153,8 @@ pub struct Reconciler {
     backlog: bool,
     /// Stored routes the last pass could not read (each is logged once).
     corrupt: BTreeSet<(String, String, String)>,
+    /// The soonest grace deadline (Unix ms) the last saved pass left.
+    next_deadline: Option<i64>,
 }
 
 impl Reconciler {
@@ -178,6 +180,7 @@ impl Reconciler {
             refused: BTreeSet::new(),
             backlog: false,
             corrupt: BTreeSet::new(),
+            next_deadline: None,
         }
     }
 
@@ -281,24 +284,23 @@ impl Reconciler {
                 wait
             } else {
                 retry = Duration::from_secs(2);
-                self.next_wakeup().await
+                self.next_wakeup()
             };
             next = tokio::time::Instant::now() + wait;
         }
     }
 
-    async fn next_wakeup(&self) -> Duration {
+    /// How long until the next pass is due: the drift timer, or the soonest grace deadline the
+    /// last pass saw (the pass tells; the loop reads nothing).
+    fn next_wakeup(&self) -> Duration {
         // The next drift pass is due `drift_interval` after the last one, not after the last
         // (possibly triggered) pass.
         let mut wait = match self.last_drift {
             Some(at) => self.settings.drift_interval.saturating_sub(at.elapsed()),
             None => Duration::ZERO,
         };
-        if let Ok(rows) = self.store.load_routes().await {
-            let now = now_millis();
-            if let Some(soonest) = rows.iter().filter_map(|r| r.delete_at).min() {
-                wait = wait.min(Duration::from_millis((soonest - now).max(0) as u64 + 10));
-            }
+        if let Some(soonest) = self.next_deadline {
+            wait = wait.min(Duration::from_millis((soonest - now_millis()).max(0) as u64 + 10));
         }
         wait
     }
@@ -654,7 +656,7 @@ impl Reconciler {
 
     /// Stores the route table: rows that changed, rows that left.
     async fn save(
-        &self,
+        &mut self,
         report: &mut PassReport,
         existing: &[RouteRow],
         mut rows: Vec<RouteRow>,
@@ -664,6 +666,8 @@ impl Reconciler {
         for (index, row) in rows.iter_mut().enumerate() {
             row.last_error = errors.get(&index).cloned().unwrap_or_default();
         }
+        // When the next pass is due at the latest: the soonest end of a grace period.
+        self.next_deadline = rows.iter().filter_map(|r| r.delete_at).min();
         let before: HashMap<(&str, &str, &str), &RouteRow> =
             existing.iter().map(|r| ((r.spec.hostname.as_str(), r.spec.path.as_str(), r.owner.as_str()), r)).collect();
         let changed: Vec<RouteRow> = rows
