@@ -5,6 +5,7 @@
 //! 1056 …), and a request budget under Cloudflare's 1 200 requests per five
 //! minutes.
 
+use super::codes;
 use super::types::{
     ApiMessage, CreateTunnelRequest, DnsRecord, DnsRecordRequest, Envelope, ResultInfo, TokenVerification, Tunnel,
     TunnelConfig, TunnelConfiguration, Zone,
@@ -327,7 +328,7 @@ impl CloudflareClient {
         let path = format!("/accounts/{}/cfd_tunnel/{tunnel_id}/configurations", self.settings.account_id);
         match self.call::<TunnelConfiguration>(Method::GET, &path, &[], None, Idempotence::Safe).await {
             Ok((result, _)) => Ok(result),
-            Err(error) if error.has_code(1055) => Ok(None),
+            Err(error) if error.has_code(codes::TUNNEL_CONFIGURATION_NOT_FOUND) => Ok(None),
             Err(error) => Err(error),
         }
     }
@@ -386,7 +387,7 @@ impl CloudflareClient {
         let path = format!("/zones/{zone_id}/dns_records/{id}");
         match self.call::<serde_json::Value>(Method::DELETE, &path, &[], None, Idempotence::Safe).await {
             Ok(_) => Ok(()),
-            Err(error) if error.has_code(81044) || error.status() == Some(404) => Ok(()),
+            Err(error) if error.has_code(codes::DNS_RECORD_NOT_FOUND) || error.status() == Some(404) => Ok(()),
             Err(error) => Err(error),
         }
     }

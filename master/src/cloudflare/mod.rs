@@ -2,5 +2,6 @@
 //! in-process emulator of those endpoints (offline mode and tests).
 
 pub mod client;
+pub mod codes;
 pub mod emulator;
 pub mod types;

@@ -21,6 +21,7 @@ pub mod zones;
 
 use crate::clock::now_millis;
 use crate::cloudflare::client::{CfError, CloudflareClient};
+use crate::cloudflare::codes;
 use crate::cloudflare::types::{DnsRecord, DnsRecordRequest, IngressRule};
 use crate::commands::CommandQueue;
 use crate::store::{AgentRecord, Store, StoreError, TunnelRow};
@@ -728,7 +729,7 @@ impl Reconciler {
                     tunnel
                 }
                 // Created meanwhile (409/1013), or a POST whose outcome is unknown (5xx): look again.
-                Err(error) if error.has_code(1013) || error.is_transient() => {
+                Err(error) if error.has_code(codes::TUNNEL_NAME_TAKEN) || error.is_transient() => {
                     self.client.find_tunnel(&name).await.map_err(|e| e.to_string())?.ok_or_else(|| error.to_string())?
                 }
                 Err(error) => return Err(error.to_string()),
@@ -879,7 +880,11 @@ impl Reconciler {
                             report.dns_created += 1;
                             tracing::info!(message = "DNS record created.", %hostname, %target);
                         }
-                        Err(error) if error.has_code(81053) || error.has_code(81057) || error.has_code(81058) => {
+                        Err(error)
+                            if error.has_code(codes::DNS_NAME_TAKEN)
+                                || error.has_code(codes::DNS_RECORD_EXISTS)
+                                || error.has_code(codes::DNS_IDENTICAL_RECORD) =>
+                        {
                             return Ok(Some(format!("a DNS record for {hostname} appeared meanwhile: {error}")));
                         }
                         Err(error) => return Err(error),
