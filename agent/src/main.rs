@@ -26,6 +26,7 @@ use secrecy::{ExposeSecret, SecretString};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 
 /// Agent capabilities reported at Register.
 const CAPABILITIES: &[&str] = &["commands.at_most_once", "events.resend", "tunnel_state.file"];
@@ -245,8 +246,11 @@ async fn main() -> Result<()> {
         inventory: inventory.clone(),
         tunnel: tunnel_tx,
     };
-    tokio::spawn(applier.run(commands_rx));
-    tokio::spawn(renewal::run(args.masters.clone(), args.data_dir.clone(), identity_tx));
+    // Every long-lived task is owned: one that ends (or panics) ends the agent, which says why and
+    // exits non-zero for its supervisor (systemd, Docker, Swarm) to restart it.
+    let mut tasks: JoinSet<&'static str> = JoinSet::new();
+    tasks.spawn(named("command applier", applier.run(commands_rx)));
+    tasks.spawn(named("certificate renewal", renewal::run(args.masters.clone(), args.data_dir.clone(), identity_tx)));
 
     let registration = RegisterRequest {
         display_name: display_name.clone(),
@@ -263,17 +267,21 @@ async fn main() -> Result<()> {
         swarm_manager_node_ids: Vec::new(),
     };
     let (mode_tx, mode_rx) = watch::channel(None);
-    tokio::spawn(watcher::run(WatchContext {
-        selection: Selection { prefixes: LabelPrefixes::new(Some(&args.label_prefix)), scope: args.scope.clone() },
-        mode_choice: args.mode,
-        inventory: inventory.clone(),
-        outbox: outbox.clone(),
-        relist_every: args.relist_interval,
-        swarm_relist_every: args.swarm_relist_interval,
-        mode: mode_tx,
-        attach_network: args.attach_network.then(|| args.network.clone()),
-    }));
-    tokio::spawn(
+    tasks.spawn(named(
+        "Docker watcher",
+        watcher::run(WatchContext {
+            selection: Selection { prefixes: LabelPrefixes::new(Some(&args.label_prefix)), scope: args.scope.clone() },
+            mode_choice: args.mode,
+            inventory: inventory.clone(),
+            outbox: outbox.clone(),
+            relist_every: args.relist_interval,
+            swarm_relist_every: args.swarm_relist_interval,
+            mode: mode_tx,
+            attach_network: args.attach_network.then(|| args.network.clone()),
+        }),
+    ));
+    tasks.spawn(named(
+        "connector manager",
         ConnectorManager {
             settings: ConnectorSettings {
                 image: args.cloudflared_image.clone(),
@@ -287,7 +295,7 @@ async fn main() -> Result<()> {
             outbox: outbox.clone(),
         }
         .run(),
-    );
+    ));
     // Register with the host's real mode when Docker answers quickly.
     let mut first_mode = mode_rx.clone();
     let _ = tokio::time::timeout(Duration::from_secs(5), first_mode.wait_for(Option::is_some)).await;
@@ -304,6 +312,22 @@ async fn main() -> Result<()> {
     tokio::select! {
         _ = session::run(context) => {}
         _ = shutdown_signal() => tracing::info!(message = "Shutting down."),
+        ended = tasks.join_next() => {
+            let reason = match ended {
+                Some(Ok(task)) => format!("the {task} task stopped"),
+                Some(Err(error)) if error.is_panic() => format!("a task panicked: {error}"),
+                Some(Err(error)) => format!("a task was cancelled: {error}"),
+                None => "no task is running".to_string(),
+            };
+            tracing::error!(message = "An agent task ended unexpectedly; exiting.", %reason);
+            anyhow::bail!("{reason}");
+        }
     }
     Ok(())
+}
+
+/// A task that answers its name when it ends.
+async fn named(name: &'static str, task: impl std::future::Future<Output = ()>) -> &'static str {
+    task.await;
+    name
 }
