@@ -641,6 +641,77 @@ async fn a_route_row_with_an_unknown_status_is_left_alone_and_the_rest_reconcile
     Ok(())
 }
 
+/// Two masters on one PostgreSQL: the agent is on the standby, and a start_tunnel that cannot be
+/// opened there clears its tunnel assignment. The leader hears of it at once (the fan-out tells the
+/// other masters) and sends a fresh one — not at its next drift pass, minutes later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cleared_assignment_on_the_standby_reaches_the_leader_at_once() -> Result<()> {
+    let cloud = cloud().await?;
+    let database = support::TestDatabase::postgres().await?;
+    let url = cloud.emulator.base_url(cloud.addr);
+    let env = [
+        ("CF_API_TOKEN", cloud.emulator.api_token()),
+        ("CF_ACCOUNT_ID", cloud.emulator.account_id()),
+        ("CF_API_URL", url.as_str()),
+    ];
+    let args = ["--cf-requests-per-5min", "100000", "--reconcile-interval", "10m"];
+    let first = Master::start_with_env(Some(&database.url), &args, &env).await?;
+    let pki = first.data_dir.path().join("pki");
+    let (ca_cert, ca_key) =
+        (pki.join("ca.crt").to_string_lossy().to_string(), pki.join("ca.key").to_string_lossy().to_string());
+    let mut second_args = args.to_vec();
+    second_args.extend(["--ca-cert", ca_cert.as_str(), "--ca-key", ca_key.as_str()]);
+    let second = Master::start_with_env(Some(&database.url), &second_args, &env).await?;
+    const LEADER: &str = "This master now reconciles Cloudflare (leader).";
+    let masters = [&first, &second];
+    let leader =
+        eventually("a leader", WAIT, || async { Ok(masters.iter().position(|m| m.logs.count(LEADER) > 0)) }).await?;
+    let standby = masters[1 - leader];
+
+    let agent = FakeAgent::join(standby, &standby.join_token(1).await?, "a1", "").await?;
+    standby.wait_reconciler_start_tunnel(&agent.id, WAIT).await?;
+    // A start_tunnel that does not open lands in the log (as a damaged row would), and a valid
+    // command after it wakes the agent's stream on the standby: no Register, no other trigger.
+    let _drivers = dockflare_master::store::Store::connect(&database.url).await?; // installs sqlx's Any drivers
+    let pool = sqlx::AnyPool::connect(&database.url).await?;
+    let damaged: i64 = sqlx::query_scalar(
+        "UPDATE agents SET last_command_seq = last_command_seq + 1 WHERE id = $1 RETURNING last_command_seq",
+    )
+    .bind(&agent.id)
+    .fetch_one(&pool)
+    .await?;
+    sqlx::query(
+        "INSERT INTO agent_commands (agent_id, sequence, id, kind, payload, state, created_at) \
+         VALUES ($1, $2, $3, 'start_tunnel', $4, 'queued', 0)",
+    )
+    .bind(&agent.id)
+    .bind(damaged)
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(b"DFS1 not a sealed command".to_vec())
+    .execute(&pool)
+    .await?;
+    let started = Instant::now();
+    let resync = dockflare::v1::send_command_request::Kind::Resync(dockflare::v1::Resync { reason: "wake".into() });
+    standby
+        .admin()
+        .await?
+        .send_command(dockflare::v1::SendCommandRequest { agent_id: agent.id.clone(), kind: Some(resync) })
+        .await?;
+    let damaged = damaged as u64;
+    eventually("a fresh start_tunnel from the leader", Duration::from_secs(30), || async {
+        let commands = standby.commands(&agent.id).await?;
+        Ok(commands
+            .iter()
+            .any(|c| {
+                c.kind == "start_tunnel" && c.sequence > damaged && c.state == dockflare::v1::CommandState::Acked as i32
+            })
+            .then_some(()))
+    })
+    .await?;
+    println!("the leader renewed the standby's agent {:?} after its assignment was cleared", started.elapsed());
+    Ok(())
+}
+
 async fn report_all(agents: &[FakeAgent]) -> Result<()> {
     for (a, agent) in agents.iter().enumerate() {
         let containers = (0..5)
