@@ -325,7 +325,7 @@ impl AdminService for AdminApi {
             }));
         }
         // Routes the agents' hostname policies refuse: a diagnostic on their container.
-        let refusals = crate::reconcile::policy_refusals(&self.state.store, self.state.route_quota)
+        let refusals = crate::reconcile::policy_refusals(&self.state.store, &rows, self.state.route_quota)
             .await
             .map_err(|e| store_status("screening routes", e))?;
         diagnostics.extend(refusals.into_iter().filter(|r| agent_id.is_none_or(|id| id == r.agent_id)).map(

@@ -481,18 +481,6 @@ async fn hostname_policies_refuse_foreign_names_wildcards_the_apex_and_routes_ov
     Ok(())
 }
 
-/// The master's resident memory, in MiB.
-fn rss_mib(master: &Master) -> Result<u64> {
-    let pid = master.pid().context("the master is not running")?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kib| kib / 1024)
-        .context("no VmRSS")
-}
-
 /// One agent floods the master with 2 MiB status reports and 100 new routes, at Cloudflare's real
 /// request budget; another agent's command still arrives within 100 ms, and its new route is live
 /// long before the flood's routes are all written.
@@ -515,7 +503,7 @@ async fn one_agents_floods_do_not_delay_another_agent() -> Result<()> {
     let flood = FakeAgent::join(&master, &token, "flood", "").await?;
     let quiet = FakeAgent::join(&master, &token, "quiet", "").await?;
     master.wait_reconciler_start_tunnel(&quiet.id, WAIT).await?;
-    let baseline = rss_mib(&master)?;
+    let baseline = master.rss_mib()?;
 
     // The route flood: 100 routes at once (within the default quota).
     let hostnames: Vec<String> = (0..100).map(|n| format!("f{n:03}.example.com")).collect();
@@ -581,7 +569,7 @@ async fn one_agents_floods_do_not_delay_another_agent() -> Result<()> {
         }
         worst = worst.max(sent.elapsed());
     }
-    let under_flood = rss_mib(&master)?;
+    let under_flood = master.rss_mib()?;
     println!("commands to the quiet agent arrived within {worst:?} (SendCommand to receipt, worst of 10); master RSS {baseline} → {under_flood} MiB");
     assert!(worst < Duration::from_millis(100), "a command took {worst:?}");
     assert!(under_flood < baseline + 256, "master memory grew from {baseline} MiB to {under_flood} MiB");

@@ -71,18 +71,6 @@ async fn anonymous_from(master: &Master, local: IpAddr) -> Result<Channel> {
     support::mtls_channel_from(master.addr, &ca_pem(master)?, None, Some(local)).await
 }
 
-/// The master's resident memory, in MiB.
-fn rss_mib(master: &Master) -> Result<u64> {
-    let pid = master.pid().context("the master is not running")?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS")?;
-    Ok(kib / 1024)
-}
-
 /// One gRPC request message frame: flag, announced length, then `payload`
 /// (which may be shorter than announced: the rest never comes).
 fn frame(announced: u32, payload: &[u8]) -> Bytes {
@@ -292,7 +280,7 @@ async fn malformed_and_oversized_messages_are_refused_before_they_cost_anything(
 
     // A 16 MiB Enroll, or a Register without a certificate, is refused on its 5-byte header,
     // while the body is still coming: the master reserves nothing for it.
-    let before = rss_mib(&master)?;
+    let before = master.rss_mib()?;
     for path in ["/dockflare.v1.AgentService/Enroll", "/dockflare.v1.AgentService/Register"] {
         let call = raw_call(&anonymous, path, frame(16 << 20, &[0u8; 16 * 1024]), true);
         let (code, message) = tokio::time::timeout(Duration::from_secs(5), call)
@@ -314,7 +302,7 @@ async fn malformed_and_oversized_messages_are_refused_before_they_cost_anything(
         let (code, message) = answer?;
         ensure!(code == Code::ResourceExhausted, "stalled Enroll: {code:?} {message}");
     }
-    let after = rss_mib(&master)?;
+    let after = master.rss_mib()?;
     println!("master RSS {before} MiB before 202 stalled 16 MiB calls, {after} MiB after");
     ensure!(after < before + 64, "master memory grew from {before} MiB to {after} MiB");
 
@@ -441,7 +429,7 @@ async fn slowloris_and_silent_connections_do_not_lock_the_fleet_out() -> Result<
     rlimit::increase_nofile_limit(u64::MAX)?;
     let master = Master::start(None, &["--idle-timeout", "3s"]).await?;
     let mut existing = FakeAgent::join(&master, &master.join_token(1).await?, "existing", "").await?;
-    let baseline = rss_mib(&master)?;
+    let baseline = master.rss_mib()?;
     let mut tokens = Vec::new();
     for _ in 0..4 {
         tokens.push(master.join_token(1).await?);
@@ -480,7 +468,7 @@ async fn slowloris_and_silent_connections_do_not_lock_the_fleet_out() -> Result<
         }
     }
     println!("opened 2,000 silent TLS connections in {:?}", opened.elapsed());
-    let under_attack = rss_mib(&master)?;
+    let under_attack = master.rss_mib()?;
     fleet_gets_in(&master, &tokens[2], &mut existing, "under 2,000 silent TLS connections").await?;
     real_agent_gets_in(&master, &tokens[3], "under 2,000 silent TLS connections").await?;
     println!("master RSS {baseline} MiB before the attack, {under_attack} MiB under it");

@@ -105,3 +105,20 @@ impl RouteRow {
         (&self.spec.hostname, &self.spec.path)
     }
 }
+
+/// A label route of `agent`'s `container` for `hostname` (tests of the planners).
+#[cfg(test)]
+pub(crate) fn test_spec(agent: &str, container: &str, hostname: &str) -> RouteSpec {
+    RouteSpec {
+        hostname: hostname.into(),
+        path: String::new(),
+        service: "http://web:80".into(),
+        origin_json: "{}".into(),
+        zone_name: String::new(),
+        agent_id: agent.into(),
+        tunnel_key: format!("agent:{agent}"),
+        container_id: container.into(),
+        container_name: container.into(),
+        service_name: String::new(),
+    }
+}

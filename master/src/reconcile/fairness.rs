@@ -47,24 +47,14 @@ pub fn round_robin(wanted: &BTreeMap<String, String>, rows: &[RouteRow]) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::route_table::{RouteSpec, Status};
+    use crate::model::route::test_spec;
+    use crate::reconcile::route_table::Status;
 
     fn row(agent: &str, hostname: &str) -> RouteRow {
         RouteRow {
             owner: format!("container:{agent}:{hostname}"),
             source: Source::Labels,
-            spec: RouteSpec {
-                hostname: hostname.into(),
-                path: String::new(),
-                service: "http://web:80".into(),
-                origin_json: "{}".into(),
-                zone_name: String::new(),
-                agent_id: agent.into(),
-                tunnel_key: format!("agent:{agent}"),
-                container_id: hostname.into(),
-                container_name: hostname.into(),
-                service_name: String::new(),
-            },
+            spec: test_spec(agent, hostname, hostname),
             status: Status::Active,
             reason: String::new(),
             delete_at: None,

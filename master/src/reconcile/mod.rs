@@ -24,7 +24,7 @@ use crate::cloudflare::client::{CfError, CloudflareClient};
 use crate::cloudflare::codes;
 use crate::cloudflare::types::{DnsRecord, DnsRecordRequest, IngressRule};
 use crate::commands::CommandQueue;
-use crate::store::{AgentRecord, Store, StoreError, TunnelRow};
+use crate::store::{AgentRecord, ContainerRow, Store, StoreError, TunnelRow};
 use dockflare::v1::{command, StartTunnel};
 use route_table::{RouteRow, Status};
 use secrecy::ExposeSecret;
@@ -186,12 +186,6 @@ impl Reconciler {
     }
 
     /// Starts the task.
-    pub fn spawn(self, supervisor: &crate::supervisor::Supervisor) -> ReconcilerHandle {
-        let (handle, inbox) = ReconcilerHandle::channel();
-        self.spawn_with(inbox, supervisor);
-        handle
-    }
-
     /// Starts the task, reading the requests of an existing handle.
     pub fn spawn_with(self, inbox: ReconcilerInbox, supervisor: &crate::supervisor::Supervisor) {
         supervisor.spawn("reconciler", self.run(inbox.0));
@@ -754,42 +748,35 @@ impl Reconciler {
 
     /// Logs each corrupt row once, when it is first seen.
     fn log_corrupt(&mut self, corrupt: &[crate::store::CorruptRoute]) {
-        let now: BTreeSet<(String, String, String)> =
-            corrupt.iter().map(|c| (c.hostname.clone(), c.path.clone(), c.owner.clone())).collect();
-        for row in corrupt {
-            if !self.corrupt.contains(&(row.hostname.clone(), row.path.clone(), row.owner.clone())) {
-                tracing::error!(
-                    message = "A stored route cannot be read; it is left alone (not routed, not deleted).",
-                    hostname = %row.hostname,
-                    path = %row.path,
-                    owner = %row.owner,
-                    problem = %row.problem,
-                );
-            }
+        let fresh = newly_seen(
+            &mut self.corrupt,
+            corrupt.iter().map(|c| (c.hostname.clone(), c.path.clone(), c.owner.clone())),
+        );
+        for row in corrupt.iter().filter(|c| fresh.contains(&(c.hostname.clone(), c.path.clone(), c.owner.clone()))) {
+            tracing::error!(
+                message = "A stored route cannot be read; it is left alone (not routed, not deleted).",
+                hostname = %row.hostname,
+                path = %row.path,
+                owner = %row.owner,
+                problem = %row.problem,
+            );
         }
-        self.corrupt = now;
     }
 
     /// Logs each refusal once, when it starts (they are listed by ListDiagnostics meanwhile).
     fn log_refusals(&mut self, refusals: &[policy::Refusal]) {
-        let now: BTreeSet<(String, String, String, String)> = refusals
-            .iter()
-            .map(|r| (r.agent_id.clone(), r.owner.clone(), r.hostname.clone(), r.path.clone()))
-            .collect();
-        for refusal in refusals {
-            let key = (refusal.agent_id.clone(), refusal.owner.clone(), refusal.hostname.clone(), refusal.path.clone());
-            if !self.refused.contains(&key) {
-                tracing::warn!(
-                    message = "Route refused by the agent's hostname policy.",
-                    agent = %refusal.agent_id,
-                    container = %refusal.container_name,
-                    hostname = %refusal.hostname,
-                    path = %refusal.path,
-                    reason = %refusal.reason,
-                );
-            }
+        let key = |r: &policy::Refusal| (r.agent_id.clone(), r.owner.clone(), r.hostname.clone(), r.path.clone());
+        let fresh = newly_seen(&mut self.refused, refusals.iter().map(key));
+        for refusal in refusals.iter().filter(|r| fresh.contains(&key(r))) {
+            tracing::warn!(
+                message = "Route refused by the agent's hostname policy.",
+                agent = %refusal.agent_id,
+                container = %refusal.container_name,
+                hostname = %refusal.hostname,
+                path = %refusal.path,
+                reason = %refusal.reason,
+            );
         }
-        self.refused = now;
     }
 
     async fn start_tunnel(&self, agent: &AgentRecord, tunnel: &TunnelRow) -> Result<(), String> {
@@ -973,6 +960,15 @@ enum IngressSyncError {
     Store(#[from] StoreError),
 }
 
+/// The keys of `now` that were not in `seen` (what to log once), and `seen` becomes `now`: a key
+/// that goes and comes back is logged again. Pure.
+fn newly_seen<K: Ord + Clone>(seen: &mut BTreeSet<K>, now: impl IntoIterator<Item = K>) -> BTreeSet<K> {
+    let now: BTreeSet<K> = now.into_iter().collect();
+    let fresh = now.difference(seen).cloned().collect();
+    *seen = now;
+    fresh
+}
+
 /// `wanted` (hostname → CNAME target) narrowed to the hostnames a row still routes after a step
 /// that can turn routes into conflicts; the hostnames no longer routed join `unwanted`. A hostname
 /// some row still routes is never unwanted, even when it is not wanted this pass (its tunnel
@@ -993,13 +989,17 @@ fn still_routed(
 
 /// The label routes the agents' hostname policies refuse now (for ListDiagnostics; the
 /// reconciler computes the same each pass), and the apex routes the last pass refused (zones are
-/// known there: they are stored `invalid` with the reason).
-pub async fn policy_refusals(store: &Store, default_quota: u32) -> Result<Vec<policy::Refusal>, StoreError> {
+/// known there: they are stored `invalid` with the reason). `containers` are those the caller
+/// lists (one agent's, or all): quotas are per agent, so one agent's containers suffice for it.
+pub async fn policy_refusals(
+    store: &Store,
+    containers: &[ContainerRow],
+    default_quota: u32,
+) -> Result<Vec<policy::Refusal>, StoreError> {
     let agents = load_agents(store).await?;
-    let containers = store.list_containers(None).await?;
     let existing = store.load_routes().await?;
     let (_, mut refusals) = policy::screen(
-        claims::from_containers(&containers, &agents),
+        claims::from_containers(containers, &agents),
         &agents,
         &policy::established(&existing),
         default_quota,
@@ -1049,6 +1049,15 @@ fn fingerprint(rules: &[IngressRule]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_is_newly_seen_is_told_once_and_again_after_it_went() {
+        let mut seen = BTreeSet::new();
+        assert_eq!(newly_seen(&mut seen, ["a", "b"]), BTreeSet::from(["a", "b"]));
+        assert!(newly_seen(&mut seen, ["a", "b"]).is_empty());
+        assert_eq!(newly_seen(&mut seen, ["b", "c"]), BTreeSet::from(["c"]));
+        assert_eq!(newly_seen(&mut seen, ["a"]), BTreeSet::from(["a"]), "a went and came back");
+    }
     use route_table::{RouteSpec, Source};
 
     fn row(hostname: &str, owner: &str, status: Status) -> RouteRow {

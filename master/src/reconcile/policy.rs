@@ -103,27 +103,11 @@ pub fn screen(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::route_table::RouteSpec;
+    use crate::model::route::test_spec;
     use dockflare_common::hostname_policy::HostnamePolicy;
 
     fn claim(agent: &str, owner: &str, hostname: &str, source: Source) -> Claim {
-        Claim {
-            owner: owner.into(),
-            source,
-            spec: RouteSpec {
-                hostname: hostname.into(),
-                path: String::new(),
-                service: "http://web:80".into(),
-                origin_json: "{}".into(),
-                zone_name: String::new(),
-                agent_id: agent.into(),
-                tunnel_key: format!("agent:{agent}"),
-                container_id: owner.into(),
-                container_name: owner.into(),
-                service_name: String::new(),
-            },
-            withheld: None,
-        }
+        Claim { owner: owner.into(), source, spec: test_spec(agent, owner, hostname), withheld: None }
     }
 
     fn agents(policy: HostnamePolicy) -> HashMap<String, AgentRecord> {

@@ -94,14 +94,6 @@ impl FakeAgent {
         Ok(agent)
     }
 
-    /// Drops its streams (as a killed agent would); `connect` brings them back.
-    pub fn disconnect(&mut self) {
-        for task in self.tasks.drain(..) {
-            task.abort();
-        }
-        self.events = None;
-    }
-
     /// A channel authenticated with this agent's certificate.
     pub async fn channel(&self, master: &Master) -> Result<tonic::transport::Channel> {
         crate::support::mtls_channel(master.addr, &master.pki("ca.crt")?, Some((&self.cert_pem, &self.key_pem))).await

@@ -185,6 +185,18 @@ impl Master {
         Ok(())
     }
 
+    /// The master's resident memory, in MiB.
+    pub fn rss_mib(&self) -> Result<u64> {
+        let pid = self.pid().context("the master is not running")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kib| kib / 1024)
+            .context("no VmRSS")
+    }
+
     /// The process id of the running master.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
