@@ -122,3 +122,19 @@ pub(crate) fn test_spec(agent: &str, container: &str, hostname: &str) -> RouteSp
         service_name: String::new(),
     }
 }
+
+/// An active label route of agent `a1`'s container `owner` for `hostname` (tests of the planners).
+#[cfg(test)]
+pub(crate) fn test_row(hostname: &str, owner: &str) -> RouteRow {
+    RouteRow {
+        owner: owner.into(),
+        source: Source::Labels,
+        spec: test_spec("a1", owner, hostname),
+        status: Status::Active,
+        reason: String::new(),
+        delete_at: None,
+        first_seen_at: 0,
+        updated_at: 0,
+        last_error: String::new(),
+    }
+}

@@ -196,6 +196,30 @@ fn describe_owner(row: &RouteRow) -> String {
     }
 }
 
+/// One hostname, one tunnel: its CNAME can point to only one. Manual routes first, then the
+/// oldest claim; a routed row of the same hostname on another tunnel becomes a conflict. Pure.
+pub fn one_tunnel_per_hostname(rows: &mut [RouteRow]) {
+    let mut hostname_tunnel: BTreeMap<String, String> = BTreeMap::new();
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by_key(|&i| (rows[i].source != Source::Manual, rows[i].first_seen_at));
+    for index in order {
+        let row = &mut rows[index];
+        if !row.status.is_routed() {
+            continue;
+        }
+        match hostname_tunnel.get(&row.spec.hostname) {
+            None => {
+                hostname_tunnel.insert(row.spec.hostname.clone(), row.spec.tunnel_key.clone());
+            }
+            Some(key) if *key == row.spec.tunnel_key => {}
+            Some(key) => {
+                row.status = Status::Conflict;
+                row.reason = format!("{} is already served by tunnel {key}", row.spec.hostname);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,9 @@
 //! hostname ends with; else the default zone (`CF_ZONE_ID`) — for agent
 //! routes too (DockFlare #293, #377).
 
+use crate::model::{AgentRecord, RouteRow, Source, Status};
+use std::collections::HashMap;
+
 /// A zone of the account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ZoneRef {
@@ -46,6 +49,49 @@ pub fn zone_for(
             "no zone of the Cloudflare account contains {hostname}; add the zone, or set the zonename label or CF_ZONE_ID"
         )),
     }
+}
+
+/// Where each routed hostname's record goes, decided for the rows: a routed row with no zone that
+/// fits, or (labels) with an apex its agent's policy refuses, becomes `invalid` with the reason.
+/// Rows that left or are no longer routed get their zone too, where one fits: their record of
+/// ours may have to go. Pure.
+pub fn assign(
+    rows: &mut [RouteRow],
+    removed: &[RouteRow],
+    agents: &HashMap<String, AgentRecord>,
+    zones: &[ZoneRef],
+    default_zone_id: Option<&str>,
+) -> HashMap<String, ZoneRef> {
+    let mut zone_of: HashMap<String, ZoneRef> = HashMap::new();
+    // (Rows are `invalid` here only when withheld: the route table re-asks every claim.)
+    for row in rows.iter_mut().filter(|r| r.status.is_routed()) {
+        match zone_for(&row.spec.hostname, &row.spec.zone_name, zones, default_zone_id) {
+            Ok(zone) => {
+                let apex = agents
+                    .get(&row.spec.agent_id)
+                    .filter(|_| row.source == Source::Labels)
+                    .and_then(|agent| agent.policy.apex_refusal(&row.spec.hostname, &zone.name));
+                if let Some(reason) = apex {
+                    row.status = Status::Invalid;
+                    row.reason = reason;
+                    continue;
+                }
+                zone_of.insert(row.spec.hostname.clone(), zone);
+            }
+            Err(reason) => {
+                row.status = Status::Invalid;
+                row.reason = reason;
+            }
+        }
+    }
+    // Where records may have to go: routes that left, and routes no longer routed (withheld,
+    // conflicts), whose record of ours must not keep their hostname published.
+    for row in removed.iter().chain(rows.iter().filter(|r| !r.status.is_routed())) {
+        if let Ok(zone) = zone_for(&row.spec.hostname, &row.spec.zone_name, zones, default_zone_id) {
+            zone_of.entry(row.spec.hostname.clone()).or_insert(zone);
+        }
+    }
+    zone_of
 }
 
 #[cfg(test)]

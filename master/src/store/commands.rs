@@ -3,7 +3,8 @@
 //! agent's stream, and settled (acked or failed) by the agent's
 //! command_result event (see `events`).
 
-use super::{agents::STATUS_REVOKED, to_i64, to_u64, Store, StoreError};
+use super::{to_i64, to_u64, Store, StoreError};
+use crate::model::STATUS_REVOKED;
 use sqlx::Row;
 
 /// Delivery state of a command.

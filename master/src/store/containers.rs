@@ -3,23 +3,9 @@
 //! same transaction as the events themselves.
 
 use super::{Store, StoreError};
+use crate::model::ContainerRow;
 use sqlx::Row;
 use std::collections::BTreeSet;
-
-/// A reported container (or Swarm service), as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerRow {
-    pub agent_id: String,
-    pub container_id: String,
-    pub name: String,
-    pub service_id: String,
-    pub service_name: String,
-    pub status: String,
-    /// The encoded `dockflare.v1.Container` (labels, diagnostics, …).
-    pub payload: Vec<u8>,
-    pub first_seen_at: i64,
-    pub updated_at: i64,
-}
 
 /// How one event changes an agent's reported containers.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,9 +3,9 @@
 //! (an offline agent that sends events is online again), and settles the
 //! commands that command_result events acknowledge.
 
-use super::agents::{STATUS_OFFLINE, STATUS_ONLINE};
 use super::containers::{self, ContainerChangeEntry};
 use super::{to_i64, to_u64, Store, StoreError};
+use crate::model::{STATUS_OFFLINE, STATUS_ONLINE};
 use sqlx::Row;
 use std::collections::HashMap;
 use std::collections::HashSet;

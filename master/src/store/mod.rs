@@ -15,11 +15,14 @@ mod routes;
 mod sqlite_file;
 mod tokens;
 
-pub use agents::{AgentRecord, AgentRegistration, NewAgent, STATUS_OFFLINE, STATUS_ONLINE, STATUS_REVOKED};
+pub use crate::model::{
+    AgentRecord, ContainerRow, ManualRoute, TunnelRow, STATUS_OFFLINE, STATUS_ONLINE, STATUS_REVOKED,
+};
+pub use agents::{AgentRegistration, NewAgent};
 pub use commands::{CommandRow, CommandState, Enqueued};
-pub use containers::{ContainerChange, ContainerChangeEntry, ContainerRow};
+pub use containers::{ContainerChange, ContainerChangeEntry};
 pub use events::{CommandAck, EventBatch, StoredEvent, PROGRESS_ONLY_KINDS};
-pub use routes::{CorruptRoute, ManualRoute, StoredRoutes, TunnelRow};
+pub use routes::{CorruptRoute, StoredRoutes};
 pub use tokens::{JoinTokenRow, TokenRejection};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

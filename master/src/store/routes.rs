@@ -4,6 +4,7 @@
 
 use super::{Store, StoreError};
 use crate::model::route::{RouteRow, RouteSpec, Source, Status};
+use crate::model::{ManualRoute, TunnelRow};
 use sqlx::Row;
 use std::collections::BTreeSet;
 
@@ -68,36 +69,6 @@ fn route_from(row: &sqlx::any::AnyRow) -> Result<Result<RouteRow, CorruptRoute>,
         updated_at: row.try_get("updated_at")?,
         last_error: row.try_get("last_error")?,
     }))
-}
-
-/// A manual route, as the operator added it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ManualRoute {
-    pub hostname: String,
-    pub path: String,
-    pub service: String,
-    pub origin_json: String,
-    pub zone_name: String,
-    /// "agent:<id>" or "group:<name>".
-    pub tunnel_key: String,
-    pub created_at: i64,
-}
-
-/// A tunnel this master manages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TunnelRow {
-    pub tunnel_key: String,
-    pub name: String,
-    pub tunnel_id: String,
-    pub status: String,
-    pub connector_count: i64,
-    /// The version of the ingress configuration Cloudflare holds (0: none or not read yet).
-    pub config_version: i64,
-    /// The lowest configuration version the tunnel's connectors report having applied.
-    pub connector_config_version: i64,
-    pub last_error: String,
-    pub created_at: i64,
-    pub updated_at: i64,
 }
 
 impl Store {

@@ -1,7 +1,10 @@
-//! DNS decisions for one hostname, as plain values. A record is this
-//! master's only when its comment carries this installation's marker; a
-//! record it cannot prove it owns is never updated or deleted — wanting its
-//! hostname is a conflict, with the reason.
+//! DNS decisions, as plain values: which hostnames a pass wants pointed where and which no
+//! longer ([`Hostnames`]), and the steps for one hostname ([`plan`]). A record is this
+//! master's only when its comment carries this installation's marker; a record it cannot prove
+//! it owns is never updated or deleted — wanting its hostname is a conflict, with the reason.
+
+use crate::model::{RouteRow, Status, TunnelRow};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// A record found at the hostname.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +76,68 @@ pub fn plan(hostname: &str, want: Option<&str>, found: &[FoundRecord], installat
     actions
 }
 
+/// The hostnames of a pass: `wanted` (hostname → CNAME target) and `unwanted` (no route needs
+/// a record there any more).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Hostnames {
+    pub wanted: BTreeMap<String, String>,
+    pub unwanted: BTreeSet<String>,
+}
+
+impl Hostnames {
+    /// Every routed hostname whose tunnel exists this pass points to it; the hostnames of rows
+    /// that left may lose their record. Pure.
+    pub fn of(rows: &[RouteRow], removed: &[RouteRow], tunnels: &HashMap<String, TunnelRow>) -> Hostnames {
+        let wanted = rows
+            .iter()
+            .filter(|r| r.status.is_routed())
+            .filter_map(|r| {
+                tunnels.get(&r.spec.tunnel_key).map(|t| (r.spec.hostname.clone(), tunnel_target(&t.tunnel_id)))
+            })
+            .collect();
+        let mut hostnames = Hostnames { wanted, unwanted: removed.iter().map(|r| r.spec.hostname.clone()).collect() };
+        hostnames.narrow(rows);
+        hostnames
+    }
+
+    /// `wanted` narrowed to the hostnames a row still routes after a step that can turn routes
+    /// into conflicts; the hostnames no longer routed join `unwanted`. A hostname some row still
+    /// routes is never unwanted, even when it is not wanted this pass (its tunnel could not be
+    /// set up): its record stays until the route really goes.
+    pub fn narrow(&mut self, rows: &[RouteRow]) {
+        let routed: BTreeSet<&str> =
+            rows.iter().filter(|r| r.status.is_routed()).map(|r| r.spec.hostname.as_str()).collect();
+        self.wanted.retain(|hostname, _| routed.contains(hostname.as_str()));
+        self.unwanted.extend(rows.iter().filter(|r| !r.status.is_routed()).map(|r| r.spec.hostname.clone()));
+        self.unwanted.retain(|hostname| !routed.contains(hostname.as_str()));
+    }
+
+    /// Every hostname a record may be written or removed at.
+    pub fn all(&self) -> impl Iterator<Item = &String> {
+        self.wanted.keys().chain(self.unwanted.iter())
+    }
+}
+
+/// A foreign record at a wanted hostname makes its routes conflicts before anything is written
+/// for them (no ingress rule either). `found` holds the records by lower-case name. Pure.
+pub fn mark_foreign_records(
+    rows: &mut [RouteRow],
+    hostnames: &Hostnames,
+    found: &HashMap<String, Vec<FoundRecord>>,
+    installation_id: &str,
+) {
+    for row in rows.iter_mut().filter(|r| r.status.is_routed()) {
+        let Some(target) = hostnames.wanted.get(&row.spec.hostname) else { continue };
+        let existing = found.get(&row.spec.hostname).map(Vec::as_slice).unwrap_or(&[]);
+        for action in plan(&row.spec.hostname, Some(target), existing, installation_id) {
+            if let DnsAction::Conflict(reason) = action {
+                row.status = Status::Conflict;
+                row.reason = reason;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,5 +198,38 @@ mod tests {
         for (name, want, found, expected) in cases {
             assert_eq!(plan("app.example.com", want, &found, ME), expected, "{name}");
         }
+    }
+
+    fn row(hostname: &str, owner: &str, status: Status) -> RouteRow {
+        let mut row = crate::model::route::test_row(hostname, owner);
+        row.status = status;
+        row
+    }
+
+    #[test]
+    fn a_hostname_still_routed_keeps_its_record_even_without_a_tunnel_this_pass() {
+        // "kept" is routed but its tunnel failed this pass (not wanted); a removed row and a
+        // conflicting row share its hostname. "gone" is only conflicting.
+        let rows = vec![
+            row("kept.example.com", "c1", Status::Active),
+            row("kept.example.com", "c2", Status::Conflict),
+            row("gone.example.com", "c3", Status::Conflict),
+        ];
+        let mut hostnames = Hostnames { wanted: BTreeMap::new(), unwanted: ["kept.example.com".to_string()].into() };
+        hostnames.narrow(&rows);
+        assert!(hostnames.wanted.is_empty());
+        assert_eq!(hostnames.unwanted, ["gone.example.com".to_string()].into());
+    }
+
+    #[test]
+    fn a_hostname_that_turned_into_a_conflict_leaves_wanted_for_unwanted() {
+        let rows = vec![row("app.example.com", "c1", Status::Conflict)];
+        let mut hostnames = Hostnames {
+            wanted: [("app.example.com".to_string(), "t.cfargotunnel.com".to_string())].into(),
+            unwanted: BTreeSet::new(),
+        };
+        hostnames.narrow(&rows);
+        assert!(hostnames.wanted.is_empty());
+        assert_eq!(hostnames.unwanted, ["app.example.com".to_string()].into());
     }
 }

@@ -3,8 +3,8 @@
 //! catch-all closes the list (the existing one's service is kept, else
 //! `http_status:404`). The PUT happens only when the merged list differs.
 
-use super::route_table::RouteSpec;
 use crate::cloudflare::types::IngressRule;
+use crate::model::{RouteRow, RouteSpec, Status};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// (hostname, path) of a rule; "" for absent.
@@ -104,6 +104,27 @@ pub fn merge(current: &[IngressRule], owned: &BTreeSet<RuleKey>, desired: &[Ingr
     }
     rules.push(catch_all);
     Merged { rules, conflicts }
+}
+
+/// The rules a tunnel should hold for the routed rows on it (`key`), in order. Pure.
+pub fn desired_for(rows: &[RouteRow], key: &str) -> Vec<IngressRule> {
+    let mut desired: Vec<IngressRule> =
+        rows.iter().filter(|r| r.status.is_routed() && r.spec.tunnel_key == key).map(|r| rule_for(&r.spec)).collect();
+    sort_rules(&mut desired);
+    desired
+}
+
+/// The routed rows on tunnel `key` whose rule a foreign rule holds become conflicts. Pure.
+pub fn mark_conflicts(rows: &mut [RouteRow], key: &str, tunnel_name: &str, conflicts: &BTreeSet<RuleKey>) {
+    for row in rows.iter_mut().filter(|r| r.spec.tunnel_key == key && r.status.is_routed()) {
+        if conflicts.contains(&(row.spec.hostname.clone(), row.spec.path.clone())) {
+            row.status = Status::Conflict;
+            row.reason = format!(
+                "tunnel {tunnel_name} already has a rule for {}{} that this DockFlare did not write",
+                row.spec.hostname, row.spec.path
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,194 @@
+//! `dockflare.v1.AdminService`: join tokens, agents and their command and
+//! event logs, routes and tunnels, for operators (grpcurl) and integrations.
+//! Every call needs an admin certificate. This module holds the service and the
+//! helpers its calls share; each call lives with its nouns ([`tokens`],
+//! [`agents`], [`activity`], [`routes`]), and the trait impl only routes to them.
+
+mod activity;
+mod agents;
+mod routes;
+mod tokens;
+
+pub use tokens::new_join_token;
+
+use crate::grpc_status::store_status;
+use crate::state::SharedState;
+use dockflare::v1;
+use dockflare::v1::admin_service_server::AdminService;
+use tonic::{Request, Response, Status};
+
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 1000;
+
+/// The AdminService implementation.
+pub struct AdminApi {
+    state: SharedState,
+}
+
+impl AdminApi {
+    pub fn new(state: SharedState) -> AdminApi {
+        AdminApi { state }
+    }
+
+    /// Every agent.
+    async fn all_agents(&self) -> Result<Vec<crate::store::AgentRecord>, Status> {
+        let mut agents = Vec::new();
+        let mut after = String::new();
+        loop {
+            let page =
+                self.state.store.list_agents(&after, MAX_PAGE).await.map_err(|e| store_status("listing agents", e))?;
+            let Some(last) = page.last() else { break };
+            after = last.id.clone();
+            agents.extend(page);
+        }
+        Ok(agents)
+    }
+}
+
+fn page_size(requested: u32) -> u32 {
+    match requested {
+        0 => DEFAULT_PAGE,
+        n => n.min(MAX_PAGE),
+    }
+}
+
+fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, Status> {
+    if value.is_empty() {
+        Err(Status::invalid_argument(format!("{field}: required")))
+    } else {
+        Ok(value)
+    }
+}
+
+#[tonic::async_trait]
+impl AdminService for AdminApi {
+    async fn create_join_token(
+        &self,
+        request: Request<v1::CreateJoinTokenRequest>,
+    ) -> Result<Response<v1::CreateJoinTokenResponse>, Status> {
+        tokens::create_join_token(self, request).await
+    }
+
+    async fn list_join_tokens(
+        &self,
+        request: Request<v1::ListJoinTokensRequest>,
+    ) -> Result<Response<v1::ListJoinTokensResponse>, Status> {
+        tokens::list_join_tokens(self, request).await
+    }
+
+    async fn revoke_join_token(
+        &self,
+        request: Request<v1::RevokeJoinTokenRequest>,
+    ) -> Result<Response<v1::RevokeJoinTokenResponse>, Status> {
+        tokens::revoke_join_token(self, request).await
+    }
+
+    async fn list_agents(
+        &self,
+        request: Request<v1::ListAgentsRequest>,
+    ) -> Result<Response<v1::ListAgentsResponse>, Status> {
+        agents::list_agents(self, request).await
+    }
+
+    async fn get_agent(&self, request: Request<v1::GetAgentRequest>) -> Result<Response<v1::GetAgentResponse>, Status> {
+        agents::get_agent(self, request).await
+    }
+
+    async fn revoke_agent(
+        &self,
+        request: Request<v1::RevokeAgentRequest>,
+    ) -> Result<Response<v1::RevokeAgentResponse>, Status> {
+        agents::revoke_agent(self, request).await
+    }
+
+    async fn send_command(
+        &self,
+        request: Request<v1::SendCommandRequest>,
+    ) -> Result<Response<v1::SendCommandResponse>, Status> {
+        activity::send_command(self, request).await
+    }
+
+    async fn list_commands(
+        &self,
+        request: Request<v1::ListCommandsRequest>,
+    ) -> Result<Response<v1::ListCommandsResponse>, Status> {
+        activity::list_commands(self, request).await
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<v1::ListEventsRequest>,
+    ) -> Result<Response<v1::ListEventsResponse>, Status> {
+        activity::list_events(self, request).await
+    }
+
+    async fn list_containers(
+        &self,
+        request: Request<v1::ListContainersRequest>,
+    ) -> Result<Response<v1::ListContainersResponse>, Status> {
+        activity::list_containers(self, request).await
+    }
+
+    async fn list_diagnostics(
+        &self,
+        request: Request<v1::ListDiagnosticsRequest>,
+    ) -> Result<Response<v1::ListDiagnosticsResponse>, Status> {
+        activity::list_diagnostics(self, request).await
+    }
+
+    async fn list_routes(
+        &self,
+        request: Request<v1::ListRoutesRequest>,
+    ) -> Result<Response<v1::ListRoutesResponse>, Status> {
+        routes::list_routes(self, request).await
+    }
+
+    async fn add_manual_route(
+        &self,
+        request: Request<v1::AddManualRouteRequest>,
+    ) -> Result<Response<v1::AddManualRouteResponse>, Status> {
+        routes::add_manual_route(self, request).await
+    }
+
+    async fn delete_manual_route(
+        &self,
+        request: Request<v1::DeleteManualRouteRequest>,
+    ) -> Result<Response<v1::DeleteManualRouteResponse>, Status> {
+        routes::delete_manual_route(self, request).await
+    }
+
+    async fn list_tunnels(
+        &self,
+        request: Request<v1::ListTunnelsRequest>,
+    ) -> Result<Response<v1::ListTunnelsResponse>, Status> {
+        routes::list_tunnels(self, request).await
+    }
+
+    async fn remove_agent(
+        &self,
+        request: Request<v1::RemoveAgentRequest>,
+    ) -> Result<Response<v1::RemoveAgentResponse>, Status> {
+        agents::remove_agent(self, request).await
+    }
+
+    async fn set_agent_tunnel_group(
+        &self,
+        request: Request<v1::SetAgentTunnelGroupRequest>,
+    ) -> Result<Response<v1::SetAgentTunnelGroupResponse>, Status> {
+        agents::set_agent_tunnel_group(self, request).await
+    }
+
+    async fn set_agent_policy(
+        &self,
+        request: Request<v1::SetAgentPolicyRequest>,
+    ) -> Result<Response<v1::SetAgentPolicyResponse>, Status> {
+        agents::set_agent_policy(self, request).await
+    }
+
+    async fn reconcile(
+        &self,
+        request: Request<v1::ReconcileRequest>,
+    ) -> Result<Response<v1::ReconcileResponse>, Status> {
+        routes::reconcile(self, request).await
+    }
+}

@@ -1,0 +1,66 @@
+//! The reconciler's tunables and what a pass reports.
+
+use std::time::Duration;
+
+pub const DEFAULT_MAX_ROUTES_PER_AGENT: u32 = 200;
+
+/// Tunables.
+#[derive(Debug, Clone)]
+pub struct ReconcileSettings {
+    /// How long a stopped container's routes stay.
+    pub grace: Duration,
+    /// How often to re-read everything from Cloudflare and repair drift.
+    pub drift_interval: Duration,
+    /// CF_ZONE_ID: the zone of last resort.
+    pub default_zone_id: Option<String>,
+    /// Tunnel names start with this.
+    pub tunnel_prefix: String,
+    /// The longest a trigger waits for more before a pass (a burst → one pass).
+    pub debounce: Duration,
+    /// A pass starts once triggers have been quiet this long (a lone change goes out at once).
+    pub quiet: Duration,
+    /// Routes per agent when its hostname policy says 0 (`--max-routes-per-agent`).
+    pub max_routes_per_agent: u32,
+}
+
+impl Default for ReconcileSettings {
+    fn default() -> Self {
+        ReconcileSettings {
+            grace: Duration::from_secs(28_800),
+            drift_interval: Duration::from_secs(300),
+            default_zone_id: None,
+            tunnel_prefix: "dockflare".into(),
+            debounce: Duration::from_millis(300),
+            quiet: Duration::from_millis(40),
+            max_routes_per_agent: DEFAULT_MAX_ROUTES_PER_AGENT,
+        }
+    }
+}
+
+/// What a pass changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassReport {
+    pub tunnels_created: u32,
+    pub tunnels_deleted: u32,
+    pub ingress_updates: u32,
+    pub dns_created: u32,
+    pub dns_updated: u32,
+    pub dns_deleted: u32,
+    pub commands_sent: u32,
+    pub routes_changed: u32,
+    pub errors: Vec<String>,
+}
+
+impl PassReport {
+    pub fn changed_anything(&self) -> bool {
+        self.tunnels_created
+            + self.tunnels_deleted
+            + self.ingress_updates
+            + self.dns_created
+            + self.dns_updated
+            + self.dns_deleted
+            + self.commands_sent
+            + self.routes_changed
+            > 0
+    }
+}
