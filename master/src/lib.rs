@@ -7,7 +7,6 @@ pub mod agent_service;
 pub mod auth;
 pub mod call_limits;
 pub mod clock;
-pub mod cloudflare;
 pub mod cluster;
 pub mod command_seal;
 pub mod commands;

@@ -6,7 +6,7 @@ mod cli;
 
 use anyhow::{bail, Context, Result};
 use cli::{Cli, Command, LogFormat};
-use dockflare_master::cloudflare::emulator::{run_standalone, EmulatorConfig};
+use dockflare_emulator::{run_standalone, EmulatorConfig};
 use dockflare_master::server;
 use std::time::Duration;
 

@@ -6,8 +6,6 @@ use crate::admin_service::AdminApi;
 use crate::agent_service::AgentApi;
 use crate::auth::Authenticator;
 use crate::call_limits::{CallLimits, CallLimitsLayer};
-use crate::cloudflare::client::{CloudflareClient, CloudflareSettings};
-use crate::cloudflare::emulator::{Emulator, EmulatorConfig};
 use crate::command_seal::CommandSeal;
 use crate::commands::CommandQueue;
 use crate::event_writer::EventWriter;
@@ -22,6 +20,8 @@ use crate::supervisor::{Exits, Supervisor};
 use crate::tls;
 use dockflare::v1::admin_service_server::AdminServiceServer;
 use dockflare::v1::agent_service_server::AgentServiceServer;
+use dockflare_cloudflare::client::{CloudflareClient, CloudflareSettings};
+use dockflare_emulator::{Emulator, EmulatorConfig};
 use secrecy::ExposeSecret;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -321,7 +321,7 @@ async fn cloudflare_client(
     let account_id = config.account_id.clone();
     let base_path = config.base_path.clone();
     let state_file = data_dir.join(OFFLINE_STATE_FILE);
-    let saved_url = crate::cloudflare::emulator::saved_public_url(&state_file);
+    let saved_url = dockflare_emulator::saved_public_url(&state_file);
     // Loopback plus the Docker bridge's gateway; every interface only without a Docker bridge.
     let gateway = if options.offline_emulator_listen.is_none() { docker_bridge_gateway() } else { None };
     let host = if gateway.is_some() || options.offline_emulator_listen.is_some() {
@@ -336,7 +336,7 @@ async fn cloudflare_client(
         host,
     );
     let (listener, addr) =
-        crate::cloudflare::emulator::bind_public(&candidates).await.map_err(|e| StartError::Emulator(e.to_string()))?;
+        dockflare_emulator::bind_public(&candidates).await.map_err(|e| StartError::Emulator(e.to_string()))?;
     let bridge_listener = match gateway {
         Some(ip) => match TcpListener::bind(SocketAddr::new(ip, addr.port())).await {
             Ok(listener) => Some(listener),

@@ -15,8 +15,8 @@ use dockflare::v1::{
     Container, DockerMode, ListRoutesRequest, ListTunnelsRequest, NodeRole, ReconcileRequest, RegisterRequest, Route,
     RouteStatus,
 };
-use dockflare_master::cloudflare::emulator::{Emulator, EmulatorConfig, FaultSpec, Snapshot};
-use dockflare_master::cloudflare::types::{DnsRecordRequest, IngressRule, TunnelConfig};
+use dockflare_cloudflare::types::{DnsRecordRequest, IngressRule, TunnelConfig};
+use dockflare_emulator::{Emulator, EmulatorConfig, FaultSpec, Snapshot};
 use fake_agent::{labelled, route_labels, FakeAgent};
 use processes::{eventually, Master};
 use std::net::SocketAddr;
@@ -70,7 +70,7 @@ async fn wait_status(master: &Master, hostname: &str, status: RouteStatus) -> Re
     .await
 }
 
-fn live_tunnels(snapshot: &Snapshot) -> Vec<&dockflare_master::cloudflare::types::Tunnel> {
+fn live_tunnels(snapshot: &Snapshot) -> Vec<&dockflare_cloudflare::types::Tunnel> {
     snapshot.tunnels.iter().filter(|t| t.deleted_at.is_none()).collect()
 }
 

@@ -6,13 +6,11 @@
 use anyhow::{bail, Context, Result};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use dockflare_master::cloudflare::emulator::{
-    Emulator, EmulatorConfig, EmulatorInfo, FaultSpec, RequestReport, Snapshot,
-};
-use dockflare_master::cloudflare::types::{
+use dockflare_cloudflare::types::{
     decode_tunnel_token, DnsRecord, DnsRecordRequest, Envelope, ResultInfo, Tunnel, TunnelClient, TunnelConfiguration,
     TunnelWithToken,
 };
+use dockflare_emulator::{Emulator, EmulatorConfig, EmulatorInfo, FaultSpec, RequestReport, Snapshot};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -490,7 +488,7 @@ async fn requests_must_carry_a_configured_token() -> Result<()> {
 
     for path in ["/user/tokens/verify".to_string(), format!("/accounts/{}/tokens/verify", api.account())] {
         let verified = api.get(&path).await?;
-        let result: dockflare_master::cloudflare::types::TokenVerification = verified.result()?;
+        let result: dockflare_cloudflare::types::TokenVerification = verified.result()?;
         assert_eq!((result.status.as_str(), result.id.len()), ("active", 32), "{path}");
         assert_eq!(verified.body["messages"][0]["code"], json!(10000));
         assert_eq!(verified.body["messages"][0]["message"], json!("This API Token is valid and active"));
@@ -681,19 +679,18 @@ async fn zones_access_and_unknown_routes() -> Result<()> {
     })
     .await?;
     assert!(api.base.ends_with("/api/v4"), "{}", api.base);
-    let (zones, info) = api.get("/zones?per_page=1000").await?.page::<dockflare_master::cloudflare::types::Zone>()?;
+    let (zones, info) = api.get("/zones?per_page=1000").await?.page::<dockflare_cloudflare::types::Zone>()?;
     assert_eq!(zones.iter().map(|z| z.name.as_str()).collect::<Vec<_>>(), ["example.test", "other.test"]);
     assert_eq!((info.per_page, info.total_count), (50, 2), "zones: per_page at most 50");
     let (zones, _) = api
         .get(&format!("/zones?name=other.test&status=active&account.id={}", api.account()))
         .await?
-        .page::<dockflare_master::cloudflare::types::Zone>()?;
+        .page::<dockflare_cloudflare::types::Zone>()?;
     assert_eq!(zones.len(), 1);
     assert_eq!((zones[0].account.id.as_str(), zones[0].status.as_str()), (api.account().as_str(), "active"));
     let (none, _) = api.get("/zones?name=example").await?.page::<Value>()?;
     assert!(none.is_empty());
-    let zone: dockflare_master::cloudflare::types::Zone =
-        api.get(&format!("/zones/{}", zones[0].id)).await?.result()?;
+    let zone: dockflare_cloudflare::types::Zone = api.get(&format!("/zones/{}", zones[0].id)).await?.result()?;
     assert_eq!(zone.name, "other.test");
 
     let apps = format!("/accounts/{}/access/apps", api.account());

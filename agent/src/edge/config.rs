@@ -16,10 +16,10 @@ use super::origin::{HttpClient, ProxyBody, Tls};
 use super::proxy::Routes;
 use super::token::TunnelToken;
 use bytes::Bytes;
+use dockflare_cloudflare::types::TunnelConfig;
 use dockflare_common::error_text::error_chain;
 use http::{header, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -57,7 +57,7 @@ pub fn connector_url(endpoint: &str) -> Result<String, EndpointError> {
 /// One answer of the connector endpoint.
 #[derive(Debug, Clone, PartialEq)]
 enum Answer {
-    Configuration { version: i64, config: Value },
+    Configuration { version: i64, config: TunnelConfig },
     NotYet,
     Refused { status: u16, body: String },
 }
@@ -105,7 +105,7 @@ impl Follower {
                             Ok(routes) => {
                                 running = Some(version);
                                 self.routes.send_replace(Some(Arc::new(routes)));
-                                tracing::info!(message = "Updated to new configuration", version, config = %config);
+                                tracing::info!(message = "Updated to new configuration", version, config = %serde_json::to_string(&config).unwrap_or_default());
                             }
                             Err(error) => {
                                 tracing::error!(message = "Invalid configuration; keeping the previous one.", version, %error, running = ?running);
@@ -184,14 +184,19 @@ impl Follower {
     }
 }
 
+/// The connector endpoint's answer: a version and a configuration, both required.
+#[derive(serde::Deserialize)]
+struct Versioned {
+    version: i64,
+    config: TunnelConfig,
+}
+
 fn parse_answer(status: StatusCode, body: &[u8]) -> Result<Answer, String> {
     match status {
         StatusCode::OK => {
-            let value: Value =
-                serde_json::from_slice(body).map_err(|e| format!("the configuration is not JSON: {e}"))?;
-            let version = value.get("version").and_then(Value::as_i64).ok_or("the answer has no integer version")?;
-            let config = value.get("config").cloned().ok_or("the answer has no config")?;
-            Ok(Answer::Configuration { version, config })
+            let answer: Versioned =
+                serde_json::from_slice(body).map_err(|e| format!("not a tunnel configuration: {e}"))?;
+            Ok(Answer::Configuration { version: answer.version, config: answer.config })
         }
         StatusCode::NOT_FOUND => Ok(Answer::NotYet),
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Ok(Answer::Refused {
@@ -230,6 +235,7 @@ mod tests {
     fn answers_parse() {
         let config = json!({"ingress": [{"service": "http_status:404"}]});
         let body = json!({"version": 3, "config": config, "tunnel_id": "t"}).to_string();
+        let config: TunnelConfig = serde_json::from_value(config).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(parse_answer(StatusCode::OK, body.as_bytes()), Ok(Answer::Configuration { version: 3, config }));
         assert_eq!(parse_answer(StatusCode::NOT_FOUND, b"{}"), Ok(Answer::NotYet));
         assert_eq!(

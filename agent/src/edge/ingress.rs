@@ -8,6 +8,7 @@
 //! `path` is an unanchored regular expression over the request path (`/api` also matches
 //! `/x/api`). A request no rule matches gets the last rule, the catch-all.
 
+use dockflare_cloudflare::types::TunnelConfig;
 use regex::Regex;
 use serde_json::Value;
 use std::time::Duration;
@@ -84,8 +85,6 @@ pub struct Ingress {
 pub enum IngressError {
     #[error("The config file doesn't contain any ingress rules")]
     Empty,
-    #[error("Rule #{0} is not a JSON object")]
-    NotAnObject(usize),
     #[error("Rule #{rule} has an invalid regex: {reason}")]
     Regex { rule: usize, reason: String },
     #[error("Rule #{rule}: {service} is an invalid address, please make sure it has a scheme and a hostname")]
@@ -95,27 +94,28 @@ pub enum IngressError {
 }
 
 impl Ingress {
-    /// Compiles the `config` object of a remote configuration (`{"ingress": [...], "originRequest": {...}}`).
-    pub fn from_config(config: &Value) -> Result<Ingress, IngressError> {
-        let defaults = OriginRequest::read(config.get("originRequest"), &OriginRequest::default());
-        let list =
-            config.get("ingress").and_then(Value::as_array).filter(|l| !l.is_empty()).ok_or(IngressError::Empty)?;
-        let mut rules = Vec::with_capacity(list.len());
-        for (index, raw) in list.iter().enumerate() {
+    /// Compiles the `config` object of a remote configuration (`{"ingress": [...], "originRequest": {...}}`),
+    /// in the Cloudflare API's own types.
+    pub fn from_config(config: &TunnelConfig) -> Result<Ingress, IngressError> {
+        let defaults = OriginRequest::read(config.origin_request.as_ref(), &OriginRequest::default());
+        if config.ingress.is_empty() {
+            return Err(IngressError::Empty);
+        }
+        let mut rules = Vec::with_capacity(config.ingress.len());
+        for (index, raw) in config.ingress.iter().enumerate() {
             let number = index + 1;
-            let object = raw.as_object().ok_or(IngressError::NotAnObject(number))?;
-            let text = |key: &str| object.get(key).and_then(Value::as_str).unwrap_or("").trim().to_string();
-            let path = text("path");
+            let text = |value: &Option<String>| value.as_deref().unwrap_or("").trim().to_string();
+            let path = text(&raw.path);
             let path = if path.is_empty() {
                 None
             } else {
                 Some(Regex::new(&path).map_err(|e| IngressError::Regex { rule: number, reason: e.to_string() })?)
             };
             rules.push(Rule {
-                hostname: text("hostname"),
+                hostname: text(&raw.hostname),
                 path,
-                service: parse_service(number, &text("service"))?,
-                origin: OriginRequest::read(object.get("originRequest"), &defaults),
+                service: parse_service(number, raw.service.trim())?,
+                origin: OriginRequest::read(raw.origin_request.as_ref(), &defaults),
             });
         }
         Ok(Ingress { rules })
@@ -190,8 +190,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn config(value: Value) -> TunnelConfig {
+        serde_json::from_value(value).unwrap_or_else(|e| panic!("not a tunnel configuration: {e}"))
+    }
+
     fn ingress(rules: Value) -> Ingress {
-        match Ingress::from_config(&json!({ "ingress": rules })) {
+        match Ingress::from_config(&config(json!({ "ingress": rules }))) {
             Ok(ingress) => ingress,
             Err(error) => panic!("{error}"),
         }
@@ -296,23 +300,23 @@ mod tests {
 
     #[test]
     fn bad_configurations_are_refused() {
-        assert_eq!(Ingress::from_config(&json!({})).err(), Some(IngressError::Empty));
-        assert_eq!(Ingress::from_config(&json!({"ingress": []})).err(), Some(IngressError::Empty));
-        assert_eq!(Ingress::from_config(&json!({"ingress": [1]})).err(), Some(IngressError::NotAnObject(1)));
-        let bad_regex = json!({"ingress": [{"path": "*", "service": "http_status:404"}]});
+        assert_eq!(Ingress::from_config(&config(json!({}))).err(), Some(IngressError::Empty));
+        assert_eq!(Ingress::from_config(&config(json!({"ingress": []}))).err(), Some(IngressError::Empty));
+        assert!(serde_json::from_value::<TunnelConfig>(json!({"ingress": [1]})).is_err(), "a rule is an object");
+        let bad_regex = config(json!({"ingress": [{"path": "*", "service": "http_status:404"}]}));
         assert!(matches!(Ingress::from_config(&bad_regex), Err(IngressError::Regex { rule: 1, .. })));
     }
 
     #[test]
     fn origin_request_settings_inherit_and_override() {
-        let table = match Ingress::from_config(&json!({
+        let table = match Ingress::from_config(&config(json!({
             "originRequest": {"noTLSVerify": true, "connectTimeout": 5},
             "ingress": [
                 {"hostname": "a.test", "service": "https://a:443", "originRequest": {"httpHostHeader": "a.internal"}},
                 {"hostname": "b.test", "service": "https://b:443", "originRequest": {"noTLSVerify": false, "connectTimeout": "x"}},
                 {"service": "http_status:404"}
             ]
-        })) {
+        }))) {
             Ok(table) => table,
             Err(error) => panic!("{error}"),
         };

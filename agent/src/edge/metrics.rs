@@ -6,10 +6,10 @@
 use super::origin::ProxyBody;
 use super::proxy::Current;
 use bytes::Bytes;
+use dockflare_cloudflare::types::TunnelConfig;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde::Serialize;
-use serde_json::Value;
 
 /// The `/ready` body, fields in cloudflared's order.
 #[derive(Serialize)]
@@ -24,7 +24,7 @@ struct Ready<'a> {
 #[derive(Serialize)]
 struct Running<'a> {
     version: i64,
-    config: &'a Value,
+    config: &'a TunnelConfig,
 }
 
 fn to_json<T: Serialize>(value: &T) -> String {
@@ -98,6 +98,7 @@ mod tests {
             Err(error) => panic!("{error}"),
         };
         let config = json!({"ingress": [{"service": "http_status:404"}]});
+        let config = serde_json::from_value(config).unwrap_or_else(|e| panic!("{e}"));
         let routes = match Routes::build(7, config, &tls) {
             Ok(routes) => routes,
             Err(error) => panic!("{error}"),

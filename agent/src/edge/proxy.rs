@@ -6,12 +6,12 @@
 use super::ingress::{Ingress, IngressError, Service};
 use super::origin::{HttpClient, ProxyBody, Tls, DEFAULT_CONNECT_TIMEOUT};
 use bytes::Bytes;
+use dockflare_cloudflare::types::TunnelConfig;
 use dockflare_common::error_text::error_chain;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -20,7 +20,7 @@ use tokio::sync::watch;
 pub struct Routes {
     pub version: i64,
     /// The configuration as the emulator sent it (`/config` on the metrics port shows it).
-    pub config: Value,
+    pub config: TunnelConfig,
     pub ingress: Ingress,
     /// Same length as `ingress.rules`; `Some` for origin rules.
     clients: Vec<Option<HttpClient>>,
@@ -28,7 +28,7 @@ pub struct Routes {
 
 impl Routes {
     /// Compiles `config` and makes the origin clients.
-    pub fn build(version: i64, config: Value, tls: &Tls) -> Result<Routes, IngressError> {
+    pub fn build(version: i64, config: TunnelConfig, tls: &Tls) -> Result<Routes, IngressError> {
         let ingress = Ingress::from_config(&config)?;
         let clients = ingress
             .rules

@@ -7,10 +7,10 @@ pub mod token;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use dockflare_cloudflare::client::CloudflareSettings;
 use dockflare_master::admin_service::new_join_token;
 use dockflare_master::call_limits::CallLimits;
 use dockflare_master::clock::now_millis;
-use dockflare_master::cloudflare::client::CloudflareSettings;
 use dockflare_master::listener::admission::default_max_connections;
 use dockflare_master::listener::ConnectionLimits;
 use dockflare_master::pki_files::{self, PkiOptions};

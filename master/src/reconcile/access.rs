@@ -3,7 +3,7 @@
 //! permission names, and "unreachable" is told apart from "refused".
 
 use super::Reconciler;
-use crate::cloudflare::client::CfError;
+use dockflare_cloudflare::client::CfError;
 
 impl Reconciler {
     /// Verifies the token and its permissions; says what is missing.

@@ -8,7 +8,7 @@
 use crate::processes::{docker, eventually, require_docker, unique, Agent, DockerCleanup, Master};
 use anyhow::{anyhow, bail, Context, Result};
 use dockflare::v1::{ListCommandsRequest, ListRoutesRequest, ListTunnelsRequest, Route, RouteStatus};
-use dockflare_master::cloudflare::emulator::{Emulator, EmulatorConfig, Snapshot};
+use dockflare_emulator::{Emulator, EmulatorConfig, Snapshot};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

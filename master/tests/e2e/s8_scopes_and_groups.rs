@@ -7,7 +7,7 @@
 use crate::harness::*;
 use crate::processes::{docker, eventually, unique, Master};
 use anyhow::{anyhow, bail, Result};
-use dockflare_master::cloudflare::emulator::Snapshot;
+use dockflare_emulator::Snapshot;
 use std::collections::BTreeSet;
 use std::time::Instant;
 

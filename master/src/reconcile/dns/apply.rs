@@ -3,12 +3,12 @@
 //! route needs. What goes wrong lands on the hostname it concerns.
 
 use super::plan::{self as dns_plan, DnsAction, FoundRecord, Hostnames};
-use crate::cloudflare::client::{CfError, CloudflareClient};
-use crate::cloudflare::codes;
-use crate::cloudflare::types::{DnsRecord, DnsRecordRequest};
 use crate::model::RouteRow;
 use crate::reconcile::zones::ZoneRef;
 use crate::reconcile::{fairness, PassReport};
+use dockflare_cloudflare::client::{CfError, CloudflareClient};
+use dockflare_cloudflare::codes;
+use dockflare_cloudflare::types::{DnsRecord, DnsRecordRequest};
 use std::collections::{BTreeSet, HashMap};
 
 /// The records of the zones a pass touches, by lower-case name.

@@ -3,11 +3,11 @@
 //! version Cloudflare holds (tunnel health reads it).
 
 use super::plan::{self as ingress, RuleKey};
-use crate::cloudflare::client::{CfError, CloudflareClient};
-use crate::cloudflare::types::IngressRule;
 use crate::model::TunnelRow;
 use crate::reconcile::PassReport;
 use crate::store::{Store, StoreError};
+use dockflare_cloudflare::client::{CfError, CloudflareClient};
+use dockflare_cloudflare::types::IngressRule;
 use std::collections::{BTreeSet, HashMap};
 
 /// Why a tunnel's ingress could not be synced.

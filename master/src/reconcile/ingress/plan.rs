@@ -3,8 +3,8 @@
 //! catch-all closes the list (the existing one's service is kept, else
 //! `http_status:404`). The PUT happens only when the merged list differs.
 
-use crate::cloudflare::types::IngressRule;
 use crate::model::{RouteRow, RouteSpec, Status};
+use dockflare_cloudflare::types::IngressRule;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// (hostname, path) of a rule; "" for absent.

@@ -4,14 +4,14 @@
 
 use super::plan::tunnel_name;
 use crate::clock::now_millis;
-use crate::cloudflare::client::CloudflareClient;
-use crate::cloudflare::codes;
 use crate::commands::CommandQueue;
 use crate::model::{AgentRecord, TunnelRow};
 use crate::reconcile::ingress::apply::IngressSync;
 use crate::reconcile::PassReport;
 use crate::store::{Store, StoreError};
 use dockflare::v1::{command, StartTunnel};
+use dockflare_cloudflare::client::CloudflareClient;
+use dockflare_cloudflare::codes;
 use secrecy::ExposeSecret;
 use std::collections::{BTreeSet, HashMap};
 

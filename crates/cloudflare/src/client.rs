@@ -5,8 +5,8 @@
 //! 1056 …), and a request budget under Cloudflare's 1 200 requests per five
 //! minutes.
 
-use super::codes;
-use super::types::{
+use crate::codes;
+use crate::types::{
     ApiMessage, CreateTunnelRequest, DnsRecord, DnsRecordRequest, Envelope, ResultInfo, TokenVerification, Tunnel,
     TunnelConfig, TunnelConfiguration, Zone,
 };

@@ -39,8 +39,8 @@ pub use inspect::{ConnectorsRequest, EmulatorInfo};
 pub use persist::{saved_public_url, StateFileError};
 pub use state::{Snapshot, ZoneDnsRecord};
 
-use crate::cloudflare::types::{DnsRecord, DnsRecordRequest, Tunnel, TunnelConfig, TunnelConfiguration, Zone};
 use axum::Router;
+use dockflare_cloudflare::types::{DnsRecord, DnsRecordRequest, Tunnel, TunnelConfig, TunnelConfiguration, Zone};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

@@ -19,11 +19,11 @@ use super::http::{json_response, ApiError, ApiResult, Query};
 use super::state::{uuid, Data};
 use super::tunnels::{connect, disconnect};
 use super::{lock, Emulator};
-use crate::cloudflare::types::{decode_tunnel_token, DeletedId, TunnelConfiguration};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::routing::get;
 use axum::Router;
+use dockflare_cloudflare::types::{decode_tunnel_token, DeletedId, TunnelConfiguration};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -226,9 +226,9 @@ impl Emulator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cloudflare::emulator::EmulatorConfig;
-    use crate::cloudflare::types::{CreateTunnelRequest, Tunnel, TunnelConfig};
+    use crate::EmulatorConfig;
     use base64::Engine as _;
+    use dockflare_cloudflare::types::{CreateTunnelRequest, Tunnel, TunnelConfig};
     use std::net::SocketAddr;
 
     const CONNECTOR: &str = "6f1d3a52-8a4b-4c5e-9f00-0123456789ab";
@@ -313,7 +313,7 @@ mod tests {
         assert_eq!(fixture.call(reqwest::Method::GET, &query, None).await.0, 401);
         assert_eq!(fixture.call(reqwest::Method::GET, &query, Some("emulator-token")).await.0, 401);
         // Right tunnel, wrong secret.
-        let forged = crate::cloudflare::types::encode_tunnel_token(
+        let forged = dockflare_cloudflare::types::encode_tunnel_token(
             fixture.emulator.account_id(),
             &fixture.tunnel_id,
             &[7u8; 32],

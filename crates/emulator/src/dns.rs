@@ -15,10 +15,10 @@
 use super::http::{ok, ok_page, paginate, parse_object, ApiError, ApiResult, Query, DNS_PAGES, ZONE_PAGES};
 use super::state::{hex32, now, Data};
 use super::Emulator;
-use crate::cloudflare::types::{ApiMessage, DeletedId, DnsRecord, Zone};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::Uri;
+use dockflare_cloudflare::types::{ApiMessage, DeletedId, DnsRecord, Zone};
 use serde_json::{json, Map, Value};
 use std::cmp::Ordering;
 use std::net::{Ipv4Addr, Ipv6Addr};

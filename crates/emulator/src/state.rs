@@ -4,7 +4,7 @@
 //! and timestamps. The rules that change the data live beside their
 //! endpoints (`tunnels.rs`, `dns.rs`, `access.rs`) as `impl Data` blocks.
 
-use crate::cloudflare::types::{
+use dockflare_cloudflare::types::{
     encode_tunnel_token_with_endpoint, DnsRecord, Tunnel, TunnelClient, TunnelConfiguration, TunnelCredentials, Zone,
     ZoneAccount,
 };

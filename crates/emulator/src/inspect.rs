@@ -17,13 +17,13 @@
 
 use super::http::{json_response, parse_body, parse_object, ApiError, ApiResult};
 use super::{Emulator, FaultSpec, RequestReport, Snapshot, INSPECT_PREFIX};
-use crate::cloudflare::types::{DeletedId, PutConfigurationRequest, Zone};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
+use dockflare_cloudflare::types::{DeletedId, PutConfigurationRequest, Zone};
 use serde::{Deserialize, Serialize};
 
 /// `GET /__emulator/info`.

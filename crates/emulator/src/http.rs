@@ -4,7 +4,6 @@
 //! counters and log).
 
 use super::{access, dns, faults, tunnels, Emulator};
-use crate::cloudflare::types::{ApiMessage, Envelope, ResultInfo, TokenVerification};
 use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -12,6 +11,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use dockflare_cloudflare::types::{ApiMessage, Envelope, ResultInfo, TokenVerification};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Map, Value};

@@ -11,7 +11,7 @@
 //! same syntax; the text after "has an invalid regex: " differs from Go's.
 //! Beyond cloudflared: `originRequest` durations must be integer seconds.
 
-use crate::cloudflare::types::{IngressRule, TunnelConfig};
+use dockflare_cloudflare::types::{IngressRule, TunnelConfig};
 use serde_json::Value;
 
 /// Validates a configuration; `Err` holds cloudflared's message.

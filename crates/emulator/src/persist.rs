@@ -11,13 +11,13 @@
 
 use super::state::{now, Data, TunnelEntry, ZoneEntry};
 use super::{Emulator, INSPECT_PREFIX};
-use crate::cloudflare::types::{DnsRecord, TunnelConfiguration, Zone};
 use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use dockflare_cloudflare::types::{DnsRecord, TunnelConfiguration, Zone};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -325,7 +325,7 @@ impl Emulator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cloudflare::types::{CreateTunnelRequest, IngressRule, TunnelConfig};
+    use dockflare_cloudflare::types::{CreateTunnelRequest, IngressRule, TunnelConfig};
     use serde_json::json;
     use std::os::unix::fs::PermissionsExt;
 
@@ -486,7 +486,7 @@ mod tests {
     async fn every_change_over_http_is_saved_and_restored_by_open() {
         let dir = temp_dir();
         let path = dir.path().join("offline-cloudflare.json");
-        let config = super::super::EmulatorConfig { state_file: Some(path.clone()), ..Default::default() };
+        let config = crate::EmulatorConfig { state_file: Some(path.clone()), ..Default::default() };
         let emulator = Emulator::open(config.clone()).unwrap_or_else(|e| panic!("open: {e}"));
         assert!(!emulator.restored());
         assert!(path.exists(), "written at once");
@@ -533,7 +533,7 @@ mod tests {
         let dir = temp_dir();
         let path = dir.path().join("offline-cloudflare.json");
         std::fs::write(&path, "not json").unwrap_or_else(|e| panic!("write: {e}"));
-        let config = super::super::EmulatorConfig { state_file: Some(path.clone()), ..Default::default() };
+        let config = crate::EmulatorConfig { state_file: Some(path.clone()), ..Default::default() };
         let error = Emulator::open(config).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(error.contains(&path.display().to_string()), "{error}");
         assert_eq!(std::fs::read_to_string(&path).unwrap_or_default(), "not json");

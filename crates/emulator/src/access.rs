@@ -8,10 +8,10 @@
 use super::http::{ok, ok_page, ok_with_status, paginate, parse_object, ApiError, ApiResult, Query, ACCESS_PAGES};
 use super::state::{hex32, now, uuid, Data};
 use super::Emulator;
-use crate::cloudflare::types::DeletedId;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
+use dockflare_cloudflare::types::DeletedId;
 use serde_json::{json, Map, Value};
 
 #[derive(Clone, Copy)]

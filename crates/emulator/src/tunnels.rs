@@ -12,15 +12,15 @@ use super::http::{ok, ok_page, paginate, parse_body, ApiError, ApiResult, Query,
 use super::ingress;
 use super::state::{now, uuid, Data, TunnelEntry};
 use super::Emulator;
-use crate::cloudflare::types::{
-    CreateTunnelRequest, PutConfigurationRequest, Tunnel, TunnelClient, TunnelConfig, TunnelConfiguration,
-    TunnelConnection, TunnelWithToken, UpdateTunnelRequest,
-};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::Uri;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use dockflare_cloudflare::types::{
+    CreateTunnelRequest, PutConfigurationRequest, Tunnel, TunnelClient, TunnelConfig, TunnelConfiguration,
+    TunnelConnection, TunnelWithToken, UpdateTunnelRequest,
+};
 use serde_json::Value;
 
 const NAME_CONFLICT: &str =
