@@ -5,8 +5,6 @@
 //! restarts; faults and restarts without duplicates; bursts coalesced; drift
 //! repaired; offline mode.
 
-mod fake_agent;
-mod processes;
 mod support;
 
 use anyhow::{bail, Context, Result};
@@ -17,8 +15,8 @@ use dockflare::v1::{
 };
 use dockflare_cloudflare::types::{DnsRecordRequest, IngressRule, TunnelConfig};
 use dockflare_emulator::{Emulator, EmulatorConfig, FaultSpec, Snapshot};
-use fake_agent::{labelled, route_labels, FakeAgent};
-use processes::{eventually, Master};
+use dockflare_testsupport::fake_agent::{labelled, route_labels, FakeAgent};
+use dockflare_testsupport::{eventually, Master};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

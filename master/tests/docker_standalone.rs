@@ -5,7 +5,6 @@
 //! recreated on a token change, and restored from the state file while the
 //! master is down.
 
-mod processes;
 mod support;
 
 use anyhow::{Context, Result};
@@ -13,7 +12,7 @@ use dockflare::v1::{
     send_command_request::Kind, ListContainersRequest, ListDiagnosticsRequest, ListRoutesRequest, RouteStatus,
     SendCommandRequest, StartTunnel, StopTunnel,
 };
-use processes::{docker, eventually, require_docker, unique, Agent, DockerCleanup, Master};
+use dockflare_testsupport::{docker, eventually, require_docker, unique, Agent, DockerCleanup, Master};
 use std::collections::BTreeSet;
 use std::time::Duration;
 

@@ -3,7 +3,6 @@
 //! its tasks), scaling shows in the running count, removal removes it and
 //! its route; the connector runs as a service pinned to this node.
 
-mod processes;
 mod support;
 
 use anyhow::Result;
@@ -11,7 +10,7 @@ use dockflare::v1::{
     send_command_request::Kind, ListContainersRequest, ListRoutesRequest, RouteStatus, SendCommandRequest, StartTunnel,
     StopTunnel,
 };
-use processes::{docker, eventually, require_docker, unique, Agent, DockerCleanup, Master};
+use dockflare_testsupport::{docker, eventually, require_docker, unique, Agent, DockerCleanup, Master};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);

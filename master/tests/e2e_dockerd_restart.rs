@@ -8,14 +8,12 @@
 
 #[path = "e2e/harness.rs"]
 mod harness;
-#[path = "processes/mod.rs"]
-mod processes;
 #[path = "support/mod.rs"]
 mod support;
 
 use anyhow::{bail, Context, Result};
+use dockflare_testsupport::{docker, eventually, unique, Master};
 use harness::*;
-use processes::{docker, eventually, unique, Master};
 use std::collections::BTreeSet;
 use std::os::unix::process::CommandExt;
 use std::path::Path;

@@ -5,7 +5,6 @@
 //! while streams stay up; the command log holds no tunnel token in the clear,
 //! and a command that cannot be read fails alone.
 
-mod processes;
 mod support;
 
 use anyhow::{bail, Context, Result};
@@ -14,7 +13,7 @@ use dockflare::v1::{
     send_command_request::Kind, CommandState, DockerMode, GetAgentRequest, IngressRule, ListCommandsRequest,
     ListEventsRequest, RegisterRequest, Resync, SendCommandRequest, StartTunnel, WatchCommandsRequest,
 };
-use processes::{eventually, Agent, Master};
+use dockflare_testsupport::{eventually, Agent, Master};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -106,7 +105,7 @@ async fn two_agents_enroll_register_and_cannot_act_as_each_other() -> Result<()>
     let bundle = std::fs::read_to_string(first.data_dir.path().join("agent.pem"))?;
     let split = bundle.find("-----BEGIN PRIVATE KEY-----").context("agent.pem has no key")?;
     let (cert, key) = bundle.split_at(split);
-    let channel = support::mtls_channel(master.addr, &master.pki("ca.crt")?, Some((cert, key))).await?;
+    let channel = dockflare_testsupport::mtls_channel(master.addr, &master.pki("ca.crt")?, Some((cert, key))).await?;
     let registered = AgentServiceClient::new(channel)
         .register(RegisterRequest {
             display_name: second_id.clone(),
@@ -153,7 +152,7 @@ async fn commands_and_events_survive_restarts(database_url: Option<&str>) -> Res
             let deadline = Instant::now() + Duration::from_secs(90);
             while sent.len() < 60 && Instant::now() < deadline {
                 let attempt = async {
-                    let channel = support::mtls_channel(addr, &ca, Some((&cert, &key))).await?;
+                    let channel = dockflare_testsupport::mtls_channel(addr, &ca, Some((&cert, &key))).await?;
                     let response = dockflare::v1::admin_service_client::AdminServiceClient::new(channel)
                         .send_command(SendCommandRequest { agent_id: agent_id.clone(), kind: Some(start_tunnel(n)) })
                         .await?;
@@ -402,24 +401,16 @@ async fn commands_are_sealed_at_rest_on_postgres() -> Result<()> {
 async fn a_stuck_agent_does_not_delay_commands_to_others() -> Result<()> {
     let master = Master::start(None, &["--command-send-timeout", "5s"]).await?;
     let token = master.join_token(2).await?;
-    let ca = master.pki("ca.crt")?;
+    // Raw clients (not FakeAgent): the stuck one must never read its command stream.
     let enroll = |name: &'static str| {
-        let (token, ca, addr) = (token.clone(), ca.clone(), master.addr);
+        let (token, master) = (token.clone(), &master);
         async move {
-            let (key, csr_der) = dockflare_common::pki::new_key_and_csr(name)?;
-            let anonymous = support::mtls_channel(addr, &ca, None).await?;
-            let enrolled = AgentServiceClient::new(anonymous)
-                .enroll(dockflare::v1::EnrollRequest { join_token: token, csr_der, display_name: name.into() })
-                .await?
-                .into_inner();
-            use secrecy::ExposeSecret;
-            let channel =
-                support::mtls_channel(addr, &ca, Some((&enrolled.certificate_pem, key.expose_secret()))).await?;
-            let mut client = AgentServiceClient::new(channel);
+            let agent = dockflare_testsupport::FakeAgent::enroll(master, &token, name).await?;
+            let mut client = AgentServiceClient::new(agent.channel(master).await?);
             client
                 .register(RegisterRequest { docker_mode: DockerMode::Standalone as i32, ..Default::default() })
                 .await?;
-            anyhow::Ok((enrolled.agent_id, client))
+            anyhow::Ok((agent.id.clone(), client))
         }
     };
     let (stuck_id, mut stuck) = enroll("stuck").await?;

@@ -15,11 +15,12 @@ use dockflare::v1::{
 };
 use dockflare_common::identity::Identity;
 use dockflare_common::pki::CertificateAuthority;
+use dockflare_testsupport::{enroll_agent, mtls_channel, Master};
 use secrecy::ExposeSecret;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use support::{enroll_agent, mtls_channel, test_databases, MasterProcess};
+use support::test_databases;
 use tonic::Code;
 
 /// Longest one grpcurl run may take.
@@ -82,16 +83,16 @@ struct Credentials {
 }
 
 impl Credentials {
-    fn admin(master: &MasterProcess) -> Credentials {
+    fn admin(master: &Master) -> Credentials {
         Credentials { ca: master.ca_cert_path(), client: Some((master.admin_cert_path(), master.admin_key_path())) }
     }
 
-    fn anonymous(master: &MasterProcess) -> Credentials {
+    fn anonymous(master: &Master) -> Credentials {
         Credentials { ca: master.ca_cert_path(), client: None }
     }
 
     /// A client certificate and key (PEM) written to `dir`.
-    fn from_pem(master: &MasterProcess, dir: &Path, name: &str, cert_pem: &str, key_pem: &str) -> Result<Credentials> {
+    fn from_pem(master: &Master, dir: &Path, name: &str, cert_pem: &str, key_pem: &str) -> Result<Credentials> {
         let (cert, key) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
         std::fs::write(&cert, cert_pem)?;
         std::fs::write(&key, key_pem)?;
@@ -102,7 +103,7 @@ impl Credentials {
 /// Runs grpcurl against the master with `credentials` and `args` (after the
 /// address come the method and the like).
 async fn grpcurl(
-    master: &MasterProcess,
+    master: &Master,
     credentials: &Credentials,
     data: Option<&str>,
     args: &[&str],
@@ -139,7 +140,7 @@ fn register_request(name: &str) -> RegisterRequest {
 
 #[tokio::test]
 async fn grpcurl_lists_describes_and_calls_through_reflection() -> Result<()> {
-    let master = MasterProcess::start().await?;
+    let master = Master::sqlite().await?;
     let admin = Credentials::admin(&master);
     let agent = enroll_agent(&master, "reflected").await?;
 
@@ -203,7 +204,7 @@ async fn reflection_v1_lists_services_and_serves_descriptors() -> Result<()> {
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
     use tonic_reflection::pb::v1::{ServerReflectionRequest, ServerReflectionResponse};
 
-    let master = MasterProcess::start().await?;
+    let master = Master::sqlite().await?;
     let mut client = ServerReflectionClient::new(master.admin_channel().await?);
     let requests = [
         MessageRequest::ListServices(String::new()),
@@ -257,7 +258,7 @@ async fn wrong_credentials_are_refused_with_the_reason() -> Result<()> {
 }
 
 async fn refusals(database_url: Option<&str>) -> Result<()> {
-    let master = MasterProcess::start_with_database(database_url).await?;
+    let master = Master::start_with_database(database_url).await?;
     let files = tempfile::tempdir()?;
     let ca_pem = master.ca_pem()?;
     let list_agents = ["dockflare.v1.AdminService/ListAgents"];

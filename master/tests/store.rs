@@ -13,7 +13,7 @@ use dockflare_master::store::{
 };
 use std::collections::BTreeSet;
 use std::future::Future;
-use support::test_databases;
+use support::{test_databases, OpenStore};
 
 /// A fixed "now" (Unix milliseconds) for the cases.
 const NOW: i64 = 1_800_000_000_000;

@@ -6,8 +6,6 @@
 //! other loopback addresses (127.0.0.2 …) than the fleet (127.0.0.1), as a
 //! peer on the network would.
 
-mod fake_agent;
-mod processes;
 mod support;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -18,10 +16,10 @@ use dockflare::v1::{
     RenewCertificateRequest, SetAgentTunnelGroupRequest, WatchCommandsRequest,
 };
 use dockflare_common::join_token::{certificate_digest, JoinToken};
-use fake_agent::FakeAgent;
+use dockflare_testsupport::fake_agent::FakeAgent;
+use dockflare_testsupport::{eventually, Master};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
-use processes::{eventually, Master};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -68,7 +66,7 @@ fn ca_pem(master: &Master) -> Result<String> {
 
 /// A channel without a client certificate, from `local`.
 async fn anonymous_from(master: &Master, local: IpAddr) -> Result<Channel> {
-    support::mtls_channel_from(master.addr, &ca_pem(master)?, None, Some(local)).await
+    dockflare_testsupport::mtls_channel_from(master.addr, &ca_pem(master)?, None, Some(local)).await
 }
 
 /// One gRPC request message frame: flag, announced length, then `payload`
@@ -250,7 +248,7 @@ async fn sigterm_stores_what_was_received_and_exits_cleanly() -> Result<()> {
     let mut master = Master::start(None, &[]).await?;
     let agent = FakeAgent::join(&master, &master.join_token(1).await?, "a1", "").await?;
     for n in 0..50 {
-        agent.start(fake_agent::labelled(&format!("c{n}"), &[])).await?;
+        agent.start(dockflare_testsupport::labelled(&format!("c{n}"), &[])).await?;
     }
     let status = master.terminate(WAIT)?;
     ensure!(status.success(), "the master exited with {status} on SIGTERM; log:\n{}", master.logs.text());
@@ -269,7 +267,7 @@ async fn malformed_and_oversized_messages_are_refused_before_they_cost_anything(
     let garbled = frame(3, &[0xff, 0xff, 0xff]);
     let (code, message) = raw_call(&anonymous, "/dockflare.v1.AgentService/Enroll", garbled.clone(), false).await?;
     ensure!(code == Code::InvalidArgument && message.contains("malformed"), "garbled Enroll: {code:?} {message}");
-    let admin_channel = support::mtls_channel(
+    let admin_channel = dockflare_testsupport::mtls_channel(
         master.addr,
         &ca_pem(&master)?,
         Some((&master.pki("admin.crt")?, &master.pki("admin.key")?)),
@@ -383,7 +381,7 @@ async fn until_connected(master: &Master, id: &str) -> Result<()> {
 /// reconnects, each within [`GET_IN_WITHIN`].
 async fn real_agent_gets_in(master: &Master, token: &str, what: &str) -> Result<()> {
     let started = Instant::now();
-    let mut agent = processes::Agent::start(&[master.url()], token)?;
+    let mut agent = dockflare_testsupport::Agent::start(&[master.url()], token)?;
     let id = agent.id(WAIT).await?;
     until_connected(master, &id).await?;
     let enrolled = started.elapsed();

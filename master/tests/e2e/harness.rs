@@ -5,10 +5,10 @@
 //! emulated Cloudflare account, the master's admin API and the data plane — with deadlines.
 #![allow(dead_code)]
 
-use crate::processes::{docker, eventually, require_docker, unique, Agent, DockerCleanup, Master};
 use anyhow::{anyhow, bail, Context, Result};
 use dockflare::v1::{ListCommandsRequest, ListRoutesRequest, ListTunnelsRequest, Route, RouteStatus};
 use dockflare_emulator::{Emulator, EmulatorConfig, Snapshot};
+use dockflare_testsupport::{docker, eventually, require_docker, unique, Agent, DockerCleanup, Master};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

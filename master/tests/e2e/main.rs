@@ -6,8 +6,6 @@
 //! with more test threads than cores because the scenarios mostly wait. The `dockerd` restart
 //! scenario restarts the engine and lives in its own binary (`e2e_dockerd_restart.rs`).
 
-#[path = "../processes/mod.rs"]
-mod processes;
 #[path = "../support/mod.rs"]
 mod support;
 

@@ -4,8 +4,8 @@
 //! `docker service scale … =6`, answers throughout.
 
 use crate::harness::*;
-use crate::processes::{docker, eventually, unique};
 use anyhow::{bail, Result};
+use dockflare_testsupport::{docker, eventually, unique};
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

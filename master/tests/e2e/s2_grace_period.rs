@@ -13,9 +13,9 @@
 //!   for the grace" needs no stopwatch.
 
 use crate::harness::*;
-use crate::processes::{docker, eventually, unique};
 use anyhow::{bail, Context, Result};
 use dockflare::v1::{ReconcileRequest, RouteStatus};
+use dockflare_testsupport::{docker, eventually, unique};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The grace of the master that removes a route: short, to wait it out.
@@ -32,7 +32,7 @@ fn now_ms() -> i64 {
 }
 
 /// Waits until `hostname` is pending deletion; answers its deadline (Unix ms).
-async fn pending_deadline(master: &crate::processes::Master, hostname: &str) -> Result<i64> {
+async fn pending_deadline(master: &dockflare_testsupport::Master, hostname: &str) -> Result<i64> {
     let pending = eventually(&format!("{hostname} pending deletion"), WAIT, || async {
         let pending = route(master, hostname).await?.filter(|r| r.status == RouteStatus::PendingDeletion as i32);
         Ok(pending.and_then(|r| r.delete_at))
@@ -45,7 +45,7 @@ async fn pending_deadline(master: &crate::processes::Master, hostname: &str) -> 
 /// (Fields drop in order: the agent before the master and the account.)
 struct Rig {
     agent: EdgeAgent,
-    master: crate::processes::Master,
+    master: dockflare_testsupport::Master,
     cloud: Cloud,
     origin: String,
     hostname: String,

@@ -7,9 +7,9 @@
 //! also while the master was down.
 
 use crate::harness::*;
-use crate::processes::{docker, eventually, unique, Master};
 use anyhow::{bail, Context, Result};
 use dockflare::v1::{send_command_request::Kind, CommandState, Resync, SendCommandRequest};
+use dockflare_testsupport::{docker, eventually, unique, Master};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 

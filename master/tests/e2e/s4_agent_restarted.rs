@@ -6,8 +6,8 @@
 //! the agent's one tunnel.
 
 use crate::harness::*;
-use crate::processes::{docker, eventually, unique};
 use anyhow::{bail, Result};
+use dockflare_testsupport::{docker, eventually, unique};
 use std::time::{Duration, Instant};
 
 const GRACE_SECONDS: u64 = 2;

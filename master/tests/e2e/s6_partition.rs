@@ -8,9 +8,9 @@
 //! deletion or gone (then gone after the short grace period).
 
 use crate::harness::*;
-use crate::processes::{docker, eventually, unique, Master};
 use anyhow::{bail, Context, Result};
 use dockflare::v1::RouteStatus;
+use dockflare_testsupport::{docker, eventually, unique, Master};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

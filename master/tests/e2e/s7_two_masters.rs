@@ -6,10 +6,10 @@
 //! new origin, commands still arrive, and the account holds one tunnel and no duplicate records.
 
 use crate::harness::*;
-use crate::processes::{eventually, unique, Master};
 use crate::support::TestDatabase;
 use anyhow::{bail, Context, Result};
 use dockflare::v1::{send_command_request::Kind, CommandState, Resync, SendCommandRequest};
+use dockflare_testsupport::{eventually, unique, Master};
 use std::time::{Duration, Instant};
 
 const LEADER: &str = "This master now reconciles Cloudflare (leader).";

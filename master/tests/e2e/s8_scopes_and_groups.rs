@@ -5,9 +5,9 @@
 //! agent's origin stops only that hostname goes away.
 
 use crate::harness::*;
-use crate::processes::{docker, eventually, unique, Master};
 use anyhow::{anyhow, bail, Result};
 use dockflare_emulator::Snapshot;
+use dockflare_testsupport::{docker, eventually, unique, Master};
 use std::collections::BTreeSet;
 use std::time::Instant;
 

@@ -1,0 +1,34 @@
+//! Mutual-TLS gRPC channels to a master, as its agents and operators open them.
+
+use anyhow::{Context, Result};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+/// A TLS channel to the master at `addr` that trusts `ca_pem` (server name "localhost") and,
+/// when given, authenticates with `client` (certificate PEM, key PEM).
+pub async fn mtls_channel(addr: SocketAddr, ca_pem: &str, client: Option<(&str, &str)>) -> Result<Channel> {
+    mtls_channel_from(addr, ca_pem, client, None).await
+}
+
+/// [`mtls_channel`] from a chosen local address (127.0.0.2 and so on: another source).
+pub async fn mtls_channel_from(
+    addr: SocketAddr,
+    ca_pem: &str,
+    client: Option<(&str, &str)>,
+    local: Option<std::net::IpAddr>,
+) -> Result<Channel> {
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem)).domain_name("localhost");
+    if let Some((cert, key)) = client {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    let channel = Endpoint::from_shared(format!("https://{addr}"))?
+        .tls_config(tls)?
+        .connect_timeout(Duration::from_secs(10))
+        .tcp_nodelay(true)
+        .local_address(local)
+        .connect()
+        .await
+        .with_context(|| format!("connecting to the master at {addr}"))?;
+    Ok(channel)
+}
