@@ -47,6 +47,8 @@ pub struct ServeOptions {
     pub connections: ConnectionLimits,
     /// Message sizes, unauthenticated calls, failed enrollments.
     pub calls: CallLimits,
+    /// Tests only (`--test-fault-task`): the long-lived task that fails once the master listens.
+    pub test_fault_task: Option<String>,
 }
 
 /// How the master reaches Cloudflare.
@@ -145,7 +147,12 @@ pub async fn start(
     let store = connect_store(&url).await?;
     tracing::info!(message = "Database ready.", backend = ?store.backend(), url = %store::redact_url(&url));
 
-    let (supervisor, exits) = Supervisor::new();
+    let (mut supervisor, exits) = Supervisor::new();
+    let (listening_tx, listening) = tokio::sync::watch::channel(false);
+    if let Some(task) = &options.test_fault_task {
+        tracing::warn!(message = "Test fault armed: this task fails once the master listens.", %task);
+        supervisor.inject_fault(task.clone(), listening);
+    }
     let sessions = Sessions::default();
     let (reconciler, reconciler_inbox) = ReconcilerHandle::channel();
     let fanout = Fanout::new(store.clone(), sessions.clone(), reconciler.clone());
@@ -241,6 +248,7 @@ pub async fn start(
         ca = %pki.dir.join("ca.crt").display(),
         admin_cert = %pki.dir.join("admin.crt").display(),
     );
+    listening_tx.send_replace(true);
     Ok(RunningMaster { local_addr, emulator, state, served, exits, stopping })
 }
 

@@ -5,13 +5,17 @@
 //! serving half-alive: triggers that reach no reconciler, events that reach
 //! no writer. Per-connection tasks (handshakes, command pumps) are not here:
 //! they end all the time.
+//!
+//! For tests, one named task can be made to fail on purpose once the master listens
+//! ([`Supervisor::inject_fault`], the hidden `--test-fault-task NAME` flag): the only way to
+//! show, against the real binary, that a dead task ends the process.
 
 use futures::FutureExt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// A task that ended, and how.
 #[derive(Debug)]
@@ -36,6 +40,8 @@ pub struct Supervisor {
     exits: mpsc::UnboundedSender<Exit>,
     /// Set when the process is shutting down: tasks end then on purpose, and are not reported.
     stopping: Arc<AtomicBool>,
+    /// A task to fail on purpose (tests), and when: once the value turns true.
+    fault: Option<(String, watch::Receiver<bool>)>,
 }
 
 /// Where exits arrive (one per supervisor, held by whoever decides to stop the process).
@@ -44,7 +50,12 @@ pub struct Exits(mpsc::UnboundedReceiver<Exit>);
 impl Supervisor {
     pub fn new() -> (Supervisor, Exits) {
         let (exits, rx) = mpsc::unbounded_channel();
-        (Supervisor { exits, stopping: Arc::default() }, Exits(rx))
+        (Supervisor { exits, stopping: Arc::default(), fault: None }, Exits(rx))
+    }
+
+    /// Tests only: the task named `task`, spawned from now on, panics once `fire` turns true.
+    pub fn inject_fault(&mut self, task: String, fire: watch::Receiver<bool>) {
+        self.fault = Some((task, fire));
     }
 
     /// The process is shutting down: from now on, tasks that end are not reported.
@@ -55,6 +66,14 @@ impl Supervisor {
     /// Spawns `task` under `name`; its end, however it comes, is reported.
     pub fn spawn(&self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
         let (exits, stopping) = (self.exits.clone(), self.stopping.clone());
+        let fault = self.fault.as_ref().filter(|(task, _)| task == name).map(|(_, fire)| fire.clone());
+        let task = async move {
+            let Some(mut fire) = fault else { return task.await };
+            tokio::select! {
+                () = task => {}
+                _ = fire.wait_for(|fire| *fire) => panic!("a fault injected by --test-fault-task {name}"),
+            }
+        };
         tokio::spawn(async move {
             let panic = AssertUnwindSafe(task).catch_unwind().await.err().map(|payload| {
                 payload
@@ -100,5 +119,20 @@ mod tests {
         supervisor.spawn("drained", async {});
         let quiet = tokio::time::timeout(std::time::Duration::from_millis(200), exits.first_exit()).await;
         assert!(quiet.is_err(), "an exit during shutdown was reported");
+    }
+
+    #[tokio::test]
+    async fn an_injected_fault_fails_only_the_named_task_and_only_once_fired() {
+        let (mut supervisor, mut exits) = Supervisor::new();
+        let (fire, armed) = watch::channel(false);
+        supervisor.inject_fault("reconciler".into(), armed);
+        supervisor.spawn("reconciler", std::future::pending());
+        supervisor.spawn("liveness", std::future::pending());
+        let early = tokio::time::timeout(std::time::Duration::from_millis(100), exits.first_exit()).await;
+        assert!(early.is_err(), "the fault fired before it was armed");
+        fire.send_replace(true);
+        let exit = exits.first_exit().await;
+        assert_eq!(exit.task, "reconciler");
+        assert_eq!(exit.panic.as_deref(), Some("a fault injected by --test-fault-task reconciler"));
     }
 }

@@ -37,11 +37,16 @@ async fn cloud() -> Result<Cloud> {
 }
 
 async fn master(cloud: &Cloud, grace: &str, extra: &[&str]) -> Result<Master> {
+    master_on(None, cloud, grace, extra).await
+}
+
+/// [`master`] on `database_url` (`None`: SQLite in its data dir).
+async fn master_on(database_url: Option<&str>, cloud: &Cloud, grace: &str, extra: &[&str]) -> Result<Master> {
     let url = cloud.emulator.base_url(cloud.addr);
     let mut args = vec!["--cf-requests-per-5min", "100000"];
     args.extend_from_slice(extra);
     Master::start_with_env(
-        None,
+        database_url,
         &args,
         &[
             ("CF_API_TOKEN", cloud.emulator.api_token()),
@@ -583,9 +588,19 @@ async fn one_agents_floods_do_not_delay_another_agent() -> Result<()> {
 /// A stored route this master cannot read (an unknown status: a corrupt row, or a newer
 /// master's) is left alone — not routed, not deleted, not overwritten — while the rest reconcile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_route_row_with_an_unknown_status_is_left_alone_and_the_rest_reconcile() -> Result<()> {
+async fn a_route_row_with_an_unknown_status_is_left_alone_and_the_rest_reconcile_on_sqlite() -> Result<()> {
+    unknown_status_is_left_alone(None).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_row_with_an_unknown_status_is_left_alone_and_the_rest_reconcile_on_postgres() -> Result<()> {
+    let database = support::TestDatabase::postgres().await?;
+    unknown_status_is_left_alone(Some(&database.url)).await
+}
+
+async fn unknown_status_is_left_alone(database_url: Option<&str>) -> Result<()> {
     let cloud = cloud().await?;
-    let master = master(&cloud, "600", &[]).await?;
+    let master = master_on(database_url, &cloud, "600", &[]).await?;
     let agent = FakeAgent::join(&master, &master.join_token(1).await?, "a1", "").await?;
     let a = labelled("ca", &route_labels("a.example.com", "http://a:80"));
     let b = labelled("cb", &route_labels("b.example.com", "http://b:80"));
@@ -594,7 +609,10 @@ async fn a_route_row_with_an_unknown_status_is_left_alone_and_the_rest_reconcile
     wait_status(&master, "b.example.com", RouteStatus::Active).await?;
 
     // Someone (or a newer master) writes a status this master does not know.
-    let url = dockflare_master::store::default_sqlite_url(master.data_dir.path());
+    let url = match database_url {
+        Some(url) => url.to_string(),
+        None => dockflare_master::store::default_sqlite_url(master.data_dir.path()),
+    };
     let _drivers = dockflare_master::store::Store::connect(&url).await?; // installs sqlx's Any drivers
     let pool = sqlx::AnyPool::connect(&url).await?;
     sqlx::query("UPDATE routes SET status = 'frozen' WHERE hostname = 'a.example.com'").execute(&pool).await?;

@@ -12,7 +12,7 @@ use anyhow::{bail, ensure, Context, Result};
 use bytes::Bytes;
 use dockflare::v1::agent_service_client::AgentServiceClient;
 use dockflare::v1::{
-    AgentEvent, AgentStatus, EnrollRequest, GetAgentRequest, RegisterRequest, RemoveAgentRequest,
+    AgentEvent, AgentStatus, EnrollRequest, GetAgentRequest, ListEventsRequest, RegisterRequest, RemoveAgentRequest,
     RenewCertificateRequest, SetAgentTunnelGroupRequest, WatchCommandsRequest,
 };
 use dockflare_common::join_token::{certificate_digest, JoinToken};
@@ -244,16 +244,66 @@ async fn a_cloudflare_token_on_the_command_line_is_warned_about_and_never_logged
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_stores_what_was_received_and_exits_cleanly() -> Result<()> {
+async fn sigterm_under_event_load_loses_no_acknowledged_event() -> Result<()> {
     let mut master = Master::start(None, &[]).await?;
-    let agent = FakeAgent::join(&master, &master.join_token(1).await?, "a1", "").await?;
-    for n in 0..50 {
-        agent.start(dockflare_testsupport::labelled(&format!("c{n}"), &[])).await?;
-    }
+    let agent = Arc::new(FakeAgent::join(&master, &master.join_token(1).await?, "a1", "").await?);
+    // Load: container_start events (each a stored row) as fast as the stream takes them.
+    let load = {
+        let agent = agent.clone();
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while agent.start(dockflare_testsupport::labelled(&format!("c{n}"), &[])).await.is_ok() {
+                n += 1;
+            }
+        })
+    };
+    eventually("events stored under load", WAIT, || async { Ok((agent.receipt() >= 300).then_some(())) }).await?;
     let status = master.terminate(WAIT)?;
+    load.abort();
     ensure!(status.success(), "the master exited with {status} on SIGTERM; log:\n{}", master.logs.text());
     master.logs.wait_for("Stopped; every received event is stored.", WAIT).await?;
     ensure!(master.logs.count("A master task ended unexpectedly; exiting.") == 0, "a shutdown counted as a failure");
+    let acknowledged = agent.receipt();
+    ensure!(agent.sent() >= acknowledged, "receipts beyond what was sent");
+
+    // After a restart on the same database, every event the agent was told is stored is there.
+    master.restart().await?;
+    let mut admin = master.admin().await?;
+    let mut stored = Vec::new();
+    loop {
+        let request = ListEventsRequest {
+            agent_id: agent.id.clone(),
+            after_event_id: stored.last().copied().unwrap_or(0),
+            limit: 1000,
+        };
+        let page = admin.list_events(request).await?.into_inner().events;
+        if page.is_empty() {
+            break;
+        }
+        stored.extend(page.iter().map(|event| event.event_id));
+    }
+    let missing: Vec<u64> = (1..=acknowledged).filter(|id| stored.binary_search(id).is_err()).collect();
+    ensure!(
+        missing.is_empty(),
+        "{} of {acknowledged} acknowledged events are not stored (first: {:?})",
+        missing.len(),
+        missing.first()
+    );
+    Ok(())
+}
+
+/// A long-lived task that dies (here: made to fail through the hidden test hook) ends the master
+/// with a non-zero status and a log line naming the task — not a master that serves half-alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_task_ends_the_master_with_its_name_in_the_log() -> Result<()> {
+    for task in ["reconciler", "event writer"] {
+        let mut master = Master::start(None, &["--test-fault-task", task]).await?;
+        let status = master.wait_exit(WAIT)?;
+        ensure!(!status.success(), "the master exited with {status} after its {task} task died");
+        let record = master.logs.wait_for("A master task ended unexpectedly; exiting.", WAIT).await?;
+        ensure!(record["task"] == task, "the log names {} instead of {task}: {record}", record["task"]);
+        ensure!(record["level"] == "ERROR", "{record}");
+    }
     Ok(())
 }
 

@@ -199,6 +199,10 @@ pub struct ServeArgs {
     pub offline_emulator_url: Option<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// Tests only: the long-lived task (by its name in the logs, e.g. "reconciler") that fails on
+    /// purpose once the master listens, to show that the process then exits.
+    #[arg(long, hide = true)]
+    pub test_fault_task: Option<String>,
 }
 
 /// Limits that keep one peer from taking what the fleet needs (README: "Limits").
