@@ -151,3 +151,16 @@ impl CommandQueue {
         Ok(Command::decode(payload.as_slice())?)
     }
 }
+
+/// The reconciler's port: its start_tunnel commands go through the queue like any other.
+impl crate::reconcile::AgentCommands for CommandQueue {
+    fn start_tunnel<'a>(
+        &'a self,
+        agent_id: &'a str,
+        start: dockflare::v1::StartTunnel,
+    ) -> futures::future::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.enqueue(agent_id, command::Kind::StartTunnel(start)).await.map(drop).map_err(|e| e.to_string())
+        })
+    }
+}

@@ -169,8 +169,8 @@ pub fn origin_request(origin: &dockflare_common::labels::OriginOptions) -> v1::O
 }
 
 /// A stored route as the admin API shows it.
-pub fn route(row: &crate::reconcile::route_table::RouteRow) -> v1::Route {
-    use crate::reconcile::route_table::{Source, Status};
+pub fn route(row: &crate::model::RouteRow) -> v1::Route {
+    use crate::model::{Source, Status};
     let status = match row.status {
         Status::Active if !row.last_error.is_empty() => v1::RouteStatus::Error,
         Status::Active => v1::RouteStatus::Active,

@@ -165,7 +165,7 @@ pub async fn start(
     let leader = crate::cluster::leadership(&store, &url, &supervisor);
     Reconciler::new(
         store.clone(),
-        commands.clone(),
+        std::sync::Arc::new(commands.clone()),
         client,
         options.cloudflare.reconcile.clone(),
         installation_id,

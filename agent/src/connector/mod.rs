@@ -214,7 +214,7 @@ impl ConnectorManager {
                 }
                 Action::Create => {
                     let Some(desired) = desired else { continue };
-                    docker_ops::ensure_network(docker, &desired.network, launch).await?;
+                    crate::docker::network::ensure(docker, &desired.network, launch.network_kind()).await?;
                     let id = docker_ops::create(docker, launch, &self.agent_id, desired).await?;
                     tracing::info!(message = "Connector created.", id = %id, tunnel = %desired.tunnel_id, launch = launch.name(), image = %desired.image);
                     current = Some(id);

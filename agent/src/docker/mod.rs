@@ -3,6 +3,7 @@
 //! reported containers, and the watch loop that keeps the inventory true.
 
 pub mod engine;
+pub mod network;
 pub mod observe;
 pub mod reachability;
 pub mod watcher;

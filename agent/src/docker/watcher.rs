@@ -10,7 +10,7 @@
 use super::engine::{self, EngineError, HostMode, ModeChoice};
 use super::observe;
 use super::reachability::{self, NetworkNames};
-use crate::connector::docker_ops::{self, Launch};
+
 use crate::inventory::Inventory;
 use crate::outbox::Outbox;
 use bollard::models::{EndpointSettings, EventMessage, NetworkConnectRequest};
@@ -207,7 +207,9 @@ async fn attach_to_network(context: &WatchContext, docker: &Docker, containers: 
     if wanted.is_empty() {
         return;
     }
-    if let Err(error) = docker_ops::ensure_network(docker, network, &Launch::Container).await {
+    if let Err(error) =
+        crate::docker::network::ensure(docker, network, crate::docker::network::NetworkKind::Bridge).await
+    {
         tracing::warn!(message = "Cannot create the connector network to attach containers to.", %network, %error);
         return;
     }

@@ -6,7 +6,7 @@
 //! id from elsewhere is only another claim.
 
 use super::route_table::{Claim, RouteSpec, Source};
-use crate::store::{AgentRecord, ContainerRow, ManualRoute};
+use crate::model::{AgentRecord, ContainerRow, ManualRoute};
 use dockflare::v1::Container;
 use dockflare_common::labels::{self, LabelPrefixes, OriginOptions};
 use prost::Message;

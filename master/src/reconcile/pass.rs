@@ -10,9 +10,8 @@ use super::ingress::apply::IngressSync;
 use super::noticed::Noticed;
 use super::tunnels::apply::Tunnels;
 use super::tunnels::plan::TunnelPlan;
-use super::{ingress, route_table, zones, PassReport, ReconcileSettings};
+use super::{ingress, route_table, zones, AgentCommands, PassReport, ReconcileSettings};
 use crate::clock::now_millis;
-use crate::commands::CommandQueue;
 use crate::model::{RouteRow, Status, TunnelRow};
 use crate::store::{Store, StoreError};
 use dockflare_cloudflare::client::CloudflareClient;
@@ -23,7 +22,7 @@ use tokio::sync::watch;
 /// The reconciler's state between passes.
 pub struct Reconciler {
     pub(super) store: Store,
-    pub(super) commands: CommandQueue,
+    pub(super) commands: std::sync::Arc<dyn AgentCommands>,
     pub(super) client: CloudflareClient,
     pub(super) settings: ReconcileSettings,
     pub(super) installation_id: String,
@@ -79,7 +78,7 @@ impl Table {
 impl Reconciler {
     pub fn new(
         store: Store,
-        commands: CommandQueue,
+        commands: std::sync::Arc<dyn AgentCommands>,
         client: CloudflareClient,
         settings: ReconcileSettings,
         installation_id: String,
@@ -138,7 +137,7 @@ impl Reconciler {
         let step = Tunnels {
             client: &self.client,
             store: &self.store,
-            commands: &self.commands,
+            commands: self.commands.as_ref(),
             prefix: &self.settings.tunnel_prefix,
         };
         let plan = TunnelPlan::of(&observed.agents, &table.rows);

@@ -8,7 +8,7 @@
 //! where zones are known (the zone step). Pure.
 
 use super::route_table::{Claim, Source};
-use crate::store::AgentRecord;
+use crate::model::AgentRecord;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// How every refusal's reason starts (common/src/hostname_policy.rs writes it).

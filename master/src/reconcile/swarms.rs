@@ -4,7 +4,7 @@
 //! Reports of one Swarm service merge only within one swarm: everywhere else
 //! the same service id is somebody else's claim. Pure.
 
-use crate::store::AgentRecord;
+use crate::model::AgentRecord;
 use std::collections::{BTreeMap, HashMap};
 
 /// The swarm key of every agent: agents of one swarm share it; an agent in no

@@ -4,12 +4,11 @@
 
 use super::plan::tunnel_name;
 use crate::clock::now_millis;
-use crate::commands::CommandQueue;
 use crate::model::{AgentRecord, TunnelRow};
 use crate::reconcile::ingress::apply::IngressSync;
-use crate::reconcile::PassReport;
+use crate::reconcile::{AgentCommands, PassReport};
 use crate::store::{Store, StoreError};
-use dockflare::v1::{command, StartTunnel};
+use dockflare::v1::StartTunnel;
 use dockflare_cloudflare::client::CloudflareClient;
 use dockflare_cloudflare::codes;
 use secrecy::ExposeSecret;
@@ -19,7 +18,7 @@ use std::collections::{BTreeSet, HashMap};
 pub struct Tunnels<'a> {
     pub client: &'a CloudflareClient,
     pub store: &'a Store,
-    pub commands: &'a CommandQueue,
+    pub commands: &'a dyn AgentCommands,
     pub prefix: &'a str,
 }
 
@@ -87,13 +86,13 @@ impl Tunnels<'_> {
     /// Tells the agent to run the tunnel's connector (with a fresh token) and records it.
     pub async fn start(&self, agent: &AgentRecord, tunnel: &TunnelRow) -> Result<(), String> {
         let token = self.client.tunnel_token(&tunnel.tunnel_id).await.map_err(|e| e.to_string())?;
-        let kind = command::Kind::StartTunnel(StartTunnel {
+        let start = StartTunnel {
             tunnel_id: tunnel.tunnel_id.clone(),
             tunnel_name: tunnel.name.clone(),
             token: token.expose_secret().to_string(),
             rules: Vec::new(),
-        });
-        self.commands.enqueue(&agent.id, kind).await.map_err(|e| e.to_string())?;
+        };
+        self.commands.start_tunnel(&agent.id, start).await?;
         self.store.set_assigned_tunnel(&agent.id, &tunnel.tunnel_id).await.map_err(|e| e.to_string())?;
         Ok(())
     }
