@@ -23,6 +23,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::routing::get;
 use axum::Router;
+use dockflare_cloudflare::codes;
 use dockflare_cloudflare::types::{decode_tunnel_token, DeletedId, TunnelConfiguration};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -174,7 +175,9 @@ async fn configuration(State(emulator): State<Emulator>, headers: HeaderMap, uri
         if ready || tokio::time::Instant::now() >= deadline {
             return match current {
                 Some(configuration) => Ok(json_response(StatusCode::OK, &configuration)),
-                None => Err(ApiError::new(404, 1055, "Configuration for tunnel not found")),
+                None => {
+                    Err(ApiError::new(404, codes::TUNNEL_CONFIGURATION_NOT_FOUND, "Configuration for tunnel not found"))
+                }
             };
         }
         tokio::select! {

@@ -18,6 +18,7 @@ use super::Emulator;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::Uri;
+use dockflare_cloudflare::codes;
 use dockflare_cloudflare::types::{ApiMessage, DeletedId, DnsRecord, Zone};
 use serde_json::{json, Map, Value};
 use std::cmp::Ordering;
@@ -50,7 +51,7 @@ const RECORD_TYPES: [&str; 21] = [
 const PASSTHROUGH_KEYS: [&str; 3] = ["priority", "data", "settings"];
 
 fn record_not_found() -> ApiError {
-    ApiError::new(404, 81044, "Record does not exist.")
+    ApiError::new(404, codes::DNS_RECORD_NOT_FOUND, "Record does not exist.")
 }
 
 fn body_invalid() -> ApiError {
@@ -222,11 +223,14 @@ impl Data {
         let others = self.zones.get(zone).map(|z| z.records.as_slice()).unwrap_or_default();
         let same_name = || others.iter().filter(|r| Some(r.id.as_str()) != except && r.name == fields.name);
         if same_name().any(|r| r.record_type == fields.record_type && r.content.eq_ignore_ascii_case(&fields.content)) {
-            return Err(ApiError::bad_request(81058, "An identical record already exists."));
+            return Err(ApiError::bad_request(codes::DNS_IDENTICAL_RECORD, "An identical record already exists."));
         }
         match fields.record_type.as_str() {
             "CNAME" if same_name().any(|r| matches!(r.record_type.as_str(), "A" | "AAAA" | "CNAME")) => {
-                Err(ApiError::bad_request(81053, "An A, AAAA, or CNAME record with that host already exists."))
+                Err(ApiError::bad_request(
+                    codes::DNS_NAME_TAKEN,
+                    "An A, AAAA, or CNAME record with that host already exists.",
+                ))
             }
             "A" | "AAAA" if same_name().any(|r| r.record_type == "CNAME") => {
                 Err(ApiError::bad_request(81054, "A CNAME record with that host already exists."))

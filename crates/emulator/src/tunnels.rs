@@ -17,6 +17,7 @@ use axum::extract::{Path, State};
 use axum::http::Uri;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use dockflare_cloudflare::codes;
 use dockflare_cloudflare::types::{
     CreateTunnelRequest, PutConfigurationRequest, Tunnel, TunnelClient, TunnelConfig, TunnelConfiguration,
     TunnelConnection, TunnelWithToken, UpdateTunnelRequest,
@@ -35,7 +36,7 @@ fn tunnel_not_found() -> ApiError {
 }
 
 fn configuration_not_found() -> ApiError {
-    ApiError::new(404, 1055, "Configuration for tunnel not found")
+    ApiError::new(404, codes::TUNNEL_CONFIGURATION_NOT_FOUND, "Configuration for tunnel not found")
 }
 
 fn invalid(message: impl std::fmt::Display) -> ApiError {
@@ -78,7 +79,7 @@ impl Data {
             None => rand::random::<[u8; 32]>().to_vec(),
         };
         if self.live_name_taken(&name, None) {
-            return Err(ApiError::new(409, 1013, NAME_CONFLICT));
+            return Err(ApiError::new(409, codes::TUNNEL_NAME_TAKEN, NAME_CONFLICT));
         }
         let created_at = now();
         let entry = TunnelEntry {
@@ -144,7 +145,7 @@ impl Data {
         let id = self.tunnels.get(index).map(|t| t.id.clone()).unwrap_or_default();
         if let Some(name) = name.as_deref() {
             if self.live_name_taken(name, Some(&id)) {
-                return Err(ApiError::new(409, 1013, NAME_CONFLICT));
+                return Err(ApiError::new(409, codes::TUNNEL_NAME_TAKEN, NAME_CONFLICT));
             }
         }
         let account_id = self.account_id.clone();
