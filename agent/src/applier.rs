@@ -71,6 +71,8 @@ impl Applier {
         } else {
             tracing::warn!(message = "Command failed.", command = %command.id, sequence = command.sequence, kind, error = %outcome.error);
         }
+        let result = if outcome.success { "success" } else { "failure" };
+        metrics::counter!("dockflare_agent_commands_applied_total", "kind" => kind, "outcome" => result).increment(1);
         self.acknowledge(&outcome);
     }
 

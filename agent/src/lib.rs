@@ -14,4 +14,5 @@ pub mod ledger;
 pub mod outbox;
 pub mod renewal;
 pub mod session;
+pub mod status;
 pub mod tunnel_state;

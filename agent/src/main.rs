@@ -101,6 +101,71 @@ struct Args {
     /// fleets to spread reconnects over a longer window.
     #[arg(long, env = "DOCKFLARE_RECONNECT_MAX", default_value = "4s", value_parser = humantime::parse_duration)]
     reconnect_max: Duration,
+    /// Where to serve /healthz, /readyz and /metrics over plain HTTP ("off": nowhere).
+    #[arg(long, env = "DOCKFLARE_METRICS_LISTEN", default_value = DEFAULT_METRICS_LISTEN, value_parser = listen_or_off)]
+    metrics_listen: ListenOrOff,
+}
+
+const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9181";
+
+/// `dockflare-agent healthcheck`: asks the running agent's health endpoint (the images'
+/// HEALTHCHECK; needs no shell). Exit 0 when it answers 200.
+#[derive(Parser, Debug)]
+#[command(name = "dockflare-agent healthcheck")]
+struct HealthcheckArgs {
+    #[arg(long, env = "DOCKFLARE_METRICS_LISTEN", default_value = DEFAULT_METRICS_LISTEN, value_parser = listen_or_off)]
+    metrics_listen: ListenOrOff,
+    /// `/healthz` (the process is sound) or `/readyz` (connected, Docker answers, connector ready).
+    #[arg(long, default_value = "/healthz")]
+    path: String,
+}
+
+/// A listen address, or "off".
+#[derive(Debug, Clone, Copy)]
+struct ListenOrOff(Option<std::net::SocketAddr>);
+
+fn listen_or_off(value: &str) -> Result<ListenOrOff, String> {
+    match value.trim() {
+        "off" | "none" | "" => Ok(ListenOrOff(None)),
+        text => text
+            .parse()
+            .map(|addr| ListenOrOff(Some(addr)))
+            .map_err(|_| format!("{text:?} is not HOST:PORT or \"off\"")),
+    }
+}
+
+fn healthcheck(args: &HealthcheckArgs) -> Result<()> {
+    let addr = args.metrics_listen.0.context("--metrics-listen is off: there is no health endpoint")?;
+    let body = dockflare_observe::probe::get(addr, &args.path, Duration::from_secs(5))?;
+    print!("{body}");
+    Ok(())
+}
+
+/// Serves /healthz, /readyz and /metrics (a task of the agent's JoinSet).
+async fn start_health(
+    addr: std::net::SocketAddr,
+    status: dockflare_agent::status::AgentStatus,
+    tasks: &mut JoinSet<&'static str>,
+) -> Result<()> {
+    let handle = dockflare_observe::recorder::install("agent", env!("CARGO_PKG_VERSION"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for health and metrics (--metrics-listen)"))?;
+    let local = listener.local_addr()?;
+    tasks.spawn(named("metrics upkeep", dockflare_observe::recorder::upkeep(handle.clone())));
+    tasks.spawn(named("health server", async move {
+        let served = dockflare_observe::server::serve(
+            listener,
+            std::sync::Arc::new(status),
+            Some(handle),
+            std::future::pending(),
+        );
+        if let Err(error) = served.await {
+            tracing::error!(message = "The health and metrics server failed.", %error);
+        }
+    }));
+    tracing::info!(message = "Health and metrics listening.", addr = %local, paths = "/healthz /readyz /metrics");
+    Ok(())
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -213,6 +278,9 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        return healthcheck(&HealthcheckArgs::parse_from(std::env::args().skip(1)));
+    }
     let matches = Args::command().get_matches();
     let args = Args::from_arg_matches(&matches)?;
     init_logging(args.log_format);
@@ -226,12 +294,20 @@ async fn main() -> Result<()> {
     dockflare_common::secret_file::create_private_dir(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let display_name = args.display_name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(host_name);
+    // Every long-lived task is owned: one that ends (or panics) ends the agent, which says why and
+    // exits non-zero for its supervisor (systemd, Docker, Swarm) to restart it.
+    let mut tasks: JoinSet<&'static str> = JoinSet::new();
+    let outbox = Outbox::new(outbox::DEFAULT_CAPACITY);
+    let status = dockflare_agent::status::AgentStatus::new(outbox.clone());
+    // Before enrollment, so that an orchestrator sees a live process while it waits for a master.
+    if let Some(addr) = args.metrics_listen.0 {
+        start_health(addr, status.clone(), &mut tasks).await?;
+    }
 
     let identity = identity(&args, &display_name, args.reconnect_max).await?;
     let agent_id = identity.agent_id.clone();
     let (identity_tx, identity_rx) = watch::channel(identity);
 
-    let outbox = Outbox::new(outbox::DEFAULT_CAPACITY);
     let inventory = Inventory::default();
     let tunnel = tunnel_state::load(&args.data_dir)?;
     if let Some(state) = &tunnel {
@@ -246,9 +322,6 @@ async fn main() -> Result<()> {
         inventory: inventory.clone(),
         tunnel: tunnel_tx,
     };
-    // Every long-lived task is owned: one that ends (or panics) ends the agent, which says why and
-    // exits non-zero for its supervisor (systemd, Docker, Swarm) to restart it.
-    let mut tasks: JoinSet<&'static str> = JoinSet::new();
     tasks.spawn(named("command applier", applier.run(commands_rx)));
     tasks.spawn(named("certificate renewal", renewal::run(args.masters.clone(), args.data_dir.clone(), identity_tx)));
 
@@ -278,6 +351,7 @@ async fn main() -> Result<()> {
             swarm_relist_every: args.swarm_relist_interval,
             mode: mode_tx,
             attach_network: args.attach_network.then(|| args.network.clone()),
+            status: status.clone(),
         }),
     ));
     tasks.spawn(named(
@@ -293,6 +367,7 @@ async fn main() -> Result<()> {
             desired: tunnel_rx,
             mode: mode_rx.clone(),
             outbox: outbox.clone(),
+            status: status.clone(),
         }
         .run(),
     ));
@@ -308,6 +383,7 @@ async fn main() -> Result<()> {
         inventory,
         commands: commands_tx,
         backoff: (Duration::from_millis(200), args.reconnect_max),
+        status,
     };
     tokio::select! {
         _ = session::run(context) => {}

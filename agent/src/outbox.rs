@@ -68,6 +68,7 @@ impl Outbox {
             while state.pending.len() > state.capacity {
                 state.pending.pop_front();
                 state.dropped += 1;
+                metrics::counter!("dockflare_agent_outbox_dropped_total").increment(1);
             }
             id
         };

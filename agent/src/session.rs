@@ -44,6 +44,8 @@ pub struct SessionContext {
     pub outbox: Outbox,
     pub inventory: Inventory,
     pub commands: mpsc::Sender<Command>,
+    /// Whether a master holds the streams, for /readyz.
+    pub status: crate::status::AgentStatus,
     /// Shortest and longest wait between reconnects.
     pub backoff: (Duration, Duration),
 }
@@ -73,6 +75,10 @@ pub async fn run(context: SessionContext) {
     loop {
         let started = Instant::now();
         let error = run_once(&context, &mut preferred).await;
+        metrics::counter!("dockflare_agent_master_reconnects_total").increment(1);
+        context.status.master_lost(match &error {
+            SessionEnd::Refused(reason) | SessionEnd::Failed(reason) | SessionEnd::Reregister(reason) => reason,
+        });
         if started.elapsed() >= STABLE_AFTER {
             delays = reconnect_delays(context.backoff);
         }
@@ -152,6 +158,7 @@ async fn run_once(context: &SessionContext, preferred: &mut usize) -> SessionEnd
         Err(status) => return status_end("Register", &status),
     };
     context.outbox.resume_after(registered.last_event_id);
+    context.status.master_connected(url);
     let dropped = context.outbox.take_dropped();
     if dropped > 0 {
         tracing::warn!(

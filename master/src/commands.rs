@@ -133,6 +133,7 @@ impl CommandQueue {
             .enqueue_command(agent_id, &command_id, kind_name, created_at, seal_at)
             .await
             .map_err(EnqueueError::Store)?;
+        metrics::counter!("dockflare_commands_queued_total", "kind" => kind_name).increment(1);
         match outcome {
             Enqueued::Queued(sequence) => {
                 self.fanout.commands_for(agent_id).await;

@@ -74,6 +74,11 @@ impl EventWriter {
         tokio::time::timeout(timeout, stopped.wait_for(|done| *done)).await.is_ok_and(|r| r.is_ok())
     }
 
+    /// Events queued and not yet stored (metrics).
+    pub fn depth(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
     /// Queues an event, waiting while the queue is full (in events or in bytes).
     pub async fn submit(&self, pending: PendingEvent) -> Result<(), WriterStopped> {
         let size = (pending.event.payload.len() + 256).min(QUEUE_BYTES);
@@ -96,6 +101,9 @@ async fn run(
 ) {
     let mut buffer = Vec::with_capacity(MAX_BATCH);
     let mut permits = Vec::with_capacity(MAX_BATCH);
+    let stored_total = metrics::counter!("dockflare_events_stored_total");
+    let batch_size = metrics::histogram!("dockflare_event_batch_size");
+    let commit_seconds = metrics::histogram!("dockflare_event_commit_seconds");
     loop {
         let received = tokio::select! {
             received = incoming.recv_many(&mut buffer, MAX_BATCH) => received,
@@ -121,7 +129,15 @@ async fn run(
             }
             batch.events.push(pending.event);
         }
+        let started = std::time::Instant::now();
         write_until_stored(&store, &batch).await;
+        commit_seconds.record(started.elapsed().as_secs_f64());
+        batch_size.record(batch.events.len() as f64);
+        stored_total.increment(batch.events.len() as u64);
+        for ack in &batch.acks {
+            let outcome = if ack.success { "success" } else { "failure" };
+            metrics::counter!("dockflare_commands_acknowledged_total", "outcome" => outcome).increment(1);
+        }
         permits.clear(); // stored: the bytes are free for others
         if !batch.container_changes.is_empty() {
             fanout.reconcile().await;

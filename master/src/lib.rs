@@ -15,6 +15,7 @@ pub mod enroll_guard;
 pub mod event_writer;
 pub mod fanout;
 pub mod grpc_status;
+pub mod health;
 pub mod listener;
 pub mod liveness;
 pub mod manual_routes;

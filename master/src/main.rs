@@ -63,6 +63,12 @@ async fn main() -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match &cli.command {
         Some(Command::Token { action }) => cli::token::token_command(&cli, action).await,
+        Some(Command::Healthcheck { path }) => {
+            let addr = cli.serve.metrics_listen.0.context("--metrics-listen is off: there is no health endpoint")?;
+            let body = dockflare_observe::probe::get(addr, path, Duration::from_secs(5))?;
+            print!("{body}");
+            Ok(())
+        }
         Some(Command::CloudflareEmulator { listen, zones, token }) => {
             let config =
                 EmulatorConfig { api_tokens: vec![token.clone()], zones: zones.clone(), ..EmulatorConfig::default() };
@@ -71,6 +77,10 @@ async fn main() -> Result<()> {
         None | Some(Command::Serve) => {
             let open_files = raise_file_limit();
             let options = cli::options::serve_options(&cli, open_files)?;
+            if options.metrics_listen.is_some() {
+                // First: a metric handle taken before the recorder exists records nowhere.
+                dockflare_observe::recorder::install("master", env!("CARGO_PKG_VERSION"))?;
+            }
             let mut running = server::start(options, shutdown_signal()).await?;
             let mut stopping = running.stopping.clone();
             let stopped_in_time = async {

@@ -47,6 +47,8 @@ pub struct ServeOptions {
     pub connections: ConnectionLimits,
     /// Message sizes, unauthenticated calls, failed enrollments.
     pub calls: CallLimits,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served (`None`: nowhere).
+    pub metrics_listen: Option<SocketAddr>,
     /// Tests only (`--test-fault-task`): the long-lived task that fails once the master listens.
     pub test_fault_task: Option<String>,
 }
@@ -90,6 +92,8 @@ pub enum StartError {
     Cloudflare(String),
     #[error("built-in Cloudflare emulator: {0}")]
     Emulator(String),
+    #[error(transparent)]
+    Health(#[from] crate::health::HealthError),
 }
 
 /// A started master.
@@ -169,7 +173,7 @@ pub async fn start(
         client,
         options.cloudflare.reconcile.clone(),
         installation_id,
-        leader,
+        leader.clone(),
     )
     .spawn_with(reconciler_inbox, &supervisor);
     if store.backend() == store::Backend::Postgres {
@@ -248,6 +252,10 @@ pub async fn start(
         ca = %pki.dir.join("ca.crt").display(),
         admin_cert = %pki.dir.join("admin.crt").display(),
     );
+    if let Some(addr) = options.metrics_listen {
+        let health = crate::health::MasterHealth { state: state.clone(), supervisor, leader, grpc: local_addr };
+        crate::health::start(addr, health, stopping.clone()).await?;
+    }
     listening_tx.send_replace(true);
     Ok(RunningMaster { local_addr, emulator, state, served, exits, stopping })
 }

@@ -14,7 +14,7 @@ use futures::FutureExt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{mpsc, watch};
 
 /// A task that ended, and how.
@@ -42,6 +42,8 @@ pub struct Supervisor {
     stopping: Arc<AtomicBool>,
     /// A task to fail on purpose (tests), and when: once the value turns true.
     fault: Option<(String, watch::Receiver<bool>)>,
+    /// The first task that ended unexpectedly, in words (`/healthz` says it until the exit).
+    failure: Arc<Mutex<Option<String>>>,
 }
 
 /// Where exits arrive (one per supervisor, held by whoever decides to stop the process).
@@ -50,7 +52,12 @@ pub struct Exits(mpsc::UnboundedReceiver<Exit>);
 impl Supervisor {
     pub fn new() -> (Supervisor, Exits) {
         let (exits, rx) = mpsc::unbounded_channel();
-        (Supervisor { exits, stopping: Arc::default(), fault: None }, Exits(rx))
+        (Supervisor { exits, stopping: Arc::default(), fault: None, failure: Arc::default() }, Exits(rx))
+    }
+
+    /// The first task that ended unexpectedly, if one has.
+    pub fn first_failure(&self) -> Option<String> {
+        self.failure.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Tests only: the task named `task`, spawned from now on, panics once `fire` turns true.
@@ -65,7 +72,7 @@ impl Supervisor {
 
     /// Spawns `task` under `name`; its end, however it comes, is reported.
     pub fn spawn(&self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
-        let (exits, stopping) = (self.exits.clone(), self.stopping.clone());
+        let (exits, stopping, failure) = (self.exits.clone(), self.stopping.clone(), self.failure.clone());
         let fault = self.fault.as_ref().filter(|(task, _)| task == name).map(|(_, fire)| fire.clone());
         let task = async move {
             let Some(mut fire) = fault else { return task.await };
@@ -83,7 +90,9 @@ impl Supervisor {
                     .unwrap_or_else(|| "(no message)".to_string())
             });
             if !stopping.load(Ordering::SeqCst) {
-                let _ = exits.send(Exit { task: name, panic });
+                let exit = Exit { task: name, panic };
+                failure.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert_with(|| exit.to_string());
+                let _ = exits.send(exit);
             }
         });
     }

@@ -80,6 +80,7 @@ pub struct ConnectorManager {
     pub desired: watch::Receiver<Option<TunnelState>>,
     pub mode: watch::Receiver<Option<HostMode>>,
     pub outbox: Outbox,
+    pub status: crate::status::AgentStatus,
 }
 
 impl ConnectorManager {
@@ -89,6 +90,7 @@ impl ConnectorManager {
         let mut last_sent = Instant::now();
         loop {
             let status = self.reconcile(&mut docker).await;
+            self.status.connector(&status);
             let changed = last.as_ref() != Some(&status);
             if changed || last_sent.elapsed() >= REPORT_EVERY {
                 if changed {
@@ -210,12 +212,14 @@ impl ConnectorManager {
                 }
                 Action::Start { id } => {
                     docker_ops::start(docker, &id).await?;
+                    metrics::counter!("dockflare_agent_connector_starts_total").increment(1);
                     tracing::info!(message = "Connector started.", id = %id);
                 }
                 Action::Create => {
                     let Some(desired) = desired else { continue };
                     crate::docker::network::ensure(docker, &desired.network, launch.network_kind()).await?;
                     let id = docker_ops::create(docker, launch, &self.agent_id, desired).await?;
+                    metrics::counter!("dockflare_agent_connector_starts_total").increment(1);
                     tracing::info!(message = "Connector created.", id = %id, tunnel = %desired.tunnel_id, launch = launch.name(), image = %desired.image);
                     current = Some(id);
                 }

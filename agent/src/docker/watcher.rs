@@ -39,6 +39,8 @@ pub struct WatchContext {
     pub swarm_relist_every: Duration,
     /// The detected host mode, published after each (re)connect.
     pub mode: watch::Sender<Option<HostMode>>,
+    /// Whether the engine answers, for /readyz.
+    pub status: crate::status::AgentStatus,
     /// On a standalone engine: the connector's network, which enabled containers are connected
     /// to when they are not on it yet (alias: their name), so that `http://NAME:PORT` resolves
     /// from the connector. `None`: leave container networks alone.
@@ -55,6 +57,7 @@ pub async fn run(context: WatchContext) {
         match watch_once(&context).await {
             Ok(()) => delay = RETRY_MIN,
             Err(error) => {
+                context.status.docker_lost(error.to_string());
                 tracing::warn!(message = "Lost the Docker engine; reconnecting.", %error, retry_in_ms = delay.as_millis() as u64);
             }
         }
@@ -67,6 +70,7 @@ async fn watch_once(context: &WatchContext) -> Result<(), EngineError> {
     let docker = engine::connect().await?;
     let mode = engine::detect_mode(&docker, context.mode_choice).await?;
     let manager = matches!(mode, HostMode::Swarm { manager: true, .. });
+    context.status.docker_connected(format!("{mode:?}"));
     if context.mode.borrow().as_ref() != Some(&mode) {
         tracing::info!(message = "Docker engine connected.", mode = ?mode, api = %docker.client_version());
         context.mode.send_replace(Some(mode.clone()));
@@ -91,13 +95,17 @@ async fn watch_once(context: &WatchContext) -> Result<(), EngineError> {
     loop {
         tokio::select! {
             event = events.next() => match event {
-                Some(Ok(event)) => handle_event(context, &docker, manager, &mut names, event).await?,
+                Some(Ok(event)) => {
+                    metrics::counter!("dockflare_agent_docker_events_total").increment(1);
+                    handle_event(context, &docker, manager, &mut names, event).await?
+                }
                 Some(Err(error)) => return Err(EngineError::Request(error)),
                 None => return Err(EngineError::Request(bollard::errors::Error::IOError {
                     err: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "event stream ended"),
                 })),
             },
             _ = relist.tick() => {
+                metrics::counter!("dockflare_agent_relists_total").increment(1);
                 names.forget();
                 let mut view = snapshot(&docker, manager, &context.selection).await?;
                 check_reachability(context, &docker, &mut names, view.values_mut()).await;

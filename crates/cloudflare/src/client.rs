@@ -178,9 +178,16 @@ impl CloudflareClient {
         use std::sync::atomic::Ordering::Relaxed;
         let url = format!("{}{}", self.settings.api_url, path);
         let mut attempt = 0;
+        let operation = operation(&method, path);
         loop {
             attempt += 1;
+            let waiting = std::time::Instant::now();
             self.budget.until_ready().await;
+            let waited = waiting.elapsed();
+            if waited > Duration::from_millis(1) {
+                metrics::counter!("dockflare_cloudflare_budget_waits_total").increment(1);
+                metrics::histogram!("dockflare_cloudflare_budget_wait_seconds").record(waited.as_secs_f64());
+            }
             let mut request =
                 self.http.request(method.clone(), &url).bearer_auth(self.settings.token.expose_secret()).query(query);
             if let Some(body) = body {
@@ -188,9 +195,15 @@ impl CloudflareClient {
             }
             self.counters.sent.fetch_add(1, Relaxed);
             let outcome = match request.send().await {
-                Err(error) => Err((CfError::Transport(error_chain(&error)), None)),
+                Err(error) => {
+                    metrics::counter!("dockflare_cloudflare_requests_total", "operation" => operation.clone(), "code" => "transport")
+                        .increment(1);
+                    Err((CfError::Transport(error_chain(&error)), None))
+                }
                 Ok(response) => {
                     let status = response.status();
+                    metrics::counter!("dockflare_cloudflare_requests_total", "operation" => operation.clone(), "code" => status.as_u16().to_string())
+                        .increment(1);
                     let retry_after = retry_after(response.headers());
                     let bytes = response.bytes().await.map_err(|e| CfError::Transport(error_chain(&e)));
                     match bytes {
@@ -213,6 +226,7 @@ impl CloudflareClient {
                 return Err(error);
             }
             self.counters.retried.fetch_add(1, Relaxed);
+            metrics::counter!("dockflare_cloudflare_retries_total", "operation" => operation.clone()).increment(1);
             let backoff = Duration::from_millis(250 * 2u64.pow(attempt - 1));
             let jitter = Duration::from_millis(rand::random::<u64>() % 250);
             let wait = retry_after.map(|d| d.min(RETRY_AFTER_CAP)).unwrap_or(backoff + jitter);
@@ -406,6 +420,28 @@ fn parse<T: DeserializeOwned>(status: StatusCode, bytes: &[u8]) -> Result<(Optio
 }
 
 /// `Retry-After` in seconds (or an HTTP date, which we treat as "a while").
+/// A call's low-cardinality name: the method and the path with every id replaced by `:id`
+/// (`PUT /accounts/:id/cfd_tunnel/:id/configurations`).
+fn operation(method: &Method, path: &str) -> String {
+    const WORDS: &[&str] = &[
+        "accounts",
+        "cfd_tunnel",
+        "configurations",
+        "token",
+        "connections",
+        "zones",
+        "dns_records",
+        "user",
+        "tokens",
+        "verify",
+    ];
+    let template: Vec<&str> = path
+        .split('/')
+        .map(|segment| if segment.is_empty() || WORDS.contains(&segment) { segment } else { ":id" })
+        .collect();
+    format!("{method} {}", template.join("/"))
+}
+
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
     match value.trim().parse::<u64>() {
@@ -430,6 +466,16 @@ mod erased {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn operations_name_the_call_without_its_ids() {
+        assert_eq!(
+            operation(&Method::PUT, "/accounts/0123abcd/cfd_tunnel/5f3c-11/configurations"),
+            "PUT /accounts/:id/cfd_tunnel/:id/configurations"
+        );
+        assert_eq!(operation(&Method::GET, "/user/tokens/verify"), "GET /user/tokens/verify");
+        assert_eq!(operation(&Method::DELETE, "/zones/z1/dns_records/r9"), "DELETE /zones/:id/dns_records/:id");
+    }
 
     #[test]
     fn envelopes_are_parsed_tolerantly() {

@@ -62,6 +62,10 @@ impl Agent {
             command.args(["--reconnect-max", "1s"]);
         }
         command.args(&self.extra_args);
+        // Many agents run side by side: each gets a free health port unless the test picks one.
+        if !self.extra_args.iter().any(|arg| arg == "--metrics-listen") {
+            command.args(["--metrics-listen", "127.0.0.1:0"]);
+        }
         // Unless a test chooses the connector, use the stub: no published ports, nothing pulled.
         if !self.extra_args.iter().any(|a| a == "--cloudflared-image") {
             command.args(["--cloudflared-image", "dockflare-test/connector:latest"]);
@@ -86,6 +90,15 @@ impl Agent {
     pub fn restart(&mut self) -> Result<()> {
         self.kill9()?;
         self.spawn()
+    }
+
+    /// Where the agent serves /healthz, /readyz and /metrics (from its log).
+    pub async fn metrics_addr(&self, timeout: Duration) -> Result<std::net::SocketAddr> {
+        let record = self.logs.wait_for("Health and metrics listening.", timeout).await?;
+        record
+            .get("addr")
+            .and_then(|addr| addr.as_str()?.parse().ok())
+            .context("the agent logged no address for its health and metrics")
     }
 
     /// The agent id, once enrolled.

@@ -12,6 +12,7 @@ pub mod docker;
 pub mod fake_agent;
 pub mod logs;
 pub mod master;
+pub mod proxy;
 pub mod tls;
 pub mod wait;
 
@@ -21,6 +22,7 @@ pub use docker::{docker, require_docker, unique, DockerCleanup};
 pub use fake_agent::{container, enroll_agent, labelled, route_labels, FakeAgent};
 pub use logs::Logs;
 pub use master::{Master, MasterOptions};
+pub use proxy::TcpProxy;
 pub use tls::{mtls_channel, mtls_channel_from};
 pub use wait::eventually;
 

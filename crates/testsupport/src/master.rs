@@ -98,6 +98,10 @@ impl Master {
         strip_dockflare_env(&mut command);
         command.arg("--listen").arg(self.addr.to_string()).arg("--data-dir").arg(self.data_dir.path());
         command.args(["--log-format", "json"]).args(&self.options.args);
+        // Many masters run side by side: each gets a free health port unless the test picks one.
+        if !self.options.args.iter().any(|arg| arg == "--metrics-listen") {
+            command.args(["--metrics-listen", "127.0.0.1:0"]);
+        }
         if let Some(url) = &self.options.database_url {
             command.arg("--database-url").arg(url);
         }
@@ -138,6 +142,15 @@ impl Master {
         self.child = Some(child);
         self.logs = logs;
         Ok(())
+    }
+
+    /// Where the master serves /healthz, /readyz and /metrics (from its log).
+    pub fn metrics_addr(&self) -> Result<SocketAddr> {
+        self.logs
+            .records("Health and metrics listening.")
+            .last()
+            .and_then(|record| record.get("addr")?.as_str()?.parse().ok())
+            .context("the master did not log where its health and metrics listen")
     }
 
     /// The master's resident memory, in MiB.

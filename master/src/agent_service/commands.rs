@@ -67,6 +67,9 @@ async fn run(state: &SharedState, agent_id: &AgentId, acked: u64, attached: &mut
                 if let Err(stop) = send(state, agent_id, attached, sink, Outgoing::Command(command)).await {
                     return stop;
                 }
+                metrics::counter!("dockflare_commands_delivered_total").increment(1);
+                let waited = (crate::clock::now_millis() - row.created_at).max(0) as f64 / 1000.0;
+                metrics::histogram!("dockflare_command_delivery_seconds").record(waited);
                 sent = Some((sent.map_or(row.sequence, |(first, _)| first), row.sequence));
             }
             record_delivered(state, agent_id, sent).await;

@@ -222,6 +222,7 @@ impl AgentService for AgentApi {
         let mut attached = self.state.sessions.attach(agent_id.as_str(), StreamKind::Events, record.last_event_id);
         let mut stream = request.into_inner();
         let mut last_accepted = record.last_event_id.max(*attached.receipts.borrow());
+        let received = metrics::counter!("dockflare_events_received_total");
         loop {
             let message = tokio::select! {
                 biased;
@@ -236,6 +237,7 @@ impl AgentService for AgentApi {
                 Ok(None) => break,
                 Err(status) if status.code() == tonic::Code::OutOfRange => {
                     // Larger than --max-agent-message: refused before it was read.
+                    metrics::counter!("dockflare_events_rejected_total", "reason" => "too_large").increment(1);
                     tracing::warn!(
                         message = "Refused an event larger than --max-agent-message.",
                         agent = %agent_id,
@@ -251,6 +253,7 @@ impl AgentService for AgentApi {
             let valid = match validate::event(&event) {
                 Ok(valid) => valid,
                 Err(error) => {
+                    metrics::counter!("dockflare_events_rejected_total", "reason" => "invalid").increment(1);
                     tracing::warn!(message = "Rejected an invalid event.", agent = %agent_id, event_id = event.event_id, %error);
                     return Err(Status::invalid_argument(format!("event {}: {error}", event.event_id)));
                 }
@@ -258,6 +261,7 @@ impl AgentService for AgentApi {
             if event.event_id <= last_accepted {
                 continue; // seen before: agents resend after reconnects
             }
+            received.increment(1);
             // Its own budget: a flooding agent waits here, the others do not.
             self.state.agent_budget.spend(agent_id.as_str(), event.encoded_len()).await;
             last_accepted = event.event_id;

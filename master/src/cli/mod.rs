@@ -60,6 +60,13 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the master (the default).
     Serve,
+    /// Ask the running master's health endpoint (--metrics-listen) whether it is sound: exit 0 if
+    /// it answers 200, 1 otherwise. Needs no shell: the images' HEALTHCHECK.
+    Healthcheck {
+        /// `/healthz` (the process is sound) or `/readyz` (it can do its job now).
+        #[arg(long, default_value = "/healthz")]
+        path: String,
+    },
     /// Manage join tokens.
     Token {
         #[command(subcommand)]
@@ -199,6 +206,10 @@ pub struct ServeArgs {
     pub offline_emulator_url: Option<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// Where to serve /healthz, /readyz and /metrics over plain HTTP ("off": nowhere). Keep it
+    /// off the internet: it needs no credentials.
+    #[arg(long, env = "DOCKFLARE_METRICS_LISTEN", default_value = "127.0.0.1:9180", value_parser = listen_or_off, global = true)]
+    pub metrics_listen: ListenOrOff,
     /// Tests only: the long-lived task (by its name in the logs, e.g. "reconciler") that fails on
     /// purpose once the master listens, to show that the process then exits.
     #[arg(long, hide = true)]
@@ -249,6 +260,20 @@ pub struct LimitArgs {
 }
 
 /// Parses "4MiB", "64KiB", "512" (bytes).
+/// A listen address, or "off".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenOrOff(pub Option<SocketAddr>);
+
+pub fn listen_or_off(value: &str) -> Result<ListenOrOff, String> {
+    match value.trim() {
+        "off" | "none" | "" => Ok(ListenOrOff(None)),
+        text => text
+            .parse()
+            .map(|addr| ListenOrOff(Some(addr)))
+            .map_err(|_| format!("{text:?} is not HOST:PORT or \"off\"")),
+    }
+}
+
 pub fn byte_size(value: &str) -> Result<usize, String> {
     let value = value.trim();
     let split = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());

@@ -100,6 +100,7 @@ pub fn serve_options(cli: &Cli, open_files_limit: Option<u64>) -> Result<ServeOp
             max_unauthenticated_calls: limits.max_unauthenticated_calls,
             max_unauthenticated_calls_per_source: limits.max_unauthenticated_calls_per_source,
         },
+        metrics_listen: serve.metrics_listen.0,
         test_fault_task: serve.test_fault_task.clone(),
     })
 }

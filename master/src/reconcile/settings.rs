@@ -64,3 +64,33 @@ impl PassReport {
             > 0
     }
 }
+
+/// The kind of a pass error, for the `dockflare_reconcile_errors_total{kind}` metric (the
+/// errors' own wording starts with what failed). Pure.
+pub fn error_kind(error: &str) -> &'static str {
+    const KINDS: &[(&str, &str)] = &[
+        ("Cloudflare ", "access"),
+        ("standby", "standby"),
+        ("listing zones", "zones"),
+        ("listing DNS", "dns"),
+        ("removing DNS", "dns"),
+        ("ingress", "ingress"),
+        ("tunnel ", "tunnel"),
+        ("deleting tunnel", "tunnel"),
+        ("start_tunnel", "command"),
+    ];
+    KINDS.iter().find(|(prefix, _)| error.starts_with(prefix)).map_or("store", |(_, kind)| kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_grouped_by_what_failed() {
+        assert_eq!(error_kind("listing zones: 503"), "zones");
+        assert_eq!(error_kind("ingress of dockflare-agent-a1: 400"), "ingress");
+        assert_eq!(error_kind("Cloudflare unreachable (DNS/network): verifying the API token: …"), "access");
+        assert_eq!(error_kind("database is locked"), "store");
+    }
+}

@@ -61,7 +61,9 @@ impl Reconciler {
                 // Asked for by an operator: a full look (drift repair, tunnel health included).
                 self.last_drift = None;
             }
+            let started = std::time::Instant::now();
             let report = self.pass().await;
+            record_pass(&report, started.elapsed());
             let transient = !report.errors.is_empty();
             if report.changed_anything() || transient {
                 log_pass(&report);
@@ -115,6 +117,20 @@ impl Reconciler {
             wait = wait.min(Duration::from_millis((soonest - now_millis()).max(0) as u64 + 10));
         }
         wait
+    }
+}
+
+/// The pass's metrics: passes by result, duration, errors by kind, the last success.
+fn record_pass(report: &PassReport, took: Duration) {
+    let result = if report.errors.is_empty() { "ok" } else { "error" };
+    metrics::counter!("dockflare_reconcile_passes_total", "result" => result).increment(1);
+    metrics::histogram!("dockflare_reconcile_pass_seconds").record(took.as_secs_f64());
+    for error in &report.errors {
+        metrics::counter!("dockflare_reconcile_errors_total", "kind" => super::settings::error_kind(error))
+            .increment(1);
+    }
+    if report.errors.is_empty() {
+        metrics::gauge!("dockflare_reconcile_last_success_timestamp_seconds").set(now_millis() as f64 / 1000.0);
     }
 }
 

@@ -152,6 +152,23 @@ impl Store {
         self.backend
     }
 
+    /// One round trip to the database (readiness).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// How many rows of `table` have each value of `column` (metrics: agents by status, routes
+    /// by status). Only the master's own table and column names are passed here.
+    pub async fn count_by(&self, table: &'static str, column: &'static str) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {column}, COUNT(*) AS n FROM {table} GROUP BY {column}"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((sqlx::Row::try_get::<String, _>(row, column)?, sqlx::Row::try_get::<i64, _>(row, "n")?)))
+            .collect()
+    }
+
     /// Sends a PostgreSQL notification to the other masters.
     pub async fn pg_notify(&self, channel: &str, payload: &str) -> Result<(), StoreError> {
         sqlx::query("SELECT pg_notify($1, $2)").bind(channel).bind(payload).execute(&self.pool).await?;

@@ -141,6 +141,7 @@ impl DnsWriter<'_> {
                     match self.client.create_dns_record(zone_id, &request(target)).await {
                         Ok(_) => {
                             report.dns_created += 1;
+                            metrics::counter!("dockflare_dns_writes_total", "action" => "create").increment(1);
                             tracing::info!(message = "DNS record created.", %hostname, %target);
                         }
                         Err(error)
@@ -157,11 +158,13 @@ impl DnsWriter<'_> {
                     let Some(target) = target else { continue };
                     self.client.update_dns_record(zone_id, &id, &request(target)).await?;
                     report.dns_updated += 1;
+                    metrics::counter!("dockflare_dns_writes_total", "action" => "update").increment(1);
                     tracing::info!(message = "DNS record updated.", %hostname, %target);
                 }
                 DnsAction::Delete { id } => {
                     self.client.delete_dns_record(zone_id, &id).await?;
                     report.dns_deleted += 1;
+                    metrics::counter!("dockflare_dns_writes_total", "action" => "delete").increment(1);
                     tracing::info!(message = "DNS record deleted.", %hostname);
                 }
                 DnsAction::Conflict(reason) => return Ok(Some(reason)),

@@ -89,6 +89,7 @@ impl IngressSync {
             let written = client.put_configuration(&tunnel.tunnel_id, &config).await?;
             self.config_versions.insert(tunnel.tunnel_id.clone(), written.version);
             report.ingress_updates += 1;
+            metrics::counter!("dockflare_ingress_writes_total").increment(1);
         }
         if placed != owned {
             if let Err(error) = store.set_owned_rules(&tunnel.tunnel_id, &placed).await {
