@@ -4,6 +4,8 @@
 #   dockflare-test/origin:latest     HTTP origin       (dockflare-testkit origin)
 #   dockflare-test/connector:latest  cloudflared stub  (dockflare-testkit connector-stub)
 #   dockflare/local-edge:latest      the local edge    (dockflare-local-edge, agent/src/bin/local_edge.rs)
+#   dockflare/master:VERSION, :latest  the master        (deploy/master.Dockerfile)
+#   dockflare/agent:VERSION, :latest   the agent         (deploy/agent.Dockerfile)
 #
 # All are FROM scratch around one statically linked binary: the test images around
 # deploy/testkit/src/main.rs (Dockerfiles in deploy/testkit/), the local edge around the agent
@@ -59,22 +61,29 @@ label_of() { # IMAGE LABEL -> the label's value, empty when the image or the lab
   docker image inspect --format "{{ index .Config.Labels \"$2\" }}" "$1" 2>/dev/null || true
 }
 
+# Product images get more tags and OCI labels: set these before build_image, clear them after.
+extra_tags=()
+oci_labels=()
 build_image() { # IMAGE DOCKERFILE SMOKE-TEST-ARGS... (the binary is the one static_binary built last)
   local image="$1" dockerfile="$2"
   shift 2
   [ -f "$dockerfile" ] || die "missing $dockerfile"
-  local recipe_sha old_id new_id
-  recipe_sha=$({ cat "$dockerfile"; echo "stripped=$stripped"; } | sha256sum | cut -d' ' -f1)
+  local recipe_sha old_id new_id tag_args=() label_args=() tag label
+  for tag in "${extra_tags[@]}"; do tag_args+=(--tag "$tag"); done
+  for label in "${oci_labels[@]}"; do label_args+=(--label "$label"); done
+  recipe_sha=$({ cat "$dockerfile"; echo "stripped=$stripped"; printf '%s\n' "${extra_tags[@]}" "${oci_labels[@]}"; } | sha256sum | cut -d' ' -f1)
   if [ "$(label_of "$image" "$BIN_LABEL")" = "$bin_sha" ] && [ "$(label_of "$image" "$RECIPE_LABEL")" = "$recipe_sha" ]; then
+    for tag in "${extra_tags[@]}"; do docker tag "$image" "$tag" || die "cannot tag $image as $tag"; done
     log "$image is up to date ($(docker image inspect --format '{{.Id}}' "$image" | cut -c8-19)), skipped"
     return
   fi
   old_id=$(docker image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
   cp "$dockerfile" "$context/Dockerfile" || die "cannot copy $dockerfile into $context"
+  mkdir -p "$context/data" || die "cannot create the image's empty /data"
   # stderr is kept for failures only (the classic builder prints a deprecation notice every time).
   new_id=$(docker build --quiet --pull=false \
-    --label "$BIN_LABEL=$bin_sha" --label "$RECIPE_LABEL=$recipe_sha" \
-    --tag "$image" "$context" 2>"$context/build.log") \
+    --label "$BIN_LABEL=$bin_sha" --label "$RECIPE_LABEL=$recipe_sha" "${label_args[@]}" \
+    --tag "$image" "${tag_args[@]}" "$context" 2>"$context/build.log") \
     || { cat "$context/build.log" >&2; die "docker build of $image failed"; }
   # Smoke test: the static binary starts in an empty image.
   docker run --rm --network none "$image" "$@" >"$context/run.log" 2>&1 \
@@ -97,3 +106,29 @@ build_image dockflare-test/connector:latest deploy/testkit/connector.Dockerfile 
 
 static_binary dockflare-agent dockflare-local-edge
 build_image dockflare/local-edge:latest deploy/local-edge.Dockerfile version
+
+# The product images: versioned (the crate version) and latest, with OCI labels. The revision is
+# part of the recipe, so a new commit relabels them (the binary may be byte-identical).
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+[ -n "$version" ] || die "cannot read the version from Cargo.toml"
+revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+source_url=$(git config --get remote.origin.url 2>/dev/null || echo unknown)
+product_image() { # NAME DOCKERFILE TITLE SMOKE-ARGS...
+  local name="$1" dockerfile="$2" title="$3"
+  shift 3
+  extra_tags=("dockflare/$name:$version")
+  oci_labels=(
+    "org.opencontainers.image.title=$title"
+    "org.opencontainers.image.version=$version"
+    "org.opencontainers.image.revision=$revision"
+    "org.opencontainers.image.source=$source_url"
+    "org.opencontainers.image.licenses=GPL-3.0-only"
+  )
+  build_image "dockflare/$name:latest" "$dockerfile" "$@"
+  extra_tags=()
+  oci_labels=()
+}
+static_binary dockflare-agent dockflare-agent
+product_image agent deploy/agent.Dockerfile "DockFlare agent" --version
+static_binary dockflare-master dockflare-master
+product_image master deploy/master.Dockerfile "DockFlare master" --version

@@ -66,11 +66,13 @@ ensure_docker() {
     swarm=$(docker info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null || true)
   fi
   [ "$swarm" = active ] || die "Swarm is '$swarm', not active (fix it, or: docker swarm leave --force)"
-  deploy/images.sh || die "building the Docker test images failed"
+  command -v docker-compose >/dev/null || { log "installing Compose (docker-compose)"; apt_install docker-compose; }
+  docker-compose version >/dev/null 2>&1 || die "docker-compose does not run"
+  deploy/images.sh || die "building the Docker images failed"
   # A second run must change nothing: the images exist, and containers may be using them.
   local again
   again=$(deploy/images.sh 2>&1) || { printf '%s\n' "$again" >&2; die "deploy/images.sh failed on its second run"; }
-  if [ "$(printf '%s\n' "$again" | grep -c 'is up to date')" != 3 ] || printf '%s\n' "$again" | grep -q ' built (\|removed the previous'; then
+  if [ "$(printf '%s\n' "$again" | grep -c 'is up to date')" != 5 ] || printf '%s\n' "$again" | grep -q ' built (\|removed the previous'; then
     printf '%s\n' "$again" >&2
     die "deploy/images.sh rebuilt or removed images that were up to date"
   fi
@@ -112,6 +114,8 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings || die "clippy fou
 cargo clippy -p dockflare-master --test e2e --quiet -- -D warnings || die "clippy found problems in master/tests/e2e"
 log "cargo build (the tests run the real binaries)"
 cargo build --workspace --bins --quiet || die "cargo build failed"
+command -v systemd-analyze >/dev/null || { log "installing systemd (systemd-analyze)"; apt_install systemd; }
+deploy/systemd/verify.sh target/debug || die "the systemd units do not verify"
 log "cargo test"
 status=0
 cargo test --workspace --no-fail-fast --quiet "${extra[@]}" || status=$?

@@ -206,6 +206,16 @@ pub struct ServeArgs {
     pub offline_emulator_url: Option<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// Keep a valid join token in this file (0600), for agents started beside the master that
+    /// read it from a shared volume or secret (--join-token-file): compose, a Swarm stack.
+    #[arg(long, env = "DOCKFLARE_BOOTSTRAP_JOIN_TOKEN_FILE")]
+    pub bootstrap_join_token_file: Option<PathBuf>,
+    /// How many agents the bootstrap join token enrolls.
+    #[arg(long, env = "DOCKFLARE_BOOTSTRAP_JOIN_TOKEN_USES", default_value_t = 16)]
+    pub bootstrap_join_token_uses: u32,
+    /// How long a bootstrap join token is valid (a new one is written at the next start after).
+    #[arg(long, env = "DOCKFLARE_BOOTSTRAP_JOIN_TOKEN_TTL", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub bootstrap_join_token_ttl: Duration,
     /// Where to serve /healthz, /readyz and /metrics over plain HTTP ("off": nowhere). Keep it
     /// off the internet: it needs no credentials.
     #[arg(long, env = "DOCKFLARE_METRICS_LISTEN", default_value = "127.0.0.1:9180", value_parser = listen_or_off, global = true)]

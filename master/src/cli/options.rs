@@ -2,6 +2,8 @@
 //! offline emulator), limits and protocol settings; secrets read from private files.
 
 use super::*;
+use dockflare_master::bootstrap_token::BootstrapToken;
+use secrecy::ExposeSecret;
 
 fn host_name() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
@@ -42,11 +44,13 @@ pub fn serve_options(cli: &Cli, open_files_limit: Option<u64>) -> Result<ServeOp
     if serve.agent_cert_ttl < Duration::from_secs(10) {
         bail!("--agent-cert-ttl must be at least 10s");
     }
+    // An empty variable (compose's `${CF_API_TOKEN:-}`) means unset.
     let cf_api_token = match &serve.cf_api_token_file {
         Some(path) => Some(read_secret_file(path)?),
-        None => serve.cf_api_token.clone(),
+        None => serve.cf_api_token.clone().filter(|token| !token.expose_secret().trim().is_empty()),
     };
-    let api = match (&cf_api_token, &serve.cf_account_id) {
+    let cf_account_id = serve.cf_account_id.clone().filter(|id| !id.trim().is_empty());
+    let api = match (&cf_api_token, &cf_account_id) {
         (Some(token), Some(account_id)) => Some(CloudflareSettings {
             api_url: serve.cf_api_url.clone(),
             token: token.clone(),
@@ -101,6 +105,11 @@ pub fn serve_options(cli: &Cli, open_files_limit: Option<u64>) -> Result<ServeOp
             max_unauthenticated_calls_per_source: limits.max_unauthenticated_calls_per_source,
         },
         metrics_listen: serve.metrics_listen.0,
+        bootstrap_token: serve.bootstrap_join_token_file.clone().map(|path| BootstrapToken {
+            path,
+            uses: serve.bootstrap_join_token_uses,
+            ttl: serve.bootstrap_join_token_ttl,
+        }),
         test_fault_task: serve.test_fault_task.clone(),
     })
 }
