@@ -116,6 +116,9 @@ log "cargo build (the tests run the real binaries)"
 cargo build --workspace --bins --quiet || die "cargo build failed"
 command -v systemd-analyze >/dev/null || { log "installing systemd (systemd-analyze)"; apt_install systemd; }
 deploy/systemd/verify.sh target/debug || die "the systemd units do not verify"
+command -v promtool >/dev/null || { log "installing Prometheus (prometheus, promtool)"; apt_install prometheus; }
+promtool check rules deploy/prometheus/alerts.yml >/dev/null || die "promtool check rules deploy/prometheus/alerts.yml failed"
+promtool check config deploy/prometheus/prometheus.yml >/dev/null || die "promtool check config deploy/prometheus/prometheus.yml failed"
 log "cargo test"
 status=0
 cargo test --workspace --no-fail-fast --quiet "${extra[@]}" || status=$?

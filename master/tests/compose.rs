@@ -144,6 +144,7 @@ async fn compose_up_serves_a_labelled_container_and_down_up_keeps_identity() -> 
     let mut cleanup = DockerCleanup::default();
     let short: String = agent_id.chars().take(8).collect();
     cleanup.containers.push(format!("dockflare-tunnel-{short}"));
+    cleanup.services.push(format!("dockflare-tunnel-{short}"));
 
     // The token never shows in the containers' configuration.
     for service in ["master", "agent"] {
