@@ -298,7 +298,8 @@ async fn main() -> Result<()> {
     // exits non-zero for its supervisor (systemd, Docker, Swarm) to restart it.
     let mut tasks: JoinSet<&'static str> = JoinSet::new();
     let outbox = Outbox::new(outbox::DEFAULT_CAPACITY);
-    let status = dockflare_agent::status::AgentStatus::new(outbox.clone());
+    let inventory = Inventory::default();
+    let status = dockflare_agent::status::AgentStatus::new(outbox.clone(), inventory.clone());
     // Before enrollment, so that an orchestrator sees a live process while it waits for a master.
     if let Some(addr) = args.metrics_listen.0 {
         start_health(addr, status.clone(), &mut tasks).await?;
@@ -308,7 +309,6 @@ async fn main() -> Result<()> {
     let agent_id = identity.agent_id.clone();
     let (identity_tx, identity_rx) = watch::channel(identity);
 
-    let inventory = Inventory::default();
     let tunnel = tunnel_state::load(&args.data_dir)?;
     if let Some(state) = &tunnel {
         tracing::info!(message = "Loaded the desired tunnel state.", tunnel = %state.id, desired = ?state.desired_state);

@@ -3,6 +3,7 @@
 //! the session loop, the Docker watcher and the connector manager (a std mutex, edits only:
 //! never held across an await); read by the health server.
 
+use crate::inventory::Inventory;
 use crate::outbox::Outbox;
 use dockflare::v1::{ConnectorState, TunnelStatus};
 use dockflare_observe::{Check, Observed};
@@ -14,6 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 pub struct AgentStatus {
     inner: Arc<Mutex<Inner>>,
     outbox: Outbox,
+    inventory: Inventory,
 }
 
 struct Inner {
@@ -26,13 +28,13 @@ struct Inner {
 }
 
 impl AgentStatus {
-    pub fn new(outbox: Outbox) -> AgentStatus {
+    pub fn new(outbox: Outbox, inventory: Inventory) -> AgentStatus {
         let inner = Inner {
             master: Err("not connected yet".into()),
             docker: Err("not connected to the engine yet".into()),
             connector: None,
         };
-        AgentStatus { inner: Arc::new(Mutex::new(inner)), outbox }
+        AgentStatus { inner: Arc::new(Mutex::new(inner)), outbox, inventory }
     }
 
     fn edit(&self, change: impl FnOnce(&mut Inner)) {
@@ -104,7 +106,41 @@ impl Observed for AgentStatus {
 
     fn refresh(&self) -> BoxFuture<'_, ()> {
         metrics::gauge!("dockflare_agent_outbox_events").set(self.outbox.len() as f64);
+        let mut kinds: std::collections::BTreeMap<&'static str, u64> =
+            DIAGNOSTIC_KINDS.iter().map(|kind| (*kind, 0)).collect();
+        for container in self.inventory.snapshot() {
+            for diagnostic in &container.diagnostics {
+                *kinds.entry(diagnostic_kind(&diagnostic.reason)).or_default() += 1;
+            }
+        }
+        for (kind, count) in kinds {
+            metrics::gauge!("dockflare_agent_label_diagnostics", "kind" => kind).set(count as f64);
+        }
         Box::pin(async {})
+    }
+}
+
+const DIAGNOSTIC_KINDS: [&str; 6] = ["unknown_key", "missing", "invalid_value", "ignored", "duplicate", "other"];
+
+/// A label mistake's kind, from its reason (the metric's label must stay low in cardinality).
+fn diagnostic_kind(reason: &str) -> &'static str {
+    let reason = reason.to_ascii_lowercase();
+    if reason.contains("did you mean") || reason.starts_with("unknown") {
+        "unknown_key"
+    } else if reason.starts_with("ignored") || reason.starts_with("has no effect") {
+        "ignored"
+    } else if reason.starts_with("duplicate") {
+        "duplicate"
+    } else if reason.starts_with("no ") || reason.starts_with("needs") || reason.contains("but no") {
+        "missing"
+    } else if reason.starts_with("not a")
+        || reason.contains("invalid")
+        || reason.contains("must")
+        || reason.contains("not in zone")
+    {
+        "invalid_value"
+    } else {
+        "other"
     }
 }
 
@@ -114,5 +150,19 @@ fn describe(status: &TunnelStatus) -> String {
         format!("{state:?}")
     } else {
         format!("{state:?}: {}", status.detail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_mistakes_are_counted_by_kind() {
+        assert_eq!(diagnostic_kind("unknown key 'hostnme' (did you mean 'hostname'?)"), "unknown_key");
+        assert_eq!(diagnostic_kind("enabled, but no hostname label is set"), "missing");
+        assert_eq!(diagnostic_kind("not a port number 1-65535"), "invalid_value");
+        assert_eq!(diagnostic_kind("ignored: hostname is set"), "ignored");
+        assert_eq!(diagnostic_kind("duplicate route for a.example.com: only the first applies"), "duplicate");
     }
 }
