@@ -368,6 +368,7 @@ async fn main() -> Result<()> {
             mode: mode_rx.clone(),
             outbox: outbox.clone(),
             status: status.clone(),
+            last_error: Default::default(),
         }
         .run(),
     ));

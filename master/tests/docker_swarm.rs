@@ -199,3 +199,81 @@ async fn swarm_services_scale_and_leave_and_the_connector_is_node_pinned() -> Re
     drop(agent);
     Ok(())
 }
+
+/// The connector's latest status as the master stored it (ListEvents: tunnel_status events).
+async fn connector_detail(master: &Master, agent_id: &str) -> Result<Option<(i32, String)>> {
+    let mut after = 0;
+    let mut last = None;
+    loop {
+        let request =
+            dockflare::v1::ListEventsRequest { agent_id: agent_id.into(), after_event_id: after, limit: 1000 };
+        let events = master.admin().await?.list_events(request).await?.into_inner().events;
+        let Some(end) = events.last().map(|e| e.event_id) else { return Ok(last) };
+        after = end;
+        for record in events {
+            if let Some(dockflare::v1::agent_event::Event::TunnelStatus(status)) = record.event.and_then(|e| e.event) {
+                last = Some((status.state, status.detail));
+            }
+        }
+    }
+}
+
+/// A Swarm agent whose connector network name is taken by a network of the wrong kind: one that
+/// is not DockFlare's gets a clear error naming it and the fix (in the agent's log and in the
+/// connector status the master stores), and no service is created against it; one that is
+/// DockFlare's and unused is replaced by an attachable overlay, and the connector runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_network_of_the_wrong_kind_is_replaced_if_ours_or_named_with_the_fix() -> Result<()> {
+    require_swarm();
+    let mut cleanup = DockerCleanup::default();
+    let master = Master::start(None, &[]).await?;
+    let token = master.join_token(2).await?;
+    let start = |network: &str| {
+        let args = ["--mode", "swarm", "--network", network, "--cloudflared-image", "dockflare-test/connector:latest"];
+        Agent::start_with(&[master.url()], &token, &args)
+    };
+
+    // A local bridge someone else made (the Python DockFlare's cloudflare-net, say).
+    let foreign = unique("cfnet");
+    docker(&["network", "create", "-d", "bridge", &foreign])?;
+    cleanup.networks.push(foreign.clone());
+    let agent = start(&foreign)?;
+    let agent_id = agent.id(WAIT).await?;
+    let short: String = agent_id.chars().take(8).collect();
+    cleanup.services.push(format!("dockflare-tunnel-{short}"));
+    let logged = agent.logs.wait_for("Connector reconcile failed.", WAIT).await?;
+    let error = logged["error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        error.contains(&format!("network {foreign} is a bridge network that DockFlare did not create"))
+            && error.contains(&format!("docker network rm {foreign}"))
+            && error.contains("--network"),
+        "{error}"
+    );
+    let stored = eventually("the master holds the connector's error", WAIT, || async {
+        Ok(connector_detail(&master, &agent_id).await?.filter(|(_, detail)| detail.contains(&foreign)))
+    })
+    .await?;
+    assert_eq!(stored.0, dockflare::v1::ConnectorState::Failed as i32, "{stored:?}");
+    assert!(
+        docker(&["service", "inspect", &format!("dockflare-tunnel-{short}")]).is_err(),
+        "a connector service was created against a network it cannot use"
+    );
+    assert_eq!(agent.logs.count("Connector reconcile failed."), 1, "the same error was logged again and again");
+
+    // DockFlare's own, unused, of the wrong kind: replaced.
+    let ours = unique("cfnet");
+    docker(&["network", "create", "-d", "bridge", "--label", "dockflare.managed=true", &ours])?;
+    cleanup.networks.push(ours.clone());
+    let second = start(&ours)?;
+    let second_id = second.id(WAIT).await?;
+    let second_short: String = second_id.chars().take(8).collect();
+    cleanup.services.push(format!("dockflare-tunnel-{second_short}"));
+    eventually("the connector runs on the replaced network", WAIT, || async {
+        let driver =
+            docker(&["network", "inspect", "--format", "{{.Driver}} {{.Attachable}}", &ours]).unwrap_or_default();
+        let service = docker(&["service", "inspect", &format!("dockflare-tunnel-{second_short}")]).is_ok();
+        Ok((driver == "overlay true" && service).then_some(()))
+    })
+    .await?;
+    Ok(())
+}

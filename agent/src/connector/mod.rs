@@ -81,6 +81,8 @@ pub struct ConnectorManager {
     pub mode: watch::Receiver<Option<HostMode>>,
     pub outbox: Outbox,
     pub status: crate::status::AgentStatus,
+    /// The last reconcile error logged (each is logged when it first appears).
+    pub last_error: std::sync::Mutex<Option<String>>,
 }
 
 impl ConnectorManager {
@@ -178,14 +180,22 @@ impl ConnectorManager {
         let desired = self.desired_connector(&launch);
         match self.apply(&docker, &launch, desired.as_ref()).await {
             Ok(id) => {
+                *self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
                 status.container_id = id.clone().unwrap_or_default();
                 describe(&docker, &launch, &self.agent_id, id.as_deref(), desired.as_ref(), &mut status).await;
             }
             Err(error) => {
-                *cached = None;
+                if matches!(error, crate::docker::network::NetworkError::Docker(_)) {
+                    *cached = None;
+                }
                 status.state = ConnectorState::Failed as i32;
-                status.detail = format!("Docker: {error}");
-                tracing::warn!(message = "Connector reconcile failed.", %error);
+                status.detail = error.to_string();
+                // Said when it changes (the status line repeats it to the master every report).
+                let mut last = self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if last.as_deref() != Some(status.detail.as_str()) {
+                    tracing::warn!(message = "Connector reconcile failed.", error = %status.detail);
+                    *last = Some(status.detail.clone());
+                }
             }
         }
         status
@@ -197,7 +207,7 @@ impl ConnectorManager {
         docker: &Docker,
         launch: &Launch,
         desired: Option<&DesiredConnector>,
-    ) -> Result<Option<String>, bollard::errors::Error> {
+    ) -> Result<Option<String>, crate::docker::network::NetworkError> {
         let observed = docker_ops::observe(docker, launch, &self.agent_id).await?;
         let actions = plan::plan(desired, &observed);
         let mut current = observed
