@@ -99,6 +99,9 @@ pub struct Args {
     /// Seed of the random choice of command targets.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Run the events and commands phases twice: without, then with /metrics scraped every second.
+    #[arg(long)]
+    pub compare_scrape: bool,
     /// Also write every log line of the master to this file.
     #[arg(long)]
     pub master_log: Option<PathBuf>,
@@ -193,51 +196,61 @@ async fn measure(args: &Args, master: &mut dockflare_testsupport::Master, report
     );
     report.row("master open file descriptors", connected.fds.to_string());
 
-    // Phase 2: events.
-    let total_events = args.events_per_agent * args.agents as u64;
-    let before_events = sample(master)?;
-    let events_time = phase("events", args.phase_timeout, fleet.send_events(&agents, args.events_per_agent)).await?;
-    let after_events = sample(master)?;
-    report.row(
-        &format!("events stored ({} x {})", args.agents, args.events_per_agent),
-        format!(
-            "{total_events} in {} = {:.0} events/s",
-            secs(events_time),
-            total_events as f64 / events_time.as_secs_f64()
-        ),
-    );
-    report.row("CPU during events", before_events.cpu(&after_events));
-    report.row("master RSS after events", kib(after_events.rss_kib));
-
-    // Phase 3: commands.
+    // Phases 2 and 3: events, then commands; with --compare-scrape a second time while
+    // /metrics is scraped every second (the cost of being watched, in the same run).
     let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
     let mut sent_per_agent = vec![0u64; agents.len()];
-    for concurrency in [1, args.command_concurrency] {
-        let targets: Vec<usize> = (0..args.commands).map(|_| rng.random_range(0..agents.len())).collect();
-        for &target in &targets {
-            sent_per_agent[target] += 1;
-        }
-        let before = sample(master)?;
-        let label = if concurrency == 1 {
-            "commands, sequential".to_string()
-        } else {
-            format!("commands, {concurrency} in flight")
-        };
-        let round =
-            phase(&label, args.phase_timeout, fleet.command_round(&admin, &agents, &targets, concurrency)).await?;
-        let after = sample(master)?;
+    let rounds: &[bool] = if args.compare_scrape { &[false, true] } else { &[false] };
+    for &scraped in rounds {
+        let suffix = if scraped { ", /metrics scraped every 1 s" } else { "" };
+        let scraper = if scraped { Some(Scraper::start(master.metrics_addr()?)) } else { None };
+        let total_events = args.events_per_agent * args.agents as u64;
+        let before_events = sample(master)?;
+        let events_time =
+            phase("events", args.phase_timeout, fleet.send_events(&agents, args.events_per_agent)).await?;
+        let after_events = sample(master)?;
         report.row(
-            &label,
+            &format!("events stored ({} x {}){suffix}", args.agents, args.events_per_agent),
             format!(
-                "{} in {} = {:.0} commands/s ({})",
-                args.commands,
-                secs(round.elapsed),
-                args.commands as f64 / round.elapsed.as_secs_f64(),
-                before.cpu(&after)
+                "{total_events} in {} = {:.0} events/s",
+                secs(events_time),
+                total_events as f64 / events_time.as_secs_f64()
             ),
         );
-        report.row("  SendCommand call (ms)", round.call.summary());
-        report.row("  SendCommand -> on agent stream (ms)", round.arrival.summary());
+        report.row("CPU during events", before_events.cpu(&after_events));
+        report.row("master RSS after events", kib(after_events.rss_kib));
+
+        for concurrency in [1, args.command_concurrency] {
+            let targets: Vec<usize> = (0..args.commands).map(|_| rng.random_range(0..agents.len())).collect();
+            for &target in &targets {
+                sent_per_agent[target] += 1;
+            }
+            let before = sample(master)?;
+            let label = if concurrency == 1 {
+                format!("commands, sequential{suffix}")
+            } else {
+                format!("commands, {concurrency} in flight{suffix}")
+            };
+            let round =
+                phase(&label, args.phase_timeout, fleet.command_round(&admin, &agents, &targets, concurrency)).await?;
+            let after = sample(master)?;
+            report.row(
+                &label,
+                format!(
+                    "{} in {} = {:.0} commands/s ({})",
+                    args.commands,
+                    secs(round.elapsed),
+                    args.commands as f64 / round.elapsed.as_secs_f64(),
+                    before.cpu(&after)
+                ),
+            );
+            report.row("  SendCommand call (ms)", round.call.summary());
+            report.row("  SendCommand -> on agent stream (ms)", round.arrival.summary());
+        }
+        if let Some(scraper) = scraper {
+            let (scrapes, failures) = scraper.stop().await;
+            report.row("  /metrics scrapes (failed)", format!("{scrapes} ({failures})"));
+        }
     }
     let acks_started = Instant::now();
     let (received, unsolicited) =
@@ -253,6 +266,36 @@ async fn measure(args: &Args, master: &mut dockflare_testsupport::Master, report
     report.row("master RSS at the end (peak)", format!("{} ({})", kib(last.rss_kib), kib(last.hwm_kib)));
 
     Ok(())
+}
+
+/// Scrapes the master's /metrics every second until stopped, as Prometheus would.
+struct Scraper {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<(u64, u64)>,
+}
+
+impl Scraper {
+    fn start(addr: std::net::SocketAddr) -> Scraper {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let (mut scrapes, mut failures) = (0u64, 0u64);
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                scrapes += 1;
+                if dockflare_observe::probe::get(addr, "/metrics", Duration::from_secs(5)).is_err() {
+                    failures += 1;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            (scrapes, failures)
+        });
+        Scraper { stop, task }
+    }
+
+    async fn stop(self) -> (u64, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.task.await.unwrap_or((0, 0))
+    }
 }
 
 /// Runs one phase under the deadline; a miss is an error that names the phase.
