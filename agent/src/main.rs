@@ -354,6 +354,15 @@ async fn main() -> Result<()> {
             status: status.clone(),
         }),
     ));
+    // In a stack, the connector joins it: `docker stack rm` removes it with the agent.
+    let stack_namespace =
+        match tokio::time::timeout(Duration::from_secs(5), dockflare_agent::docker::engine::connect()).await {
+            Ok(Ok(docker)) => dockflare_agent::docker::engine::own_stack_namespace(&docker).await,
+            _ => None,
+        };
+    if let Some(namespace) = &stack_namespace {
+        tracing::info!(message = "Running in a stack: the connector joins it.", stack = %namespace);
+    }
     tasks.spawn(named(
         "connector manager",
         ConnectorManager {
@@ -362,6 +371,7 @@ async fn main() -> Result<()> {
                 network: args.network.clone(),
                 publish: args.connector_publish.clone(),
                 offline: offline_connector(&matches, &args),
+                stack_namespace,
             },
             agent_id: agent_id.clone(),
             desired: tunnel_rx,

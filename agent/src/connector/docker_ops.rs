@@ -61,14 +61,21 @@ fn filters(agent_id: &str) -> HashMap<String, Vec<String>> {
     )])
 }
 
+/// The label `docker stack rm` finds a stack's objects by.
+pub const LABEL_STACK_NAMESPACE: &str = "com.docker.stack.namespace";
+
 fn labels(agent_id: &str, desired: &DesiredConnector) -> HashMap<String, String> {
-    HashMap::from([
+    let mut labels = HashMap::from([
         (LABEL_MANAGED.to_string(), "true".to_string()),
         (LABEL_TYPE.to_string(), "tunnel".to_string()),
         (LABEL_AGENT.to_string(), agent_id.to_string()),
         (LABEL_TUNNEL.to_string(), desired.tunnel_id.clone()),
         (LABEL_HASH.to_string(), desired.config_hash.clone()),
-    ])
+    ]);
+    if let Some(namespace) = &desired.stack_namespace {
+        labels.insert(LABEL_STACK_NAMESPACE.to_string(), namespace.clone());
+    }
+    labels
 }
 
 /// Lets a standalone connector reach services on the Docker host (the master's built-in
@@ -304,6 +311,7 @@ mod tests {
             token: secrecy::SecretString::from("token".to_string()),
             publish: publish.iter().filter_map(|p| PortPublish::parse(p).ok()).collect(),
             config_hash: "h".into(),
+            stack_namespace: None,
         }
     }
 

@@ -39,6 +39,8 @@ pub struct ConnectorSettings {
     /// Used instead of `image` and `publish` for tunnels of an offline master; `None` when the
     /// operator chose the image (then it runs whatever the master's mode).
     pub offline: Option<OfflineConnector>,
+    /// The stack the agent runs in, if it runs in one ([`engine::own_stack_namespace`]).
+    pub stack_namespace: Option<String>,
 }
 
 /// The connector for tunnels of a master in offline mode, recognised by their token: DockFlare's
@@ -140,6 +142,7 @@ impl ConnectorManager {
             token: state.token,
             publish,
             config_hash,
+            stack_namespace: self.settings.stack_namespace.clone(),
         })
     }
 

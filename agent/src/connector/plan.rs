@@ -19,6 +19,9 @@ pub struct DesiredConnector {
     pub publish: Vec<PortPublish>,
     /// Identifies token, image, network, tunnel and published ports: a change means "recreate".
     pub config_hash: String,
+    /// The stack the agent runs in (`com.docker.stack.namespace`), given to its connector too,
+    /// so that `docker stack rm` removes the connector with the agent.
+    pub stack_namespace: Option<String>,
 }
 
 /// One `--connector-publish` entry: `[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]`.
@@ -154,6 +157,7 @@ mod tests {
             token: SecretString::from("tok"),
             publish: Vec::new(),
             config_hash: hash.into(),
+            stack_namespace: None,
         }
     }
 

@@ -71,3 +71,15 @@ pub async fn detect_mode(docker: &Docker, choice: ModeChoice) -> Result<HostMode
         (ModeChoice::Auto, true, None) => Ok(HostMode::Standalone { engine_id }),
     }
 }
+
+/// The stack this agent's own container belongs to (its `com.docker.stack.namespace` label),
+/// when it runs as a task of `docker stack deploy`; `None` outside a container or a stack. The
+/// container is found by its host name, which Docker sets to the container's id.
+pub async fn own_stack_namespace(docker: &Docker) -> Option<String> {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let inspect = docker
+        .inspect_container(hostname.trim(), None::<bollard::query_parameters::InspectContainerOptions>)
+        .await
+        .ok()?;
+    inspect.config?.labels?.get("com.docker.stack.namespace").cloned()
+}
