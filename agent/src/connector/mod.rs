@@ -334,6 +334,7 @@ mod tests {
             network: "n".into(),
             publish: Vec::new(),
             offline: Some(OfflineConnector { image: LOCAL_EDGE_IMAGE.into(), publish: publish("8080:8080") }),
+            stack_namespace: None,
         };
         let offline = token(Some("http://host.docker.internal:8788/client/v4"));
         // (token, expected image, expected ports)
