@@ -146,6 +146,17 @@ async fn compose_up_serves_a_labelled_container_and_down_up_keeps_identity() -> 
     cleanup.containers.push(format!("dockflare-tunnel-{short}"));
     cleanup.services.push(format!("dockflare-tunnel-{short}"));
 
+    // Both images' HEALTHCHECKs (the binaries asking themselves, no shell) turn healthy.
+    for service in ["master", "agent"] {
+        let container = project.container(service)?;
+        eventually(&format!("the {service} container is healthy"), WAIT, || async {
+            let health = docker(&["inspect", "--format", "{{.State.Health.Status}}", &container])?;
+            Ok((health == "healthy").then_some(()))
+        })
+        .await
+        .with_context(|| project.logs())?;
+    }
+
     // The token never shows in the containers' configuration.
     for service in ["master", "agent"] {
         let inspect = docker(&["inspect", &project.container(service)?])?;
