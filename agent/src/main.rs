@@ -22,6 +22,7 @@ use dockflare_agent::session::{self, SessionContext};
 use dockflare_agent::{renewal, tunnel_state};
 use dockflare_common::join_token::JoinToken;
 use dockflare_common::labels::LabelPrefixes;
+use dockflare_observe::{listen_or_off, ListenOrOff};
 use secrecy::{ExposeSecret, SecretString};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -118,20 +119,6 @@ struct HealthcheckArgs {
     /// `/healthz` (the process is sound) or `/readyz` (connected, Docker answers, connector ready).
     #[arg(long, default_value = "/healthz")]
     path: String,
-}
-
-/// A listen address, or "off".
-#[derive(Debug, Clone, Copy)]
-struct ListenOrOff(Option<std::net::SocketAddr>);
-
-fn listen_or_off(value: &str) -> Result<ListenOrOff, String> {
-    match value.trim() {
-        "off" | "none" | "" => Ok(ListenOrOff(None)),
-        text => text
-            .parse()
-            .map(|addr| ListenOrOff(Some(addr)))
-            .map_err(|_| format!("{text:?} is not HOST:PORT or \"off\"")),
-    }
 }
 
 fn healthcheck(args: &HealthcheckArgs) -> Result<()> {

@@ -6,7 +6,7 @@
 use anyhow::{bail, ensure, Context, Result};
 use dockflare::v1::admin_service_client::AdminServiceClient;
 use dockflare::v1::{ListAgentsRequest, ListRoutesRequest, ListTunnelsRequest, RouteStatus};
-use dockflare_testsupport::{docker, eventually, mtls_channel, require_docker, unique, DockerCleanup};
+use dockflare_testsupport::{docker, eventually, free_port, mtls_channel, require_docker, unique, DockerCleanup};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
@@ -24,10 +24,6 @@ struct Project {
 
 fn compose_file() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/compose.yaml")
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 impl Project {

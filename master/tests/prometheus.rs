@@ -43,7 +43,7 @@ impl Prometheus {
              - {{job_name: dockflare-agent, static_configs: [{{targets: ['{agent}']}}]}}\n"
         );
         std::fs::write(dir.path().join("prometheus.yml"), config)?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = dockflare_testsupport::free_port()?;
         let child = Command::new(binary)
             .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
             .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))

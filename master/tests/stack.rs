@@ -6,7 +6,7 @@
 use anyhow::{bail, ensure, Context, Result};
 use dockflare::v1::admin_service_client::AdminServiceClient;
 use dockflare::v1::{AgentStatus, ListAgentsRequest};
-use dockflare_testsupport::{docker, eventually, mtls_channel, require_docker, unique};
+use dockflare_testsupport::{docker, eventually, free_port, mtls_channel, require_docker, unique};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,10 +15,6 @@ use std::time::Duration;
 use tonic::transport::Channel;
 
 const WAIT: Duration = Duration::from_secs(120);
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
 
 /// A deployed stack of deploy/stack.yaml with its own names and ports; removed (volumes,
 /// secret and all) on drop.

@@ -11,6 +11,22 @@ pub mod recorder;
 pub mod server;
 
 use futures::future::BoxFuture;
+use std::net::SocketAddr;
+
+/// Where the health server listens: an address, or "off" (`--metrics-listen` of both binaries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenOrOff(pub Option<SocketAddr>);
+
+/// Parses `HOST:PORT`, or `off` / `none` / nothing for no server (a clap value parser).
+pub fn listen_or_off(value: &str) -> Result<ListenOrOff, String> {
+    match value.trim() {
+        "off" | "none" | "" => Ok(ListenOrOff(None)),
+        text => text
+            .parse()
+            .map(|addr| ListenOrOff(Some(addr)))
+            .map_err(|_| format!("{text:?} is not HOST:PORT or \"off\"")),
+    }
+}
 
 /// One line of a health answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +74,13 @@ pub fn render(checks: &[Check], what: &str) -> (bool, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listen_address_or_off() {
+        assert_eq!(listen_or_off("off"), Ok(ListenOrOff(None)));
+        assert_eq!(listen_or_off(" 127.0.0.1:9180 "), Ok(ListenOrOff(Some(SocketAddr::from(([127, 0, 0, 1], 9180))))));
+        assert!(listen_or_off("localhost").is_err_and(|e| e.contains("HOST:PORT")));
+    }
 
     #[test]
     fn a_failing_check_fails_the_answer_and_says_why() {

@@ -29,6 +29,11 @@ pub use wait::eventually;
 use anyhow::{anyhow, bail, Result};
 use std::path::{Path, PathBuf};
 
+/// A loopback port free right now (for a process the test starts next).
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
 /// A binary of the workspace, beside the running test's or benchmark's own executable
 /// (`target/<profile>/deps/<test>` or `target/<profile>/<bench>` → `target/<profile>/<name>`).
 pub fn workspace_binary(name: &str) -> Result<PathBuf> {

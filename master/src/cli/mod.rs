@@ -17,6 +17,7 @@ use dockflare_master::pki_files::{self, PkiOptions};
 use dockflare_master::reconcile::ReconcileSettings;
 use dockflare_master::server::{self, CloudflareOptions, ServeOptions};
 use dockflare_master::state::ProtocolSettings;
+use dockflare_observe::{listen_or_off, ListenOrOff};
 use secrecy::SecretString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -270,20 +271,6 @@ pub struct LimitArgs {
 }
 
 /// Parses "4MiB", "64KiB", "512" (bytes).
-/// A listen address, or "off".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ListenOrOff(pub Option<SocketAddr>);
-
-pub fn listen_or_off(value: &str) -> Result<ListenOrOff, String> {
-    match value.trim() {
-        "off" | "none" | "" => Ok(ListenOrOff(None)),
-        text => text
-            .parse()
-            .map(|addr| ListenOrOff(Some(addr)))
-            .map_err(|_| format!("{text:?} is not HOST:PORT or \"off\"")),
-    }
-}
-
 pub fn byte_size(value: &str) -> Result<usize, String> {
     let value = value.trim();
     let split = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
