@@ -201,6 +201,9 @@ pub fn route(row: &crate::model::RouteRow) -> v1::Route {
         tunnel_id: String::new(),
         delete_at: row.delete_at.map(timestamp),
         last_error: row.last_error.clone(),
+        tunnel_group: String::new(),
+        revision: 0,
+        updated_at: Some(timestamp(row.updated_at)),
     }
 }
 

@@ -191,4 +191,39 @@ impl AdminService for AdminApi {
     ) -> Result<Response<v1::ReconcileResponse>, Status> {
         routes::reconcile(self, request).await
     }
+
+    type WatchChangesStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<v1::WatchChangesResponse, Status>> + Send + 'static>>;
+
+    async fn watch_changes(
+        &self,
+        _request: Request<v1::WatchChangesRequest>,
+    ) -> Result<Response<Self::WatchChangesStream>, Status> {
+        Err(Status::unimplemented("WatchChanges: not yet"))
+    }
+
+    async fn issue_admin_identity(
+        &self,
+        _request: Request<v1::IssueAdminIdentityRequest>,
+    ) -> Result<Response<v1::IssueAdminIdentityResponse>, Status> {
+        Err(Status::unimplemented("IssueAdminIdentity: not yet"))
+    }
+
+    async fn list_admin_identities(
+        &self,
+        _request: Request<v1::ListAdminIdentitiesRequest>,
+    ) -> Result<Response<v1::ListAdminIdentitiesResponse>, Status> {
+        Err(Status::unimplemented("ListAdminIdentities: not yet"))
+    }
+
+    async fn revoke_admin_identity(
+        &self,
+        _request: Request<v1::RevokeAdminIdentityRequest>,
+    ) -> Result<Response<v1::RevokeAdminIdentityResponse>, Status> {
+        Err(Status::unimplemented("RevokeAdminIdentity: not yet"))
+    }
+
+    async fn who_am_i(&self, _request: Request<v1::WhoAmIRequest>) -> Result<Response<v1::WhoAmIResponse>, Status> {
+        Err(Status::unimplemented("WhoAmI: not yet"))
+    }
 }

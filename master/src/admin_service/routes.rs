@@ -120,6 +120,8 @@ pub(super) async fn list_tunnels(
             config_version: tunnel.config_version.max(0) as u64,
             connector_config_version: tunnel.connector_config_version.max(0) as u64,
             health: crate::reconcile::tunnel_health(tunnel),
+            revision: 0,
+            updated_at: Some(convert::timestamp(tunnel.updated_at)),
         })
         .collect();
     Ok(Response::new(v1::ListTunnelsResponse { tunnels }))
