@@ -79,6 +79,8 @@ pub enum StartError {
     Health(#[from] crate::health::HealthError),
     #[error(transparent)]
     Bootstrap(#[from] crate::bootstrap_token::BootstrapError),
+    #[error("recording the master's admin identity: {0}")]
+    AdminIdentity(#[from] crate::admin_identities::AdmissionError),
 }
 
 /// A started master.
@@ -169,6 +171,11 @@ pub async fn start(
         crate::cluster::spawn_listener(url.clone(), sessions.clone(), reconciler.clone(), &supervisor);
     }
     let events = EventWriter::spawn(store.clone(), sessions.clone(), fanout.clone(), &supervisor);
+    let admins = crate::admin_identities::AdminRegistry::new(store.clone());
+    let own_admin = std::fs::read_to_string(pki.dir.join("admin.crt"))
+        .map_err(|source| StartError::DataDir { path: pki.dir.join("admin.crt"), source })?;
+    crate::admin_identities::record_master_identity(&store, &own_admin).await?;
+    supervisor.spawn("admin revocations", admins.clone().follow_revocations());
     supervisor.spawn("liveness", crate::liveness::run(store.clone(), options.settings.heartbeat_timeout));
     supervisor.spawn("event retention", crate::retention::run(store.clone(), options.settings.event_retention));
     let state = Arc::new(MasterState {
@@ -178,6 +185,7 @@ pub async fn start(
         events,
         ca: pki.ca,
         auth: Authenticator::new(chain_verifier),
+        admins,
         settings: options.settings.clone(),
         fanout,
         route_quota: options.cloudflare.reconcile.max_routes_per_agent,
@@ -216,6 +224,7 @@ pub async fn start(
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .tcp_nodelay(true)
         .layer(CallLimitsLayer::new(options.calls.clone(), state.auth.clone()))
+        .layer(crate::admin_access::AdminAccessLayer::new(state.auth.clone(), state.admins.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

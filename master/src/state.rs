@@ -48,6 +48,8 @@ pub struct MasterState {
     pub events: EventWriter,
     pub ca: CertificateAuthority,
     pub auth: Authenticator,
+    /// Admin identities: recorded, revoked, last used ([`crate::admin_identities`]).
+    pub admins: crate::admin_identities::AdminRegistry,
     pub settings: ProtocolSettings,
     /// Reconcile passes, command wake-ups and revocations, here and on the other masters
     /// (the reconciler: real Cloudflare, or the built-in emulator offline).

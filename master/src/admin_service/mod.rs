@@ -6,6 +6,7 @@
 
 mod activity;
 mod agents;
+mod identities;
 mod routes;
 mod tokens;
 
@@ -204,26 +205,26 @@ impl AdminService for AdminApi {
 
     async fn issue_admin_identity(
         &self,
-        _request: Request<v1::IssueAdminIdentityRequest>,
+        request: Request<v1::IssueAdminIdentityRequest>,
     ) -> Result<Response<v1::IssueAdminIdentityResponse>, Status> {
-        Err(Status::unimplemented("IssueAdminIdentity: not yet"))
+        identities::issue_admin_identity(self, request).await
     }
 
     async fn list_admin_identities(
         &self,
-        _request: Request<v1::ListAdminIdentitiesRequest>,
+        request: Request<v1::ListAdminIdentitiesRequest>,
     ) -> Result<Response<v1::ListAdminIdentitiesResponse>, Status> {
-        Err(Status::unimplemented("ListAdminIdentities: not yet"))
+        identities::list_admin_identities(self, request).await
     }
 
     async fn revoke_admin_identity(
         &self,
-        _request: Request<v1::RevokeAdminIdentityRequest>,
+        request: Request<v1::RevokeAdminIdentityRequest>,
     ) -> Result<Response<v1::RevokeAdminIdentityResponse>, Status> {
-        Err(Status::unimplemented("RevokeAdminIdentity: not yet"))
+        identities::revoke_admin_identity(self, request).await
     }
 
-    async fn who_am_i(&self, _request: Request<v1::WhoAmIRequest>) -> Result<Response<v1::WhoAmIResponse>, Status> {
-        Err(Status::unimplemented("WhoAmI: not yet"))
+    async fn who_am_i(&self, request: Request<v1::WhoAmIRequest>) -> Result<Response<v1::WhoAmIResponse>, Status> {
+        identities::who_am_i(self, request).await
     }
 }

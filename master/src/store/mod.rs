@@ -11,6 +11,7 @@ mod agents;
 mod commands;
 mod containers;
 mod events;
+mod identities;
 mod routes;
 mod sqlite_file;
 mod tokens;
@@ -22,6 +23,7 @@ pub use agents::{AgentRegistration, NewAgent};
 pub use commands::{CommandRow, CommandState, Enqueued};
 pub use containers::{ContainerChange, ContainerChangeEntry};
 pub use events::{CommandAck, EventBatch, StoredEvent, PROGRESS_ONLY_KINDS};
+pub use identities::AdminIdentityRow;
 pub use routes::{CorruptRoute, StoredRoutes};
 pub use tokens::{JoinTokenRow, TokenRejection};
 
