@@ -35,3 +35,5 @@ pub mod store;
 pub mod supervisor;
 pub mod tally;
 pub mod tls;
+pub mod views;
+pub mod watch;

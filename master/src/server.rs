@@ -149,7 +149,8 @@ pub async fn start(
     }
     let sessions = Sessions::default();
     let (reconciler, reconciler_inbox) = ReconcilerHandle::channel();
-    let fanout = Fanout::new(store.clone(), sessions.clone(), reconciler.clone());
+    let watch = crate::watch::WatchHub::default();
+    let fanout = Fanout::new(store.clone(), sessions.clone(), reconciler.clone(), watch.clone());
     let seal = CommandSeal::derive(pki.ca.private_key_der()).map_err(|e| StartError::Seal(e.to_string()))?;
     let commands = CommandQueue::prepare(store.clone(), fanout.clone(), seal)
         .await
@@ -176,6 +177,8 @@ pub async fn start(
         .map_err(|source| StartError::DataDir { path: pki.dir.join("admin.crt"), source })?;
     crate::admin_identities::record_master_identity(&store, &own_admin).await?;
     supervisor.spawn("admin revocations", admins.clone().follow_revocations());
+    let quota = options.cloudflare.reconcile.max_routes_per_agent;
+    supervisor.spawn("watch feed", crate::watch::feed::run(store.clone(), watch.clone(), leader.clone(), quota));
     supervisor.spawn("liveness", crate::liveness::run(store.clone(), options.settings.heartbeat_timeout));
     supervisor.spawn("event retention", crate::retention::run(store.clone(), options.settings.event_retention));
     let state = Arc::new(MasterState {
@@ -186,6 +189,7 @@ pub async fn start(
         ca: pki.ca,
         auth: Authenticator::new(chain_verifier),
         admins,
+        watch,
         settings: options.settings.clone(),
         fanout,
         route_quota: options.cloudflare.reconcile.max_routes_per_agent,
@@ -235,6 +239,7 @@ pub async fn start(
         .add_service(AdminServiceServer::new(AdminApi::new(state.clone())));
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let (supervisor_for_shutdown, sessions_for_shutdown) = (supervisor.clone(), state.sessions.clone());
+    let watch_for_shutdown = state.watch.clone();
     let shutdown = async move {
         shutdown.await;
         tracing::info!(message = "Shutting down: ending the agents' streams, then storing what was received.");
@@ -242,6 +247,7 @@ pub async fn start(
         stopping_tx.send_replace(true);
         // Long-lived streams would hold the graceful shutdown open: end them (agents reconnect).
         sessions_for_shutdown.end_all();
+        watch_for_shutdown.close();
     };
     let served = tokio::spawn(router.serve_with_incoming_shutdown(incoming, shutdown));
     tracing::info!(

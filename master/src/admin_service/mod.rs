@@ -9,6 +9,7 @@ mod agents;
 mod identities;
 mod routes;
 mod tokens;
+mod watch;
 
 pub use tokens::new_join_token;
 
@@ -193,14 +194,13 @@ impl AdminService for AdminApi {
         routes::reconcile(self, request).await
     }
 
-    type WatchChangesStream =
-        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<v1::WatchChangesResponse, Status>> + Send + 'static>>;
+    type WatchChangesStream = watch::WatchStream;
 
     async fn watch_changes(
         &self,
-        _request: Request<v1::WatchChangesRequest>,
+        request: Request<v1::WatchChangesRequest>,
     ) -> Result<Response<Self::WatchChangesStream>, Status> {
-        Err(Status::unimplemented("WatchChanges: not yet"))
+        watch::watch_changes(self, request).await
     }
 
     async fn issue_admin_identity(

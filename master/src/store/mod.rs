@@ -15,6 +15,7 @@ mod identities;
 mod routes;
 mod sqlite_file;
 mod tokens;
+mod watch;
 
 pub use crate::model::{
     AgentRecord, ContainerRow, ManualRoute, TunnelRow, STATUS_OFFLINE, STATUS_ONLINE, STATUS_REVOKED,
@@ -26,6 +27,7 @@ pub use events::{CommandAck, EventBatch, StoredEvent, PROGRESS_ONLY_KINDS};
 pub use identities::AdminIdentityRow;
 pub use routes::{CorruptRoute, StoredRoutes};
 pub use tokens::{JoinTokenRow, TokenRejection};
+pub use watch::{WatchMeta, WatchRow, WatchWrite};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
