@@ -89,9 +89,13 @@ impl AdminRegistry {
                     .await?
                     .ok_or_else(|| AdmissionError::Unknown { name: name.to_string(), serial: serial.to_string() })?;
                 let revoked = row.revoked_at.is_some();
+                if !revoked {
+                    // The first call through this master: recorded before it is answered.
+                    self.store.touch_admin_identity(serial, now).await?;
+                }
                 self.cache()
                     .insert(serial.to_string(), Cached { revoked, recorded_role: row.role.clone(), last_touch: now });
-                (revoked, row.role, true)
+                (revoked, row.role, false)
             }
         };
         let (name, serial) = (name.to_string(), serial.to_string());
