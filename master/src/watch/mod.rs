@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 
-/// Batches a watcher may fall behind by before it is cut off.
+/// Batches a watcher may fall behind by before it is cut off (default of `--watch-backlog`).
 pub const BROADCAST_CAPACITY: usize = 1024;
 
 /// One watched object as the view holds it.
@@ -107,9 +107,16 @@ pub struct WatchHub {
 
 impl Default for WatchHub {
     fn default() -> Self {
+        WatchHub::new(BROADCAST_CAPACITY)
+    }
+}
+
+impl WatchHub {
+    /// A hub whose watchers may fall `backlog` batches behind before they are cut off.
+    pub fn new(backlog: usize) -> WatchHub {
         WatchHub {
             view: Arc::default(),
-            changes: broadcast::channel(BROADCAST_CAPACITY).0,
+            changes: broadcast::channel(backlog.max(1)).0,
             wake: Arc::default(),
             closed: CancellationToken::new(),
         }
