@@ -20,6 +20,9 @@ use tokio_util::sync::CancellationToken;
 /// Batches a watcher may fall behind by before it is cut off (default of `--watch-backlog`).
 pub const BROADCAST_CAPACITY: usize = 1024;
 
+/// Changes applied together, in revision order.
+pub type Batch = Arc<Vec<Arc<Entry>>>;
+
 /// One watched object as the view holds it.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -98,7 +101,7 @@ pub enum ResumeError {
 #[derive(Clone)]
 pub struct WatchHub {
     view: Arc<Mutex<View>>,
-    changes: broadcast::Sender<Arc<Vec<Arc<Entry>>>>,
+    changes: broadcast::Sender<Batch>,
     /// Something changed: the feed looks soon.
     wake: Arc<Notify>,
     /// The master is stopping: watchers end.
@@ -154,7 +157,7 @@ impl WatchHub {
         kinds: &[v1::ResourceKind],
         agent: &str,
         resume_revision: u64,
-    ) -> Result<(Start, broadcast::Receiver<Arc<Vec<Arc<Entry>>>>), ResumeError> {
+    ) -> Result<(Start, broadcast::Receiver<Batch>), ResumeError> {
         let view = self.view();
         let subscription = self.changes.subscribe();
         let revision = view.revision;
