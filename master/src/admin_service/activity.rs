@@ -34,6 +34,7 @@ pub(super) async fn send_command(
     Ok(Response::new(v1::SendCommandResponse { command_id: queued.0, sequence: queued.1 }))
 }
 
+#[allow(deprecated)]
 pub(super) async fn list_commands(
     api: &AdminApi,
     request: Request<v1::ListCommandsRequest>,
@@ -47,9 +48,13 @@ pub(super) async fn list_commands(
         .commands_after(agent_id, request.after_sequence, page_size(request.limit))
         .await
         .map_err(|e| store_status("listing commands", e))?;
-    Ok(Response::new(v1::ListCommandsResponse { commands: rows.iter().map(convert::command_record).collect() }))
+    Ok(Response::new(v1::ListCommandsResponse {
+        commands: rows.iter().map(convert::command_record).collect(),
+        next_page_token: String::new(),
+    }))
 }
 
+#[allow(deprecated)]
 pub(super) async fn list_events(
     api: &AdminApi,
     request: Request<v1::ListEventsRequest>,
@@ -74,7 +79,7 @@ pub(super) async fn list_events(
             event: v1::AgentEvent::decode(row.payload.as_slice()).ok(),
         })
         .collect();
-    Ok(Response::new(v1::ListEventsResponse { events }))
+    Ok(Response::new(v1::ListEventsResponse { events, next_page_token: String::new() }))
 }
 
 pub(super) async fn list_containers(
@@ -93,7 +98,7 @@ pub(super) async fn list_containers(
             updated_at: Some(convert::timestamp(row.updated_at)),
         })
         .collect();
-    Ok(Response::new(v1::ListContainersResponse { containers }))
+    Ok(Response::new(v1::ListContainersResponse { containers, next_page_token: String::new() }))
 }
 
 pub(super) async fn list_diagnostics(
@@ -129,5 +134,5 @@ pub(super) async fn list_diagnostics(
             }),
         }
     }));
-    Ok(Response::new(v1::ListDiagnosticsResponse { diagnostics }))
+    Ok(Response::new(v1::ListDiagnosticsResponse { diagnostics, next_page_token: String::new() }))
 }

@@ -41,7 +41,7 @@ pub(super) async fn list_routes(
             ..Default::default()
         }));
     }
-    Ok(Response::new(v1::ListRoutesResponse { routes }))
+    Ok(Response::new(v1::ListRoutesResponse { routes, next_page_token: String::new() }))
 }
 
 pub(super) async fn add_manual_route(
@@ -124,7 +124,7 @@ pub(super) async fn list_tunnels(
             updated_at: Some(convert::timestamp(tunnel.updated_at)),
         })
         .collect();
-    Ok(Response::new(v1::ListTunnelsResponse { tunnels }))
+    Ok(Response::new(v1::ListTunnelsResponse { tunnels, next_page_token: String::new() }))
 }
 
 pub(super) async fn reconcile(

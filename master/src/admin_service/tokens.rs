@@ -35,7 +35,10 @@ pub(super) async fn list_join_tokens(
 ) -> Result<Response<v1::ListJoinTokensResponse>, Status> {
     api.state.auth.admin(&request)?;
     let rows = api.state.store.list_join_tokens().await.map_err(|e| store_status("listing join tokens", e))?;
-    Ok(Response::new(v1::ListJoinTokensResponse { tokens: rows.iter().map(convert::join_token).collect() }))
+    Ok(Response::new(v1::ListJoinTokensResponse {
+        tokens: rows.iter().map(convert::join_token).collect(),
+        next_page_token: String::new(),
+    }))
 }
 
 pub(super) async fn revoke_join_token(
