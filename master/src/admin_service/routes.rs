@@ -5,6 +5,10 @@ use super::AdminApi;
 use crate::clock::now_millis;
 use crate::convert;
 use crate::grpc_status::store_status;
+use crate::manual_routes;
+use crate::model::AgentRecord;
+use crate::reconcile::zones::KnownZones;
+use crate::store::ManualRoute;
 use dockflare::v1;
 use std::collections::HashMap;
 use tonic::{Request, Response, Status};
@@ -17,17 +21,11 @@ pub(super) async fn list_routes(
     let agent_filter = request.get_ref().agent_id.clone();
     let table = api.state.store.load_route_table().await.map_err(|e| store_status("listing routes", e))?;
     let rows = table.rows;
-    let tunnels = api.state.store.list_tunnels().await.map_err(|e| store_status("listing tunnels", e))?;
-    let tunnel_ids: HashMap<&str, &str> =
-        tunnels.iter().map(|t| (t.tunnel_key.as_str(), t.tunnel_id.as_str())).collect();
+    let tunnel_ids = tunnel_ids(api).await?;
     let mut routes: Vec<v1::Route> = rows
         .iter()
         .filter(|row| agent_filter.is_empty() || row.spec.agent_id == agent_filter)
-        .map(|row| {
-            let mut route = convert::route(row);
-            route.tunnel_id = tunnel_ids.get(row.spec.tunnel_key.as_str()).map(|id| id.to_string()).unwrap_or_default();
-            route
-        })
+        .map(|row| convert::listed_route(row, &tunnel_ids))
         .collect();
     // Rows this master cannot read are listed too (status unspecified), with why.
     if agent_filter.is_empty() {
@@ -50,20 +48,51 @@ pub(super) async fn add_manual_route(
 ) -> Result<Response<v1::AddManualRouteResponse>, Status> {
     let admin = api.state.auth.admin(&request)?;
     let request = request.into_inner();
-    let route = crate::manual_routes::validate(&request, now_millis())?;
-    if let Some(agent_id) = route.tunnel_key.strip_prefix("agent:") {
-        let agent = api.state.store.get_agent(agent_id).await.map_err(|e| store_status("reading the agent", e))?;
-        if agent.is_none_or(|a| a.removed_at.is_some()) {
-            return Err(Status::not_found(format!("agent_id: agent {agent_id:?} does not exist")));
-        }
-    }
+    let route = manual_routes::validate(&request, now_millis())?;
+    let agents: HashMap<String, AgentRecord> = api.all_agents().await?.into_iter().map(|a| (a.id.clone(), a)).collect();
+    manual_routes::served(&route, &agents)?;
+    in_a_known_zone(api, &route).await?;
     api.state.store.put_manual_route(&route).await.map_err(|e| store_status("storing the manual route", e))?;
     tracing::info!(message = "Manual route added.", hostname = %route.hostname, path = %route.path, service = %route.service, %admin);
     api.state.fanout.reconcile_now().await;
+    // The answer is the route as ListRoutes shows it now.
     let rows = api.state.store.load_routes().await.map_err(|e| store_status("listing routes", e))?;
+    let tunnel_ids = tunnel_ids(api).await?;
     let stored =
         rows.iter().find(|r| r.owner == "manual" && r.spec.hostname == route.hostname && r.spec.path == route.path);
-    Ok(Response::new(v1::AddManualRouteResponse { route: stored.map(convert::route) }))
+    Ok(Response::new(v1::AddManualRouteResponse { route: stored.map(|row| convert::listed_route(row, &tunnel_ids)) }))
+}
+
+/// Tunnel key → Cloudflare tunnel id, of the tunnels that exist.
+async fn tunnel_ids(api: &AdminApi) -> Result<HashMap<String, String>, Status> {
+    let tunnels = api.state.store.list_tunnels().await.map_err(|e| store_status("listing tunnels", e))?;
+    Ok(tunnels.into_iter().map(|t| (t.tunnel_key, t.tunnel_id)).collect())
+}
+
+/// Refuses a hostname no zone of the account takes, once the master knows the zones: against
+/// those the last pass stored and, when they refuse it, against a fresh listing (a zone may
+/// have been added since). Unknown zones (no pass listed them yet): accepted, and the route is
+/// listed `invalid` with the reason if no zone takes it.
+async fn in_a_known_zone(api: &AdminApi, route: &ManualRoute) -> Result<(), Status> {
+    let Some(known) = known_zones(api).await? else { return Ok(()) };
+    if manual_routes::in_a_zone(route, &known).is_ok() {
+        return Ok(());
+    }
+    api.state.fanout.reconcile_now().await;
+    match known_zones(api).await? {
+        Some(known) => manual_routes::in_a_zone(route, &known),
+        None => Ok(()),
+    }
+}
+
+async fn known_zones(api: &AdminApi) -> Result<Option<KnownZones>, Status> {
+    let stored = api
+        .state
+        .store
+        .setting(KnownZones::SETTING)
+        .await
+        .map_err(|e| store_status("reading the account's zones", e))?;
+    Ok(stored.and_then(|json| serde_json::from_str(&json).ok()))
 }
 
 pub(super) async fn delete_manual_route(
