@@ -6,7 +6,7 @@ use crate::clock::now_millis;
 use crate::convert;
 use crate::grpc_status::store_status;
 use crate::manual_routes;
-use crate::model::AgentRecord;
+use crate::model::{AgentRecord, RouteRow};
 use crate::reconcile::zones::KnownZones;
 use crate::store::ManualRoute;
 use dockflare::v1;
@@ -25,7 +25,7 @@ pub(super) async fn list_routes(
     let mut routes: Vec<v1::Route> = rows
         .iter()
         .filter(|row| agent_filter.is_empty() || row.spec.agent_id == agent_filter)
-        .map(|row| convert::listed_route(row, &tunnel_ids))
+        .map(|row| shown(api, row, &tunnel_ids))
         .collect();
     // Rows this master cannot read are listed too (status unspecified), with why.
     if agent_filter.is_empty() {
@@ -60,7 +60,19 @@ pub(super) async fn add_manual_route(
     let tunnel_ids = tunnel_ids(api).await?;
     let stored =
         rows.iter().find(|r| r.owner == "manual" && r.spec.hostname == route.hostname && r.spec.path == route.path);
-    Ok(Response::new(v1::AddManualRouteResponse { route: stored.map(|row| convert::listed_route(row, &tunnel_ids)) }))
+    Ok(Response::new(v1::AddManualRouteResponse { route: stored.map(|row| shown(api, row, &tunnel_ids)) }))
+}
+
+/// A stored route as ListRoutes (and AddManualRoute) shows it: the id of the tunnel that carries
+/// it, and the revision at which the watch feed last saw it change.
+fn shown(api: &AdminApi, row: &RouteRow, tunnel_ids: &HashMap<String, String>) -> v1::Route {
+    let mut route = convert::listed_route(row, tunnel_ids);
+    let key = crate::watch::objects::route_key(row);
+    if let Some((revision, changed_at)) = api.state.watch.revision_of(v1::ResourceKind::Route, &key) {
+        route.revision = revision;
+        route.updated_at = Some(convert::timestamp(changed_at));
+    }
+    route
 }
 
 /// Tunnel key → Cloudflare tunnel id, of the tunnels that exist.
@@ -149,8 +161,13 @@ pub(super) async fn list_tunnels(
             config_version: tunnel.config_version.max(0) as u64,
             connector_config_version: tunnel.connector_config_version.max(0) as u64,
             health: crate::reconcile::tunnel_health(tunnel),
-            revision: 0,
-            updated_at: Some(convert::timestamp(tunnel.updated_at)),
+            revision: api.state.watch.revision_of(v1::ResourceKind::Tunnel, &tunnel.tunnel_key).map_or(0, |r| r.0),
+            updated_at: Some(convert::timestamp(
+                api.state
+                    .watch
+                    .revision_of(v1::ResourceKind::Tunnel, &tunnel.tunnel_key)
+                    .map_or(tunnel.updated_at, |r| r.1),
+            )),
         })
         .collect();
     Ok(Response::new(v1::ListTunnelsResponse { tunnels, next_page_token: String::new() }))
