@@ -59,7 +59,18 @@ async fn master_on(database_url: Option<&str>, cloud: &Cloud, grace: &str, extra
 }
 
 async fn routes(master: &Master) -> Result<Vec<Route>> {
-    Ok(master.admin().await?.list_routes(ListRoutesRequest::default()).await?.into_inner().routes)
+    // Every page (a page holds 100 routes unless asked for more).
+    let mut admin = master.admin().await?;
+    let (mut routes, mut page_token) = (Vec::new(), String::new());
+    loop {
+        let page = admin.list_routes(ListRoutesRequest { page_size: 1000, page_token, ..Default::default() }).await?;
+        let page = page.into_inner();
+        routes.extend(page.routes);
+        if page.next_page_token.is_empty() {
+            return Ok(routes);
+        }
+        page_token = page.next_page_token;
+    }
 }
 
 async fn route(master: &Master, hostname: &str) -> Result<Option<Route>> {

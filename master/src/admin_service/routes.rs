@@ -1,6 +1,8 @@
 //! Routes and tunnels: the route table (corrupt rows included), manual routes, tunnels with
 //! their health, and an on-demand reconcile pass.
 
+use super::filters::RouteFilter;
+use super::paging::{Key, PageRequest, Part};
 use super::AdminApi;
 use crate::clock::now_millis;
 use crate::convert;
@@ -18,18 +20,20 @@ pub(super) async fn list_routes(
     request: Request<v1::ListRoutesRequest>,
 ) -> Result<Response<v1::ListRoutesResponse>, Status> {
     api.state.auth.admin(&request)?;
-    let agent_filter = request.get_ref().agent_id.clone();
+    let request = request.into_inner();
+    let page = PageRequest::parse("ListRoutes", request.page_size, &request.page_token)?;
+    let filter = RouteFilter::of(&request)?;
     let table = api.state.store.load_route_table().await.map_err(|e| store_status("listing routes", e))?;
-    let rows = table.rows;
     let tunnel_ids = tunnel_ids(api).await?;
-    let mut routes: Vec<v1::Route> = rows
+    let key = |hostname: &str, path: &str, owner: &str| vec![Part::from(hostname), Part::from(path), Part::from(owner)];
+    let mut keyed: Vec<(Key, v1::Route)> = table
+        .rows
         .iter()
-        .filter(|row| agent_filter.is_empty() || row.spec.agent_id == agent_filter)
-        .map(|row| shown(api, row, &tunnel_ids))
+        .map(|row| (key(&row.spec.hostname, &row.spec.path, &row.owner), shown(api, row, &tunnel_ids)))
         .collect();
     // Rows this master cannot read are listed too (status unspecified), with why.
-    if agent_filter.is_empty() {
-        routes.extend(table.corrupt.iter().map(|corrupt| v1::Route {
+    keyed.extend(table.corrupt.iter().map(|corrupt| {
+        let route = v1::Route {
             hostname: corrupt.hostname.clone(),
             path: corrupt.path.clone(),
             reason: format!(
@@ -37,9 +41,12 @@ pub(super) async fn list_routes(
                 corrupt.owner, corrupt.problem
             ),
             ..Default::default()
-        }));
-    }
-    Ok(Response::new(v1::ListRoutesResponse { routes, next_page_token: String::new() }))
+        };
+        (key(&corrupt.hostname, &corrupt.path, &corrupt.owner), route)
+    }));
+    keyed.retain(|(_, route)| filter.admits(route));
+    let (routes, next_page_token) = page.page(keyed);
+    Ok(Response::new(v1::ListRoutesResponse { routes, next_page_token }))
 }
 
 pub(super) async fn add_manual_route(
@@ -136,41 +143,27 @@ pub(super) async fn list_tunnels(
     request: Request<v1::ListTunnelsRequest>,
 ) -> Result<Response<v1::ListTunnelsResponse>, Status> {
     api.state.auth.admin(&request)?;
+    let request = request.into_inner();
+    let page = PageRequest::parse("ListTunnels", request.page_size, &request.page_token)?;
+    let agent_id = request.agent_id.trim();
     let tunnels = api.state.store.list_tunnels().await.map_err(|e| store_status("listing tunnels", e))?;
     let routes = api.state.store.load_routes().await.map_err(|e| store_status("listing routes", e))?;
     let agents = api.all_agents().await?;
-    let tunnels = tunnels
+    let keyed = tunnels
         .iter()
-        .map(|tunnel| v1::Tunnel {
-            id: tunnel.tunnel_id.clone(),
-            name: tunnel.name.clone(),
-            key: tunnel.tunnel_key.clone(),
-            status: tunnel.status.clone(),
-            connector_count: tunnel.connector_count.max(0) as u32,
-            agent_ids: agents
-                .iter()
-                .filter(|a| a.removed_at.is_none() && crate::reconcile::claims::tunnel_key(a) == tunnel.tunnel_key)
-                .map(|a| a.id.clone())
-                .collect(),
-            route_count: routes
-                .iter()
-                .filter(|r| r.spec.tunnel_key == tunnel.tunnel_key && r.status.is_routed())
-                .count() as u32,
-            last_error: tunnel.last_error.clone(),
-            created_at: Some(convert::timestamp(tunnel.created_at)),
-            config_version: tunnel.config_version.max(0) as u64,
-            connector_config_version: tunnel.connector_config_version.max(0) as u64,
-            health: crate::reconcile::tunnel_health(tunnel),
-            revision: api.state.watch.revision_of(v1::ResourceKind::Tunnel, &tunnel.tunnel_key).map_or(0, |r| r.0),
-            updated_at: Some(convert::timestamp(
-                api.state
-                    .watch
-                    .revision_of(v1::ResourceKind::Tunnel, &tunnel.tunnel_key)
-                    .map_or(tunnel.updated_at, |r| r.1),
-            )),
+        .map(|row| {
+            let mut tunnel = crate::views::tunnel(row, &agents, &routes);
+            if let Some((revision, changed_at)) = api.state.watch.revision_of(v1::ResourceKind::Tunnel, &row.tunnel_key)
+            {
+                tunnel.revision = revision;
+                tunnel.updated_at = Some(convert::timestamp(changed_at));
+            }
+            (vec![Part::from(row.tunnel_key.as_str())], tunnel)
         })
+        .filter(|(_, tunnel)| agent_id.is_empty() || tunnel.agent_ids.iter().any(|id| id == agent_id))
         .collect();
-    Ok(Response::new(v1::ListTunnelsResponse { tunnels, next_page_token: String::new() }))
+    let (tunnels, next_page_token) = page.page(keyed);
+    Ok(Response::new(v1::ListTunnelsResponse { tunnels, next_page_token }))
 }
 
 pub(super) async fn reconcile(
