@@ -38,7 +38,7 @@ rule "the model is plain types (no store, reconciler, SQL or gRPC)" \
   'crate::(store|reconcile|commands|sessions)|\bsqlx\b|\btonic\b|dockflare_cloudflare::client' master/src/model
 rule "the reconciler's planners are pure (no store, no Cloudflare client, no command queue, no tokio)" \
   'crate::(store|commands|sessions|fanout)|dockflare_cloudflare::client|\btokio\b|\bsqlx\b' \
-  master/src/reconcile/{claims,policy,route_table,swarms,zones,fairness}.rs master/src/reconcile/*/plan.rs
+  master/src/reconcile/{claims,policy,route_table,serving,swarms,zones,fairness}.rs master/src/reconcile/*/plan.rs
 rule "the reconciler does not know the pipelines above it (it talks to agents through reconcile::port)" \
   'crate::(commands|event_writer|cluster|fanout|liveness|sessions|retention)\b' master/src/reconcile
 rule "the pipelines and the reconciler do not know the services" \

@@ -55,6 +55,28 @@ ensure_grpcurl() {
   log "grpcurl: $("$bin" -version 2>&1)"
 }
 
+# --- buf (the proto linter and breaking-change check; npm: @bufbuild/buf) ------------
+BUF_VERSION=1.75.0
+ensure_buf() {
+  local bin="${TARGET_DIR}/tools/node_modules/.bin/buf"
+  if [ -z "${DOCKFLARE_BUF:-}" ]; then
+    if command -v buf >/dev/null && buf --version 2>/dev/null | grep -qx "$BUF_VERSION"; then
+      DOCKFLARE_BUF=$(command -v buf)
+    else
+      if ! [ -x "$bin" ] || ! "$bin" --version 2>/dev/null | grep -qx "$BUF_VERSION"; then
+        command -v npm >/dev/null || { log "installing npm (for buf)"; apt_install npm; }
+        log "installing buf $BUF_VERSION (npm: @bufbuild/buf) into ${TARGET_DIR}/tools"
+        npm install --silent --no-audit --no-fund --prefix "${TARGET_DIR}/tools" "@bufbuild/buf@$BUF_VERSION" >/dev/null ||
+          die "cannot npm install @bufbuild/buf@$BUF_VERSION"
+      fi
+      DOCKFLARE_BUF="$bin"
+    fi
+  fi
+  "$DOCKFLARE_BUF" --version >/dev/null 2>&1 || die "buf at $DOCKFLARE_BUF does not run"
+  export DOCKFLARE_BUF
+  log "buf: $("$DOCKFLARE_BUF" --version 2>&1)"
+}
+
 # --- Docker: engine, Swarm, local test images -----------------------------------
 ensure_docker() {
   ensure_docker_engine
@@ -100,6 +122,7 @@ check_disk() {
 check_disk
 ensure_postgres
 ensure_grpcurl
+ensure_buf
 ensure_docker
 
 extra=()
@@ -108,6 +131,12 @@ if [ "${1:-}" = "--" ]; then shift; extra=("$@"); fi
 log "cargo fmt --check"
 cargo fmt --all -- --check || die "cargo fmt found unformatted code (run: cargo fmt --all)"
 deploy/check-layers.sh || die "a dependency rule of ARCHITECTURE.md is broken (see above)"
+# The contract: documented and well named (buf.yaml's lint rules), and nothing of the last
+# release broken (proto/releases/README.md says how its image was made).
+log "buf lint; buf breaking against release 0.1.0"
+"$DOCKFLARE_BUF" lint || die "buf lint found problems in proto/ (rules: buf.yaml)"
+"$DOCKFLARE_BUF" breaking --against proto/releases/v0.1.0.binpb ||
+  die "proto/ breaks the contract of release 0.1.0 (buf breaking; fields are only added)"
 log "cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings || die "clippy found problems"
 # The end-to-end scenarios are `test = false` (run below, side by side), so --all-targets skips them.

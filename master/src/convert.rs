@@ -201,10 +201,19 @@ pub fn route(row: &crate::model::RouteRow) -> v1::Route {
         tunnel_id: String::new(),
         delete_at: row.delete_at.map(timestamp),
         last_error: row.last_error.clone(),
-        tunnel_group: String::new(),
+        tunnel_group: match row.source {
+            Source::Manual => row.spec.tunnel_key.strip_prefix("group:").unwrap_or_default().to_string(),
+            Source::Labels => String::new(),
+        },
         revision: 0,
         updated_at: Some(timestamp(row.updated_at)),
     }
+}
+
+/// A stored route as ListRoutes (and AddManualRoute) shows it: with the id of the tunnel that
+/// carries it, once that tunnel exists (`tunnel_ids`: tunnel key → Cloudflare tunnel id).
+pub fn listed_route(row: &crate::model::RouteRow, tunnel_ids: &std::collections::HashMap<String, String>) -> v1::Route {
+    v1::Route { tunnel_id: tunnel_ids.get(&row.spec.tunnel_key).cloned().unwrap_or_default(), ..route(row) }
 }
 
 /// cloudflared originRequest JSON back to the protobuf message.

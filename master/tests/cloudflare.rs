@@ -59,7 +59,18 @@ async fn master_on(database_url: Option<&str>, cloud: &Cloud, grace: &str, extra
 }
 
 async fn routes(master: &Master) -> Result<Vec<Route>> {
-    Ok(master.admin().await?.list_routes(ListRoutesRequest::default()).await?.into_inner().routes)
+    // Every page (a page holds 100 routes unless asked for more).
+    let mut admin = master.admin().await?;
+    let (mut routes, mut page_token) = (Vec::new(), String::new());
+    loop {
+        let page = admin.list_routes(ListRoutesRequest { page_size: 1000, page_token, ..Default::default() }).await?;
+        let page = page.into_inner();
+        routes.extend(page.routes);
+        if page.next_page_token.is_empty() {
+            return Ok(routes);
+        }
+        page_token = page.next_page_token;
+    }
 }
 
 async fn route(master: &Master, hostname: &str) -> Result<Option<Route>> {
@@ -393,7 +404,7 @@ fn routes_labels(hostnames: &[&str]) -> Vec<(String, String)> {
 }
 
 async fn diagnostics(master: &Master, agent_id: &str) -> Result<Vec<(String, String)>> {
-    let request = dockflare::v1::ListDiagnosticsRequest { agent_id: agent_id.into() };
+    let request = dockflare::v1::ListDiagnosticsRequest { agent_id: agent_id.into(), ..Default::default() };
     let records = master.admin().await?.list_diagnostics(request).await?.into_inner().diagnostics;
     Ok(records.into_iter().filter_map(|r| r.diagnostic).map(|d| (d.value, d.reason)).collect())
 }
@@ -932,7 +943,7 @@ async fn offline_mode_routes_in_the_built_in_emulator() -> Result<()> {
     let agent = FakeAgent::join(&master, &master.join_token(1).await?, "a1", "").await?;
     agent.report(vec![labelled("c1", &route_labels("app.example.test", "http://web:80"))]).await?;
     let active = wait_status(&master, "app.example.test", RouteStatus::Active).await?;
-    let tunnels = master.admin().await?.list_tunnels(ListTunnelsRequest {}).await?.into_inner().tunnels;
+    let tunnels = master.admin().await?.list_tunnels(ListTunnelsRequest::default()).await?.into_inner().tunnels;
     assert_eq!(tunnels.iter().map(|t| t.id.clone()).collect::<Vec<_>>(), vec![active.tunnel_id.clone()]);
 
     let state = offline_state(&master).await?;
@@ -1029,7 +1040,7 @@ async fn an_offline_master_keeps_its_emulated_account_across_restarts() -> Resul
 
     let active = wait_status(&master, "app.example.test", RouteStatus::Active).await?;
     assert_eq!(active.tunnel_id, tunnel, "the route moved to another tunnel");
-    let tunnels = master.admin().await?.list_tunnels(ListTunnelsRequest {}).await?.into_inner().tunnels;
+    let tunnels = master.admin().await?.list_tunnels(ListTunnelsRequest::default()).await?.into_inner().tunnels;
     assert_eq!(tunnels.iter().map(|t| t.id.clone()).collect::<Vec<_>>(), vec![tunnel.clone()]);
     let after = offline_state(&master).await?;
     assert_eq!(after.tunnels.len(), 1, "a second tunnel was created: {:?}", after.tunnels);
@@ -1044,8 +1055,8 @@ async fn an_offline_master_keeps_its_emulated_account_across_restarts() -> Resul
         .await?
         .list_commands(dockflare::v1::ListCommandsRequest {
             agent_id: agent.id.clone(),
-            after_sequence: 0,
-            limit: 1000,
+            page_size: 1000,
+            ..Default::default()
         })
         .await?
         .into_inner()
@@ -1152,7 +1163,7 @@ fn emulator_port(master: &Master) -> Result<u16> {
 async fn tunnel_health(master: &Master) -> Result<String> {
     let mut admin = master.admin().await?;
     admin.reconcile(ReconcileRequest {}).await?;
-    let tunnels = admin.list_tunnels(ListTunnelsRequest {}).await?.into_inner().tunnels;
+    let tunnels = admin.list_tunnels(ListTunnelsRequest::default()).await?.into_inner().tunnels;
     Ok(tunnels.first().map(|t| t.health.clone()).unwrap_or_default())
 }
 

@@ -21,6 +21,8 @@ async fn sign_in(browser: &Client, base: &str, user: &str, password: &str) -> Re
     browser.find(Locator::Css("input[name=user]")).await?.send_keys(user).await?;
     browser.find(Locator::Css("input[name=password]")).await?.send_keys(password).await?;
     browser.find(Locator::Css("form button[type=submit]")).await?.click().await?;
+    // The answer is in: the application, or the sign-in page saying why not.
+    wait_css(browser, "#view, p.error").await?;
     Ok(())
 }
 

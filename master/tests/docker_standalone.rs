@@ -25,7 +25,7 @@ async fn reported(master: &Master, agent_id: &str) -> Result<BTreeSet<String>> {
     let containers = master
         .admin()
         .await?
-        .list_containers(ListContainersRequest { agent_id: agent_id.into() })
+        .list_containers(ListContainersRequest { agent_id: agent_id.into(), ..Default::default() })
         .await?
         .into_inner()
         .containers;
@@ -34,7 +34,7 @@ async fn reported(master: &Master, agent_id: &str) -> Result<BTreeSet<String>> {
 
 /// The label diagnostics the master lists for an agent.
 async fn diagnostics(master: &Master, agent_id: &str) -> Result<Vec<dockflare::v1::DiagnosticRecord>> {
-    let request = ListDiagnosticsRequest { agent_id: agent_id.into() };
+    let request = ListDiagnosticsRequest { agent_id: agent_id.into(), ..Default::default() };
     Ok(master.admin().await?.list_diagnostics(request).await?.into_inner().diagnostics)
 }
 
@@ -49,8 +49,13 @@ async fn wait_reported(master: &Master, agent_id: &str, expected: &[&str]) -> Re
 
 /// (hostname, path, service, status) of the agent's routes.
 async fn routes(master: &Master, agent_id: &str) -> Result<Vec<(String, String, String, i32)>> {
-    let routes =
-        master.admin().await?.list_routes(ListRoutesRequest { agent_id: agent_id.into() }).await?.into_inner().routes;
+    let routes = master
+        .admin()
+        .await?
+        .list_routes(ListRoutesRequest { agent_id: agent_id.into(), ..Default::default() })
+        .await?
+        .into_inner()
+        .routes;
     Ok(routes.into_iter().map(|r| (r.hostname, r.path, r.service, r.status)).collect())
 }
 

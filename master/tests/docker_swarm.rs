@@ -29,7 +29,7 @@ async fn reported(master: &Master, agent_id: &str) -> Result<Vec<(String, String
     let containers = master
         .admin()
         .await?
-        .list_containers(ListContainersRequest { agent_id: agent_id.into() })
+        .list_containers(ListContainersRequest { agent_id: agent_id.into(), ..Default::default() })
         .await?
         .into_inner()
         .containers;
@@ -114,7 +114,7 @@ async fn swarm_services_scale_and_leave_and_the_connector_is_node_pinned() -> Re
         let routes = master
             .admin()
             .await?
-            .list_routes(ListRoutesRequest { agent_id: agent_id.clone() })
+            .list_routes(ListRoutesRequest { agent_id: agent_id.clone(), ..Default::default() })
             .await?
             .into_inner()
             .routes;
@@ -137,7 +137,7 @@ async fn swarm_services_scale_and_leave_and_the_connector_is_node_pinned() -> Re
         let routes = master
             .admin()
             .await?
-            .list_routes(ListRoutesRequest { agent_id: agent_id.clone() })
+            .list_routes(ListRoutesRequest { agent_id: agent_id.clone(), ..Default::default() })
             .await?
             .into_inner()
             .routes;
@@ -202,15 +202,21 @@ async fn swarm_services_scale_and_leave_and_the_connector_is_node_pinned() -> Re
 
 /// The connector's latest status as the master stored it (ListEvents: tunnel_status events).
 async fn connector_detail(master: &Master, agent_id: &str) -> Result<Option<(i32, String)>> {
-    let mut after = 0;
+    let mut page_token = String::new();
     let mut last = None;
     loop {
-        let request =
-            dockflare::v1::ListEventsRequest { agent_id: agent_id.into(), after_event_id: after, limit: 1000 };
-        let events = master.admin().await?.list_events(request).await?.into_inner().events;
-        let Some(end) = events.last().map(|e| e.event_id) else { return Ok(last) };
-        after = end;
-        for record in events {
+        let request = dockflare::v1::ListEventsRequest {
+            agent_id: agent_id.into(),
+            page_size: 1000,
+            page_token,
+            ..Default::default()
+        };
+        let page = master.admin().await?.list_events(request).await?.into_inner();
+        if page.events.is_empty() {
+            return Ok(last);
+        }
+        page_token = page.next_page_token;
+        for record in page.events {
             if let Some(dockflare::v1::agent_event::Event::TunnelStatus(status)) = record.event.and_then(|e| e.event) {
                 last = Some((status.state, status.detail));
             }

@@ -57,7 +57,7 @@ async fn wait_all_acked(master: &Master, agent_id: &str, expected: &BTreeSet<Str
         let commands = master
             .admin()
             .await?
-            .list_commands(ListCommandsRequest { agent_id: agent_id.into(), after_sequence: 0, limit: 1000 })
+            .list_commands(ListCommandsRequest { agent_id: agent_id.into(), page_size: 1000, ..Default::default() })
             .await?
             .into_inner()
             .commands;
@@ -203,16 +203,13 @@ async fn commands_and_events_survive_restarts(database_url: Option<&str>) -> Res
     let mut stored = BTreeSet::new();
     let mut results = BTreeSet::new();
     let mut admin = master.admin().await?;
-    let mut after = 0;
+    let mut page_token = String::new();
     loop {
-        let page = admin
-            .list_events(ListEventsRequest { agent_id: agent_id.clone(), after_event_id: after, limit: 1000 })
-            .await?
-            .into_inner()
-            .events;
-        let Some(last) = page.last() else { break };
-        after = last.event_id;
-        for record in &page {
+        let request =
+            ListEventsRequest { agent_id: agent_id.clone(), page_size: 1000, page_token, ..Default::default() };
+        let page = admin.list_events(request).await?.into_inner();
+        page_token = page.next_page_token;
+        for record in &page.events {
             assert_ne!(record.kind, "heartbeat", "a heartbeat has a history row");
             stored.insert(record.event_id);
             if let Some(dockflare::v1::agent_event::Event::CommandResult(result)) =
@@ -220,6 +217,9 @@ async fn commands_and_events_survive_restarts(database_url: Option<&str>) -> Res
             {
                 results.insert(result.command_id.clone());
             }
+        }
+        if page_token.is_empty() {
+            break;
         }
     }
     // Read after the events: everything listed was stored with the cursor moved past it.

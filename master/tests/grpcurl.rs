@@ -18,7 +18,6 @@ use dockflare_common::pki::CertificateAuthority;
 use dockflare_testsupport::{enroll_agent, mtls_channel, Master};
 use secrecy::ExposeSecret;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use support::test_databases;
 use tonic::Code;
@@ -26,26 +25,9 @@ use tonic::Code;
 /// Longest one grpcurl run may take.
 const GRPCURL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The grpcurl binary: DOCKFLARE_GRPCURL, else `grpcurl` on PATH. Panics
-/// when neither runs: these tests never skip.
+/// The grpcurl binary (DOCKFLARE_GRPCURL, else PATH; these tests never skip).
 fn grpcurl_binary() -> &'static str {
-    static BINARY: OnceLock<String> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let from_env = std::env::var("DOCKFLARE_GRPCURL").ok().filter(|path| !path.is_empty());
-        let candidates: Vec<String> = from_env.into_iter().chain(["grpcurl".to_string()]).collect();
-        for candidate in &candidates {
-            let Ok(output) = std::process::Command::new(candidate).arg("-version").output() else { continue };
-            let version =
-                format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-            if output.status.success() && version.contains("grpcurl") {
-                return candidate.clone();
-            }
-        }
-        panic!(
-            "grpcurl does not run (tried {candidates:?}): run deploy/test.sh (it installs grpcurl and exports \
-             DOCKFLARE_GRPCURL) or put grpcurl 1.8.6 on PATH"
-        )
-    })
+    dockflare_testsupport::grpcurl::binary()
 }
 
 /// What one grpcurl run printed.

@@ -80,7 +80,7 @@ async fn each_role_may_call_what_it_needs_and_is_refused_the_rest() -> Result<()
     // Admin: everything, identities included; they are listed with role, expiry and last use.
     admin.create_join_token(v1::CreateJoinTokenRequest::default()).await.context("admin CreateJoinToken")?;
     let listed = admin
-        .list_admin_identities(v1::ListAdminIdentitiesRequest { include_inactive: false })
+        .list_admin_identities(v1::ListAdminIdentitiesRequest { include_inactive: false, ..Default::default() })
         .await?
         .into_inner()
         .identities;

@@ -270,17 +270,16 @@ async fn sigterm_under_event_load_loses_no_acknowledged_event() -> Result<()> {
     master.restart().await?;
     let mut admin = master.admin().await?;
     let mut stored = Vec::new();
+    let mut page_token = String::new();
     loop {
-        let request = ListEventsRequest {
-            agent_id: agent.id.clone(),
-            after_event_id: stored.last().copied().unwrap_or(0),
-            limit: 1000,
-        };
-        let page = admin.list_events(request).await?.into_inner().events;
-        if page.is_empty() {
+        let request =
+            ListEventsRequest { agent_id: agent.id.clone(), page_size: 1000, page_token, ..Default::default() };
+        let page = admin.list_events(request).await?.into_inner();
+        stored.extend(page.events.iter().map(|event| event.event_id));
+        if page.next_page_token.is_empty() {
             break;
         }
-        stored.extend(page.iter().map(|event| event.event_id));
+        page_token = page.next_page_token;
     }
     let missing: Vec<u64> = (1..=acknowledged).filter(|id| stored.binary_search(id).is_err()).collect();
     ensure!(

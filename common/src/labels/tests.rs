@@ -305,7 +305,25 @@ fn every_mistake_is_diagnosed() {
         vec![diag(
             "dockflare.connect_timeout",
             "30",
-            "not a duration like 30s, 1m30s or 500ms: \"30\"; option ignored",
+            "not a duration: \"30\"; origin timeouts are whole seconds, like 30s, 1m30s or 2h (Cloudflare's API \
+             takes integer seconds); option ignored",
+        )],
+    );
+    check(
+        "a timeout under a second is a diagnostic, not rounded up",
+        &[
+            ("dockflare.enable", "true"),
+            ("dockflare.hostname", "a.example.com"),
+            ("dockflare.service", "http://web:80"),
+            ("dockflare.connect_timeout", "500ms"),
+        ],
+        None,
+        vec![route("a.example.com", "http://web:80")],
+        vec![diag(
+            "dockflare.connect_timeout",
+            "500ms",
+            "\"500ms\" is not a whole number of seconds; origin timeouts are whole seconds, like 30s, 1m30s or \
+             2h (Cloudflare's API takes integer seconds); option ignored",
         )],
     );
     check(

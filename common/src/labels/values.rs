@@ -170,28 +170,70 @@ pub fn boolean(value: &str) -> Result<bool, String> {
     }
 }
 
-/// A Go duration as cloudflared reads it: "30s", "1m30s", "500ms".
+/// What an origin timeout may be, said in every refusal of one.
+const WHOLE_SECONDS: &str =
+    "origin timeouts are whole seconds, like 30s, 1m30s or 2h (Cloudflare's API takes integer seconds)";
+
+/// An origin timeout: a Go duration ("30s", "1m30s", "2h") of whole seconds, at least one.
+/// Cloudflare's API takes these timeouts as integer seconds, so a duration that is not a whole
+/// number of seconds ("500ms", "1.5s") is refused rather than rounded. Returns the text as given.
 pub fn duration(value: &str) -> Result<String, String> {
+    duration_seconds(value).map(|_| value.trim().to_string())
+}
+
+/// The whole seconds of an origin timeout (see [`duration`]): "1m30s" → 90.
+pub fn duration_seconds(value: &str) -> Result<u64, String> {
     let text = value.trim();
-    let error = || format!("not a duration like 30s, 1m30s or 500ms: {text:?}");
-    if text.is_empty() {
-        return Err(error());
+    let nanos = go_duration_nanos(text).ok_or_else(|| format!("not a duration: {text:?}; {WHOLE_SECONDS}"))?;
+    if nanos % NANOS_PER_SECOND != 0 {
+        return Err(format!("{text:?} is not a whole number of seconds; {WHOLE_SECONDS}"));
     }
+    match u64::try_from(nanos / NANOS_PER_SECOND) {
+        Ok(0) => Err(format!("{text:?} is shorter than a second; {WHOLE_SECONDS}")),
+        Ok(seconds) => Ok(seconds),
+        Err(_) => Err(format!("{text:?} is too long")),
+    }
+}
+
+const NANOS_PER_SECOND: u128 = 1_000_000_000;
+
+/// A Go duration ("1m30s", "1.5h", "500ms") in nanoseconds, exactly; `None` when it is not one
+/// or is not a whole number of nanoseconds.
+fn go_duration_nanos(text: &str) -> Option<u128> {
+    const UNITS: [(&str, u128); 7] = [
+        ("ns", 1),
+        ("us", 1_000),
+        ("µs", 1_000),
+        ("ms", 1_000_000),
+        ("s", NANOS_PER_SECOND),
+        ("m", 60 * NANOS_PER_SECOND),
+        ("h", 3600 * NANOS_PER_SECOND),
+    ];
+    if text.is_empty() || text.len() > 64 {
+        return None;
+    }
+    let mut total: u128 = 0;
     let mut rest = text;
     while !rest.is_empty() {
         let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        if digits == 0 || rest[..digits].parse::<f64>().is_err() {
-            return Err(error());
+        let (number, after) = rest.split_at(digits);
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        if whole.is_empty() && fraction.is_empty() || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
         }
-        rest = &rest[digits..];
-        let unit = ["ns", "us", "µs", "ms", "s", "m", "h"]
-            .into_iter()
-            .filter(|unit| rest.starts_with(unit))
-            .max_by_key(|unit| unit.len())
-            .ok_or_else(error)?;
-        rest = &rest[unit.len()..];
+        let (unit, factor) =
+            UNITS.iter().filter(|(unit, _)| after.starts_with(unit)).max_by_key(|(unit, _)| unit.len())?;
+        let scale = 10u128.checked_pow(u32::try_from(fraction.len()).ok()?)?;
+        let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+        let fraction: u128 = if fraction.is_empty() { 0 } else { fraction.parse().ok()? };
+        let scaled = whole.checked_mul(scale)?.checked_add(fraction)?.checked_mul(*factor)?;
+        if scaled % scale != 0 {
+            return None;
+        }
+        total = total.checked_add(scaled / scale)?;
+        rest = &after[unit.len()..];
     }
-    Ok(text.to_string())
+    Some(total)
 }
 
 /// A count (non-negative integer).
@@ -280,11 +322,30 @@ mod tests {
             assert_eq!(boolean(no), Ok(false), "{no}");
         }
         assert!(boolean("maybe").is_err());
-        for good in ["30s", "1m30s", "500ms", "1.5h", "10us"] {
+        for (good, seconds) in
+            [("30s", 30), ("1m30s", 90), ("1.5h", 5400), ("1.1h", 3960), ("2h0m5s", 7205), ("2000ms", 2)]
+        {
+            assert_eq!(duration_seconds(good), Ok(seconds), "{good}");
             assert_eq!(duration(good), Ok(good.to_string()), "{good}");
         }
-        for bad in ["30", "s", "1x", "", "1m 30s"] {
-            assert!(duration(bad).is_err(), "{bad}");
+        for bad in ["30", "s", "1x", "", "1m 30s", ".s", "1..5s"] {
+            let reason = duration(bad).err().unwrap_or_default();
+            assert!(reason.starts_with("not a duration: "), "{bad}: {reason}");
+        }
+        // Under a second, or not whole seconds: refused (Cloudflare takes integer seconds), never
+        // rounded; the reason says what is allowed.
+        for (bad, problem) in [
+            ("500ms", "is not a whole number of seconds"),
+            ("1.5s", "is not a whole number of seconds"),
+            ("1500ms", "is not a whole number of seconds"),
+            ("10us", "is not a whole number of seconds"),
+            ("0s", "is shorter than a second"),
+        ] {
+            let reason = duration(bad).err().unwrap_or_default();
+            assert_eq!(
+                reason,
+                format!("{bad:?} {problem}; origin timeouts are whole seconds, like 30s, 1m30s or 2h (Cloudflare's API takes integer seconds)"),
+            );
         }
     }
 }

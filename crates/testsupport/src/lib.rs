@@ -1,7 +1,7 @@
 //! What DockFlare's tests and benchmarks share, in one place: the real master and agent
 //! binaries as child processes ([`Master`], [`Agent`]), one fake agent speaking the real
 //! protocol ([`FakeAgent`]), fresh databases on both backends ([`TestDatabase`]), mTLS channels,
-//! the Docker CLI, and waiting with deadlines.
+//! the Docker CLI, grpcurl, and waiting with deadlines.
 //!
 //! Must not know the master's internals: it drives the binaries through their flags, logs and
 //! gRPC API, as an operator or an agent would (so it cannot pass where they would fail).
@@ -11,6 +11,7 @@ pub mod browser;
 pub mod databases;
 pub mod docker;
 pub mod fake_agent;
+pub mod grpcurl;
 pub mod logs;
 pub mod master;
 pub mod proxy;

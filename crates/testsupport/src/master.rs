@@ -384,7 +384,8 @@ impl Master {
 
     /// The agent's commands, oldest first (the first 1000).
     pub async fn commands(&self, agent_id: &str) -> Result<Vec<dockflare::v1::CommandRecord>> {
-        let request = dockflare::v1::ListCommandsRequest { agent_id: agent_id.into(), after_sequence: 0, limit: 1000 };
+        let request =
+            dockflare::v1::ListCommandsRequest { agent_id: agent_id.into(), page_size: 1000, ..Default::default() };
         Ok(self.admin().await?.list_commands(request).await?.into_inner().commands)
     }
 

@@ -1,7 +1,8 @@
 //! What agents do and say: commands sent and listed, stored events, reported containers and the
 //! diagnostics of their labels and policies.
 
-use super::{page_size, required, AdminApi};
+use super::paging::{self, PageRequest, Part};
+use super::{required, AdminApi};
 use crate::convert;
 use crate::grpc_status::{enqueue_status, store_status};
 use dockflare::v1::{self, command, send_command_request};
@@ -41,13 +42,26 @@ pub(super) async fn list_commands(
     api.state.auth.admin(&request)?;
     let request = request.into_inner();
     let agent_id = required("agent_id", &request.agent_id)?;
+    #[allow(deprecated)] // still honoured: limit and after_sequence
+    let (page, after) = paging::log_page(
+        "ListCommands",
+        request.page_size,
+        request.limit,
+        &request.page_token,
+        "after_sequence",
+        request.after_sequence,
+    )?;
     let rows = api
         .state
         .store
-        .commands_after(agent_id, request.after_sequence, page_size(request.limit))
+        .commands_after(agent_id, after, page.size as u32 + 1)
         .await
         .map_err(|e| store_status("listing commands", e))?;
-    Ok(Response::new(v1::ListCommandsResponse { commands: rows.iter().map(convert::command_record).collect() }))
+    let (rows, next_page_token) = page.trim(rows, |row| vec![Part::Int(row.sequence as i64)]);
+    Ok(Response::new(v1::ListCommandsResponse {
+        commands: rows.iter().map(convert::command_record).collect(),
+        next_page_token,
+    }))
 }
 
 pub(super) async fn list_events(
@@ -57,12 +71,22 @@ pub(super) async fn list_events(
     api.state.auth.admin(&request)?;
     let request = request.into_inner();
     let agent_id = required("agent_id", &request.agent_id)?;
+    #[allow(deprecated)] // still honoured: limit and after_event_id
+    let (page, after) = paging::log_page(
+        "ListEvents",
+        request.page_size,
+        request.limit,
+        &request.page_token,
+        "after_event_id",
+        request.after_event_id,
+    )?;
     let rows = api
         .state
         .store
-        .list_events(agent_id, request.after_event_id, page_size(request.limit))
+        .list_events(agent_id, after, page.size as u32 + 1)
         .await
         .map_err(|e| store_status("listing events", e))?;
+    let (rows, next_page_token) = page.trim(rows, |row| vec![Part::Int(row.event_id as i64)]);
     let events = rows
         .iter()
         .map(|row| v1::EventRecord {
@@ -74,7 +98,7 @@ pub(super) async fn list_events(
             event: v1::AgentEvent::decode(row.payload.as_slice()).ok(),
         })
         .collect();
-    Ok(Response::new(v1::ListEventsResponse { events }))
+    Ok(Response::new(v1::ListEventsResponse { events, next_page_token }))
 }
 
 pub(super) async fn list_containers(
@@ -82,18 +106,25 @@ pub(super) async fn list_containers(
     request: Request<v1::ListContainersRequest>,
 ) -> Result<Response<v1::ListContainersResponse>, Status> {
     api.state.auth.admin(&request)?;
-    let agent_id = Some(request.get_ref().agent_id.as_str()).filter(|id| !id.is_empty());
+    let request = request.into_inner();
+    let page = PageRequest::parse("ListContainers", request.page_size, &request.page_token)?;
+    let agent_id = Some(request.agent_id.as_str()).filter(|id| !id.is_empty());
     let rows = api.state.store.list_containers(agent_id).await.map_err(|e| store_status("listing containers", e))?;
-    let containers = rows
+    let keyed = rows
         .iter()
-        .map(|row| v1::ContainerRecord {
-            agent_id: row.agent_id.clone(),
-            container: v1::Container::decode(row.payload.as_slice()).ok(),
-            first_seen_at: Some(convert::timestamp(row.first_seen_at)),
-            updated_at: Some(convert::timestamp(row.updated_at)),
+        .map(|row| {
+            let key = vec![Part::from(row.agent_id.as_str()), Part::from(row.container_id.as_str())];
+            let record = v1::ContainerRecord {
+                agent_id: row.agent_id.clone(),
+                container: v1::Container::decode(row.payload.as_slice()).ok(),
+                first_seen_at: Some(convert::timestamp(row.first_seen_at)),
+                updated_at: Some(convert::timestamp(row.updated_at)),
+            };
+            (key, record)
         })
         .collect();
-    Ok(Response::new(v1::ListContainersResponse { containers }))
+    let (containers, next_page_token) = page.page(keyed);
+    Ok(Response::new(v1::ListContainersResponse { containers, next_page_token }))
 }
 
 pub(super) async fn list_diagnostics(
@@ -101,33 +132,26 @@ pub(super) async fn list_diagnostics(
     request: Request<v1::ListDiagnosticsRequest>,
 ) -> Result<Response<v1::ListDiagnosticsResponse>, Status> {
     api.state.auth.admin(&request)?;
-    let agent_id = Some(request.get_ref().agent_id.as_str()).filter(|id| !id.is_empty());
+    let request = request.into_inner();
+    let page = PageRequest::parse("ListDiagnostics", request.page_size, &request.page_token)?;
+    let agent_id = Some(request.agent_id.as_str()).filter(|id| !id.is_empty());
     let rows = api.state.store.list_containers(agent_id).await.map_err(|e| store_status("listing containers", e))?;
-    let mut diagnostics = Vec::new();
-    for row in &rows {
-        let Ok(container) = v1::Container::decode(row.payload.as_slice()) else { continue };
-        diagnostics.extend(container.diagnostics.into_iter().map(|diagnostic| v1::DiagnosticRecord {
-            agent_id: row.agent_id.clone(),
-            container_id: row.container_id.clone(),
-            container_name: row.name.clone(),
-            diagnostic: Some(diagnostic),
-        }));
-    }
-    // Routes the agents' hostname policies refuse: a diagnostic on their container.
-    let refusals = crate::reconcile::policy_refusals(&api.state.store, &rows, api.state.route_quota)
+    // Label problems, and the routes the agents' hostname policies refuse (on their container).
+    let diagnostics = crate::views::diagnostics(&api.state.store, &rows, api.state.route_quota, agent_id)
         .await
         .map_err(|e| store_status("screening routes", e))?;
-    diagnostics.extend(refusals.into_iter().filter(|r| agent_id.is_none_or(|id| id == r.agent_id)).map(|refusal| {
-        v1::DiagnosticRecord {
-            agent_id: refusal.agent_id,
-            container_id: refusal.container_id,
-            container_name: refusal.container_name,
-            diagnostic: Some(v1::LabelDiagnostic {
-                label: "hostname".into(),
-                value: format!("{}{}", refusal.hostname, refusal.path),
-                reason: refusal.reason,
-            }),
-        }
-    }));
-    Ok(Response::new(v1::ListDiagnosticsResponse { diagnostics }))
+    let keyed = diagnostics
+        .into_iter()
+        .map(|record| {
+            let diagnostic = record.diagnostic.clone().unwrap_or_default();
+            let key =
+                [&record.agent_id, &record.container_id, &diagnostic.label, &diagnostic.value, &diagnostic.reason]
+                    .into_iter()
+                    .map(|part| Part::from(part.as_str()))
+                    .collect();
+            (key, record)
+        })
+        .collect();
+    let (diagnostics, next_page_token) = page.page(paging::distinct(keyed));
+    Ok(Response::new(v1::ListDiagnosticsResponse { diagnostics, next_page_token }))
 }

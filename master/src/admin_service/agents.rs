@@ -1,10 +1,12 @@
 //! Agents: list and read, revoke, remove (stopping its connector first), and the operator's
 //! settings of one agent (tunnel group, hostname policy).
 
-use super::{page_size, required, AdminApi};
+use super::paging::{self, PageRequest, Part};
+use super::{required, AdminApi};
 use crate::clock::now_millis;
 use crate::convert;
 use crate::grpc_status::{enqueue_status, store_status};
+use crate::model::AgentRecord;
 use dockflare::v1::{self, command, StopTunnel};
 use std::time::Duration;
 use tonic::{Request, Response, Status};
@@ -18,14 +20,36 @@ pub(super) async fn list_agents(
 ) -> Result<Response<v1::ListAgentsResponse>, Status> {
     api.state.auth.admin(&request)?;
     let request = request.into_inner();
-    let limit = page_size(request.page_size);
-    let rows =
-        api.state.store.list_agents(&request.page_token, limit).await.map_err(|e| store_status("listing agents", e))?;
-    let next_page_token = if rows.len() == limit as usize {
-        rows.last().map(|r| r.id.clone()).unwrap_or_default()
-    } else {
-        String::new()
+    let page = PageRequest::parse("ListAgents", request.page_size, &request.page_token)?;
+    let status = match v1::AgentStatus::try_from(request.status) {
+        Ok(v1::AgentStatus::Unspecified) => None,
+        Ok(status) => Some(status),
+        Err(_) => return Err(Status::invalid_argument(format!("status: unknown value {}", request.status))),
     };
+    let group = request.tunnel_group.as_deref().map(str::trim);
+    let wanted = |row: &AgentRecord| {
+        group.is_none_or(|group| row.tunnel_group == group)
+            && status.is_none_or(|status| convert::agent_status(&row.status) == status)
+    };
+    // Ordered by id: read the store from the token's id on until the page (and one more) is full.
+    let mut after = page.after_text(0)?;
+    let mut matched = Vec::new();
+    loop {
+        let rows = api
+            .state
+            .store
+            .list_agents(&after, paging::MAX_PAGE)
+            .await
+            .map_err(|e| store_status("listing agents", e))?;
+        let Some(last) = rows.last() else { break };
+        after = last.id.clone();
+        let more = rows.len() == paging::MAX_PAGE as usize;
+        matched.extend(rows.into_iter().filter(|row| wanted(row)));
+        if matched.len() > page.size || !more {
+            break;
+        }
+    }
+    let (rows, next_page_token) = page.trim(matched, |row| vec![Part::from(row.id.as_str())]);
     let agents = rows.iter().map(|row| convert::agent(row, api.state.sessions.is_connected(&row.id))).collect();
     Ok(Response::new(v1::ListAgentsResponse { agents, next_page_token }))
 }

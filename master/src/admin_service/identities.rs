@@ -1,6 +1,7 @@
 //! Admin identities: issue (signing the caller's CSR: the private key never reaches the
 //! master), list, revoke (its calls refused, its open streams ended), and who-am-I.
 
+use super::paging::{PageRequest, Part};
 use super::{required, AdminApi};
 use crate::admin_identities::{self, CallerIdentity, IssueError};
 use crate::clock::now_millis;
@@ -106,13 +107,19 @@ pub(super) async fn list_admin_identities(
     api: &AdminApi,
     request: Request<v1::ListAdminIdentitiesRequest>,
 ) -> Result<Response<v1::ListAdminIdentitiesResponse>, Status> {
+    let page = PageRequest::parse("ListAdminIdentities", request.get_ref().page_size, &request.get_ref().page_token)?;
     let rows = api
         .state
         .store
         .list_admin_identities(request.get_ref().include_inactive, now_millis())
         .await
         .map_err(|e| store_status("listing admin identities", e))?;
-    Ok(Response::new(v1::ListAdminIdentitiesResponse { identities: rows.iter().map(identity_to_proto).collect() }))
+    // Newest first, as the store lists them.
+    let keyed = rows
+        .iter()
+        .map(|row| (vec![Part::Int(-row.issued_at), Part::from(row.serial.as_str())], identity_to_proto(row)));
+    let (identities, next_page_token) = page.page(keyed.collect());
+    Ok(Response::new(v1::ListAdminIdentitiesResponse { identities, next_page_token }))
 }
 
 pub(super) async fn revoke_admin_identity(

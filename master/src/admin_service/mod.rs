@@ -6,7 +6,9 @@
 
 mod activity;
 mod agents;
+mod filters;
 mod identities;
+mod paging;
 mod routes;
 mod tokens;
 mod watch;
@@ -18,9 +20,6 @@ use crate::state::SharedState;
 use dockflare::v1;
 use dockflare::v1::admin_service_server::AdminService;
 use tonic::{Request, Response, Status};
-
-const DEFAULT_PAGE: u32 = 100;
-const MAX_PAGE: u32 = 1000;
 
 /// The AdminService implementation.
 pub struct AdminApi {
@@ -37,20 +36,17 @@ impl AdminApi {
         let mut agents = Vec::new();
         let mut after = String::new();
         loop {
-            let page =
-                self.state.store.list_agents(&after, MAX_PAGE).await.map_err(|e| store_status("listing agents", e))?;
+            let page = self
+                .state
+                .store
+                .list_agents(&after, paging::MAX_PAGE)
+                .await
+                .map_err(|e| store_status("listing agents", e))?;
             let Some(last) = page.last() else { break };
             after = last.id.clone();
             agents.extend(page);
         }
         Ok(agents)
-    }
-}
-
-fn page_size(requested: u32) -> u32 {
-    match requested {
-        0 => DEFAULT_PAGE,
-        n => n.min(MAX_PAGE),
     }
 }
 

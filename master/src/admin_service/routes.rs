@@ -1,10 +1,16 @@
 //! Routes and tunnels: the route table (corrupt rows included), manual routes, tunnels with
 //! their health, and an on-demand reconcile pass.
 
+use super::filters::RouteFilter;
+use super::paging::{Key, PageRequest, Part};
 use super::AdminApi;
 use crate::clock::now_millis;
 use crate::convert;
 use crate::grpc_status::store_status;
+use crate::manual_routes;
+use crate::model::{AgentRecord, RouteRow};
+use crate::reconcile::zones::KnownZones;
+use crate::store::ManualRoute;
 use dockflare::v1;
 use std::collections::HashMap;
 use tonic::{Request, Response, Status};
@@ -14,29 +20,20 @@ pub(super) async fn list_routes(
     request: Request<v1::ListRoutesRequest>,
 ) -> Result<Response<v1::ListRoutesResponse>, Status> {
     api.state.auth.admin(&request)?;
-    let agent_filter = request.get_ref().agent_id.clone();
+    let request = request.into_inner();
+    let page = PageRequest::parse("ListRoutes", request.page_size, &request.page_token)?;
+    let filter = RouteFilter::of(&request)?;
     let table = api.state.store.load_route_table().await.map_err(|e| store_status("listing routes", e))?;
-    let rows = table.rows;
-    let tunnels = api.state.store.list_tunnels().await.map_err(|e| store_status("listing tunnels", e))?;
-    let tunnel_ids: HashMap<&str, &str> =
-        tunnels.iter().map(|t| (t.tunnel_key.as_str(), t.tunnel_id.as_str())).collect();
-    let mut routes: Vec<v1::Route> = rows
+    let tunnel_ids = tunnel_ids(api).await?;
+    let key = |hostname: &str, path: &str, owner: &str| vec![Part::from(hostname), Part::from(path), Part::from(owner)];
+    let mut keyed: Vec<(Key, v1::Route)> = table
+        .rows
         .iter()
-        .filter(|row| agent_filter.is_empty() || row.spec.agent_id == agent_filter)
-        .map(|row| {
-            let mut route = convert::route(row);
-            route.tunnel_id = tunnel_ids.get(row.spec.tunnel_key.as_str()).map(|id| id.to_string()).unwrap_or_default();
-            let key = crate::watch::objects::route_key(row);
-            if let Some((revision, changed_at)) = api.state.watch.revision_of(v1::ResourceKind::Route, &key) {
-                route.revision = revision;
-                route.updated_at = Some(convert::timestamp(changed_at));
-            }
-            route
-        })
+        .map(|row| (key(&row.spec.hostname, &row.spec.path, &row.owner), shown(api, row, &tunnel_ids)))
         .collect();
     // Rows this master cannot read are listed too (status unspecified), with why.
-    if agent_filter.is_empty() {
-        routes.extend(table.corrupt.iter().map(|corrupt| v1::Route {
+    keyed.extend(table.corrupt.iter().map(|corrupt| {
+        let route = v1::Route {
             hostname: corrupt.hostname.clone(),
             path: corrupt.path.clone(),
             reason: format!(
@@ -44,9 +41,12 @@ pub(super) async fn list_routes(
                 corrupt.owner, corrupt.problem
             ),
             ..Default::default()
-        }));
-    }
-    Ok(Response::new(v1::ListRoutesResponse { routes }))
+        };
+        (key(&corrupt.hostname, &corrupt.path, &corrupt.owner), route)
+    }));
+    keyed.retain(|(_, route)| filter.admits(route));
+    let (routes, next_page_token) = page.page(keyed);
+    Ok(Response::new(v1::ListRoutesResponse { routes, next_page_token }))
 }
 
 pub(super) async fn add_manual_route(
@@ -55,20 +55,63 @@ pub(super) async fn add_manual_route(
 ) -> Result<Response<v1::AddManualRouteResponse>, Status> {
     let admin = api.state.auth.admin(&request)?;
     let request = request.into_inner();
-    let route = crate::manual_routes::validate(&request, now_millis())?;
-    if let Some(agent_id) = route.tunnel_key.strip_prefix("agent:") {
-        let agent = api.state.store.get_agent(agent_id).await.map_err(|e| store_status("reading the agent", e))?;
-        if agent.is_none_or(|a| a.removed_at.is_some()) {
-            return Err(Status::not_found(format!("agent_id: agent {agent_id:?} does not exist")));
-        }
-    }
+    let route = manual_routes::validate(&request, now_millis())?;
+    let agents: HashMap<String, AgentRecord> = api.all_agents().await?.into_iter().map(|a| (a.id.clone(), a)).collect();
+    manual_routes::served(&route, &agents)?;
+    in_a_known_zone(api, &route).await?;
     api.state.store.put_manual_route(&route).await.map_err(|e| store_status("storing the manual route", e))?;
     tracing::info!(message = "Manual route added.", hostname = %route.hostname, path = %route.path, service = %route.service, %admin);
     api.state.fanout.reconcile_now().await;
+    // The answer is the route as ListRoutes shows it now.
     let rows = api.state.store.load_routes().await.map_err(|e| store_status("listing routes", e))?;
+    let tunnel_ids = tunnel_ids(api).await?;
     let stored =
         rows.iter().find(|r| r.owner == "manual" && r.spec.hostname == route.hostname && r.spec.path == route.path);
-    Ok(Response::new(v1::AddManualRouteResponse { route: stored.map(convert::route) }))
+    Ok(Response::new(v1::AddManualRouteResponse { route: stored.map(|row| shown(api, row, &tunnel_ids)) }))
+}
+
+/// A stored route as ListRoutes (and AddManualRoute) shows it: the id of the tunnel that carries
+/// it, and the revision at which the watch feed last saw it change.
+fn shown(api: &AdminApi, row: &RouteRow, tunnel_ids: &HashMap<String, String>) -> v1::Route {
+    let mut route = convert::listed_route(row, tunnel_ids);
+    let key = crate::watch::objects::route_key(row);
+    if let Some((revision, changed_at)) = api.state.watch.revision_of(v1::ResourceKind::Route, &key) {
+        route.revision = revision;
+        route.updated_at = Some(convert::timestamp(changed_at));
+    }
+    route
+}
+
+/// Tunnel key → Cloudflare tunnel id, of the tunnels that exist.
+async fn tunnel_ids(api: &AdminApi) -> Result<HashMap<String, String>, Status> {
+    let tunnels = api.state.store.list_tunnels().await.map_err(|e| store_status("listing tunnels", e))?;
+    Ok(tunnels.into_iter().map(|t| (t.tunnel_key, t.tunnel_id)).collect())
+}
+
+/// Refuses a hostname no zone of the account takes, once the master knows the zones: against
+/// those the last pass stored and, when they refuse it, against a fresh listing (a zone may
+/// have been added since). Unknown zones (no pass listed them yet): accepted, and the route is
+/// listed `invalid` with the reason if no zone takes it.
+async fn in_a_known_zone(api: &AdminApi, route: &ManualRoute) -> Result<(), Status> {
+    let Some(known) = known_zones(api).await? else { return Ok(()) };
+    if manual_routes::in_a_zone(route, &known).is_ok() {
+        return Ok(());
+    }
+    api.state.fanout.reconcile_now().await;
+    match known_zones(api).await? {
+        Some(known) => manual_routes::in_a_zone(route, &known),
+        None => Ok(()),
+    }
+}
+
+async fn known_zones(api: &AdminApi) -> Result<Option<KnownZones>, Status> {
+    let stored = api
+        .state
+        .store
+        .setting(KnownZones::SETTING)
+        .await
+        .map_err(|e| store_status("reading the account's zones", e))?;
+    Ok(stored.and_then(|json| serde_json::from_str(&json).ok()))
 }
 
 pub(super) async fn delete_manual_route(
@@ -100,41 +143,27 @@ pub(super) async fn list_tunnels(
     request: Request<v1::ListTunnelsRequest>,
 ) -> Result<Response<v1::ListTunnelsResponse>, Status> {
     api.state.auth.admin(&request)?;
+    let request = request.into_inner();
+    let page = PageRequest::parse("ListTunnels", request.page_size, &request.page_token)?;
+    let agent_id = request.agent_id.trim();
     let tunnels = api.state.store.list_tunnels().await.map_err(|e| store_status("listing tunnels", e))?;
     let routes = api.state.store.load_routes().await.map_err(|e| store_status("listing routes", e))?;
     let agents = api.all_agents().await?;
-    let tunnels = tunnels
+    let keyed = tunnels
         .iter()
-        .map(|tunnel| v1::Tunnel {
-            id: tunnel.tunnel_id.clone(),
-            name: tunnel.name.clone(),
-            key: tunnel.tunnel_key.clone(),
-            status: tunnel.status.clone(),
-            connector_count: tunnel.connector_count.max(0) as u32,
-            agent_ids: agents
-                .iter()
-                .filter(|a| a.removed_at.is_none() && crate::reconcile::claims::tunnel_key(a) == tunnel.tunnel_key)
-                .map(|a| a.id.clone())
-                .collect(),
-            route_count: routes
-                .iter()
-                .filter(|r| r.spec.tunnel_key == tunnel.tunnel_key && r.status.is_routed())
-                .count() as u32,
-            last_error: tunnel.last_error.clone(),
-            created_at: Some(convert::timestamp(tunnel.created_at)),
-            config_version: tunnel.config_version.max(0) as u64,
-            connector_config_version: tunnel.connector_config_version.max(0) as u64,
-            health: crate::reconcile::tunnel_health(tunnel),
-            revision: api.state.watch.revision_of(v1::ResourceKind::Tunnel, &tunnel.tunnel_key).map_or(0, |r| r.0),
-            updated_at: Some(convert::timestamp(
-                api.state
-                    .watch
-                    .revision_of(v1::ResourceKind::Tunnel, &tunnel.tunnel_key)
-                    .map_or(tunnel.updated_at, |r| r.1),
-            )),
+        .map(|row| {
+            let mut tunnel = crate::views::tunnel(row, &agents, &routes);
+            if let Some((revision, changed_at)) = api.state.watch.revision_of(v1::ResourceKind::Tunnel, &row.tunnel_key)
+            {
+                tunnel.revision = revision;
+                tunnel.updated_at = Some(convert::timestamp(changed_at));
+            }
+            (vec![Part::from(row.tunnel_key.as_str())], tunnel)
         })
+        .filter(|(_, tunnel)| agent_id.is_empty() || tunnel.agent_ids.iter().any(|id| id == agent_id))
         .collect();
-    Ok(Response::new(v1::ListTunnelsResponse { tunnels }))
+    let (tunnels, next_page_token) = page.page(keyed);
+    Ok(Response::new(v1::ListTunnelsResponse { tunnels, next_page_token }))
 }
 
 pub(super) async fn reconcile(

@@ -1,5 +1,6 @@
 //! Join tokens: create (with the tunnel group and hostname policy they admit into), list, revoke.
 
+use super::paging::{PageRequest, Part};
 use super::{required, AdminApi};
 use crate::clock::now_millis;
 use crate::convert;
@@ -34,8 +35,13 @@ pub(super) async fn list_join_tokens(
     request: Request<v1::ListJoinTokensRequest>,
 ) -> Result<Response<v1::ListJoinTokensResponse>, Status> {
     api.state.auth.admin(&request)?;
+    let page = PageRequest::parse("ListJoinTokens", request.get_ref().page_size, &request.get_ref().page_token)?;
     let rows = api.state.store.list_join_tokens().await.map_err(|e| store_status("listing join tokens", e))?;
-    Ok(Response::new(v1::ListJoinTokensResponse { tokens: rows.iter().map(convert::join_token).collect() }))
+    // Oldest first, as the store lists them.
+    let keyed =
+        rows.iter().map(|row| (vec![Part::Int(row.created_at), Part::from(row.id.as_str())], convert::join_token(row)));
+    let (tokens, next_page_token) = page.page(keyed.collect());
+    Ok(Response::new(v1::ListJoinTokensResponse { tokens, next_page_token }))
 }
 
 pub(super) async fn revoke_join_token(

@@ -53,23 +53,10 @@ pub fn origin_json(origin: &OriginOptions) -> String {
     serde_json::Value::Object(map).to_string()
 }
 
-/// Whole seconds of a Go duration ("1m30s" → 90), rounded up, at least 1.
+/// Whole seconds of an origin timeout ("1m30s" → 90). Labels and manual routes hold only whole
+/// seconds ([`labels::values::duration`] refuses the rest), so nothing is rounded here.
 fn seconds(duration: &str) -> Option<u64> {
-    let mut total = 0f64;
-    let mut rest = duration.trim();
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let number: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let (factor, unit) =
-            [("ns", 1e-9), ("us", 1e-6), ("µs", 1e-6), ("ms", 1e-3), ("h", 3600.0), ("m", 60.0), ("s", 1.0)]
-                .into_iter()
-                .find(|(unit, _)| rest.starts_with(unit))
-                .map(|(unit, factor)| (factor, unit))?;
-        total += number * factor;
-        rest = &rest[unit.len()..];
-    }
-    Some(total.ceil().max(1.0) as u64)
+    labels::values::duration_seconds(duration).ok()
 }
 
 /// Claims from running containers. `agents` maps agent id → record; agents
@@ -145,12 +132,15 @@ pub fn access_withheld(route: &labels::RouteSpec) -> Option<String> {
     ))
 }
 
-/// Claims of the manual routes.
-pub fn from_manual(routes: &[ManualRoute]) -> Vec<Claim> {
+/// Claims of the manual routes. One whose tunnel nothing serves any more (its agent removed or
+/// revoked, its group without an enrolled member) is withheld with the reason
+/// ([`super::serving`]): listed `invalid`, not published, still holding its hostname.
+pub fn from_manual(routes: &[ManualRoute], agents: &HashMap<String, AgentRecord>) -> Vec<Claim> {
     routes
         .iter()
         .map(|route| Claim {
-            withheld: None,
+            withheld: super::serving::unserved(&route.tunnel_key, agents)
+                .map(|why| super::serving::withheld_reason(&why)),
             owner: "manual".into(),
             source: Source::Manual,
             spec: RouteSpec {
@@ -174,11 +164,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_become_whole_seconds() {
+    fn durations_become_whole_seconds_and_nothing_is_rounded() {
         assert_eq!(seconds("30s"), Some(30));
         assert_eq!(seconds("1m30s"), Some(90));
-        assert_eq!(seconds("500ms"), Some(1));
         assert_eq!(seconds("1.5h"), Some(5400));
+        assert_eq!(seconds("500ms"), None);
         assert_eq!(seconds("x"), None);
     }
 

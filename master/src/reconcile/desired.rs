@@ -51,7 +51,7 @@ pub fn decide(observed: &Observed, now: i64, grace_ms: i64, default_quota: u32) 
         &policy::established(&observed.routes),
         default_quota,
     );
-    claims.extend(claims::from_manual(&observed.manual));
+    claims.extend(claims::from_manual(&observed.manual, &observed.agents));
     // A row this master cannot read is left alone: nothing claims its hostname and path.
     let untouchable: BTreeSet<(&str, &str)> =
         observed.corrupt.iter().map(|c| (c.hostname.as_str(), c.path.as_str())).collect();

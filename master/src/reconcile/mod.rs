@@ -8,7 +8,7 @@
 //! - Per Cloudflare resource, a pure plan and an apply: [`tunnels`], [`ingress`], [`dns`].
 //! - Pure planners of the route table: [`desired`] (what the store asks for), [`claims`],
 //!   [`policy`] (hostname policies), [`route_table`] (grace period, conflicts), [`zones`],
-//!   [`swarms`], [`fairness`].
+//!   [`swarms`], [`fairness`], [`serving`] (whether anything serves a manual route's tunnel).
 //!
 //! A new reconciled resource is a directory beside `tunnels/` with `plan.rs` and `apply.rs`,
 //! and one step in [`pass`].
@@ -25,6 +25,7 @@ pub mod pass;
 pub mod policy;
 pub mod port;
 pub mod route_table;
+pub mod serving;
 mod settings;
 pub mod swarms;
 pub mod task;

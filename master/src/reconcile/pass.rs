@@ -39,6 +39,8 @@ pub struct Reconciler {
     pub(super) backlog: bool,
     /// The soonest grace deadline (Unix ms) the last saved pass left.
     pub(super) next_deadline: Option<i64>,
+    /// The zones this master last stored for the admin API ([`zones::KnownZones`]).
+    known_zones: Option<zones::KnownZones>,
 }
 
 /// The route table while a pass works on it: the rows, those leaving, and per row the
@@ -97,6 +99,7 @@ impl Reconciler {
             noticed: Noticed::default(),
             backlog: false,
             next_deadline: None,
+            known_zones: None,
         }
     }
 
@@ -170,6 +173,8 @@ impl Reconciler {
                 return self.save(report, &observed.routes, table).await;
             }
         };
+        let default_zone_id = self.settings.default_zone_id.clone();
+        remember_zones(&self.store, &mut self.known_zones, &zones, default_zone_id).await;
         let default_zone = self.settings.default_zone_id.as_deref();
         let zone_of = zones::assign(&mut table.rows, &table.removed, &observed.agents, &zones, default_zone);
         route_table::one_tunnel_per_hostname(&mut table.rows);
@@ -234,5 +239,27 @@ impl Reconciler {
         }
         report.routes_changed += (changed.len() + removed.len()) as u32;
         self.store.save_routes(&changed, &removed).await
+    }
+}
+
+/// Stores the zones just listed (and the default zone) when they differ from what this master
+/// last stored (`last`), so that every master's AddManualRoute can refuse a hostname no zone takes.
+async fn remember_zones(
+    store: &Store,
+    last: &mut Option<zones::KnownZones>,
+    listed: &[zones::ZoneRef],
+    default_zone_id: Option<String>,
+) {
+    let known = zones::KnownZones { zones: listed.to_vec(), default_zone_id };
+    if last.as_ref() == Some(&known) {
+        return;
+    }
+    let stored = match serde_json::to_string(&known) {
+        Ok(json) => store.set_setting(zones::KnownZones::SETTING, &json).await.map_err(|e| e.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    match stored {
+        Ok(()) => *last = Some(known),
+        Err(error) => tracing::warn!(message = "Could not store the account's zones.", %error),
     }
 }

@@ -168,7 +168,18 @@ pub fn live_tunnels(snapshot: &Snapshot) -> Vec<(String, String, usize)> {
 
 /// The master's routes.
 pub async fn routes(master: &Master) -> Result<Vec<Route>> {
-    Ok(master.admin().await?.list_routes(ListRoutesRequest::default()).await?.into_inner().routes)
+    // Every page (a page holds 100 routes unless asked for more).
+    let mut admin = master.admin().await?;
+    let (mut routes, mut page_token) = (Vec::new(), String::new());
+    loop {
+        let page = admin.list_routes(ListRoutesRequest { page_size: 1000, page_token, ..Default::default() }).await?;
+        let page = page.into_inner();
+        routes.extend(page.routes);
+        if page.next_page_token.is_empty() {
+            return Ok(routes);
+        }
+        page_token = page.next_page_token;
+    }
 }
 
 /// The master's route for `hostname`, if any: the one routed (active or pending deletion) when
@@ -182,12 +193,12 @@ pub async fn route(master: &Master, hostname: &str) -> Result<Option<Route>> {
 
 /// The master's tunnels.
 pub async fn tunnels(master: &Master) -> Result<Vec<dockflare::v1::Tunnel>> {
-    Ok(master.admin().await?.list_tunnels(ListTunnelsRequest {}).await?.into_inner().tunnels)
+    Ok(master.admin().await?.list_tunnels(ListTunnelsRequest::default()).await?.into_inner().tunnels)
 }
 
 /// The containers the master has for `agent_id` (as last reported).
 pub async fn containers(master: &Master, agent_id: &str) -> Result<Vec<dockflare::v1::Container>> {
-    let request = dockflare::v1::ListContainersRequest { agent_id: agent_id.to_string() };
+    let request = dockflare::v1::ListContainersRequest { agent_id: agent_id.to_string(), ..Default::default() };
     let records = master.admin().await?.list_containers(request).await?.into_inner().containers;
     Ok(records.into_iter().filter_map(|record| record.container).collect())
 }
@@ -195,18 +206,16 @@ pub async fn containers(master: &Master, agent_id: &str) -> Result<Vec<dockflare
 /// Every command of `agent_id` as the master has it.
 pub async fn commands(master: &Master, agent_id: &str) -> Result<Vec<dockflare::v1::CommandRecord>> {
     let mut all = Vec::new();
-    let mut after = 0;
+    let mut page_token = String::new();
     loop {
-        let page = master
-            .admin()
-            .await?
-            .list_commands(ListCommandsRequest { agent_id: agent_id.into(), after_sequence: after, limit: 1000 })
-            .await?
-            .into_inner()
-            .commands;
-        let Some(last) = page.last() else { return Ok(all) };
-        after = last.sequence;
-        all.extend(page);
+        let request =
+            ListCommandsRequest { agent_id: agent_id.into(), page_size: 1000, page_token, ..Default::default() };
+        let page = master.admin().await?.list_commands(request).await?.into_inner();
+        all.extend(page.commands);
+        if page.next_page_token.is_empty() {
+            return Ok(all);
+        }
+        page_token = page.next_page_token;
     }
 }
 
