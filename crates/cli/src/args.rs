@@ -62,7 +62,12 @@ pub struct Global {
 impl Global {
     /// The flags layer of the context resolution.
     pub fn layer(&self) -> Layer {
-        Layer { master: self.master.clone(), ca_cert: self.ca_cert.clone(), cert: self.cert.clone(), key: self.key.clone() }
+        Layer {
+            master: self.master.clone(),
+            ca_cert: self.ca_cert.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+        }
     }
 }
 
@@ -127,19 +132,57 @@ mod tests {
 
     #[test]
     fn parsing() {
-        let cli = Cli::try_parse_from(["dockflare", "routes", "add", "a.example.test", "--service", "http://w:80", "--group", "edge", "-o", "json"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "dockflare",
+            "routes",
+            "add",
+            "a.example.test",
+            "--service",
+            "http://w:80",
+            "--group",
+            "edge",
+            "-o",
+            "json",
+        ])
+        .unwrap();
         assert!(matches!(cli.command, Command::Routes(_)));
         assert_eq!(cli.global.output, Format::Json);
-        let missing_carrier = Cli::try_parse_from(["dockflare", "routes", "add", "a.example.test", "--service", "http://w:80"]);
+        let missing_carrier =
+            Cli::try_parse_from(["dockflare", "routes", "add", "a.example.test", "--service", "http://w:80"]);
         assert_eq!(missing_carrier.unwrap_err().exit_code(), 2);
-        let both = Cli::try_parse_from(["dockflare", "routes", "add", "a", "--service", "s", "--agent", "x", "--group", "g"]);
+        let both =
+            Cli::try_parse_from(["dockflare", "routes", "add", "a", "--service", "s", "--agent", "x", "--group", "g"]);
         assert_eq!(both.unwrap_err().exit_code(), 2);
         assert!(Cli::try_parse_from(["dockflare", "commands", "agent-1"]).is_ok());
         assert!(Cli::try_parse_from(["dockflare", "commands", "send", "agent-1", "resync"]).is_ok());
         assert!(Cli::try_parse_from(["dockflare", "commands"]).is_err(), "the agent is required");
         assert!(Cli::try_parse_from(["dockflare", "watch", "--kind", "route,agent", "--resume", "7"]).is_ok());
-        assert!(Cli::try_parse_from(["dockflare", "identities", "issue", "--name", "ci", "--role", "viewer", "--ttl", "90d", "--out-dir", "x"]).is_ok());
-        assert!(Cli::try_parse_from(["dockflare", "identities", "issue", "--name", "ci", "--role", "root", "--out-dir", "x"]).is_err());
+        assert!(Cli::try_parse_from([
+            "dockflare",
+            "identities",
+            "issue",
+            "--name",
+            "ci",
+            "--role",
+            "viewer",
+            "--ttl",
+            "90d",
+            "--out-dir",
+            "x"
+        ])
+        .is_ok());
+        assert!(Cli::try_parse_from([
+            "dockflare",
+            "identities",
+            "issue",
+            "--name",
+            "ci",
+            "--role",
+            "root",
+            "--out-dir",
+            "x"
+        ])
+        .is_err());
     }
 
     #[test]

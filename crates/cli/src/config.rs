@@ -287,7 +287,10 @@ impl ConfigFile {
     }
 
     pub fn render(&self) -> Result<String, toml::ser::Error> {
-        Ok(format!("# Written by `dockflare login`; paths are relative to this file's directory.\n{}", toml::to_string(self)?))
+        Ok(format!(
+            "# Written by `dockflare login`; paths are relative to this file's directory.\n{}",
+            toml::to_string(self)?
+        ))
     }
 }
 
@@ -384,14 +387,20 @@ mod tests {
         let flags = layer(None, None, Some("/flags/me.crt"), Some("/flags/me.key"));
         let env = layer(None, None, Some("/env/x.crt"), Some("/env/x.key"));
         let resolved = resolve(&inputs(flags, env.clone(), None)).unwrap();
-        assert_eq!((resolved.cert.value, resolved.key), (PathBuf::from("/flags/me.crt"), PathBuf::from("/flags/me.key")));
+        assert_eq!(
+            (resolved.cert.value, resolved.key),
+            (PathBuf::from("/flags/me.crt"), PathBuf::from("/flags/me.key"))
+        );
 
         let half = layer(None, None, Some("/flags/me.crt"), None);
         let error = resolve(&inputs(half, env.clone(), None)).unwrap_err();
         assert_eq!(error, ConfigError::HalfIdentity { given: "--cert".into(), missing: "--key".into() });
         let half_env = layer(None, None, None, Some("/env/x.key"));
         let error = resolve(&inputs(Layer::default(), half_env, None)).unwrap_err();
-        assert_eq!(error.to_string(), "DOCKFLARE_KEY is set but DOCKFLARE_CERT is not: a client certificate and its key go together");
+        assert_eq!(
+            error.to_string(),
+            "DOCKFLARE_KEY is set but DOCKFLARE_CERT is not: a client certificate and its key go together"
+        );
     }
 
     #[test]

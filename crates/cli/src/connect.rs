@@ -26,7 +26,9 @@ pub async fn connect(resolved: &Resolved) -> Result<Client, Failure> {
     let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)).identity(Identity::from_pem(cert, key));
     let url = &resolved.master.value;
     let endpoint = Endpoint::from_shared(url.clone())
-        .map_err(|error| Failure::new(Exit::InvalidArgument, format!("the master address {url} is not usable: {error}")))?
+        .map_err(|error| {
+            Failure::new(Exit::InvalidArgument, format!("the master address {url} is not usable: {error}"))
+        })?
         .tls_config(tls)
         .map_err(|error| {
             Failure::new(

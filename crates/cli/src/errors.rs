@@ -90,7 +90,11 @@ pub fn rpc_failure(call: &str, status: &tonic::Status, resolved: &Resolved) -> F
 }
 
 /// The answer of a unary call, or its failure in words.
-pub fn answer<T>(call: &str, resolved: &Resolved, result: Result<tonic::Response<T>, tonic::Status>) -> Result<T, Failure> {
+pub fn answer<T>(
+    call: &str,
+    resolved: &Resolved,
+    result: Result<tonic::Response<T>, tonic::Status>,
+) -> Result<T, Failure> {
     result.map(tonic::Response::into_inner).map_err(|status| rpc_failure(call, &status, resolved))
 }
 
@@ -135,10 +139,26 @@ mod tests {
     #[test]
     fn the_masters_words_are_passed_on_with_the_call() {
         let cases = [
-            (tonic::Status::permission_denied("AddManualRoute needs role operator; you are viewer"), Exit::PermissionDenied, "AddManualRoute: permission denied: AddManualRoute needs role operator; you are viewer"),
-            (tonic::Status::invalid_argument("service: not a URL"), Exit::InvalidArgument, "AddManualRoute: invalid argument: service: not a URL"),
-            (tonic::Status::not_found("no manual route a.example.test"), Exit::NotFound, "AddManualRoute: not found: no manual route a.example.test"),
-            (tonic::Status::failed_precondition("agent is revoked"), Exit::Conflict, "AddManualRoute: refused: agent is revoked"),
+            (
+                tonic::Status::permission_denied("AddManualRoute needs role operator; you are viewer"),
+                Exit::PermissionDenied,
+                "AddManualRoute: permission denied: AddManualRoute needs role operator; you are viewer",
+            ),
+            (
+                tonic::Status::invalid_argument("service: not a URL"),
+                Exit::InvalidArgument,
+                "AddManualRoute: invalid argument: service: not a URL",
+            ),
+            (
+                tonic::Status::not_found("no manual route a.example.test"),
+                Exit::NotFound,
+                "AddManualRoute: not found: no manual route a.example.test",
+            ),
+            (
+                tonic::Status::failed_precondition("agent is revoked"),
+                Exit::Conflict,
+                "AddManualRoute: refused: agent is revoked",
+            ),
             (tonic::Status::internal("boom"), Exit::Failure, "AddManualRoute failed (Internal error): boom"),
         ];
         for (status, exit, message) in cases {

@@ -57,7 +57,9 @@ impl Exit {
                 "not authenticated: no usable identity, the master refused the certificate, \
                  or the master's certificate is not signed by the trusted CA"
             }
-            Exit::PermissionDenied => "permission denied: the identity's role may not do this (the message names the role)",
+            Exit::PermissionDenied => {
+                "permission denied: the identity's role may not do this (the message names the role)"
+            }
             Exit::InvalidArgument => "invalid argument (the message names the field)",
             Exit::NotFound => "not found",
             Exit::Conflict => "failed precondition or conflict (e.g. already exists, resume revision too old)",
@@ -159,10 +161,11 @@ mod tests {
             assert_eq!(text.matches(&line).count(), 1, "{exit:?} in:\n{text}");
         }
         // Usage errors are clap's: its exit code must be the one documented.
-        assert_eq!(Exit::Usage.code() as i32, clap::error::Error::<clap::error::DefaultFormatter>::new(
-            clap::error::ErrorKind::UnknownArgument
-        )
-        .exit_code());
+        assert_eq!(
+            Exit::Usage.code() as i32,
+            clap::error::Error::<clap::error::DefaultFormatter>::new(clap::error::ErrorKind::UnknownArgument)
+                .exit_code()
+        );
     }
 
     #[test]

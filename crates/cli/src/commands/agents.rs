@@ -117,7 +117,11 @@ pub async fn run(args: AgentsArgs, session: &Session) -> anyhow::Result<()> {
 }
 
 /// One agent: the response as JSON, or its fields.
-fn show_one<M: crate::output::json::Proto>(session: &Session, response: &M, agent: Option<&v1::Agent>) -> anyhow::Result<()> {
+fn show_one<M: crate::output::json::Proto>(
+    session: &Session,
+    response: &M,
+    agent: Option<&v1::Agent>,
+) -> anyhow::Result<()> {
     if session.out.is_json() {
         return session.out.json(response);
     }
@@ -148,7 +152,11 @@ fn agent_fields(agent: &v1::Agent, now: SystemTime) -> Vec<(&'static str, Cell)>
         if policy.allowed_hostnames.is_empty() { "any".to_string() } else { policy.allowed_hostnames.join(", ") };
     let age = |t: &Option<prost_types::Timestamp>| {
         let when = words::rfc3339(t.as_ref());
-        if when.is_empty() { when } else { format!("{when} ({})", words::age_of(t.as_ref(), now)) }
+        if when.is_empty() {
+            when
+        } else {
+            format!("{when} ({})", words::age_of(t.as_ref(), now))
+        }
     };
     vec![
         ("id", agent.id.as_str().into()),
@@ -163,8 +171,16 @@ fn agent_fields(agent: &v1::Agent, now: SystemTime) -> Vec<(&'static str, Cell)>
         ("version", agent.version.as_str().into()),
         ("enrolled", age(&agent.enrolled_at).into()),
         ("last seen", age(&agent.last_seen_at).into()),
-        ("certificate", format!("{} (until {})", agent.certificate_serial, words::rfc3339(agent.certificate_not_after.as_ref())).into()),
-        ("commands", format!("{} queued, {} acknowledged", agent.last_command_sequence, agent.last_acked_command_sequence).into()),
+        (
+            "certificate",
+            format!("{} (until {})", agent.certificate_serial, words::rfc3339(agent.certificate_not_after.as_ref()))
+                .into(),
+        ),
+        (
+            "commands",
+            format!("{} queued, {} acknowledged", agent.last_command_sequence, agent.last_acked_command_sequence)
+                .into(),
+        ),
         ("last event", agent.last_event_id.to_string().into()),
         ("may route", hostnames.into()),
         (
@@ -196,7 +212,13 @@ mod tests {
         };
         let text = agents_table(&[agent], SystemTime::now()).render(false);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["ID", "NAME", "STATUS", "CONNECTED", "MODE", "GROUP", "VERSION", "LAST", "SEEN"]);
-        assert_eq!(lines[1].split_whitespace().collect::<Vec<_>>(), ["a1", "web-host", "online", "yes", "swarm", "-", "-", "-"]);
+        assert_eq!(
+            lines[0].split_whitespace().collect::<Vec<_>>(),
+            ["ID", "NAME", "STATUS", "CONNECTED", "MODE", "GROUP", "VERSION", "LAST", "SEEN"]
+        );
+        assert_eq!(
+            lines[1].split_whitespace().collect::<Vec<_>>(),
+            ["a1", "web-host", "online", "yes", "swarm", "-", "-", "-"]
+        );
     }
 }

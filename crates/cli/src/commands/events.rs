@@ -73,7 +73,11 @@ mod tests {
         let event = |e: Event| v1::AgentEvent { event: Some(e), ..Default::default() };
         let failed = v1::CommandResult { sequence: 3, success: false, error: "no image".into(), ..Default::default() };
         assert_eq!(detail(Some(&event(Event::CommandResult(failed)))), "command 3 failed: no image");
-        let status = v1::TunnelStatus { state: v1::ConnectorState::Running as i32, tunnel_name: "t1".into(), ..Default::default() };
+        let status = v1::TunnelStatus {
+            state: v1::ConnectorState::Running as i32,
+            tunnel_name: "t1".into(),
+            ..Default::default()
+        };
         assert_eq!(detail(Some(&event(Event::TunnelStatus(status)))), "connector running for t1");
         assert_eq!(detail(None), "");
     }

@@ -122,7 +122,11 @@ fn check_name(name: &str) -> Result<(), Failure> {
 }
 
 fn paths(out_dir: &Path, name: &str) -> Paths {
-    Paths { key: out_dir.join(format!("{name}.key")), cert: out_dir.join(format!("{name}.crt")), ca: out_dir.join("ca.crt") }
+    Paths {
+        key: out_dir.join(format!("{name}.key")),
+        cert: out_dir.join(format!("{name}.crt")),
+        ca: out_dir.join("ca.crt"),
+    }
 }
 
 /// A new private key (PEM) and a CSR for it (PEM) naming `name`.

@@ -2,8 +2,8 @@
 //! context, the output, a connection made when first needed). Each noun module holds its own
 //! clap arguments and its handler; the top-level command line is `crate::args`.
 
-pub mod agents;
 pub mod agent_commands;
+pub mod agents;
 pub mod context;
 pub mod diagnostics;
 pub mod events;
@@ -32,10 +32,11 @@ pub struct Session {
 impl Session {
     /// Resolves the context from `flags`, the environment and the config file.
     pub fn new(flags: Layer, format: Format, verbose: bool) -> anyhow::Result<Session> {
-        let found = crate::config::load(flags).map_err(|error| match error.downcast::<crate::config::ConfigError>() {
-            Ok(config) => anyhow::Error::new(Failure::new(Exit::Usage, config.to_string())),
-            Err(other) => other,
-        })?;
+        let found =
+            crate::config::load(flags).map_err(|error| match error.downcast::<crate::config::ConfigError>() {
+                Ok(config) => anyhow::Error::new(Failure::new(Exit::Usage, config.to_string())),
+                Err(other) => other,
+            })?;
         Ok(Session { found, out: Output::detect(format), verbose })
     }
 

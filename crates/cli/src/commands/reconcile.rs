@@ -45,7 +45,8 @@ mod tests {
 
     #[test]
     fn the_summary_lists_every_count_and_error() {
-        let response = v1::ReconcileResponse { dns_created: 2, errors: vec!["dns: refused".into()], ..Default::default() };
+        let response =
+            v1::ReconcileResponse { dns_created: 2, errors: vec!["dns: refused".into()], ..Default::default() };
         let text = summary(&response, false);
         assert!(text.contains("dns created      2\n"), "{text}");
         assert!(text.contains("tunnels created  0\n"), "{text}");

@@ -73,7 +73,8 @@ pub async fn run(args: RoutesArgs, session: &Session) -> anyhow::Result<()> {
     match args.command.unwrap_or(RoutesCommand::List { agent: None }) {
         RoutesCommand::List { agent } => {
             let agent_id = agent.or(args.agent).unwrap_or_default();
-            let response = session.answer("ListRoutes", client.list_routes(v1::ListRoutesRequest { agent_id }).await)?;
+            let response =
+                session.answer("ListRoutes", client.list_routes(v1::ListRoutesRequest { agent_id }).await)?;
             if out.is_json() {
                 return out.json(&response);
             }
@@ -181,6 +182,11 @@ mod tests {
         };
         let text = routes_table(&[route], SystemTime::now()).render(false);
         let row = text.lines().nth(1).unwrap();
-        assert!(row.starts_with("app.example.test  -     http://web:80  error   manual  group:edge  -          Cloudflare refused"), "{row}");
+        assert!(
+            row.starts_with(
+                "app.example.test  -     http://web:80  error   manual  group:edge  -          Cloudflare refused"
+            ),
+            "{row}"
+        );
     }
 }

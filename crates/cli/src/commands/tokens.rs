@@ -48,7 +48,8 @@ pub async fn run(args: TokensArgs, session: &Session) -> anyhow::Result<()> {
     let out = session.out;
     match args.command.unwrap_or(TokensCommand::List) {
         TokensCommand::List => {
-            let response = session.answer("ListJoinTokens", client.list_join_tokens(v1::ListJoinTokensRequest {}).await)?;
+            let response =
+                session.answer("ListJoinTokens", client.list_join_tokens(v1::ListJoinTokensRequest {}).await)?;
             if out.is_json() {
                 return out.json(&response);
             }
@@ -77,7 +78,8 @@ pub async fn run(args: TokensArgs, session: &Session) -> anyhow::Result<()> {
             crate::output::print(&format!("{}\n", response.token))
         }
         TokensCommand::Revoke { id } => {
-            let response = session.answer("RevokeJoinToken", client.revoke_join_token(v1::RevokeJoinTokenRequest { id }).await)?;
+            let response =
+                session.answer("RevokeJoinToken", client.revoke_join_token(v1::RevokeJoinTokenRequest { id }).await)?;
             if out.is_json() {
                 return out.json(&response);
             }

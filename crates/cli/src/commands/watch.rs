@@ -157,7 +157,8 @@ mod tests {
             line(&upsert, false),
             "    17  upsert    route       app.example.test@manual  app.example.test → http://web:80 (active)"
         );
-        let synced = v1::WatchChangesResponse { r#type: v1::ChangeType::Synced as i32, revision: 16, ..Default::default() };
+        let synced =
+            v1::WatchChangesResponse { r#type: v1::ChangeType::Synced as i32, revision: 16, ..Default::default() };
         assert_eq!(line(&synced, false), "    16  synced    up to date; changes follow");
         assert_eq!(resume_hint(0), "");
         assert_eq!(resume_hint(16), "; to go on from where it stopped: dockflare watch --resume 16");

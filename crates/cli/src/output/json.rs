@@ -59,7 +59,9 @@ fn pool() -> Result<&'static DescriptorPool> {
 
 /// `message` as a JSON value.
 pub fn to_value<M: Proto>(message: &M) -> Result<serde_json::Value> {
-    let descriptor = pool()?.get_message_by_name(M::NAME).with_context(|| format!("no message {} in the descriptor set", M::NAME))?;
+    let descriptor = pool()?
+        .get_message_by_name(M::NAME)
+        .with_context(|| format!("no message {} in the descriptor set", M::NAME))?;
     let dynamic = DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())
         .with_context(|| format!("re-reading a {}", M::NAME))?;
     let options = SerializeOptions::new().use_proto_field_name(true).skip_default_fields(false);
@@ -115,7 +117,10 @@ mod tests {
             r#type: v1::ChangeType::Upsert as i32,
             kind: v1::ResourceKind::Agent as i32,
             key: "a1".into(),
-            object: Some(v1::watch_changes_response::Object::Agent(v1::Agent { id: "a1".into(), ..Default::default() })),
+            object: Some(v1::watch_changes_response::Object::Agent(v1::Agent {
+                id: "a1".into(),
+                ..Default::default()
+            })),
             ..Default::default()
         };
         let value = to_value(&change).unwrap();

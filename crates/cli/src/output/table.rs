@@ -103,7 +103,8 @@ mod tests {
 
     #[test]
     fn fields_skip_empty_values() {
-        let text = fields(&[("id", "a1".into()), ("group", "".into()), ("status", Cell::toned("online", Tone::Good))], false);
+        let text =
+            fields(&[("id", "a1".into()), ("group", "".into()), ("status", Cell::toned("online", Tone::Good))], false);
         assert_eq!(text, "id      a1\nstatus  online\n");
     }
 }
