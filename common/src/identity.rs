@@ -2,8 +2,10 @@
 //! operator, and the agent id format.
 //!
 //! Agent certificates carry `spiffe://dockflare/agent/<agent-id>`, admin
-//! certificates `spiffe://dockflare/admin/<name>`. The master takes an
-//! agent's identity from its certificate only.
+//! certificates `spiffe://dockflare/admin/<role>/<name>` (role viewer,
+//! operator or admin). A certificate of an earlier version,
+//! `spiffe://dockflare/admin/<name>`, is the master's own admin identity and
+//! has role admin. The master takes identities from certificates only.
 
 use std::fmt;
 
@@ -15,8 +17,43 @@ const ADMIN_PREFIX: &str = "spiffe://dockflare/admin/";
 pub enum Identity {
     /// An enrolled agent, by the id the master gave it.
     Agent(AgentId),
-    /// An operator or integration with admin rights, by name.
-    Admin(String),
+    /// An operator or integration calling AdminService, by name, with its role.
+    Admin { name: String, role: Role },
+}
+
+/// What an admin identity may do; each role may do everything the roles before it may.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// Reads everything but secrets.
+    Viewer,
+    /// Also adds and deletes manual routes, sends commands, starts reconcile passes.
+    Operator,
+    /// Also manages join tokens, agents and admin identities.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Viewer, Role::Operator, Role::Admin];
+
+    /// The role's name in certificates, flags and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Parses a role's name (as [`Role::as_str`] writes it).
+    pub fn parse(value: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| role.as_str() == value)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Identity {
@@ -24,8 +61,13 @@ impl Identity {
     pub fn to_uri(&self) -> String {
         match self {
             Identity::Agent(id) => format!("{AGENT_PREFIX}{id}"),
-            Identity::Admin(name) => format!("{ADMIN_PREFIX}{name}"),
+            Identity::Admin { name, role } => format!("{ADMIN_PREFIX}{role}/{name}"),
         }
+    }
+
+    /// An admin identity; `None` when the name is not 1–64 of a-z, A-Z, 0-9, '-', '_', '.'.
+    pub fn admin(name: &str, role: Role) -> Option<Identity> {
+        is_simple_name(name).then(|| Identity::Admin { name: name.to_string(), role })
     }
 
     /// Parses a URI SAN. `None` when it is not a DockFlare identity.
@@ -33,8 +75,12 @@ impl Identity {
         if let Some(id) = uri.strip_prefix(AGENT_PREFIX) {
             return AgentId::parse(id).ok().map(Identity::Agent);
         }
-        let name = uri.strip_prefix(ADMIN_PREFIX)?;
-        is_simple_name(name).then(|| Identity::Admin(name.to_string()))
+        let rest = uri.strip_prefix(ADMIN_PREFIX)?;
+        match rest.split_once('/') {
+            Some((role, name)) => Identity::admin(name, Role::parse(role)?),
+            // Before roles, the master's own admin certificate: all rights.
+            None => Identity::admin(rest, Role::Admin),
+        }
     }
 }
 
@@ -42,7 +88,7 @@ impl fmt::Display for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Identity::Agent(id) => write!(f, "agent {id}"),
-            Identity::Admin(name) => write!(f, "admin {name}"),
+            Identity::Admin { name, role } => write!(f, "{role} {name}"),
         }
     }
 }
@@ -106,8 +152,26 @@ mod tests {
     fn identities_round_trip_through_uris() {
         let agent = Identity::Agent(AgentId::generate());
         assert_eq!(Identity::from_uri(&agent.to_uri()), Some(agent));
-        let admin = Identity::Admin("admin".into());
-        assert_eq!(Identity::from_uri(&admin.to_uri()), Some(admin));
+        for role in Role::ALL {
+            let admin = Identity::admin("ops.team-1", role).expect("a valid name");
+            assert_eq!(admin.to_uri(), format!("spiffe://dockflare/admin/{role}/ops.team-1"));
+            assert_eq!(Identity::from_uri(&admin.to_uri()), Some(admin));
+        }
+    }
+
+    #[test]
+    fn a_certificate_from_before_roles_is_the_masters_admin() {
+        assert_eq!(
+            Identity::from_uri("spiffe://dockflare/admin/admin"),
+            Some(Identity::Admin { name: "admin".into(), role: Role::Admin })
+        );
+    }
+
+    #[test]
+    fn roles_are_ordered_by_what_they_may_do() {
+        assert!(Role::Viewer < Role::Operator && Role::Operator < Role::Admin);
+        assert_eq!(Role::parse("operator"), Some(Role::Operator));
+        assert_eq!(Role::parse("root"), None);
     }
 
     #[test]
@@ -118,6 +182,10 @@ mod tests {
             "spiffe://dockflare/agent/0B7F1C2E-1111-4222-8333-444455556666",
             "spiffe://dockflare/admin/",
             "spiffe://dockflare/admin/a/b",
+            "spiffe://dockflare/admin/root/alice",
+            "spiffe://dockflare/admin/viewer/",
+            "spiffe://dockflare/admin/viewer/a/b",
+            "spiffe://dockflare/admin/viewer/with space",
             "https://example.com",
         ] {
             assert_eq!(Identity::from_uri(uri), None, "{uri}");

@@ -247,7 +247,7 @@ fn first_pem_der(pem_text: &str) -> Result<Vec<u8>, PkiError> {
 fn client_params(identity: &Identity, lifetime: Duration, now: OffsetDateTime) -> Result<CertificateParams, PkiError> {
     let common_name = match identity {
         Identity::Agent(id) => format!("dockflare-agent {id}"),
-        Identity::Admin(name) => format!("dockflare-admin {name}"),
+        Identity::Admin { name, role } => format!("dockflare-{role} {name}"),
     };
     let mut params = leaf_params(&common_name, lifetime, now);
     let uri = identity.to_uri();
@@ -320,7 +320,12 @@ mod tests {
     fn garbage_csr_is_rejected_with_a_reason() {
         let (ca, _) = CertificateAuthority::generate("test CA", now()).expect("ca");
         let err = ca
-            .sign_csr(b"not a csr", &Identity::Admin("x".into()), Duration::hours(1), now())
+            .sign_csr(
+                b"not a csr",
+                &Identity::Admin { name: "x".into(), role: crate::identity::Role::Admin },
+                Duration::hours(1),
+                now(),
+            )
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();

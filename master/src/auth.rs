@@ -13,7 +13,11 @@ use tonic::{Request, Status};
 
 /// An identity whose chain was verified for this call (a request extension).
 #[derive(Clone, Debug)]
-pub struct VerifiedIdentity(pub Identity);
+pub struct VerifiedIdentity {
+    pub identity: Identity,
+    /// The serial number (hex) of the certificate that carries it.
+    pub serial: String,
+}
 
 /// Checks callers' certificates.
 #[derive(Clone, Debug)]
@@ -29,17 +33,17 @@ impl Authenticator {
     /// The verified identity of the caller: the one [`crate::call_limits`] verified before
     /// the request was decoded, or (when the call did not pass that layer) verified here.
     pub fn identity<T>(&self, request: &Request<T>) -> Result<Identity, Status> {
-        if let Some(VerifiedIdentity(identity)) = request.extensions().get::<VerifiedIdentity>() {
-            return Ok(identity.clone());
+        if let Some(verified) = request.extensions().get::<VerifiedIdentity>() {
+            return Ok(verified.identity.clone());
         }
         let certs = request.peer_certs().ok_or_else(|| {
             Status::unauthenticated("no client certificate: this call needs a certificate issued by the master's CA")
         })?;
-        self.verify_chain(&certs)
+        Ok(self.verify_chain(&certs)?.identity)
     }
 
     /// Verifies a presented chain (end entity first) and reads its DockFlare identity.
-    pub fn verify_chain(&self, certs: &[CertificateDer<'static>]) -> Result<Identity, Status> {
+    pub fn verify_chain(&self, certs: &[CertificateDer<'static>]) -> Result<VerifiedIdentity, Status> {
         let (end_entity, intermediates) = certs.split_first().ok_or_else(|| {
             Status::unauthenticated("no client certificate: this call needs a certificate issued by the master's CA")
         })?;
@@ -48,16 +52,17 @@ impl Authenticator {
         })?;
         let info = describe_certificate(end_entity)
             .map_err(|error| Status::unauthenticated(format!("client certificate unreadable: {error}")))?;
-        info.identity().ok_or_else(|| {
+        let identity = info.identity().ok_or_else(|| {
             Status::unauthenticated("client certificate carries no DockFlare identity (spiffe://dockflare/... URI SAN)")
-        })
+        })?;
+        Ok(VerifiedIdentity { identity, serial: info.serial_hex })
     }
 
     /// The calling agent's id; PERMISSION_DENIED for admin certificates.
     pub fn agent<T>(&self, request: &Request<T>) -> Result<AgentId, Status> {
         match self.identity(request)? {
             Identity::Agent(id) => Ok(id),
-            Identity::Admin(_) => {
+            Identity::Admin { .. } => {
                 Err(Status::permission_denied("AgentService needs an agent certificate, not an admin one"))
             }
         }
@@ -66,7 +71,7 @@ impl Authenticator {
     /// The calling admin's name; PERMISSION_DENIED for agent certificates.
     pub fn admin<T>(&self, request: &Request<T>) -> Result<String, Status> {
         match self.identity(request)? {
-            Identity::Admin(name) => Ok(name),
+            Identity::Admin { name, .. } => Ok(name),
             Identity::Agent(id) => Err(Status::permission_denied(format!(
                 "AdminService needs an admin certificate; agent {id} may not call it"
             ))),

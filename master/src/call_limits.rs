@@ -15,7 +15,7 @@
 //! identity handed to the handlers in the request's extensions, so a call is
 //! verified once.
 
-use crate::auth::{Authenticator, VerifiedIdentity};
+use crate::auth::Authenticator;
 use crate::listener::admission::{source_key, Admission, ConnectionSlot, Refusal};
 use crate::tally::Tally;
 use bytes::{Buf, Bytes};
@@ -150,7 +150,7 @@ where
             .and_then(|certs| self.layer.auth.verify_chain(&certs).ok());
         let authenticated = identity.is_some();
         if let Some(identity) = identity {
-            request.extensions_mut().insert(VerifiedIdentity(identity));
+            request.extensions_mut().insert(identity);
         }
         if authenticated && request.uri().path() != ENROLL_PATH {
             let future = self.inner.call(request);

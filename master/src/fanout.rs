@@ -8,6 +8,7 @@ use crate::cluster::{self, COMMANDS, RECONCILE, REVOCATIONS};
 use crate::reconcile::{PassReport, ReconcilerHandle};
 use crate::sessions::Sessions;
 use crate::store::Store;
+use crate::watch::WatchHub;
 
 /// Cheap to clone.
 #[derive(Clone)]
@@ -15,16 +16,18 @@ pub struct Fanout {
     store: Store,
     sessions: Sessions,
     reconciler: ReconcilerHandle,
+    watch: WatchHub,
 }
 
 impl Fanout {
-    pub fn new(store: Store, sessions: Sessions, reconciler: ReconcilerHandle) -> Fanout {
-        Fanout { store, sessions, reconciler }
+    pub fn new(store: Store, sessions: Sessions, reconciler: ReconcilerHandle, watch: WatchHub) -> Fanout {
+        Fanout { store, sessions, reconciler, watch }
     }
 
-    /// A pass soon, on whichever master reconciles.
+    /// A pass soon, on whichever master reconciles (and a look for changes to tell watchers).
     pub async fn reconcile(&self) {
         self.reconciler.trigger();
+        self.watch.wake();
         cluster::notify(&self.store, RECONCILE, "").await;
     }
 

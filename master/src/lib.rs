@@ -1,6 +1,8 @@
 //! The DockFlare master as a library: the binary (`main.rs`) parses flags
 //! and calls [`server::start`]; tests start the same pieces.
 
+pub mod admin_access;
+pub mod admin_identities;
 pub mod admin_service;
 pub mod agent_budget;
 pub mod agent_service;
@@ -33,3 +35,5 @@ pub mod store;
 pub mod supervisor;
 pub mod tally;
 pub mod tls;
+pub mod views;
+pub mod watch;

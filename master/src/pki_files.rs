@@ -161,8 +161,13 @@ fn ensure_admin_identity(dir: &Path, ca: &CertificateAuthority, now: OffsetDateT
     if cert_path.exists() && key_path.exists() && still_good(&read(&cert_path)?, ca, now) {
         return Ok(());
     }
-    let issued =
-        ca.issue_client(&Identity::Admin("admin".into()), ADMIN_LIFETIME, now).map_err(pki_error(&cert_path))?;
+    let issued = ca
+        .issue_client(
+            &Identity::Admin { name: "admin".into(), role: dockflare_common::identity::Role::Admin },
+            ADMIN_LIFETIME,
+            now,
+        )
+        .map_err(pki_error(&cert_path))?;
     write_key(&key_path, &issued.key_pem)?;
     write_cert(&cert_path, &issued.certificate_pem)?;
     tracing::info!(message = "Created the admin client identity.", cert = %cert_path.display());

@@ -79,6 +79,8 @@ pub enum StartError {
     Health(#[from] crate::health::HealthError),
     #[error(transparent)]
     Bootstrap(#[from] crate::bootstrap_token::BootstrapError),
+    #[error("recording the master's admin identity: {0}")]
+    AdminIdentity(#[from] crate::admin_identities::AdmissionError),
 }
 
 /// A started master.
@@ -147,7 +149,8 @@ pub async fn start(
     }
     let sessions = Sessions::default();
     let (reconciler, reconciler_inbox) = ReconcilerHandle::channel();
-    let fanout = Fanout::new(store.clone(), sessions.clone(), reconciler.clone());
+    let watch = crate::watch::WatchHub::default();
+    let fanout = Fanout::new(store.clone(), sessions.clone(), reconciler.clone(), watch.clone());
     let seal = CommandSeal::derive(pki.ca.private_key_der()).map_err(|e| StartError::Seal(e.to_string()))?;
     let commands = CommandQueue::prepare(store.clone(), fanout.clone(), seal)
         .await
@@ -169,6 +172,13 @@ pub async fn start(
         crate::cluster::spawn_listener(url.clone(), sessions.clone(), reconciler.clone(), &supervisor);
     }
     let events = EventWriter::spawn(store.clone(), sessions.clone(), fanout.clone(), &supervisor);
+    let admins = crate::admin_identities::AdminRegistry::new(store.clone());
+    let own_admin = std::fs::read_to_string(pki.dir.join("admin.crt"))
+        .map_err(|source| StartError::DataDir { path: pki.dir.join("admin.crt"), source })?;
+    crate::admin_identities::record_master_identity(&store, &own_admin).await?;
+    supervisor.spawn("admin revocations", admins.clone().follow_revocations());
+    let quota = options.cloudflare.reconcile.max_routes_per_agent;
+    supervisor.spawn("watch feed", crate::watch::feed::run(store.clone(), watch.clone(), leader.clone(), quota));
     supervisor.spawn("liveness", crate::liveness::run(store.clone(), options.settings.heartbeat_timeout));
     supervisor.spawn("event retention", crate::retention::run(store.clone(), options.settings.event_retention));
     let state = Arc::new(MasterState {
@@ -178,6 +188,8 @@ pub async fn start(
         events,
         ca: pki.ca,
         auth: Authenticator::new(chain_verifier),
+        admins,
+        watch,
         settings: options.settings.clone(),
         fanout,
         route_quota: options.cloudflare.reconcile.max_routes_per_agent,
@@ -216,6 +228,7 @@ pub async fn start(
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .tcp_nodelay(true)
         .layer(CallLimitsLayer::new(options.calls.clone(), state.auth.clone()))
+        .layer(crate::admin_access::AdminAccessLayer::new(state.auth.clone(), state.admins.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -226,6 +239,7 @@ pub async fn start(
         .add_service(AdminServiceServer::new(AdminApi::new(state.clone())));
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let (supervisor_for_shutdown, sessions_for_shutdown) = (supervisor.clone(), state.sessions.clone());
+    let watch_for_shutdown = state.watch.clone();
     let shutdown = async move {
         shutdown.await;
         tracing::info!(message = "Shutting down: ending the agents' streams, then storing what was received.");
@@ -233,6 +247,7 @@ pub async fn start(
         stopping_tx.send_replace(true);
         // Long-lived streams would hold the graceful shutdown open: end them (agents reconnect).
         sessions_for_shutdown.end_all();
+        watch_for_shutdown.close();
     };
     let served = tokio::spawn(router.serve_with_incoming_shutdown(incoming, shutdown));
     tracing::info!(

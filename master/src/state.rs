@@ -48,6 +48,10 @@ pub struct MasterState {
     pub events: EventWriter,
     pub ca: CertificateAuthority,
     pub auth: Authenticator,
+    /// Admin identities: recorded, revoked, last used ([`crate::admin_identities`]).
+    pub admins: crate::admin_identities::AdminRegistry,
+    /// The change feed WatchChanges serves ([`crate::watch`]).
+    pub watch: crate::watch::WatchHub,
     pub settings: ProtocolSettings,
     /// Reconcile passes, command wake-ups and revocations, here and on the other masters
     /// (the reconciler: real Cloudflare, or the built-in emulator offline).

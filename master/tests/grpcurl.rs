@@ -278,7 +278,11 @@ async fn refusals(database_url: Option<&str>) -> Result<()> {
     // An admin certificate of another master (whose CA has the same name as ours).
     let now = time::OffsetDateTime::now_utc();
     let (other_ca, _) = CertificateAuthority::generate("DockFlare CA", now)?;
-    let stranger = other_ca.issue_client(&Identity::Admin("admin".into()), time::Duration::days(1), now)?;
+    let stranger = other_ca.issue_client(
+        &Identity::Admin { name: "admin".into(), role: dockflare_common::identity::Role::Admin },
+        time::Duration::days(1),
+        now,
+    )?;
     let (stranger_cert, stranger_key) = (stranger.certificate_pem.as_str(), stranger.key_pem.expose_secret());
     let channel = mtls_channel(master.addr, &ca_pem, Some((stranger_cert, stranger_key))).await?;
     let status = AdminServiceClient::new(channel)
@@ -297,7 +301,11 @@ async fn refusals(database_url: Option<&str>) -> Result<()> {
     // as the acceptable issuer, so grpcurl (Go) does not even offer this
     // certificate: refused as "no client certificate", pointing at the CA.
     let (unrelated_ca, _) = CertificateAuthority::generate("Unrelated CA", now)?;
-    let unrelated = unrelated_ca.issue_client(&Identity::Admin("admin".into()), time::Duration::days(1), now)?;
+    let unrelated = unrelated_ca.issue_client(
+        &Identity::Admin { name: "admin".into(), role: dockflare_common::identity::Role::Admin },
+        time::Duration::days(1),
+        now,
+    )?;
     let credentials = Credentials::from_pem(
         &master,
         files.path(),

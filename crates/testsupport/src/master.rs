@@ -303,6 +303,27 @@ impl Master {
         Ok(AdminServiceClient::new(self.admin_channel().await?))
     }
 
+    /// A new admin identity with `role` (IssueAdminIdentity with the admin certificate; the key
+    /// is made here): (id, certificate PEM, key PEM).
+    pub async fn issue_identity(&self, name: &str, role: dockflare::v1::AdminRole) -> Result<(String, String, String)> {
+        use secrecy::ExposeSecret;
+        let (key, csr) = dockflare_common::pki::new_key_and_csr(name)?;
+        let response = self
+            .admin()
+            .await?
+            .issue_admin_identity(dockflare::v1::IssueAdminIdentityRequest {
+                name: name.into(),
+                role: role as i32,
+                ttl_seconds: 3600,
+                csr_pem: pem::encode(&pem::Pem::new("CERTIFICATE REQUEST", csr)),
+            })
+            .await
+            .context("IssueAdminIdentity")?
+            .into_inner();
+        let id = response.identity.map(|i| i.id).unwrap_or_default();
+        Ok((id, response.certificate_pem, key.expose_secret().to_string()))
+    }
+
     /// A join token for `uses` agents (each gets a tunnel of its own).
     pub async fn join_token(&self, uses: u32) -> Result<String> {
         self.join_token_in_group(uses, "").await

@@ -6,8 +6,10 @@
 
 mod activity;
 mod agents;
+mod identities;
 mod routes;
 mod tokens;
+mod watch;
 
 pub use tokens::new_join_token;
 
@@ -192,38 +194,37 @@ impl AdminService for AdminApi {
         routes::reconcile(self, request).await
     }
 
-    type WatchChangesStream =
-        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<v1::WatchChangesResponse, Status>> + Send + 'static>>;
+    type WatchChangesStream = watch::WatchStream;
 
     async fn watch_changes(
         &self,
-        _request: Request<v1::WatchChangesRequest>,
+        request: Request<v1::WatchChangesRequest>,
     ) -> Result<Response<Self::WatchChangesStream>, Status> {
-        Err(Status::unimplemented("WatchChanges: not yet"))
+        watch::watch_changes(self, request).await
     }
 
     async fn issue_admin_identity(
         &self,
-        _request: Request<v1::IssueAdminIdentityRequest>,
+        request: Request<v1::IssueAdminIdentityRequest>,
     ) -> Result<Response<v1::IssueAdminIdentityResponse>, Status> {
-        Err(Status::unimplemented("IssueAdminIdentity: not yet"))
+        identities::issue_admin_identity(self, request).await
     }
 
     async fn list_admin_identities(
         &self,
-        _request: Request<v1::ListAdminIdentitiesRequest>,
+        request: Request<v1::ListAdminIdentitiesRequest>,
     ) -> Result<Response<v1::ListAdminIdentitiesResponse>, Status> {
-        Err(Status::unimplemented("ListAdminIdentities: not yet"))
+        identities::list_admin_identities(self, request).await
     }
 
     async fn revoke_admin_identity(
         &self,
-        _request: Request<v1::RevokeAdminIdentityRequest>,
+        request: Request<v1::RevokeAdminIdentityRequest>,
     ) -> Result<Response<v1::RevokeAdminIdentityResponse>, Status> {
-        Err(Status::unimplemented("RevokeAdminIdentity: not yet"))
+        identities::revoke_admin_identity(self, request).await
     }
 
-    async fn who_am_i(&self, _request: Request<v1::WhoAmIRequest>) -> Result<Response<v1::WhoAmIResponse>, Status> {
-        Err(Status::unimplemented("WhoAmI: not yet"))
+    async fn who_am_i(&self, request: Request<v1::WhoAmIRequest>) -> Result<Response<v1::WhoAmIResponse>, Status> {
+        identities::who_am_i(self, request).await
     }
 }

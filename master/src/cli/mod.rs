@@ -1,7 +1,9 @@
 //! The `dockflare-master` command line (the binary's, not the library's): flags and
 //! environment variables ([`Cli`]), turned into the server's options ([`options`]), and the
-//! `token` subcommand that manages join tokens in the database directly ([`token`]).
+//! `token` and `admin` subcommands that manage join tokens ([`token`]) and admin identities
+//! ([`admin`]) in the database directly.
 
+pub mod admin;
 pub mod options;
 pub mod token;
 
@@ -73,6 +75,12 @@ pub enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Manage admin identities (client certificates for AdminService and the `dockflare` CLI),
+    /// straight in the database, with the CA key of this data dir.
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
     /// Run the Cloudflare API emulator on its own (for tests and offline experiments).
     CloudflareEmulator {
         /// Address to serve on.
@@ -122,6 +130,39 @@ pub enum TokenAction {
     List,
     /// Revoke a join token by id.
     Revoke { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminAction {
+    /// Issue an identity: writes NAME.key (0600), NAME.crt and ca.crt into --out-dir.
+    Issue {
+        /// 1-64 of a-z, A-Z, 0-9, '-', '_', '.'.
+        #[arg(long)]
+        name: String,
+        /// viewer (reads all but secrets), operator (also manual routes, commands, reconcile),
+        /// admin (also join tokens, agents, identities).
+        #[arg(long, value_parser = parse_role)]
+        role: dockflare_common::identity::Role,
+        /// How long the certificate is valid (1m to 3y), e.g. 30d.
+        #[arg(long, default_value = "90d", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        /// Where to write the files (created 0700). Default: <data-dir>/identities/NAME.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+    /// List identities with role, expiry and last use.
+    List {
+        /// Include revoked and expired identities.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Revoke an identity by id (its certificate serial, as `admin list` shows it): its calls are
+    /// refused and its open streams end within a second.
+    Revoke { id: String },
+}
+
+fn parse_role(value: &str) -> Result<dockflare_common::identity::Role, String> {
+    dockflare_common::identity::Role::parse(value).ok_or_else(|| format!("{value:?}: one of viewer, operator, admin"))
 }
 
 #[derive(Args, Debug)]

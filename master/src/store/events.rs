@@ -59,7 +59,10 @@ impl EventBatch {
     }
 }
 
-fn placeholders(rows: usize, columns: usize) -> String {
+/// The event kind whose latest one per agent is kept as its connector's state.
+pub const CONNECTOR_KIND: &str = "tunnel_status";
+
+pub(super) fn placeholders(rows: usize, columns: usize) -> String {
     let mut text = String::with_capacity(rows * columns * 5);
     for row in 0..rows {
         if row > 0 {
@@ -184,6 +187,28 @@ impl Store {
             )
             .bind(agent_id)
             .bind(to_i64(sequence, "sequence")?)
+            .execute(&mut *tx)
+            .await?;
+        }
+        // The latest connector report of each agent (what WatchChanges shows as its connector).
+        let mut connectors: HashMap<&str, &StoredEvent> = HashMap::new();
+        for event in batch.events.iter().filter(|event| event.kind == CONNECTOR_KIND) {
+            let entry = connectors.entry(event.agent_id.as_str()).or_insert(event);
+            if event.event_id > entry.event_id {
+                *entry = event;
+            }
+        }
+        for event in connectors.into_values() {
+            sqlx::query(
+                "INSERT INTO agent_connectors (agent_id, event_id, reported_at, payload) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (agent_id) DO UPDATE SET event_id = excluded.event_id, \
+                 reported_at = excluded.reported_at, payload = excluded.payload \
+                 WHERE agent_connectors.event_id < excluded.event_id",
+            )
+            .bind(event.agent_id.as_str())
+            .bind(to_i64(event.event_id, "event_id")?)
+            .bind(event.received_at)
+            .bind(event.payload.as_slice())
             .execute(&mut *tx)
             .await?;
         }

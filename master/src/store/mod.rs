@@ -11,9 +11,11 @@ mod agents;
 mod commands;
 mod containers;
 mod events;
+mod identities;
 mod routes;
 mod sqlite_file;
 mod tokens;
+mod watch;
 
 pub use crate::model::{
     AgentRecord, ContainerRow, ManualRoute, TunnelRow, STATUS_OFFLINE, STATUS_ONLINE, STATUS_REVOKED,
@@ -22,8 +24,10 @@ pub use agents::{AgentRegistration, NewAgent};
 pub use commands::{CommandRow, CommandState, Enqueued};
 pub use containers::{ContainerChange, ContainerChangeEntry};
 pub use events::{CommandAck, EventBatch, StoredEvent, PROGRESS_ONLY_KINDS};
+pub use identities::AdminIdentityRow;
 pub use routes::{CorruptRoute, StoredRoutes};
 pub use tokens::{JoinTokenRow, TokenRejection};
+pub use watch::{WatchMeta, WatchRow, WatchWrite};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
