@@ -44,6 +44,16 @@ impl Watch {
     }
 }
 
+/// Adds a manual route and waits until the change feed has recorded it (a first watch sees it),
+/// so that a watch started next has it in its snapshot.
+async fn recorded_route(cli: &Cli, master: &Master, hostname: &str, service: &str) -> Result<()> {
+    cli.as_admin(master, &["routes", "add", hostname, "--service", service, "--group", "edge"]).await?.ok()?;
+    let mut first = Watch::start(cli, master, &["-o", "json", "--kind", "route"]).await?;
+    until(&mut first, &mut Vec::new(), "the route in a first watch", |v| v["route"]["hostname"] == hostname).await?;
+    first.child.kill().await?;
+    Ok(())
+}
+
 /// Reads lines until one satisfies `wanted`; every line must be a JSON object.
 async fn until(watch: &mut Watch, seen: &mut Vec<Value>, what: &str, wanted: impl Fn(&Value) -> bool) -> Result<Value> {
     let deadline = Instant::now() + WAIT;
@@ -62,9 +72,7 @@ async fn until(watch: &mut Watch, seen: &mut Vec<Value>, what: &str, wanted: imp
 async fn watch_prints_one_json_object_per_change() -> Result<()> {
     let master = Master::sqlite().await?;
     let cli = Cli::new()?;
-    cli.as_admin(&master, &["routes", "add", "before.example.test", "--service", "http://a:80", "--group", "edge"])
-        .await?
-        .ok()?;
+    recorded_route(&cli, &master, "before.example.test", "http://a:80").await?;
 
     let mut watch = Watch::start(&cli, &master, &["-o", "json", "--kind", "route"]).await?;
     let mut seen = Vec::new();
@@ -94,9 +102,7 @@ async fn watch_prints_one_json_object_per_change() -> Result<()> {
 async fn watch_for_people_prints_one_line_per_change() -> Result<()> {
     let master = Master::sqlite().await?;
     let cli = Cli::new()?;
-    cli.as_admin(&master, &["routes", "add", "people.example.test", "--service", "http://a:80", "--group", "edge"])
-        .await?
-        .ok()?;
+    recorded_route(&cli, &master, "people.example.test", "http://a:80").await?;
     let mut watch = Watch::start(&cli, &master, &["--kind", "route"]).await?;
     let deadline = Instant::now() + WAIT;
     let mut seen = Vec::new();
