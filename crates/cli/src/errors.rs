@@ -58,11 +58,22 @@ pub fn connect_failure(problem: ConnectProblem, detail: &str, resolved: &Resolve
     }
 }
 
+/// The code that says what happened: a status the master sent, as it is; one tonic made from a
+/// broken connection (code UNKNOWN with the transport error as its source, e.g. "h2 protocol
+/// error: error reading a body from connection" when the master was killed) is UNAVAILABLE.
+pub fn code_of(status: &tonic::Status) -> Code {
+    match status.code() {
+        Code::Unknown if std::error::Error::source(status).is_some() => Code::Unavailable,
+        code => code,
+    }
+}
+
 /// The failure for an RPC the master answered with an error status.
 pub fn rpc_failure(call: &str, status: &tonic::Status, resolved: &Resolved) -> Failure {
     let message = status.message();
     let url = &resolved.master.value;
-    let text = match status.code() {
+    let code = code_of(status);
+    let text = match code {
         Code::Unavailable => format!(
             "cannot reach the master at {url} (from {}): {message}; is it running? {WHERE_TO_FIX_MASTER}",
             resolved.master_origin()
@@ -86,7 +97,7 @@ pub fn rpc_failure(call: &str, status: &tonic::Status, resolved: &Resolved) -> F
         Code::ResourceExhausted => format!("{call}: a limit of the master was reached: {message}"),
         code => format!("{call} failed ({}): {message}", code.description()),
     };
-    Failure::new(exit_for(status.code()), text)
+    Failure::new(exit_for(code), text)
 }
 
 /// The answer of a unary call, or its failure in words.
@@ -165,6 +176,10 @@ mod tests {
             let failure = rpc_failure("AddManualRoute", &status, &resolved());
             assert_eq!((failure.exit, failure.message.as_str()), (exit, message));
         }
+        let broken = tonic::Status::from_error(Box::new(std::io::Error::other("error reading a body from connection")));
+        assert_eq!(broken.code(), Code::Unknown);
+        assert_eq!(rpc_failure("WatchChanges", &broken, &resolved()).exit, Exit::Unreachable);
+        assert_eq!(rpc_failure("X", &tonic::Status::unknown("sent by the master"), &resolved()).exit, Exit::Failure);
         let failure = rpc_failure("WhoAmI", &tonic::Status::unimplemented(""), &resolved());
         assert!(failure.message.contains("does not implement"), "{}", failure.message);
     }

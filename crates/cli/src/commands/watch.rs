@@ -3,7 +3,7 @@
 //! flushed each time). When the stream breaks, the message says which revision to resume from.
 
 use super::Session;
-use crate::errors::rpc_failure;
+use crate::errors::{code_of, rpc_failure};
 use crate::exit::{Exit, Failure};
 use crate::output::style::{paint, Tone};
 use crate::output::words;
@@ -73,10 +73,19 @@ pub async fn run(args: WatchArgs, session: &Session) -> anyhow::Result<()> {
             }
             Err(status) => {
                 let mut failure = rpc_failure("WatchChanges", &status, session.resolved());
-                failure.message.push_str(&match status.code() {
-                    tonic::Code::OutOfRange => "; take a new snapshot: run without --resume".to_string(),
-                    _ => resume_hint(last_revision),
-                });
+                match code_of(&status) {
+                    tonic::Code::OutOfRange => failure.message.push_str("; take a new snapshot: run without --resume"),
+                    // The stream was open: the master was reached, then went away or ended it.
+                    tonic::Code::Unavailable => {
+                        failure.message = format!(
+                            "the watch of the master at {} broke: {}{}",
+                            session.resolved().master.value,
+                            status.message(),
+                            resume_hint(last_revision)
+                        )
+                    }
+                    _ => failure.message.push_str(&resume_hint(last_revision)),
+                }
                 return Err(failure.into());
             }
         }

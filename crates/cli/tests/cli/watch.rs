@@ -70,7 +70,7 @@ async fn until(watch: &mut Watch, seen: &mut Vec<Value>, what: &str, wanted: imp
 
 #[tokio::test]
 async fn watch_prints_one_json_object_per_change() -> Result<()> {
-    let master = Master::sqlite().await?;
+    let mut master = Master::sqlite().await?;
     let cli = Cli::new()?;
     recorded_route(&cli, &master, "before.example.test", "http://a:80").await?;
 
@@ -94,7 +94,24 @@ async fn watch_prints_one_json_object_per_change() -> Result<()> {
     .await?;
     assert_eq!(upsert["route"]["service"], "http://b:80", "{upsert}");
     assert!(watch.child.try_wait()?.is_none(), "the watch keeps running");
-    watch.child.kill().await?;
+
+    // The master dies: the watch ends with exit code 3 and says where to resume.
+    let last = upsert["revision"].as_str().context("revision")?.to_string();
+    master.kill9()?;
+    let status = tokio::time::timeout(WAIT, watch.child.wait()).await.context("the watch outlived its master")??;
+    let mut stderr = String::new();
+    if let Some(mut pipe) = watch.child.stderr.take() {
+        tokio::io::AsyncReadExt::read_to_string(&mut pipe, &mut stderr).await?;
+    }
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    // The last revision it printed: that of the UPSERT, or of a later change to the route.
+    let resume: u64 = stderr
+        .split("dockflare watch --resume ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no resume hint: {stderr}"))?;
+    assert!(resume >= last.parse::<u64>()?, "resume from {resume}, the UPSERT was at {last}: {stderr}");
     Ok(())
 }
 
