@@ -52,6 +52,8 @@ pub struct ServeOptions {
     pub metrics_listen: Option<SocketAddr>,
     /// Tests only (`--test-fault-task`): the long-lived task that fails once the master listens.
     pub test_fault_task: Option<String>,
+    /// Change batches a watcher may fall behind by ([`crate::watch::WatchHub::new`]).
+    pub watch_backlog: usize,
 }
 
 pub use crate::cloudflare_setup::{CloudflareOptions, SetupError};
@@ -149,7 +151,7 @@ pub async fn start(
     }
     let sessions = Sessions::default();
     let (reconciler, reconciler_inbox) = ReconcilerHandle::channel();
-    let watch = crate::watch::WatchHub::default();
+    let watch = crate::watch::WatchHub::new(options.watch_backlog);
     let fanout = Fanout::new(store.clone(), sessions.clone(), reconciler.clone(), watch.clone());
     let seal = CommandSeal::derive(pki.ca.private_key_der()).map_err(|e| StartError::Seal(e.to_string()))?;
     let commands = CommandQueue::prepare(store.clone(), fanout.clone(), seal)

@@ -23,7 +23,7 @@ pub use fake_agent::{container, enroll_agent, labelled, route_labels, FakeAgent}
 pub use logs::Logs;
 pub use master::{Master, MasterOptions};
 pub use proxy::TcpProxy;
-pub use tls::{mtls_channel, mtls_channel_from};
+pub use tls::{mtls_channel, mtls_channel_from, slow_reader_channel};
 pub use wait::eventually;
 
 use anyhow::{anyhow, bail, Result};

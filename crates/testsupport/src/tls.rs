@@ -32,3 +32,21 @@ pub async fn mtls_channel_from(
         .with_context(|| format!("connecting to the master at {addr}"))?;
     Ok(channel)
 }
+
+/// [`mtls_channel`] for a client that reads slowly: HTTP/2 lets the server send it only a few
+/// KiB ahead of what it has read.
+pub async fn slow_reader_channel(addr: SocketAddr, ca_pem: &str, client: Option<(&str, &str)>) -> Result<Channel> {
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem)).domain_name("localhost");
+    if let Some((cert, key)) = client {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    let channel = Endpoint::from_shared(format!("https://{addr}"))?
+        .tls_config(tls)?
+        .connect_timeout(Duration::from_secs(10))
+        .initial_stream_window_size(Some(4096))
+        .initial_connection_window_size(Some(65_535))
+        .connect()
+        .await
+        .with_context(|| format!("connecting to the master at {addr}"))?;
+    Ok(channel)
+}

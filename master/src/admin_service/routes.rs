@@ -26,6 +26,11 @@ pub(super) async fn list_routes(
         .map(|row| {
             let mut route = convert::route(row);
             route.tunnel_id = tunnel_ids.get(row.spec.tunnel_key.as_str()).map(|id| id.to_string()).unwrap_or_default();
+            let key = crate::watch::objects::route_key(row);
+            if let Some((revision, changed_at)) = api.state.watch.revision_of(v1::ResourceKind::Route, &key) {
+                route.revision = revision;
+                route.updated_at = Some(convert::timestamp(changed_at));
+            }
             route
         })
         .collect();
@@ -120,8 +125,13 @@ pub(super) async fn list_tunnels(
             config_version: tunnel.config_version.max(0) as u64,
             connector_config_version: tunnel.connector_config_version.max(0) as u64,
             health: crate::reconcile::tunnel_health(tunnel),
-            revision: 0,
-            updated_at: Some(convert::timestamp(tunnel.updated_at)),
+            revision: api.state.watch.revision_of(v1::ResourceKind::Tunnel, &tunnel.tunnel_key).map_or(0, |r| r.0),
+            updated_at: Some(convert::timestamp(
+                api.state
+                    .watch
+                    .revision_of(v1::ResourceKind::Tunnel, &tunnel.tunnel_key)
+                    .map_or(tunnel.updated_at, |r| r.1),
+            )),
         })
         .collect();
     Ok(Response::new(v1::ListTunnelsResponse { tunnels }))

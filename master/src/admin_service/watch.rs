@@ -6,9 +6,8 @@
 
 use super::identities::caller;
 use super::AdminApi;
-use crate::watch::{Entry, ResumeError, Start, WatchHub};
+use crate::watch::{Batch, Entry, ResumeError, Start, WatchHub};
 use dockflare::v1;
-use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc};
 use tonic::{Request, Response, Status};
 
@@ -83,7 +82,7 @@ impl Watcher {
     async fn run(
         self,
         start: Start,
-        mut changes: broadcast::Receiver<Arc<Vec<Arc<Entry>>>>,
+        mut changes: broadcast::Receiver<Batch>,
         revoked: impl std::future::Future<Output = String>,
     ) {
         tokio::pin!(revoked);

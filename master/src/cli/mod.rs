@@ -262,6 +262,10 @@ pub struct ServeArgs {
     /// off the internet: it needs no credentials.
     #[arg(long, env = "DOCKFLARE_METRICS_LISTEN", default_value = "127.0.0.1:9180", value_parser = listen_or_off, global = true)]
     pub metrics_listen: ListenOrOff,
+    /// Change batches a WatchChanges client may fall behind by before it is cut off (it resumes
+    /// from its last revision).
+    #[arg(long, env = "DOCKFLARE_WATCH_BACKLOG", default_value_t = 1024)]
+    pub watch_backlog: usize,
     /// Tests only: the long-lived task (by its name in the logs, e.g. "reconciler") that fails on
     /// purpose once the master listens, to show that the process then exits.
     #[arg(long, hide = true)]

@@ -111,6 +111,7 @@ pub fn serve_options(cli: &Cli, open_files_limit: Option<u64>) -> Result<ServeOp
             ttl: serve.bootstrap_join_token_ttl,
         }),
         test_fault_task: serve.test_fault_task.clone(),
+        watch_backlog: serve.watch_backlog.max(1),
     })
 }
 

@@ -17,8 +17,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 
-/// Batches a watcher may fall behind by before it is cut off.
+/// Batches a watcher may fall behind by before it is cut off (default of `--watch-backlog`).
 pub const BROADCAST_CAPACITY: usize = 1024;
+
+/// Changes applied together, in revision order.
+pub type Batch = Arc<Vec<Arc<Entry>>>;
 
 /// One watched object as the view holds it.
 #[derive(Debug, Clone)]
@@ -98,7 +101,7 @@ pub enum ResumeError {
 #[derive(Clone)]
 pub struct WatchHub {
     view: Arc<Mutex<View>>,
-    changes: broadcast::Sender<Arc<Vec<Arc<Entry>>>>,
+    changes: broadcast::Sender<Batch>,
     /// Something changed: the feed looks soon.
     wake: Arc<Notify>,
     /// The master is stopping: watchers end.
@@ -107,9 +110,16 @@ pub struct WatchHub {
 
 impl Default for WatchHub {
     fn default() -> Self {
+        WatchHub::new(BROADCAST_CAPACITY)
+    }
+}
+
+impl WatchHub {
+    /// A hub whose watchers may fall `backlog` batches behind before they are cut off.
+    pub fn new(backlog: usize) -> WatchHub {
         WatchHub {
             view: Arc::default(),
-            changes: broadcast::channel(BROADCAST_CAPACITY).0,
+            changes: broadcast::channel(backlog.max(1)).0,
             wake: Arc::default(),
             closed: CancellationToken::new(),
         }
@@ -147,7 +157,7 @@ impl WatchHub {
         kinds: &[v1::ResourceKind],
         agent: &str,
         resume_revision: u64,
-    ) -> Result<(Start, broadcast::Receiver<Arc<Vec<Arc<Entry>>>>), ResumeError> {
+    ) -> Result<(Start, broadcast::Receiver<Batch>), ResumeError> {
         let view = self.view();
         let subscription = self.changes.subscribe();
         let revision = view.revision;
