@@ -2,8 +2,8 @@
 //! nouns, and shell completion generated from this same definition.
 
 use crate::commands::{
-    agent_commands::CommandsArgs, agents::AgentsArgs, diagnostics::DiagnosticsArgs, events::EventsArgs,
-    identities::IdentitiesArgs, routes::RoutesArgs, tokens::TokensArgs, watch::WatchArgs,
+    agent_commands::CommandsArgs, agents::AgentsArgs, containers::ContainersArgs, diagnostics::DiagnosticsArgs,
+    events::EventsArgs, identities::IdentitiesArgs, routes::RoutesArgs, tokens::TokensArgs, watch::WatchArgs,
 };
 use crate::config::Layer;
 use crate::output::Format;
@@ -79,6 +79,8 @@ pub enum Command {
     Routes(RoutesArgs),
     /// Tunnels the master manages, with their health.
     Tunnels,
+    /// The labelled containers agents report.
+    Containers(ContainersArgs),
     /// Label problems in reported containers.
     Diagnostics(DiagnosticsArgs),
     /// Join tokens: list (default), create, revoke.

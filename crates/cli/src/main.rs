@@ -45,6 +45,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agents(args) => commands::agents::run(args, &session).await,
         Command::Routes(args) => commands::routes::run(args, &session).await,
         Command::Tunnels => commands::tunnels::run(&session).await,
+        Command::Containers(args) => commands::containers::run(args, &session).await,
         Command::Diagnostics(args) => commands::diagnostics::run(args, &session).await,
         Command::Tokens(args) => commands::tokens::run(args, &session).await,
         Command::Commands(args) => commands::agent_commands::run(args, &session).await,

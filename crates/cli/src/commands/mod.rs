@@ -4,6 +4,7 @@
 
 pub mod agent_commands;
 pub mod agents;
+pub mod containers;
 pub mod context;
 pub mod diagnostics;
 pub mod events;

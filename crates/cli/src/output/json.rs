@@ -35,6 +35,7 @@ proto_names!(
     AddManualRouteResponse,
     DeleteManualRouteResponse,
     ListTunnelsResponse,
+    ListContainersResponse,
     ListDiagnosticsResponse,
     ListJoinTokensResponse,
     CreateJoinTokenResponse,

@@ -17,7 +17,7 @@ async fn login_keeps_the_identity_and_later_commands_need_no_flags() -> Result<(
 
     let login = cli.as_admin(&master, &["login"]).await?;
     let stdout = login.ok()?;
-    assert!(stdout.contains(&format!("Logged in to {}", master.url())), "{stdout}");
+    assert!(stdout.contains(&format!("Logged in to {} as admin (role admin).", master.url())), "{stdout}");
     let dir = cli.config_dir();
     assert_eq!(mode(&dir)?, 0o700);
     assert_eq!(mode(&dir.join("identity.key"))?, 0o600);

@@ -19,7 +19,13 @@ async fn agents_and_routes_are_listed_as_tables_and_json() -> Result<()> {
     let cli = Cli::new()?;
     let token = master.join_token(1).await?;
     let agent = FakeAgent::join(&master, &token, "web", "").await?;
-    agent.report(vec![labelled("web", &route_labels("app.example.test", "http://web:80"))]).await?;
+    let mut typo = labelled("typo", &[("dockflare.enable".into(), "true".into())]);
+    typo.diagnostics = vec![dockflare::v1::LabelDiagnostic {
+        label: "dockflare.hostnme".into(),
+        value: "x.example.test".into(),
+        reason: "unknown key 'hostnme' (did you mean 'hostname'?)".into(),
+    }];
+    agent.report(vec![labelled("web", &route_labels("app.example.test", "http://web:80")), typo]).await?;
 
     let agents = eventually("the agent listed online", WAIT, || async {
         let run = cli.as_admin(&master, &["agents", "-o", "json"]).await?;
@@ -49,6 +55,32 @@ async fn agents_and_routes_are_listed_as_tables_and_json() -> Result<()> {
     let cells: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(cells[..5], ["app.example.test", "-", "http://web:80", "active", "labels"], "{table}");
     assert!(row.contains(&agent.id) && row.contains("web"), "{row}");
+
+    // Colour on a terminal only, and not with NO_COLOR.
+    let mut args = crate::support::identity_flags(&master, &master.admin_cert_path(), &master.admin_key_path());
+    args.push("agents".into());
+    let coloured = cli.run_on_terminal(&args, &[]).await?;
+    assert!(coloured.ok()?.contains("\x1b[32monline\x1b[0m"), "{:?}", coloured.stdout);
+    let plain = cli.run_on_terminal(&args, &[("NO_COLOR", "1")]).await?;
+    assert!(plain.ok()?.contains("online") && !plain.stdout.contains('\x1b'), "{:?}", plain.stdout);
+
+    // What the agent reports: its containers, and the label problems in them.
+    let containers = cli.as_admin(&master, &["containers", "--agent", &agent.id, "-o", "json"]).await?.json()?;
+    let names: Vec<&str> = containers["containers"]
+        .as_array()
+        .context("containers")?
+        .iter()
+        .filter_map(|c| c["container"]["name"].as_str())
+        .collect();
+    assert_eq!(names.len(), 2, "{containers}");
+    assert!(names.contains(&"web") && names.contains(&"typo"), "{containers}");
+    let problems = eventually("the label problem listed", WAIT, || async {
+        let table = cli.as_admin(&master, &["diagnostics"]).await?.ok()?.to_string();
+        Ok(table.contains("dockflare.hostnme").then_some(table))
+    })
+    .await?;
+    let row = problems.lines().find(|l| l.contains("dockflare.hostnme")).context("row")?;
+    assert!(row.starts_with(&agent.id) && row.contains("typo") && row.contains("did you mean 'hostname'"), "{row}");
 
     // One agent's routes, and `agents get` of it.
     let mine = cli.as_admin(&master, &["routes", "--agent", &agent.id, "-o", "json"]).await?.json()?;

@@ -105,6 +105,29 @@ impl Cli {
         })
     }
 
+    /// Runs `dockflare ARGS…` on a terminal (a pseudo-terminal from util-linux `script`), with
+    /// `extra_env`; what the terminal showed.
+    pub async fn run_on_terminal(&self, args: &[OsString], extra_env: &[(&str, &str)]) -> Result<Run> {
+        let quote = |arg: &std::ffi::OsStr| format!("'{}'", arg.to_string_lossy().replace('\'', r"'\''"));
+        let line: Vec<String> =
+            std::iter::once(quote(binary().as_ref())).chain(args.iter().map(|arg| quote(arg))).collect();
+        let mut command = self.command(Vec::<OsString>::new());
+        let command = command.as_std_mut();
+        let mut script = tokio::process::Command::new("script");
+        script.args(["-qec", &line.join(" "), "/dev/null"]).env_clear().current_dir(self.home.path());
+        script.envs(command.get_envs().filter_map(|(k, v)| v.map(|v| (k.to_os_string(), v.to_os_string()))));
+        script.envs(extra_env.iter().copied()).stdin(Stdio::null()).kill_on_drop(true);
+        let output = tokio::time::timeout(RUN_TIMEOUT, script.output())
+            .await
+            .context("dockflare on a terminal did not finish in time")?
+            .context("running `script` (util-linux) for a terminal")?;
+        Ok(Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
+    }
+
     /// Runs `dockflare ARGS…` with the master's own admin identity given as flags.
     pub async fn as_admin(&self, master: &Master, args: &[&str]) -> Result<Run> {
         self.run(
