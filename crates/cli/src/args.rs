@@ -38,6 +38,7 @@ pub struct Cli {
 
 /// Flags every command takes.
 #[derive(Args, Debug)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// The master: https://HOST[:PORT] (env DOCKFLARE_MASTER).
     #[arg(long, global = true, value_name = "URL")]
