@@ -94,6 +94,7 @@ async fn agents_and_routes_are_listed_as_tables_and_json() -> Result<()> {
 async fn a_manual_route_is_added_then_removed() -> Result<()> {
     let master = Master::sqlite().await?;
     let cli = Cli::new()?;
+    let _edge = crate::support::edge_member(&master).await?;
     let added = cli
         .as_admin(
             &master,

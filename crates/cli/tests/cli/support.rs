@@ -2,7 +2,7 @@
 //! DOCKFLARE_* variables but those a test sets, a deadline per run.
 
 use anyhow::{ensure, Context, Result};
-use dockflare_testsupport::Master;
+use dockflare_testsupport::{FakeAgent, Master};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -162,4 +162,10 @@ pub fn flags(url: &str, ca: &Path, cert: &Path, key: &Path) -> Vec<OsString> {
 pub fn mode(path: &Path) -> Result<u32> {
     use std::os::unix::fs::PermissionsExt;
     Ok(std::fs::metadata(path).with_context(|| format!("{} is missing", path.display()))?.permissions().mode() & 0o777)
+}
+
+/// An agent enrolled in tunnel group "edge", so that manual routes for that group have a tunnel
+/// something serves (the master refuses them otherwise). Keep it for the test's duration.
+pub async fn edge_member(master: &Master) -> Result<FakeAgent> {
+    FakeAgent::join(master, &master.join_token_in_group(1, "edge").await?, "edge-1", "edge").await
 }

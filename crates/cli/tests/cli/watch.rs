@@ -72,6 +72,7 @@ async fn until(watch: &mut Watch, seen: &mut Vec<Value>, what: &str, wanted: imp
 async fn watch_prints_one_json_object_per_change() -> Result<()> {
     let mut master = Master::sqlite().await?;
     let cli = Cli::new()?;
+    let _edge = crate::support::edge_member(&master).await?;
     recorded_route(&cli, &master, "before.example.test", "http://a:80").await?;
 
     let mut watch = Watch::start(&cli, &master, &["-o", "json", "--kind", "route"]).await?;
@@ -119,6 +120,7 @@ async fn watch_prints_one_json_object_per_change() -> Result<()> {
 async fn watch_for_people_prints_one_line_per_change() -> Result<()> {
     let master = Master::sqlite().await?;
     let cli = Cli::new()?;
+    let _edge = crate::support::edge_member(&master).await?;
     recorded_route(&cli, &master, "people.example.test", "http://a:80").await?;
     let mut watch = Watch::start(&cli, &master, &["--kind", "route"]).await?;
     let deadline = Instant::now() + WAIT;
