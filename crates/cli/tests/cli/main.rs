@@ -3,6 +3,7 @@
 //! environment, its stdout, stderr and exit code checked. Waits have deadlines.
 
 mod context;
+mod fleet;
 mod listing;
 mod refusals;
 mod roles;
