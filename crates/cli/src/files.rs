@@ -37,10 +37,20 @@ pub fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> io::Result<(
     result
 }
 
-/// Creates `path` (and its parents) if needed, and makes it 0700 (owner only).
+/// Creates `path` (and its parents) if needed, and makes it 0700 (owner only): for directories
+/// the CLI owns (its config dir).
 pub fn private_dir(path: &Path) -> io::Result<()> {
     fs::create_dir_all(path)?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+}
+
+/// Creates `path` 0700 when it does not exist; an existing directory is the operator's and keeps
+/// its mode (what goes into it is 0600 where secret).
+pub fn new_private_dir(path: &Path) -> io::Result<()> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    private_dir(path)
 }
 
 #[cfg(test)]
@@ -59,6 +69,14 @@ mod tests {
         assert_eq!(fs::read(&path)?, b"two");
         assert_eq!(fs::metadata(&path)?.permissions().mode() & 0o777, 0o600);
         assert_eq!(fs::read_dir(&dir)?.count(), 1, "no temporary file left behind");
+
+        let theirs = root.path().join("theirs");
+        fs::create_dir(&theirs)?;
+        fs::set_permissions(&theirs, fs::Permissions::from_mode(0o755))?;
+        new_private_dir(&theirs)?;
+        assert_eq!(fs::metadata(&theirs)?.permissions().mode() & 0o777, 0o755, "an existing directory keeps its mode");
+        new_private_dir(&root.path().join("fresh"))?;
+        assert_eq!(fs::metadata(root.path().join("fresh"))?.permissions().mode() & 0o777, 0o700);
         Ok(())
     }
 }

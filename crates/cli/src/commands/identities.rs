@@ -149,6 +149,7 @@ async fn issue(args: IssueArgs, session: &Session) -> anyhow::Result<()> {
         )
         .into());
     }
+    files::new_private_dir(&args.out_dir).with_context(|| format!("creating {}", args.out_dir.display()))?;
     let (key_pem, csr_pem) = key_and_csr(&args.name)?;
     let mut client = session.connect().await?;
     let request = v1::IssueAdminIdentityRequest {
@@ -161,7 +162,6 @@ async fn issue(args: IssueArgs, session: &Session) -> anyhow::Result<()> {
     let write = |path: &Path, contents: &str, mode: u32| {
         files::write_atomically(path, contents.as_bytes(), mode).with_context(|| format!("writing {}", path.display()))
     };
-    files::private_dir(&args.out_dir).with_context(|| format!("creating {}", args.out_dir.display()))?;
     write(&paths.key, &key_pem, files::PRIVATE)?;
     write(&paths.cert, &response.certificate_pem, files::PUBLIC)?;
     write(&paths.ca, &response.ca_certificate_pem, files::PUBLIC)?;
