@@ -1,6 +1,6 @@
 //! `dockflare agents`: list (every page), get, revoke, remove, set-group, set-policy.
 
-use super::Session;
+use super::{all_pages, Session, PAGE_SIZE};
 use crate::output::table::{fields, Cell, Table};
 use crate::output::words;
 use clap::{Args, Subcommand};
@@ -75,17 +75,16 @@ pub async fn run(args: AgentsArgs, session: &Session) -> anyhow::Result<()> {
     let out = session.out;
     match args.command.unwrap_or(AgentsCommand::List) {
         AgentsCommand::List => {
-            let mut response = v1::ListAgentsResponse::default();
-            let mut page_token = String::new();
-            loop {
-                let request = v1::ListAgentsRequest { page_size: 1000, page_token: page_token.clone() };
-                let page = session.answer("ListAgents", client.list_agents(request).await)?;
-                response.agents.extend(page.agents);
-                if page.next_page_token.is_empty() || page.next_page_token == page_token {
-                    break;
+            let agents = all_pages(|page_token| {
+                let mut client = client.clone();
+                async move {
+                    let request = v1::ListAgentsRequest { page_size: PAGE_SIZE, page_token };
+                    let page = session.answer("ListAgents", client.list_agents(request).await)?;
+                    Ok((page.agents, page.next_page_token))
                 }
-                page_token = page.next_page_token;
-            }
+            })
+            .await?;
+            let response = v1::ListAgentsResponse { agents, next_page_token: String::new() };
             if out.is_json() {
                 return out.json(&response);
             }

@@ -68,6 +68,29 @@ impl Session {
     }
 }
 
+/// Items asked for per page (the master's maximum).
+pub const PAGE_SIZE: u32 = 1000;
+
+/// Every item of a List call, page after page: `fetch` gets the page token ("" first) and
+/// answers the page's items and its `next_page_token`; an empty token (or one repeated, which a
+/// sound master never sends) ends it.
+pub async fn all_pages<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, Failure>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, String), Failure>>,
+{
+    let mut items = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (page, next) = fetch(token.clone()).await?;
+        items.extend(page);
+        if next.is_empty() || next == token {
+            return Ok(items);
+        }
+        token = next;
+    }
+}
+
 /// A duration flag (`90d`, `1h30m`, `3600s`) in whole seconds, at least one.
 pub fn parse_ttl(value: &str) -> Result<u64, String> {
     let duration = humantime::parse_duration(value.trim()).map_err(|error| format!("{error} (e.g. 90d, 12h, 30m)"))?;
@@ -79,7 +102,21 @@ pub fn parse_ttl(value: &str) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_ttl;
+    use super::{all_pages, parse_ttl};
+
+    #[tokio::test]
+    async fn pages_are_followed_to_the_last() {
+        let pages = |token: String| async move {
+            Ok(match token.as_str() {
+                "" => (vec![1, 2], "b".to_string()),
+                "b" => (vec![3], "c".to_string()),
+                _ => (vec![4], String::new()),
+            })
+        };
+        assert_eq!(all_pages(pages).await.unwrap(), [1, 2, 3, 4]);
+        let stuck = |_token: String| async { Ok((vec![0], "same".to_string())) };
+        assert_eq!(all_pages(stuck).await.unwrap(), [0, 0], "a repeated token ends it");
+    }
 
     #[test]
     fn durations() {
