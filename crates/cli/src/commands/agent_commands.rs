@@ -67,10 +67,13 @@ pub async fn run(args: CommandsArgs, session: &Session) -> anyhow::Result<()> {
     let out = session.out;
     match args.command.unwrap_or(CommandsCommand::List(args.list)) {
         CommandsCommand::List(list) => {
+            // after_sequence and limit: the paging the master answers to now (kept while it does).
+            #[allow(deprecated)]
             let request = v1::ListCommandsRequest {
                 agent_id: list.agent.unwrap_or_default(),
                 after_sequence: list.after,
                 limit: list.limit,
+                ..Default::default()
             };
             let response = session.answer("ListCommands", client.list_commands(request).await)?;
             if out.is_json() {
@@ -96,7 +99,8 @@ pub async fn run(args: CommandsArgs, session: &Session) -> anyhow::Result<()> {
                 SendKind::Resync { reason } => Kind::Resync(v1::Resync { reason }),
                 SendKind::StopTunnel { tunnel_id } => Kind::StopTunnel(v1::StopTunnel { tunnel_id }),
             };
-            let request = v1::SendCommandRequest { agent_id: send.agent.clone(), kind: Some(kind) };
+            let request =
+                v1::SendCommandRequest { agent_id: send.agent.clone(), kind: Some(kind), ..Default::default() };
             let response = session.answer("SendCommand", client.send_command(request).await)?;
             if out.is_json() {
                 return out.json(&response);

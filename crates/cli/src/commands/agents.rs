@@ -78,7 +78,7 @@ pub async fn run(args: AgentsArgs, session: &Session) -> anyhow::Result<()> {
             let agents = all_pages(|page_token| {
                 let mut client = client.clone();
                 async move {
-                    let request = v1::ListAgentsRequest { page_size: PAGE_SIZE, page_token };
+                    let request = v1::ListAgentsRequest { page_size: PAGE_SIZE, page_token, ..Default::default() };
                     let page = session.answer("ListAgents", client.list_agents(request).await)?;
                     Ok((page.agents, page.next_page_token))
                 }
@@ -91,24 +91,31 @@ pub async fn run(args: AgentsArgs, session: &Session) -> anyhow::Result<()> {
             out.table(&agents_table(&response.agents, SystemTime::now()), "No agents.")
         }
         AgentsCommand::Get { id } => {
-            let response = session.answer("GetAgent", client.get_agent(v1::GetAgentRequest { id }).await)?;
+            let response =
+                session.answer("GetAgent", client.get_agent(v1::GetAgentRequest { id, ..Default::default() }).await)?;
             show_one(session, &response, response.agent.as_ref())
         }
         AgentsCommand::Revoke { id } => {
-            let response = session.answer("RevokeAgent", client.revoke_agent(v1::RevokeAgentRequest { id }).await)?;
+            let response = session.answer(
+                "RevokeAgent",
+                client.revoke_agent(v1::RevokeAgentRequest { id, ..Default::default() }).await,
+            )?;
             show_one(session, &response, response.agent.as_ref())
         }
         AgentsCommand::Remove { id } => {
-            let response = session.answer("RemoveAgent", client.remove_agent(v1::RemoveAgentRequest { id }).await)?;
+            let response = session.answer(
+                "RemoveAgent",
+                client.remove_agent(v1::RemoveAgentRequest { id, ..Default::default() }).await,
+            )?;
             show_one(session, &response, response.agent.as_ref())
         }
         AgentsCommand::SetGroup { id, group } => {
-            let request = v1::SetAgentTunnelGroupRequest { id, tunnel_group: group };
+            let request = v1::SetAgentTunnelGroupRequest { id, tunnel_group: group, ..Default::default() };
             let response = session.answer("SetAgentTunnelGroup", client.set_agent_tunnel_group(request).await)?;
             show_one(session, &response, response.agent.as_ref())
         }
         AgentsCommand::SetPolicy(PolicyArgs { id, policy }) => {
-            let request = v1::SetAgentPolicyRequest { id, policy: Some(policy.policy()) };
+            let request = v1::SetAgentPolicyRequest { id, policy: Some(policy.policy()), ..Default::default() };
             let response = session.answer("SetAgentPolicy", client.set_agent_policy(request).await)?;
             show_one(session, &response, response.agent.as_ref())
         }

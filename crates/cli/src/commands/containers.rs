@@ -16,7 +16,7 @@ pub struct ContainersArgs {
 
 pub async fn run(args: ContainersArgs, session: &Session) -> anyhow::Result<()> {
     let mut client = session.connect().await?;
-    let request = v1::ListContainersRequest { agent_id: args.agent.unwrap_or_default() };
+    let request = v1::ListContainersRequest { agent_id: args.agent.unwrap_or_default(), ..Default::default() };
     let response = session.answer("ListContainers", client.list_containers(request).await)?;
     if session.out.is_json() {
         return session.out.json(&response);

@@ -14,7 +14,7 @@ pub struct DiagnosticsArgs {
 
 pub async fn run(args: DiagnosticsArgs, session: &Session) -> anyhow::Result<()> {
     let mut client = session.connect().await?;
-    let request = v1::ListDiagnosticsRequest { agent_id: args.agent.unwrap_or_default() };
+    let request = v1::ListDiagnosticsRequest { agent_id: args.agent.unwrap_or_default(), ..Default::default() };
     let response = session.answer("ListDiagnostics", client.list_diagnostics(request).await)?;
     if session.out.is_json() {
         return session.out.json(&response);

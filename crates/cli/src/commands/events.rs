@@ -21,7 +21,14 @@ pub struct EventsArgs {
 
 pub async fn run(args: EventsArgs, session: &Session) -> anyhow::Result<()> {
     let mut client = session.connect().await?;
-    let request = v1::ListEventsRequest { agent_id: args.agent, after_event_id: args.after, limit: args.limit };
+    // after_event_id and limit: the paging the master answers to now (kept while it does).
+    #[allow(deprecated)]
+    let request = v1::ListEventsRequest {
+        agent_id: args.agent,
+        after_event_id: args.after,
+        limit: args.limit,
+        ..Default::default()
+    };
     let response = session.answer("ListEvents", client.list_events(request).await)?;
     if session.out.is_json() {
         return session.out.json(&response);

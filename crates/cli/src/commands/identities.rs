@@ -77,7 +77,7 @@ pub async fn run(args: IdentitiesArgs, session: &Session) -> anyhow::Result<()> 
     match args.command.unwrap_or(IdentitiesCommand::List { all: false }) {
         IdentitiesCommand::List { all } => {
             let mut client = session.connect().await?;
-            let request = v1::ListAdminIdentitiesRequest { include_inactive: all };
+            let request = v1::ListAdminIdentitiesRequest { include_inactive: all, ..Default::default() };
             let response = session.answer("ListAdminIdentities", client.list_admin_identities(request).await)?;
             if out.is_json() {
                 return out.json(&response);
@@ -87,7 +87,7 @@ pub async fn run(args: IdentitiesArgs, session: &Session) -> anyhow::Result<()> 
         IdentitiesCommand::Issue(issue) => self::issue(issue, session).await,
         IdentitiesCommand::Revoke { id } => {
             let mut client = session.connect().await?;
-            let request = v1::RevokeAdminIdentityRequest { id };
+            let request = v1::RevokeAdminIdentityRequest { id, ..Default::default() };
             let response = session.answer("RevokeAdminIdentity", client.revoke_admin_identity(request).await)?;
             if out.is_json() {
                 return out.json(&response);
@@ -157,6 +157,7 @@ async fn issue(args: IssueArgs, session: &Session) -> anyhow::Result<()> {
         role: args.role.proto() as i32,
         ttl_seconds: args.ttl.unwrap_or(0),
         csr_pem,
+        ..Default::default()
     };
     let response = session.answer("IssueAdminIdentity", client.issue_admin_identity(request).await)?;
     let write = |path: &Path, contents: &str, mode: u32| {

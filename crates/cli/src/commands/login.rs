@@ -20,11 +20,11 @@ const KEY_FILE: &str = "identity.key";
 pub async fn run(session: &Session) -> anyhow::Result<()> {
     let resolved = session.resolved();
     let mut client = session.connect().await?;
-    let who = match client.who_am_i(v1::WhoAmIRequest {}).await {
+    let who = match client.who_am_i(v1::WhoAmIRequest::default()).await {
         Ok(response) => Some(response.into_inner()),
         // A master older than WhoAmI: a read that any identity may make proves it as well.
         Err(status) if status.code() == tonic::Code::Unimplemented => {
-            let request = v1::ListAgentsRequest { page_size: 1, page_token: String::new() };
+            let request = v1::ListAgentsRequest { page_size: 1, ..Default::default() };
             session.answer("ListAgents", client.list_agents(request).await)?;
             None
         }

@@ -9,7 +9,7 @@ use dockflare::v1;
 
 pub async fn run(session: &Session) -> anyhow::Result<()> {
     let mut client = session.connect().await?;
-    let response = session.answer("Reconcile", client.reconcile(v1::ReconcileRequest {}).await)?;
+    let response = session.answer("Reconcile", client.reconcile(v1::ReconcileRequest::default()).await)?;
     if session.out.is_json() {
         session.out.json(&response)?;
     } else {

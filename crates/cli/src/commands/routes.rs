@@ -73,8 +73,10 @@ pub async fn run(args: RoutesArgs, session: &Session) -> anyhow::Result<()> {
     match args.command.unwrap_or(RoutesCommand::List { agent: None }) {
         RoutesCommand::List { agent } => {
             let agent_id = agent.or(args.agent).unwrap_or_default();
-            let response =
-                session.answer("ListRoutes", client.list_routes(v1::ListRoutesRequest { agent_id }).await)?;
+            let response = session.answer(
+                "ListRoutes",
+                client.list_routes(v1::ListRoutesRequest { agent_id, ..Default::default() }).await,
+            )?;
             if out.is_json() {
                 return out.json(&response);
             }
@@ -95,6 +97,7 @@ pub async fn run(args: RoutesArgs, session: &Session) -> anyhow::Result<()> {
                 zone_name: add.zone.unwrap_or_default(),
                 agent_id: add.agent.unwrap_or_default(),
                 tunnel_group: add.group.unwrap_or_default(),
+                ..Default::default()
             };
             let response = session.answer("AddManualRoute", client.add_manual_route(request).await)?;
             if out.is_json() {
@@ -104,7 +107,8 @@ pub async fn run(args: RoutesArgs, session: &Session) -> anyhow::Result<()> {
             crate::output::print(&fields(&route_fields(route, SystemTime::now()), out.colour))
         }
         RoutesCommand::Rm { hostname, path } => {
-            let request = v1::DeleteManualRouteRequest { hostname: hostname.clone(), path: path.clone() };
+            let request =
+                v1::DeleteManualRouteRequest { hostname: hostname.clone(), path: path.clone(), ..Default::default() };
             let response = session.answer("DeleteManualRoute", client.delete_manual_route(request).await)?;
             if out.is_json() {
                 return out.json(&response);

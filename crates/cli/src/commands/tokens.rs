@@ -48,8 +48,8 @@ pub async fn run(args: TokensArgs, session: &Session) -> anyhow::Result<()> {
     let out = session.out;
     match args.command.unwrap_or(TokensCommand::List) {
         TokensCommand::List => {
-            let response =
-                session.answer("ListJoinTokens", client.list_join_tokens(v1::ListJoinTokensRequest {}).await)?;
+            let response = session
+                .answer("ListJoinTokens", client.list_join_tokens(v1::ListJoinTokensRequest::default()).await)?;
             if out.is_json() {
                 return out.json(&response);
             }
@@ -62,6 +62,7 @@ pub async fn run(args: TokensArgs, session: &Session) -> anyhow::Result<()> {
                 description: create.description,
                 tunnel_group: create.tunnel_group,
                 policy: create.policy.given().then(|| create.policy.policy()),
+                ..Default::default()
             };
             let response = session.answer("CreateJoinToken", client.create_join_token(request).await)?;
             if out.is_json() {
@@ -78,8 +79,10 @@ pub async fn run(args: TokensArgs, session: &Session) -> anyhow::Result<()> {
             crate::output::print(&format!("{}\n", response.token))
         }
         TokensCommand::Revoke { id } => {
-            let response =
-                session.answer("RevokeJoinToken", client.revoke_join_token(v1::RevokeJoinTokenRequest { id }).await)?;
+            let response = session.answer(
+                "RevokeJoinToken",
+                client.revoke_join_token(v1::RevokeJoinTokenRequest { id, ..Default::default() }).await,
+            )?;
             if out.is_json() {
                 return out.json(&response);
             }

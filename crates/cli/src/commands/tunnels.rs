@@ -7,7 +7,7 @@ use dockflare::v1;
 
 pub async fn run(session: &Session) -> anyhow::Result<()> {
     let mut client = session.connect().await?;
-    let response = session.answer("ListTunnels", client.list_tunnels(v1::ListTunnelsRequest {}).await)?;
+    let response = session.answer("ListTunnels", client.list_tunnels(v1::ListTunnelsRequest::default()).await)?;
     if session.out.is_json() {
         return session.out.json(&response);
     }

@@ -51,6 +51,7 @@ pub async fn run(args: WatchArgs, session: &Session) -> anyhow::Result<()> {
         kinds: args.kind.iter().map(|kind| kind.proto() as i32).collect(),
         agent_id: args.agent.unwrap_or_default(),
         resume_revision: args.resume.unwrap_or(0),
+        ..Default::default()
     };
     let mut stream = session.answer("WatchChanges", client.watch_changes(request).await)?;
     let mut last_revision = args.resume.unwrap_or(0);

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 pub async fn run(session: &Session) -> anyhow::Result<()> {
     let mut client = session.connect().await?;
-    let response = session.answer("WhoAmI", client.who_am_i(v1::WhoAmIRequest {}).await)?;
+    let response = session.answer("WhoAmI", client.who_am_i(v1::WhoAmIRequest::default()).await)?;
     if session.out.is_json() {
         return session.out.json(&response);
     }

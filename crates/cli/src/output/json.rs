@@ -98,6 +98,7 @@ mod tests {
                 delete_at: Some(prost_types::Timestamp { seconds: 1_800_000_000, nanos: 0 }),
                 ..Default::default()
             }],
+            ..Default::default()
         };
         let value = to_value(&response).unwrap();
         let route = &value["routes"][0];
