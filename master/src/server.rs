@@ -262,13 +262,20 @@ pub async fn start(
         ca = %pki.dir.join("ca.crt").display(),
         admin_cert = %pki.dir.join("admin.crt").display(),
     );
+    let leader_for_web = leader.clone();
     if let Some(addr) = options.metrics_listen {
         let health = crate::health::MasterHealth { state: state.clone(), supervisor, leader, grpc: local_addr };
         crate::health::start(addr, health, stopping.clone()).await?;
     }
     if let Some(addr) = options.web_listen {
+        let facts = crate::web::MasterFacts {
+            offline: options.cloudflare.api.is_none(),
+            emulator: emulator.as_ref().map(|(_, addr)| *addr),
+            leader: Some(leader_for_web),
+        };
         crate::web::start(
             state.clone(),
+            facts,
             addr,
             &pki.server_cert_pem,
             pki.server_key_pem.expose_secret(),

@@ -142,4 +142,10 @@ impl Store {
             .await?
             .rows_affected())
     }
+
+    /// A setting's value, if set (the dashboard reads the last pass this way).
+    pub async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT value FROM settings WHERE key = $1").bind(key).fetch_optional(&self.pool).await?;
+        row.map(|row| Ok(row.try_get("value")?)).transpose()
+    }
 }

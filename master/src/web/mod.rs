@@ -8,6 +8,7 @@
 //! (cookie, session lookup, roles, CSRF), [`pages`] (HTML and assets), [`live`] (the SSE feed),
 //! [`tls`] (the TLS listener).
 
+pub mod api;
 pub mod live;
 pub mod pages;
 pub mod session;
@@ -27,10 +28,22 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+/// What the dashboard says about how this master runs.
+#[derive(Clone, Debug, Default)]
+pub struct MasterFacts {
+    /// No Cloudflare credentials: the built-in emulator stands in for Cloudflare.
+    pub offline: bool,
+    /// Where the offline emulator answers.
+    pub emulator: Option<SocketAddr>,
+    /// Whether this master reconciles (true on SQLite).
+    pub leader: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct WebState {
     pub master: SharedState,
+    pub facts: MasterFacts,
     /// Whether the dashboard is served over TLS (cookies are then Secure).
     pub tls: bool,
     pub limiter: Arc<Mutex<sign_in::SignInLimiter>>,
@@ -58,6 +71,8 @@ pub fn router(state: WebState) -> Router {
         .route("/assets/{name}", get(pages::asset))
         .route("/api/live", get(live::events))
         .route("/api/session", get(session_info))
+        .route("/api/overview", get(api::overview))
+        .route("/api/agents/{id}/activity", get(api::agent_activity))
         .route("/", get(pages::app_page))
         .route("/routes", get(pages::app_page))
         .route("/agents", get(pages::app_page))
@@ -75,13 +90,14 @@ async fn not_found(_signed: Signed) -> Response {
 /// Starts the dashboard on `addr`; returns the address it listens on.
 pub async fn start(
     master: SharedState,
+    facts: MasterFacts,
     addr: SocketAddr,
     server_cert_pem: &str,
     server_key_pem: &str,
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) -> Result<SocketAddr, WebError> {
     let tls = !is_loopback(&addr);
-    let state = WebState { master, tls, limiter: Arc::default() };
+    let state = WebState { master, facts, tls, limiter: Arc::default() };
     let app = router(state).into_make_service_with_connect_info::<tls::Peer>();
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| WebError::Listen { addr, source })?;
     let local = listener.local_addr().map_err(|source| WebError::Listen { addr, source })?;

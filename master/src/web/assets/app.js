@@ -12,6 +12,20 @@
   const ui = { search: "", status: "", agent: "", sort: "hostname", page: 0, pageSize: 200 };
   let synced = false;
   let scheduled = false;
+  // Facts beyond the feed, fetched when changes arrive (at most every 2 s), never on a timer.
+  const facts = { overview: null, overviewAt: 0, activity: new Map() };
+  function refreshOverview() {
+    if (Date.now() - facts.overviewAt < 2000) return;
+    facts.overviewAt = Date.now();
+    fetch("/api/overview").then(r => r.ok ? r.json() : null).then(o => { if (o) { facts.overview = o; schedule(); } }, () => {});
+  }
+  function loadActivity(id) {
+    if (facts.activity.has(id)) return;
+    facts.activity.set(id, null);
+    fetch("/api/agents/" + encodeURIComponent(id) + "/activity").then(r => r.ok ? r.json() : null)
+      .then(a => { facts.activity.set(id, a); schedule(); }, () => {});
+  }
+  const when = (ms) => ms ? new Date(ms).toLocaleString() : "never";
 
   const words = (value, prefix) => (value || "").replace(prefix, "").toLowerCase().replace(/_/g, " ");
   const el = (tag, attrs, ...children) => {
@@ -53,9 +67,21 @@
     const byStatus = {};
     for (const r of routes) byStatus[status(r)] = (byStatus[status(r)] || 0) + 1;
     const card = (title, value, detail) => el("section", { class: "card" }, el("h2", {}, title), el("p", { class: "figure" }, String(value)), el("p", {}, detail));
+    refreshOverview();
+    const o = facts.overview;
+    const pass = o && o.last_pass;
+    const banner = o && o.offline ? el("p", { class: "banner", role: "note" },
+      "Offline mode: no Cloudflare credentials. The built-in Cloudflare emulator" + (o.emulator ? ` (${o.emulator})` : "") +
+      " stands in for Cloudflare, and each agent serves its routes through its local edge.") : "";
+    const reconcile = el("section", { class: "card", id: "last-pass" }, el("h2", {}, "Last reconcile pass"),
+      !pass ? el("p", {}, o && o.leader === false ? "Another master reconciles." : "None yet.") :
+      [el("p", { class: pass.errors.length ? "status error" : "status active" }, pass.errors.length ? `${pass.errors.length} error(s)` : "ok"),
+       el("p", {}, `${when(pass.at_ms)}, ${pass.took_ms} ms: ${pass.routes_changed} routes changed, ${pass.ingress_updates} ingress updates, ` +
+         `${pass.dns_created + pass.dns_updated + pass.dns_deleted} DNS writes, ${pass.tunnels_created} tunnels created`),
+       el("ul", {}, pass.errors.map(e => el("li", { class: "reason" }, e)))]);
     return el("div", {},
-      el("h1", {}, "Overview"),
-      el("div", { class: "cards" },
+      el("h1", {}, "Overview"), banner,
+      el("div", { class: "cards" }, reconcile,
         card("Agents", agents.length, `${count(state.agent, a => a.status === "AGENT_STATUS_ONLINE")} online, ${count(state.agent, a => a.status === "AGENT_STATUS_OFFLINE")} offline`),
         card("Routes", routes.length, Object.entries(byStatus).map(([k, v]) => `${v} ${k}`).join(", ") || "none"),
         card("Tunnels", state.tunnel.size, `${count(state.tunnel, t => t.connectorCount > 0)} with connectors`),
@@ -127,12 +153,19 @@
     const routes = [...state.route.values()].filter(r => r.agentId === id);
     const diagnostics = [...state.diagnostic.values()].filter(d => d.agentId === id);
     const connector = state.connector.get(id);
+    loadActivity(id);
+    const activity = facts.activity.get(id);
     return el("div", {}, el("h1", {}, a.displayName || id),
       el("dl", { class: "facts" }, ["Id", id, "Status", words(a.status, "AGENT_STATUS_"), "Host", a.hostname || "", "Version", a.version || "",
         "Tunnel group", a.tunnelGroup || "own tunnel", "Connector", connector && connector.status ? words(connector.status.state, "CONNECTOR_STATE_") + " " + (connector.status.detail || "") : "none reported"]
         .map((v, i) => el(i % 2 ? "dd" : "dt", {}, v))),
       el("h2", {}, `Routes (${routes.length})`), el("ul", {}, routes.map(r => el("li", {}, `${r.hostname}${r.path || ""} → ${r.service} (${status(r)})`))),
-      el("h2", {}, `Diagnostics (${diagnostics.length})`), el("ul", {}, diagnostics.map(d => el("li", {}, `${d.containerName}: ${d.diagnostic.label}: ${d.diagnostic.reason}`))));
+      el("h2", {}, `Diagnostics (${diagnostics.length})`), el("ul", {}, diagnostics.map(d => el("li", {}, `${d.containerName}: ${d.diagnostic.label}: ${d.diagnostic.reason}`))),
+      !activity ? el("p", {}, "Loading activity…") : [
+        el("p", {}, `Last seen ${when(activity.last_seen_ms)}; ${activity.connected ? "connected to this master" : "not connected to this master"}.`),
+        el("h2", {}, `Containers (${activity.containers.length})`), el("ul", { id: "agent-containers" }, activity.containers.map(c => el("li", {}, `${c.name} (${c.status})${c.service ? " · service " + c.service : ""}`))),
+        el("h2", {}, "Recent commands"), el("ul", { id: "agent-commands" }, activity.commands.map(c => el("li", {}, `#${c.sequence} ${c.kind}: ${c.state}${c.error ? " — " + c.error : ""} (${when(c.created_ms)})`))),
+        el("h2", {}, "Recent events"), el("ul", { id: "agent-events" }, activity.events.map(e => el("li", {}, `#${e.id} ${e.kind.replace(/_/g, " ")} (${when(e.at_ms)})`)))]);
   }
 
   function diagnosticsView() {
