@@ -60,6 +60,11 @@ async fn certificates_of_another_ca_are_exit_4() -> Result<()> {
     assert!(stderr.contains("not issued by this master's CA"), "{stderr}");
     assert!(stderr.contains(&format!("{} (from --cert)", cert.display())), "{stderr}");
 
+    // `login` keeps nothing it could not use.
+    let login = cli.as_identity(&master, &cert, &key, &["login"]).await?;
+    login.failed_with(4)?;
+    assert!(!cli.config_dir().exists(), "a refused login wrote {}", cli.config_dir().display());
+
     // The master's certificate, checked against another CA: we refuse it.
     let mut args = flags(&master.url(), &other_ca, &master.admin_cert_path(), &master.admin_key_path());
     args.push("agents".into());
