@@ -146,3 +146,66 @@ async fn beyond_loopback_the_dashboard_is_served_over_tls_with_secure_cookies() 
     assert!(plain.get(format!("http://localhost:{port}/login")).send().await.is_err(), "no plain HTTP beyond loopback");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_dashboard_answer_carries_a_tunnel_token_or_a_password() -> Result<()> {
+    use dockflare_testsupport::{enroll_agent, labelled, route_labels};
+    let master = Master::sqlite().await?;
+    master.set_ui_password("ada", "admin", PASSWORD)?;
+    let mut agent = enroll_agent(&master, "token-holder").await?;
+    agent.connect(&master).await?;
+    agent.start(labelled("app", &route_labels("app.example.test", "http://app:80"))).await?;
+    // The master hands the agent its tunnel token (start_tunnel): that is the secret to look for.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let tokens = loop {
+        let tokens = agent.tunnel_tokens();
+        if !tokens.is_empty() {
+            break tokens;
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "no start_tunnel within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let base = format!("http://{}", master.web_addr()?);
+    let client = client()?;
+    let cookie = session_cookie(&sign_in(&client, &base, "ada", PASSWORD).await?)?;
+    let mut answers = Vec::new();
+    for path in [
+        "/".to_string(),
+        "/routes".into(),
+        "/agents".into(),
+        format!("/agents/{}", agent.id),
+        "/diagnostics".into(),
+        "/api/session".into(),
+        "/api/overview".into(),
+        format!("/api/agents/{}/activity", agent.id),
+        "/assets/app.js".into(),
+    ] {
+        let response = client.get(format!("{base}{path}")).header(header::COOKIE, &cookie).send().await?;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        answers.push((path, response.text().await?));
+    }
+    // The live feed's snapshot, up to `synced`.
+    let mut live = client.get(format!("{base}/api/live")).header(header::COOKIE, &cookie).send().await?;
+    let mut feed = String::new();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while !feed.contains("event: synced") {
+            match live.chunk().await? {
+                Some(chunk) => feed.push_str(&String::from_utf8_lossy(&chunk)),
+                None => bail!("the feed ended"),
+            }
+        }
+        Ok(())
+    })
+    .await
+    .context("no `synced` within 20 s")??;
+    assert!(feed.contains("app.example.test"), "the feed shows the route");
+    answers.push(("/api/live".into(), feed));
+    for (path, body) in &answers {
+        for token in &tokens {
+            assert!(!body.contains(token.as_str()), "{path} carries the tunnel token");
+        }
+        assert!(!body.contains(PASSWORD), "{path} carries the password");
+        assert!(!body.contains("$argon2"), "{path} carries a password hash");
+    }
+    Ok(())
+}

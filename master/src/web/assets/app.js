@@ -55,6 +55,8 @@
     const focused = document.activeElement && document.activeElement.id;
     const caret = document.activeElement && document.activeElement.selectionStart;
     view.replaceChildren(content);
+    // For the dashboard benchmark: when the first view with the whole snapshot was drawn.
+    if (synced && !window.dockflareRenderedAt) window.dockflareRenderedAt = performance.now();
     if (focused) { const again = document.getElementById(focused); if (again) { again.focus(); if (caret != null && again.setSelectionRange) again.setSelectionRange(caret, caret); } }
   }
   const schedule = () => { if (!scheduled) { scheduled = true; requestAnimationFrame(render); } };
@@ -187,7 +189,7 @@
       if (change.type === "CHANGE_TYPE_DELETE") state[kind].delete(change.key); else state[kind].set(change.key, object);
       if (synced) schedule();
     });
-    source.addEventListener("synced", () => { synced = true; connection.textContent = "live"; connection.className = "live"; schedule(); });
+    source.addEventListener("synced", () => { window.dockflareSyncedAt = window.dockflareSyncedAt || performance.now(); synced = true; connection.textContent = "live"; connection.className = "live"; schedule(); });
     source.addEventListener("reset", () => { for (const map of Object.values(state)) map.clear(); synced = false; });
     source.addEventListener("lagged", () => { source.close(); for (const map of Object.values(state)) map.clear(); synced = false; setTimeout(connect, 500); });
     source.addEventListener("signed-out", () => { source.close(); location.assign("/login"); });
