@@ -78,5 +78,9 @@ report "test support and the benchmark do not depend on the master crate (they r
   "$( (deps_of crates/testsupport/Cargo.toml; deps_of crates/bench/Cargo.toml) | grep -nE '^dockflare-master' || true)"
 report "the Cloudflare API crate and the emulator do not depend on the master" \
   "$( (deps_of crates/cloudflare/Cargo.toml; deps_of crates/emulator/Cargo.toml) | grep -nE '^dockflare-master' || true)"
+report "the CLI depends only on the proto crate: not the master, agent, emulator, test support or any other DockFlare crate (test support as a dev-dependency only)" \
+  "$(deps_of crates/cli/Cargo.toml | grep -nE '^dockflare-' || true)"
+rule "the CLI talks to a master only through the gRPC contract (crate dockflare)" \
+  'dockflare_(master|agent|emulator|testsupport|common|cloudflare|observe)\b' crates/cli/src
 [ "$failed" = 0 ] && echo "==> layer rules hold"
 exit "$failed"
