@@ -3,7 +3,8 @@
 
 use crate::commands::{
     agent_commands::CommandsArgs, agents::AgentsArgs, containers::ContainersArgs, diagnostics::DiagnosticsArgs,
-    events::EventsArgs, identities::IdentitiesArgs, routes::RoutesArgs, tokens::TokensArgs, watch::WatchArgs,
+    events::EventsArgs, identities::IdentitiesArgs, routes::RoutesArgs, tokens::TokensArgs, tunnels::TunnelsArgs,
+    watch::WatchArgs,
 };
 use crate::config::Layer;
 use crate::output::Format;
@@ -79,7 +80,7 @@ pub enum Command {
     /// Routes: list (default), add a manual route, rm.
     Routes(RoutesArgs),
     /// Tunnels the master manages, with their health.
-    Tunnels,
+    Tunnels(TunnelsArgs),
     /// The labelled containers agents report.
     Containers(ContainersArgs),
     /// Label problems in reported containers.

@@ -48,7 +48,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Agents(args) => commands::agents::run(args, &session).await,
         Command::Routes(args) => commands::routes::run(args, &session).await,
-        Command::Tunnels => commands::tunnels::run(&session).await,
+        Command::Tunnels(args) => commands::tunnels::run(args, &session).await,
         Command::Containers(args) => commands::containers::run(args, &session).await,
         Command::Diagnostics(args) => commands::diagnostics::run(args, &session).await,
         Command::Tokens(args) => commands::tokens::run(args, &session).await,

@@ -1,7 +1,7 @@
 //! `dockflare commands AGENT`: an agent's command log; `commands send AGENT resync|stop-tunnel`
 //! queues one.
 
-use super::Session;
+use super::{all_pages, Session};
 use crate::output::table::{fields, Table};
 use crate::output::words;
 use clap::{Args, Subcommand};
@@ -30,12 +30,9 @@ struct ListArgs {
     /// The agent.
     #[arg(required = true, value_name = "AGENT")]
     agent: Option<String>,
-    /// Only commands with a sequence above this.
-    #[arg(long, default_value_t = 0, value_name = "SEQUENCE")]
-    after: u64,
-    /// At most this many (the master's default: 100; at most 1000).
-    #[arg(long, default_value_t = 0, hide_default_value = true)]
-    limit: u32,
+    /// At most this many, oldest first (default: the whole log, page after page).
+    #[arg(long)]
+    limit: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -67,21 +64,23 @@ pub async fn run(args: CommandsArgs, session: &Session) -> anyhow::Result<()> {
     let out = session.out;
     match args.command.unwrap_or(CommandsCommand::List(args.list)) {
         CommandsCommand::List(list) => {
-            // after_sequence and limit: the paging the master answers to now (kept while it does).
-            #[allow(deprecated)]
-            let request = v1::ListCommandsRequest {
-                agent_id: list.agent.unwrap_or_default(),
-                after_sequence: list.after,
-                limit: list.limit,
-                ..Default::default()
-            };
-            let response = session.answer("ListCommands", client.list_commands(request).await)?;
+            let agent_id = list.agent.unwrap_or_default();
+            let commands = all_pages(list.limit, |page_token, page_size| {
+                let mut client = client.clone();
+                let request =
+                    v1::ListCommandsRequest { agent_id: agent_id.clone(), page_size, page_token, ..Default::default() };
+                async move {
+                    let page = session.answer("ListCommands", client.list_commands(request).await)?;
+                    Ok((page.commands, page.next_page_token))
+                }
+            })
+            .await?;
             if out.is_json() {
-                return out.json(&response);
+                return out.json(&v1::ListCommandsResponse { commands, ..Default::default() });
             }
             let now = SystemTime::now();
             let mut table = Table::new(&["seq", "kind", "state", "created", "deliveries", "error"]);
-            for command in &response.commands {
+            for command in &commands {
                 table.row(vec![
                     command.sequence.to_string().into(),
                     command.kind.as_str().into(),

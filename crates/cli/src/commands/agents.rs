@@ -1,6 +1,6 @@
-//! `dockflare agents`: list (every page), get, revoke, remove, set-group, set-policy.
+//! `dockflare agents`: list (every page, with the master's filters), get, revoke, remove, set-group, set-policy.
 
-use super::{all_pages, Session, PAGE_SIZE};
+use super::{all_pages, Session};
 use crate::output::table::{fields, Cell, Table};
 use crate::output::words;
 use clap::{Args, Subcommand};
@@ -8,15 +8,46 @@ use dockflare::v1;
 use std::time::SystemTime;
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct AgentsArgs {
     #[command(subcommand)]
     command: Option<AgentsCommand>,
+    #[command(flatten)]
+    list: ListArgs,
+}
+
+/// Which agents to list.
+#[derive(Args, Debug, Default)]
+struct ListArgs {
+    /// Only agents of this tunnel group ("" for agents with a tunnel of their own).
+    #[arg(long, value_name = "NAME")]
+    group: Option<String>,
+    /// Only agents with this status.
+    #[arg(long, value_enum)]
+    status: Option<Status>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Status {
+    Online,
+    Offline,
+    Revoked,
+}
+
+impl Status {
+    fn proto(self) -> v1::AgentStatus {
+        match self {
+            Status::Online => v1::AgentStatus::Online,
+            Status::Offline => v1::AgentStatus::Offline,
+            Status::Revoked => v1::AgentStatus::Revoked,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
 enum AgentsCommand {
-    /// List agents (the default).
-    List,
+    /// List agents (the default), every page.
+    List(ListArgs),
     /// Show one agent.
     Get { id: String },
     /// Revoke an agent: its calls are refused and its streams end. Enrolling again needs a new join token.
@@ -73,18 +104,24 @@ struct PolicyArgs {
 pub async fn run(args: AgentsArgs, session: &Session) -> anyhow::Result<()> {
     let mut client = session.connect().await?;
     let out = session.out;
-    match args.command.unwrap_or(AgentsCommand::List) {
-        AgentsCommand::List => {
-            let agents = all_pages(|page_token| {
+    match args.command.unwrap_or(AgentsCommand::List(args.list)) {
+        AgentsCommand::List(list) => {
+            let agents = all_pages(None, |page_token, page_size| {
                 let mut client = client.clone();
+                let request = v1::ListAgentsRequest {
+                    tunnel_group: list.group.clone(),
+                    status: list.status.map_or(0, |status| status.proto() as i32),
+                    page_size,
+                    page_token,
+                    ..Default::default()
+                };
                 async move {
-                    let request = v1::ListAgentsRequest { page_size: PAGE_SIZE, page_token, ..Default::default() };
                     let page = session.answer("ListAgents", client.list_agents(request).await)?;
                     Ok((page.agents, page.next_page_token))
                 }
             })
             .await?;
-            let response = v1::ListAgentsResponse { agents, next_page_token: String::new() };
+            let response = v1::ListAgentsResponse { agents, ..Default::default() };
             if out.is_json() {
                 return out.json(&response);
             }

@@ -1,6 +1,6 @@
 //! `dockflare containers`: the DockFlare-labelled containers (and Swarm tasks) agents report.
 
-use super::Session;
+use super::{all_pages, Session};
 use crate::output::table::Table;
 use crate::output::words;
 use clap::Args;
@@ -15,15 +15,27 @@ pub struct ContainersArgs {
 }
 
 pub async fn run(args: ContainersArgs, session: &Session) -> anyhow::Result<()> {
-    let mut client = session.connect().await?;
-    let request = v1::ListContainersRequest { agent_id: args.agent.unwrap_or_default(), ..Default::default() };
-    let response = session.answer("ListContainers", client.list_containers(request).await)?;
+    let client = session.connect().await?;
+    let containers = all_pages(None, |page_token, page_size| {
+        let mut client = client.clone();
+        let request = v1::ListContainersRequest {
+            agent_id: args.agent.clone().unwrap_or_default(),
+            page_size,
+            page_token,
+            ..Default::default()
+        };
+        async move {
+            let page = session.answer("ListContainers", client.list_containers(request).await)?;
+            Ok((page.containers, page.next_page_token))
+        }
+    })
+    .await?;
     if session.out.is_json() {
-        return session.out.json(&response);
+        return session.out.json(&v1::ListContainersResponse { containers, ..Default::default() });
     }
     let now = SystemTime::now();
     let mut table = Table::new(&["agent", "name", "status", "image", "service", "problems", "since"]);
-    for record in &response.containers {
+    for record in &containers {
         let container = record.container.clone().unwrap_or_default();
         table.row(vec![
             record.agent_id.as_str().into(),

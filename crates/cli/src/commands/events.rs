@@ -1,6 +1,6 @@
 //! `dockflare events AGENT`: an agent's stored events, oldest first, one line each.
 
-use super::Session;
+use super::{all_pages, Session};
 use crate::output::table::Table;
 use crate::output::words;
 use clap::Args;
@@ -11,31 +11,29 @@ use std::time::SystemTime;
 pub struct EventsArgs {
     /// The agent.
     agent: String,
-    /// Only events with an id above this.
-    #[arg(long, default_value_t = 0, value_name = "EVENT_ID")]
-    after: u64,
-    /// At most this many (the master's default: 100; at most 1000).
-    #[arg(long, default_value_t = 0, hide_default_value = true)]
-    limit: u32,
+    /// At most this many, oldest first (default: every stored event, page after page).
+    #[arg(long)]
+    limit: Option<usize>,
 }
 
 pub async fn run(args: EventsArgs, session: &Session) -> anyhow::Result<()> {
-    let mut client = session.connect().await?;
-    // after_event_id and limit: the paging the master answers to now (kept while it does).
-    #[allow(deprecated)]
-    let request = v1::ListEventsRequest {
-        agent_id: args.agent,
-        after_event_id: args.after,
-        limit: args.limit,
-        ..Default::default()
-    };
-    let response = session.answer("ListEvents", client.list_events(request).await)?;
+    let client = session.connect().await?;
+    let events = all_pages(args.limit, |page_token, page_size| {
+        let mut client = client.clone();
+        let request =
+            v1::ListEventsRequest { agent_id: args.agent.clone(), page_size, page_token, ..Default::default() };
+        async move {
+            let page = session.answer("ListEvents", client.list_events(request).await)?;
+            Ok((page.events, page.next_page_token))
+        }
+    })
+    .await?;
     if session.out.is_json() {
-        return session.out.json(&response);
+        return session.out.json(&v1::ListEventsResponse { events, ..Default::default() });
     }
     let now = SystemTime::now();
     let mut table = Table::new(&["id", "kind", "occurred", "detail"]);
-    for record in &response.events {
+    for record in &events {
         table.row(vec![
             record.event_id.to_string().into(),
             record.kind.as_str().into(),

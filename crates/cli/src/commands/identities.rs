@@ -1,7 +1,7 @@
 //! `dockflare identities`: admin identities — list, issue (the private key is made here and
 //! never leaves this machine: only a CSR goes to the master), revoke.
 
-use super::{parse_ttl, Session};
+use super::{all_pages, parse_ttl, Session};
 use crate::exit::{Exit, Failure};
 use crate::files;
 use crate::output::table::{fields, Table};
@@ -76,13 +76,25 @@ pub async fn run(args: IdentitiesArgs, session: &Session) -> anyhow::Result<()> 
     let out = session.out;
     match args.command.unwrap_or(IdentitiesCommand::List { all: false }) {
         IdentitiesCommand::List { all } => {
-            let mut client = session.connect().await?;
-            let request = v1::ListAdminIdentitiesRequest { include_inactive: all, ..Default::default() };
-            let response = session.answer("ListAdminIdentities", client.list_admin_identities(request).await)?;
+            let client = session.connect().await?;
+            let identities = all_pages(None, |page_token, page_size| {
+                let mut client = client.clone();
+                let request = v1::ListAdminIdentitiesRequest {
+                    include_inactive: all,
+                    page_size,
+                    page_token,
+                    ..Default::default()
+                };
+                async move {
+                    let page = session.answer("ListAdminIdentities", client.list_admin_identities(request).await)?;
+                    Ok((page.identities, page.next_page_token))
+                }
+            })
+            .await?;
             if out.is_json() {
-                return out.json(&response);
+                return out.json(&v1::ListAdminIdentitiesResponse { identities, ..Default::default() });
             }
-            out.table(&identities_table(&response.identities, SystemTime::now()), "No admin identities.")
+            out.table(&identities_table(&identities, SystemTime::now()), "No admin identities.")
         }
         IdentitiesCommand::Issue(issue) => self::issue(issue, session).await,
         IdentitiesCommand::Revoke { id } => {

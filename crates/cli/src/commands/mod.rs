@@ -71,19 +71,26 @@ impl Session {
 /// Items asked for per page (the master's maximum).
 pub const PAGE_SIZE: u32 = 1000;
 
-/// Every item of a List call, page after page: `fetch` gets the page token ("" first) and
-/// answers the page's items and its `next_page_token`; an empty token (or one repeated, which a
-/// sound master never sends) ends it.
-pub async fn all_pages<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, Failure>
+/// The items of a List call, page after page: `fetch` gets the page token ("" first) and the
+/// page size, and answers the page's items and its `next_page_token`; an empty token (or one
+/// repeated, which a sound master never sends) ends it, and so does reaching `limit` items.
+pub async fn all_pages<T, F, Fut>(limit: Option<usize>, mut fetch: F) -> Result<Vec<T>, Failure>
 where
-    F: FnMut(String) -> Fut,
+    F: FnMut(String, u32) -> Fut,
     Fut: std::future::Future<Output = Result<(Vec<T>, String), Failure>>,
 {
     let mut items = Vec::new();
     let mut token = String::new();
     loop {
-        let (page, next) = fetch(token.clone()).await?;
+        let wanted = limit.map_or(PAGE_SIZE, |limit| limit.saturating_sub(items.len()).min(PAGE_SIZE as usize) as u32);
+        let (page, next) = fetch(token.clone(), wanted).await?;
         items.extend(page);
+        if let Some(limit) = limit {
+            if items.len() >= limit {
+                items.truncate(limit);
+                return Ok(items);
+            }
+        }
         if next.is_empty() || next == token {
             return Ok(items);
         }
@@ -106,16 +113,24 @@ mod tests {
 
     #[tokio::test]
     async fn pages_are_followed_to_the_last() {
-        let pages = |token: String| async move {
+        let pages = |token: String, _size: u32| async move {
             Ok(match token.as_str() {
                 "" => (vec![1, 2], "b".to_string()),
                 "b" => (vec![3], "c".to_string()),
                 _ => (vec![4], String::new()),
             })
         };
-        assert_eq!(all_pages(pages).await.unwrap(), [1, 2, 3, 4]);
-        let stuck = |_token: String| async { Ok((vec![0], "same".to_string())) };
-        assert_eq!(all_pages(stuck).await.unwrap(), [0, 0], "a repeated token ends it");
+        assert_eq!(all_pages(None, pages).await.unwrap(), [1, 2, 3, 4]);
+        assert_eq!(all_pages(Some(3), pages).await.unwrap(), [1, 2, 3], "a limit ends it");
+        let stuck = |_token: String, _size: u32| async { Ok((vec![0], "same".to_string())) };
+        assert_eq!(all_pages(None, stuck).await.unwrap(), [0, 0], "a repeated token ends it");
+        let sizes = std::sync::Mutex::new(Vec::new());
+        let record = |_token: String, size: u32| {
+            sizes.lock().unwrap().push(size);
+            async move { Ok((vec![0; size as usize], "more".to_string())) }
+        };
+        assert_eq!(all_pages(Some(1500), record).await.unwrap().len(), 1500);
+        assert_eq!(*sizes.lock().unwrap(), [1000, 500], "pages ask for what is left");
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! `dockflare routes`: list (optionally one agent's), add a manual route, remove one.
+//! `dockflare routes`: list (every page, with the master's filters), add a manual route, remove
+//! one.
 
-use super::Session;
+use super::{all_pages, Session};
 use crate::output::table::{fields, Cell, Table};
 use crate::output::words;
 use clap::{ArgGroup, Args, Subcommand};
@@ -8,22 +9,71 @@ use dockflare::v1;
 use std::time::SystemTime;
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct RoutesArgs {
     #[command(subcommand)]
     command: Option<RoutesCommand>,
-    /// Only this agent's routes (when listing).
+    #[command(flatten)]
+    list: ListArgs,
+}
+
+/// Which routes to list.
+#[derive(Args, Debug, Default)]
+struct ListArgs {
+    /// Only this agent's routes.
     #[arg(long, value_name = "ID")]
     agent: Option<String>,
+    /// Only routes with this status.
+    #[arg(long, value_enum)]
+    status: Option<Status>,
+    /// Only routes of this hostname (exactly, any case).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Only routes from labels, or only manual ones.
+    #[arg(long, value_enum)]
+    source: Option<Source>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Status {
+    Active,
+    PendingDeletion,
+    Conflict,
+    Invalid,
+    Error,
+}
+
+impl Status {
+    fn proto(self) -> v1::RouteStatus {
+        match self {
+            Status::Active => v1::RouteStatus::Active,
+            Status::PendingDeletion => v1::RouteStatus::PendingDeletion,
+            Status::Conflict => v1::RouteStatus::Conflict,
+            Status::Invalid => v1::RouteStatus::Invalid,
+            Status::Error => v1::RouteStatus::Error,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Source {
+    Labels,
+    Manual,
+}
+
+impl Source {
+    fn proto(self) -> v1::RouteSource {
+        match self {
+            Source::Labels => v1::RouteSource::Labels,
+            Source::Manual => v1::RouteSource::Manual,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
 enum RoutesCommand {
-    /// List routes (the default).
-    List {
-        /// Only this agent's routes.
-        #[arg(long, value_name = "ID")]
-        agent: Option<String>,
-    },
+    /// List routes (the default), every page.
+    List(ListArgs),
     /// Add (or replace) a manual route, carried by an agent's tunnel or a tunnel group's.
     Add(AddArgs),
     /// Delete a manual route; its ingress rule and DNS record go at once.
@@ -70,17 +120,29 @@ struct AddArgs {
 pub async fn run(args: RoutesArgs, session: &Session) -> anyhow::Result<()> {
     let mut client = session.connect().await?;
     let out = session.out;
-    match args.command.unwrap_or(RoutesCommand::List { agent: None }) {
-        RoutesCommand::List { agent } => {
-            let agent_id = agent.or(args.agent).unwrap_or_default();
-            let response = session.answer(
-                "ListRoutes",
-                client.list_routes(v1::ListRoutesRequest { agent_id, ..Default::default() }).await,
-            )?;
+    match args.command.unwrap_or(RoutesCommand::List(args.list)) {
+        RoutesCommand::List(list) => {
+            let routes = all_pages(None, |page_token, page_size| {
+                let mut client = client.clone();
+                let request = v1::ListRoutesRequest {
+                    agent_id: list.agent.clone().unwrap_or_default(),
+                    status: list.status.map_or(0, |status| status.proto() as i32),
+                    hostname: list.hostname.clone().unwrap_or_default(),
+                    source: list.source.map_or(0, |source| source.proto() as i32),
+                    page_size,
+                    page_token,
+                    ..Default::default()
+                };
+                async move {
+                    let page = session.answer("ListRoutes", client.list_routes(request).await)?;
+                    Ok((page.routes, page.next_page_token))
+                }
+            })
+            .await?;
             if out.is_json() {
-                return out.json(&response);
+                return out.json(&v1::ListRoutesResponse { routes, ..Default::default() });
             }
-            out.table(&routes_table(&response.routes, SystemTime::now()), "No routes.")
+            out.table(&routes_table(&routes, SystemTime::now()), "No routes.")
         }
         RoutesCommand::Add(add) => {
             let origin = v1::OriginRequest {

@@ -2,7 +2,7 @@
 //! revoke.
 
 use super::agents::PolicyFlags;
-use super::{parse_ttl, Session};
+use super::{all_pages, parse_ttl, Session};
 use crate::output::table::Table;
 use crate::output::words;
 use clap::{Args, Subcommand};
@@ -48,12 +48,19 @@ pub async fn run(args: TokensArgs, session: &Session) -> anyhow::Result<()> {
     let out = session.out;
     match args.command.unwrap_or(TokensCommand::List) {
         TokensCommand::List => {
-            let response = session
-                .answer("ListJoinTokens", client.list_join_tokens(v1::ListJoinTokensRequest::default()).await)?;
+            let tokens = all_pages(None, |page_token, page_size| {
+                let mut client = client.clone();
+                let request = v1::ListJoinTokensRequest { page_size, page_token, ..Default::default() };
+                async move {
+                    let page = session.answer("ListJoinTokens", client.list_join_tokens(request).await)?;
+                    Ok((page.tokens, page.next_page_token))
+                }
+            })
+            .await?;
             if out.is_json() {
-                return out.json(&response);
+                return out.json(&v1::ListJoinTokensResponse { tokens, ..Default::default() });
             }
-            out.table(&tokens_table(&response.tokens, SystemTime::now()), "No join tokens.")
+            out.table(&tokens_table(&tokens, SystemTime::now()), "No join tokens.")
         }
         TokensCommand::Create(create) => {
             let request = v1::CreateJoinTokenRequest {

@@ -1,17 +1,38 @@
 //! `dockflare tunnels`: the tunnels the master manages, with Cloudflare's view and their health.
 
-use super::Session;
+use super::{all_pages, Session};
 use crate::output::style::Tone;
 use crate::output::table::{Cell, Table};
+use clap::Args;
 use dockflare::v1;
 
-pub async fn run(session: &Session) -> anyhow::Result<()> {
-    let mut client = session.connect().await?;
-    let response = session.answer("ListTunnels", client.list_tunnels(v1::ListTunnelsRequest::default()).await)?;
+#[derive(Args, Debug)]
+pub struct TunnelsArgs {
+    /// Only the tunnel whose connector this agent runs.
+    #[arg(long, value_name = "ID")]
+    agent: Option<String>,
+}
+
+pub async fn run(args: TunnelsArgs, session: &Session) -> anyhow::Result<()> {
+    let client = session.connect().await?;
+    let tunnels = all_pages(None, |page_token, page_size| {
+        let mut client = client.clone();
+        let request = v1::ListTunnelsRequest {
+            agent_id: args.agent.clone().unwrap_or_default(),
+            page_size,
+            page_token,
+            ..Default::default()
+        };
+        async move {
+            let page = session.answer("ListTunnels", client.list_tunnels(request).await)?;
+            Ok((page.tunnels, page.next_page_token))
+        }
+    })
+    .await?;
     if session.out.is_json() {
-        return session.out.json(&response);
+        return session.out.json(&v1::ListTunnelsResponse { tunnels, ..Default::default() });
     }
-    session.out.table(&tunnels_table(&response.tunnels), "No tunnels.")
+    session.out.table(&tunnels_table(&tunnels), "No tunnels.")
 }
 
 fn status(tunnel: &v1::Tunnel) -> Cell {

@@ -5,6 +5,7 @@
 mod context;
 mod fleet;
 mod listing;
+mod paging;
 mod refusals;
 mod roles;
 mod support;
