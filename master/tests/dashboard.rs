@@ -1,8 +1,9 @@
 //! The web dashboard in a real headless Chromium, against a running master and a real agent
 //! on a real Docker engine: sign in; a container's route appears live after `docker run`
 //! (no reload) and goes pending with a countdown after `docker stop`; a label typo shows in
-//! Diagnostics with its suggestion; a viewer sees no write controls and a forged write is
-//! refused; sign-out; the sign-in limit. Screenshots of the overview and routes pages go to
+//! Diagnostics with its suggestion; an operator adds a manual route (a mistake shown next to its
+//! field) and deletes it; a viewer sees no write controls and its writes are refused; sign-out;
+//! the sign-in limit. Screenshots of the overview and routes pages go to
 //! target/screenshots/ (and to docs/ with DOCKFLARE_UPDATE_SCREENSHOTS=1).
 
 use anyhow::{Context, Result};
@@ -160,6 +161,31 @@ async fn the_dashboard_follows_a_real_engine_live_in_a_browser() -> Result<()> {
     wait_text(browser, "#view", "did you mean").await?;
     wait_text(browser, "#view", "dockflare.hostnme").await?;
 
+    // A manual route, as an operator: a mistake is shown next to its field, in the admin API's
+    // words; then added, listed live, and deleted.
+    browser.goto(&format!("{base}/routes")).await?;
+    wait_live(browser).await?;
+    let form = wait_css(browser, "form#add-route").await?;
+    form.find(Locator::Css("#add-hostname")).await?.send_keys("not a hostname").await?;
+    form.find(Locator::Css("#add-service")).await?.send_keys("http://10.0.0.5:8080").await?;
+    let option = format!("#add-target option[value=\"agent:{agent_id}\"]");
+    browser.find(Locator::Css(&option)).await?.click().await?;
+    browser.find(Locator::Css("form#add-route button[type=submit]")).await?.click().await?;
+    wait_text(browser, "#add-hostname-error", "hostname").await?;
+    let manual = format!("manual-{scope}.example.test");
+    let input = browser.find(Locator::Css("#add-hostname")).await?;
+    input.clear().await?;
+    input.send_keys(&manual).await?;
+    browser.find(Locator::Css("form#add-route button[type=submit]")).await?.click().await?;
+    let manual_row = format!("tr[data-hostname=\"{manual}\"]");
+    wait_css(browser, &manual_row).await?;
+    browser.find(Locator::Css(&format!("{manual_row} button.delete"))).await?.click().await?;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !browser.find_all(Locator::Css(&manual_row)).await?.is_empty() {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "the deleted manual route is still listed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     browser.goto(&format!("{base}/")).await?;
     wait_live(browser).await?;
     wait_text(browser, ".cards", "pending deletion").await?;
@@ -184,6 +210,20 @@ async fn the_dashboard_follows_a_real_engine_live_in_a_browser() -> Result<()> {
         )
         .await?;
     assert_eq!(forged, serde_json::json!(403), "a write without the session's CSRF token is refused");
+    // … and a viewer's own write, with its own CSRF token, is refused for its role.
+    browser.goto(&format!("{base}/routes")).await?;
+    wait_live(browser).await?;
+    assert!(browser.find_all(Locator::Css("[data-write]")).await?.is_empty(), "a viewer is offered a write control");
+    let as_viewer: serde_json::Value = browser
+        .execute_async(
+            "const done = arguments[arguments.length - 1]; const csrf = document.getElementById('view').dataset.csrf;\
+             fetch('/api/manual-routes', {method: 'POST', headers: {'Content-Type': 'application/json', 'X-CSRF-Token': csrf},\
+               body: JSON.stringify({hostname: 'x.example.test', service: 'http://x:80', agent_id: 'a'})})\
+               .then(r => done(r.status), e => done(String(e)));",
+            vec![],
+        )
+        .await?;
+    assert_eq!(as_viewer, serde_json::json!(403), "a viewer's write is refused");
 
     // The sign-in limit, as a browser meets it.
     browser.find(Locator::Css("header form button")).await?.click().await?;

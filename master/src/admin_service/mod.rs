@@ -31,6 +31,25 @@ impl AdminApi {
         AdminApi { state }
     }
 
+    /// Adds a manual route for `who` exactly as AddManualRoute does (the dashboard's writes go
+    /// through here, so both refuse the same way, with the same words).
+    pub async fn add_manual_route_for(
+        &self,
+        who: &str,
+        request: v1::AddManualRouteRequest,
+    ) -> Result<Option<v1::Route>, Status> {
+        routes::add_manual_route_as(self, who, request).await
+    }
+
+    /// Deletes a manual route for `who` exactly as DeleteManualRoute does.
+    pub async fn delete_manual_route_for(
+        &self,
+        who: &str,
+        request: v1::DeleteManualRouteRequest,
+    ) -> Result<(), Status> {
+        routes::delete_manual_route_as(self, who, request).await
+    }
+
     /// Every agent.
     async fn all_agents(&self) -> Result<Vec<crate::store::AgentRecord>, Status> {
         let mut agents = Vec::new();

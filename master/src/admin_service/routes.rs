@@ -54,7 +54,17 @@ pub(super) async fn add_manual_route(
     request: Request<v1::AddManualRouteRequest>,
 ) -> Result<Response<v1::AddManualRouteResponse>, Status> {
     let admin = api.state.auth.admin(&request)?;
-    let request = request.into_inner();
+    let route = add_manual_route_as(api, &admin, request.into_inner()).await?;
+    Ok(Response::new(v1::AddManualRouteResponse { route }))
+}
+
+/// AddManualRoute for `admin` (an admin identity, or a dashboard user): validated, served,
+/// in a known zone, stored; the route as ListRoutes shows it.
+pub(crate) async fn add_manual_route_as(
+    api: &AdminApi,
+    admin: &str,
+    request: v1::AddManualRouteRequest,
+) -> Result<Option<v1::Route>, Status> {
     let route = manual_routes::validate(&request, now_millis())?;
     let agents: HashMap<String, AgentRecord> = api.all_agents().await?.into_iter().map(|a| (a.id.clone(), a)).collect();
     manual_routes::served(&route, &agents)?;
@@ -67,7 +77,7 @@ pub(super) async fn add_manual_route(
     let tunnel_ids = tunnel_ids(api).await?;
     let stored =
         rows.iter().find(|r| r.owner == "manual" && r.spec.hostname == route.hostname && r.spec.path == route.path);
-    Ok(Response::new(v1::AddManualRouteResponse { route: stored.map(|row| shown(api, row, &tunnel_ids)) }))
+    Ok(stored.map(|row| shown(api, row, &tunnel_ids)))
 }
 
 /// A stored route as ListRoutes (and AddManualRoute) shows it: the id of the tunnel that carries
@@ -119,7 +129,16 @@ pub(super) async fn delete_manual_route(
     request: Request<v1::DeleteManualRouteRequest>,
 ) -> Result<Response<v1::DeleteManualRouteResponse>, Status> {
     let admin = api.state.auth.admin(&request)?;
-    let request = request.into_inner();
+    delete_manual_route_as(api, &admin, request.into_inner()).await?;
+    Ok(Response::new(v1::DeleteManualRouteResponse {}))
+}
+
+/// DeleteManualRoute for `admin` (an admin identity, or a dashboard user).
+pub(crate) async fn delete_manual_route_as(
+    api: &AdminApi,
+    admin: &str,
+    request: v1::DeleteManualRouteRequest,
+) -> Result<(), Status> {
     let hostname = dockflare_common::labels::values::hostname(&request.hostname)
         .map_err(|reason| Status::invalid_argument(format!("hostname: {reason}")))?;
     let path = dockflare_common::labels::values::path(&request.path)
@@ -135,7 +154,7 @@ pub(super) async fn delete_manual_route(
     }
     tracing::info!(message = "Manual route deleted.", %hostname, %path, %admin);
     api.state.fanout.reconcile_now().await;
-    Ok(Response::new(v1::DeleteManualRouteResponse {}))
+    Ok(())
 }
 
 pub(super) async fn list_tunnels(

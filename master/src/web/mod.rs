@@ -8,6 +8,7 @@
 //! (cookie, session lookup, roles, CSRF), [`pages`] (HTML and assets), [`live`] (the SSE feed),
 //! [`tls`] (the TLS listener).
 
+pub mod actions;
 pub mod api;
 pub mod live;
 pub mod pages;
@@ -73,6 +74,7 @@ pub fn router(state: WebState) -> Router {
         .route("/api/session", get(session_info))
         .route("/api/overview", get(api::overview))
         .route("/api/agents/{id}/activity", get(api::agent_activity))
+        .route("/api/manual-routes", post(actions::add_route).delete(actions::delete_route))
         .route("/", get(pages::app_page))
         .route("/routes", get(pages::app_page))
         .route("/agents", get(pages::app_page))

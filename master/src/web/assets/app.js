@@ -6,6 +6,10 @@
   const view = document.getElementById("view");
   const connection = document.getElementById("connection");
   const role = view.dataset.role;
+  const csrf = view.dataset.csrf;
+  const mayWrite = role === "operator" || role === "admin";
+  // The add form keeps what was typed, and the admin API's refusal next to its field.
+  const draft = { hostname: "", path: "", service: "", target: "", zone_name: "", errors: {}, busy: false };
   const kinds = { RESOURCE_KIND_ROUTE: "route", RESOURCE_KIND_AGENT: "agent", RESOURCE_KIND_TUNNEL: "tunnel",
     RESOURCE_KIND_DIAGNOSTIC: "diagnostic", RESOURCE_KIND_CONNECTOR: "connector" };
   const state = { route: new Map(), agent: new Map(), tunnel: new Map(), diagnostic: new Map(), connector: new Map() };
@@ -119,9 +123,11 @@
         r.reason ? el("div", { class: "reason" }, r.reason) : "", r.lastError ? el("div", { class: "reason" }, r.lastError) : ""),
       el("td", {}, r.agentId ? el("a", { href: "/agents/" + encodeURIComponent(r.agentId) }, agentName(r.agentId)) : (r.tunnelGroup ? "group " + r.tunnelGroup : "")),
       el("td", {}, r.zoneName || ""),
-      el("td", {}, words(r.source, "ROUTE_SOURCE_"))));
+      el("td", {}, words(r.source, "ROUTE_SOURCE_"),
+        mayWrite && r.source === "ROUTE_SOURCE_MANUAL" ? el("button", { class: "delete", "data-write": "", "aria-label": "Delete the manual route " + r.hostname + (r.path || ""), onclick: () => deleteRoute(r) }, "Delete") : "")));
     return el("div", {},
       el("h1", {}, "Routes"),
+      mayWrite ? addForm() : "",
       el("div", { class: "filters" }, search, statusFilter, el("span", { id: "route-count" }, `${rows.length} of ${state.route.size}`)),
       el("div", { class: "table" }, el("table", { id: "routes" },
         el("thead", {}, el("tr", {}, header("Hostname", "hostname"), header("Service", "service"), header("Status", "status"), header("Agent", "agentId"), header("Zone", "zoneName"), header("Source", "source"))),
@@ -132,20 +138,69 @@
         el("button", { onclick: () => { ui.page = Math.min(pages - 1, ui.page + 1); schedule(); } }, "Next")) : "");
   }
 
+  async function send(method, body) {
+    const response = await fetch("/api/manual-routes", { method, headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf }, body: JSON.stringify(body) });
+    const answer = await response.json().catch(() => ({ message: response.statusText }));
+    return response.ok ? null : answer;
+  }
+
+  async function addRoute(event) {
+    event.preventDefault();
+    if (draft.busy) return;
+    draft.busy = true; draft.errors = {}; schedule();
+    const target = draft.target;
+    const body = { hostname: draft.hostname, path: draft.path, service: draft.service, zone_name: draft.zone_name,
+      agent_id: target.startsWith("agent:") ? target.slice(6) : "", tunnel_group: target.startsWith("group:") ? target.slice(6) : "" };
+    const refusal = await send("POST", body).catch(e => ({ message: String(e) }));
+    draft.busy = false;
+    if (refusal) draft.errors = { [refusal.field || "form"]: refusal.message };
+    else Object.assign(draft, { hostname: "", path: "", service: "", zone_name: "" });
+    schedule();
+  }
+
+  async function deleteRoute(route) {
+    const refusal = await send("DELETE", { hostname: route.hostname, path: route.path || "" }).catch(e => ({ message: String(e) }));
+    draft.errors = refusal ? { form: refusal.message } : {};
+    schedule();
+  }
+
+  function addForm() {
+    const field = (name, label, attrs) => el("label", {}, label,
+      el("input", Object.assign({ id: "add-" + name, name, value: draft[name], oninput: (e) => { draft[name] = e.target.value; },
+        "aria-invalid": draft.errors[name] ? "true" : "false", "aria-describedby": "add-" + name + "-error" }, attrs || {})),
+      el("span", { class: "field-error", id: "add-" + name + "-error", role: "alert" }, draft.errors[name] || ""));
+    const groups = [...new Set([...state.agent.values()].map(a => a.tunnelGroup).filter(Boolean))].sort();
+    const target = el("select", { id: "add-target", name: "target", "aria-describedby": "add-target-error", onchange: (e) => { draft.target = e.target.value; } },
+      el("option", { value: "" }, "agent or tunnel group…"),
+      [...state.agent.values()].map(a => el("option", { value: "agent:" + a.id }, "agent " + (a.displayName || a.id))),
+      groups.map(g => el("option", { value: "group:" + g }, "group " + g)));
+    for (const option of target.options) option.selected = option.value === draft.target;
+    const targetError = draft.errors.agent_id || draft.errors.tunnel_group || "";
+    return el("form", { id: "add-route", class: "add-route", "data-write": "", onsubmit: addRoute },
+      el("h2", {}, "Add a manual route"),
+      field("hostname", "Hostname", { required: "", placeholder: "app.example.com" }),
+      field("path", "Path", { placeholder: "optional, e.g. /api" }),
+      field("service", "Service", { required: "", placeholder: "http://10.0.0.5:8080" }),
+      el("label", {}, "Served by", target, el("span", { class: "field-error", id: "add-target-error", role: "alert" }, targetError)),
+      field("zone_name", "Zone", { placeholder: "optional: the longest matching zone" }),
+      el("button", { type: "submit" }, draft.busy ? "Adding…" : "Add route"),
+      el("p", { class: "field-error", id: "add-form-error", role: "alert" }, draft.errors.form || ""));
+  }
+
   function agentName(id) { const a = state.agent.get(id); return a ? (a.displayName || id) : id; }
 
   function agentsView() {
     const rows = [...state.agent.values()].sort((a, b) => (a.displayName || "").localeCompare(b.displayName || ""));
     return el("div", {}, el("h1", {}, "Agents"), el("div", { class: "table" }, el("table", { id: "agents" },
-      el("thead", {}, el("tr", {}, ["Name", "Status", "Mode", "Node", "Version", "Connector", "Tunnel group", "Containers"].map(h => el("th", { scope: "col" }, h)))),
+      el("thead", {}, el("tr", {}, ["Name", "Status", "Mode", "Node", "Version", "Connector", "Tunnel group", "Routes"].map(h => el("th", { scope: "col" }, h)))),
       el("tbody", {}, rows.map(a => {
         const connector = state.connector.get(a.id);
-        const containers = count(state.route, r => r.agentId === a.id);
+        const routes = count(state.route, r => r.agentId === a.id);
         return el("tr", {}, el("td", {}, el("a", { href: "/agents/" + encodeURIComponent(a.id) }, a.displayName || a.id)),
           el("td", {}, el("span", { class: "status " + words(a.status, "AGENT_STATUS_") }, words(a.status, "AGENT_STATUS_"))),
           el("td", {}, words(a.dockerMode, "DOCKER_MODE_")), el("td", {}, (a.nodeId || "") + (a.nodeRole ? " (" + words(a.nodeRole, "NODE_ROLE_") + ")" : "")),
           el("td", {}, a.version || ""), el("td", {}, connector && connector.status ? words(connector.status.state, "CONNECTOR_STATE_") + " " + (connector.status.image || "") : "—"),
-          el("td", {}, a.tunnelGroup || "own tunnel"), el("td", {}, String(containers)));
+          el("td", {}, a.tunnelGroup || "own tunnel"), el("td", {}, String(routes)));
       })))));
   }
 
