@@ -4,7 +4,7 @@
 //! refuses, in the same words; the answer names the field at fault so the page can show the
 //! message next to it.
 
-use super::session::{csrf_header, Signed};
+use super::session::{csrf_header, Refusal, Signed};
 use super::WebState;
 use crate::admin_service::AdminApi;
 use axum::extract::State;
@@ -57,9 +57,9 @@ fn refused(status: tonic::Status) -> Response {
     (code, Json(json!({ "field": field_of(&message), "message": message }))).into_response()
 }
 
-fn allowed(signed: &Signed, headers: &HeaderMap) -> Result<(), Response> {
-    signed.require(Role::Operator).map_err(IntoResponse::into_response)?;
-    signed.check_csrf(csrf_header(headers)).map_err(IntoResponse::into_response)
+fn allowed(signed: &Signed, headers: &HeaderMap) -> Result<(), Refusal> {
+    signed.require(Role::Operator)?;
+    signed.check_csrf(csrf_header(headers))
 }
 
 pub async fn add_route(
@@ -69,7 +69,7 @@ pub async fn add_route(
     Json(form): Json<NewRoute>,
 ) -> Response {
     if let Err(refusal) = allowed(&signed, &headers) {
-        return refusal;
+        return refusal.into_response();
     }
     let request = v1::AddManualRouteRequest {
         hostname: form.hostname.trim().to_string(),
@@ -94,7 +94,7 @@ pub async fn delete_route(
     Json(key): Json<RouteKey>,
 ) -> Response {
     if let Err(refusal) = allowed(&signed, &headers) {
-        return refusal;
+        return refusal.into_response();
     }
     let request = v1::DeleteManualRouteRequest { hostname: key.hostname, path: key.path };
     let who = format!("dashboard user {}", signed.user);
