@@ -85,6 +85,7 @@ while [ $SECONDS -lt $deadline ]; do
   kill -0 "${pids[0]}" 2>/dev/null || { since_start | tail -n 20 >&2; die "the master exited"; }
   sleep 0.2
 done
+dashboard=$(since_start | grep -m1 'Dashboard listening' | sed -n 's/.* url=\([^ ]*\).*/\1/p' || true)
 emulator=""
 if [ $offline = 1 ]; then
   emulator=$(since_start | grep -m1 'running OFFLINE' | sed -n 's/.* emulator=\([^ ]*\).*/\1/p' || true)
@@ -113,6 +114,7 @@ cat <<INFO
   master       https://localhost:$port   (admin identity: $data/pki/admin.crt, admin.key)
   cloudflare   $cloudflare
   logs         $master_log, $agent_log
+  dashboard    ${dashboard:-off}   (make a user: target/release/dockflare-master --data-dir $data ui set-password --user you --role admin)
 INFO
 if [ $offline = 1 ]; then
   cat <<INFO
