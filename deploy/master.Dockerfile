@@ -11,9 +11,10 @@ USER 65532:65532
 ENV DOCKFLARE_DATA_DIR=/data \
     DOCKFLARE_LISTEN=0.0.0.0:8443 \
     DOCKFLARE_METRICS_LISTEN=0.0.0.0:9180 \
+    DOCKFLARE_WEB_LISTEN=0.0.0.0:8090 \
     DOCKFLARE_LOG_FORMAT=json
 VOLUME /data
-EXPOSE 8443 9180 8788
+EXPOSE 8443 9180 8090 8788
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 CMD ["/dockflare-master", "healthcheck"]
 ENTRYPOINT ["/dockflare-master"]
 CMD ["serve"]

@@ -146,6 +146,9 @@ cargo build --workspace --bins --quiet || die "cargo build failed"
 command -v systemd-analyze >/dev/null || { log "installing systemd (systemd-analyze)"; apt_install systemd; }
 deploy/systemd/verify.sh target/debug || die "the systemd units do not verify"
 command -v promtool >/dev/null || { log "installing Prometheus (prometheus, promtool)"; apt_install prometheus; }
+# The dashboard's browser tests drive a real headless Chromium through chromedriver.
+{ command -v chromedriver >/dev/null && [ -x /usr/bin/chromium ]; } ||
+  { log "installing Chromium and its WebDriver (chromium, chromium-driver)"; apt_install chromium chromium-driver; }
 promtool check rules deploy/prometheus/alerts.yml >/dev/null || die "promtool check rules deploy/prometheus/alerts.yml failed"
 promtool check config deploy/prometheus/prometheus.yml >/dev/null || die "promtool check config deploy/prometheus/prometheus.yml failed"
 log "cargo test"

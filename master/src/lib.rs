@@ -37,3 +37,4 @@ pub mod tally;
 pub mod tls;
 pub mod views;
 pub mod watch;
+pub mod web;

@@ -64,6 +64,7 @@ async fn main() -> Result<()> {
     match &cli.command {
         Some(Command::Token { action }) => cli::token::token_command(&cli, action).await,
         Some(Command::Admin { action }) => cli::admin::admin_command(&cli, action).await,
+        Some(Command::Ui { action }) => cli::ui::ui_command(&cli, action).await,
         Some(Command::Healthcheck { path }) => {
             let addr = cli.serve.metrics_listen.0.context("--metrics-listen is off: there is no health endpoint")?;
             let body = dockflare_observe::probe::get(addr, path, Duration::from_secs(5))?;

@@ -52,6 +52,8 @@ pub struct ServeOptions {
     pub metrics_listen: Option<SocketAddr>,
     /// Tests only (`--test-fault-task`): the long-lived task that fails once the master listens.
     pub test_fault_task: Option<String>,
+    /// Where the web dashboard listens (`None`: off).
+    pub web_listen: Option<SocketAddr>,
     /// Change batches a watcher may fall behind by ([`crate::watch::WatchHub::new`]).
     pub watch_backlog: usize,
 }
@@ -81,6 +83,8 @@ pub enum StartError {
     Health(#[from] crate::health::HealthError),
     #[error(transparent)]
     Bootstrap(#[from] crate::bootstrap_token::BootstrapError),
+    #[error(transparent)]
+    Web(#[from] crate::web::WebError),
     #[error("recording the master's admin identity: {0}")]
     AdminIdentity(#[from] crate::admin_identities::AdmissionError),
 }
@@ -258,9 +262,26 @@ pub async fn start(
         ca = %pki.dir.join("ca.crt").display(),
         admin_cert = %pki.dir.join("admin.crt").display(),
     );
+    let leader_for_web = leader.clone();
     if let Some(addr) = options.metrics_listen {
         let health = crate::health::MasterHealth { state: state.clone(), supervisor, leader, grpc: local_addr };
         crate::health::start(addr, health, stopping.clone()).await?;
+    }
+    if let Some(addr) = options.web_listen {
+        let facts = crate::web::MasterFacts {
+            offline: options.cloudflare.api.is_none(),
+            emulator: emulator.as_ref().map(|(_, addr)| *addr),
+            leader: Some(leader_for_web),
+        };
+        crate::web::start(
+            state.clone(),
+            facts,
+            addr,
+            &pki.server_cert_pem,
+            pki.server_key_pem.expose_secret(),
+            stopping.clone(),
+        )
+        .await?;
     }
     listening_tx.send_replace(true);
     Ok(RunningMaster { local_addr, emulator, state, served, exits, stopping })

@@ -18,7 +18,7 @@ const WAIT: Duration = Duration::from_secs(120);
 /// A compose project of deploy/compose.yaml on free host ports, taken down (volumes too) on drop.
 struct Project {
     name: String,
-    ports: [(String, u16); 4],
+    ports: [(String, u16); 5],
     pki: tempfile::TempDir,
 }
 
@@ -33,6 +33,7 @@ impl Project {
             ("DOCKFLARE_METRICS_PORT".to_string(), free_port()?),
             ("DOCKFLARE_EMULATOR_PORT".to_string(), free_port()?),
             ("DOCKFLARE_EDGE_PORT".to_string(), free_port()?),
+            ("DOCKFLARE_WEB_PORT".to_string(), free_port()?),
         ];
         Ok(Project { name: unique("dfcompose"), ports, pki: tempfile::tempdir()? })
     }
@@ -126,6 +127,36 @@ async fn served(project: &Project, hostname: &str, origin: &str) -> Result<()> {
     .with_context(|| project.logs())
 }
 
+/// Makes a dashboard user inside the master's container (password on stdin) and signs in over
+/// TLS, trusting the CA from the master's volume.
+async fn dashboard_signs_in(project: &Project) -> Result<()> {
+    use std::io::Write;
+    let password = "compose dashboard password";
+    let mut child = Command::new("docker")
+        .args(["exec", "-i", &project.container("master")?, "/dockflare-master", "ui", "set-password", "--user", "ops", "--role", "viewer"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    child.stdin.take().context("stdin")?.write_all(password.as_bytes())?;
+    let output = child.wait_with_output()?;
+    ensure!(output.status.success(), "ui set-password in the container: {}", String::from_utf8_lossy(&output.stderr));
+    let (ca, _, _) = project.admin_files()?;
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes())?)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let base = format!("https://localhost:{}", project.port("DOCKFLARE_WEB_PORT"));
+    let locked = client.get(format!("{base}/")).send().await?;
+    ensure!(locked.status() == reqwest::StatusCode::SEE_OTHER, "the dashboard is open without a session: {}", locked.status());
+    let signed = client.post(format!("{base}/login")).form(&[("user", "ops"), ("password", password)]).send().await?;
+    ensure!(signed.status() == reqwest::StatusCode::SEE_OTHER, "sign-in: {}", signed.status());
+    let cookie = signed.headers().get(reqwest::header::SET_COOKIE).context("no session cookie")?.to_str()?.to_string();
+    ensure!(cookie.starts_with("__Host-dockflare-session=") && cookie.contains("Secure"), "{cookie}");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compose_up_serves_a_labelled_container_and_down_up_keeps_identity() -> Result<()> {
     require_docker();
@@ -181,6 +212,9 @@ async fn compose_up_serves_a_labelled_container_and_down_up_keeps_identity() -> 
         "dockflare-test/origin:latest",
     ])?;
     served(&project, &hostname, &origin).await?;
+
+    // The dashboard, published on this host over TLS: locked until a user signs in.
+    dashboard_signs_in(&project).await?;
     let tunnels = project.admin().await?.list_tunnels(ListTunnelsRequest::default()).await?.into_inner().tunnels;
     ensure!(tunnels.len() == 1, "one tunnel expected: {tunnels:?}");
 

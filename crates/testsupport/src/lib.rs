@@ -7,6 +7,7 @@
 //! gRPC API, as an operator or an agent would (so it cannot pass where they would fail).
 
 pub mod agent;
+pub mod browser;
 pub mod databases;
 pub mod docker;
 pub mod fake_agent;

@@ -102,6 +102,9 @@ impl Master {
         if !self.options.args.iter().any(|arg| arg == "--metrics-listen") {
             command.args(["--metrics-listen", "127.0.0.1:0"]);
         }
+        if !self.options.args.iter().any(|arg| arg == "--web-listen") {
+            command.args(["--web-listen", "127.0.0.1:0"]);
+        }
         if let Some(url) = &self.options.database_url {
             command.arg("--database-url").arg(url);
         }
@@ -151,6 +154,39 @@ impl Master {
             .last()
             .and_then(|record| record.get("addr")?.as_str()?.parse().ok())
             .context("the master did not log where its health and metrics listen")
+    }
+
+    /// Where the web dashboard listens (from the master's log).
+    pub fn web_addr(&self) -> Result<SocketAddr> {
+        self.logs
+            .records("Dashboard listening.")
+            .last()
+            .and_then(|record| record.get("addr")?.as_str()?.parse().ok())
+            .context("the master did not log where its dashboard listens")
+    }
+
+    /// Runs `dockflare-master ui set-password` on this master's data dir (password on stdin).
+    pub fn set_ui_password(&self, user: &str, role: &str, password: &str) -> Result<()> {
+        use std::io::Write;
+        let mut command = std::process::Command::new(&self.binary);
+        strip_dockflare_env(&mut command);
+        command
+            .args(["ui", "set-password", "--user", user, "--role", role])
+            .arg("--data-dir")
+            .arg(self.data_dir.path());
+        if let Some(url) = &self.options.database_url {
+            command.arg("--database-url").arg(url);
+        }
+        let mut child = command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("running dockflare-master ui set-password")?;
+        child.stdin.take().context("stdin")?.write_all(password.as_bytes())?;
+        let output = child.wait_with_output()?;
+        anyhow::ensure!(output.status.success(), "ui set-password failed: {}", String::from_utf8_lossy(&output.stderr));
+        Ok(())
     }
 
     /// The master's resident memory, in MiB.

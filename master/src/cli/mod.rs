@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod options;
 pub mod token;
+pub mod ui;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -80,6 +81,11 @@ pub enum Command {
     Admin {
         #[command(subcommand)]
         action: AdminAction,
+    },
+    /// Manage the web dashboard's users (straight in the database).
+    Ui {
+        #[command(subcommand)]
+        action: UiAction,
     },
     /// Run the Cloudflare API emulator on its own (for tests and offline experiments).
     CloudflareEmulator {
@@ -159,6 +165,27 @@ pub enum AdminAction {
     /// Revoke an identity by id (its certificate serial, as `admin list` shows it): its calls are
     /// refused and its open streams end within a second.
     Revoke { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UiAction {
+    /// Create a dashboard user or change its role and password (its sessions end). The password
+    /// is read from --password-file, or from standard input (never from the command line).
+    SetPassword {
+        /// 1-64 of a-z, A-Z, 0-9, '-', '_', '.', '@'.
+        #[arg(long)]
+        user: String,
+        /// viewer, operator or admin (as for admin identities).
+        #[arg(long, value_parser = parse_role)]
+        role: dockflare_common::identity::Role,
+        /// A file holding the password (at least 12 characters; a trailing newline is dropped).
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// List dashboard users and their roles.
+    List,
+    /// Remove a dashboard user (its sessions end).
+    Remove { user: String },
 }
 
 fn parse_role(value: &str) -> Result<dockflare_common::identity::Role, String> {
@@ -262,6 +289,10 @@ pub struct ServeArgs {
     /// off the internet: it needs no credentials.
     #[arg(long, env = "DOCKFLARE_METRICS_LISTEN", default_value = "127.0.0.1:9180", value_parser = listen_or_off, global = true)]
     pub metrics_listen: ListenOrOff,
+    /// Address of the web dashboard, or "off". Beyond loopback it is served over TLS with the
+    /// master's server certificate. Users: `dockflare-master ui set-password`.
+    #[arg(long, env = "DOCKFLARE_WEB_LISTEN", default_value = "127.0.0.1:8090", value_parser = listen_or_off)]
+    pub web_listen: ListenOrOff,
     /// Change batches a WatchChanges client may fall behind by before it is cut off (it resumes
     /// from its last revision).
     #[arg(long, env = "DOCKFLARE_WATCH_BACKLOG", default_value_t = 1024)]

@@ -36,5 +36,5 @@ pub use desired::policy_refusals;
 pub use handle::{ReconcilerHandle, ReconcilerInbox};
 pub use pass::Reconciler;
 pub use port::AgentCommands;
-pub use settings::{PassReport, ReconcileSettings, DEFAULT_MAX_ROUTES_PER_AGENT};
+pub use settings::{last_pass_summary, PassReport, ReconcileSettings, DEFAULT_MAX_ROUTES_PER_AGENT, LAST_PASS_SETTING};
 pub use tunnels::tunnel_health;

@@ -65,6 +65,27 @@ impl PassReport {
     }
 }
 
+/// The setting that holds the last pass's summary ([`last_pass_summary`]).
+pub const LAST_PASS_SETTING: &str = "last_pass";
+
+/// The last pass in JSON: when, how long, what it changed, its errors. Pure.
+pub fn last_pass_summary(report: &PassReport, at_ms: i64, took: std::time::Duration) -> String {
+    serde_json::json!({
+        "at_ms": at_ms,
+        "took_ms": took.as_millis() as u64,
+        "tunnels_created": report.tunnels_created,
+        "tunnels_deleted": report.tunnels_deleted,
+        "ingress_updates": report.ingress_updates,
+        "dns_created": report.dns_created,
+        "dns_updated": report.dns_updated,
+        "dns_deleted": report.dns_deleted,
+        "commands_sent": report.commands_sent,
+        "routes_changed": report.routes_changed,
+        "errors": report.errors,
+    })
+    .to_string()
+}
+
 /// The kind of a pass error, for the `dockflare_reconcile_errors_total{kind}` metric (the
 /// errors' own wording starts with what failed). Pure.
 pub fn error_kind(error: &str) -> &'static str {

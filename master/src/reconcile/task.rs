@@ -64,6 +64,7 @@ impl Reconciler {
             let started = std::time::Instant::now();
             let report = self.pass().await;
             record_pass(&report, started.elapsed());
+            self.publish_last_pass(&report, started.elapsed()).await;
             let transient = !report.errors.is_empty();
             if report.changed_anything() || transient {
                 log_pass(&report);
@@ -117,6 +118,16 @@ impl Reconciler {
             wait = wait.min(Duration::from_millis((soonest - now_millis()).max(0) as u64 + 10));
         }
         wait
+    }
+}
+
+impl Reconciler {
+    /// The last pass, for the dashboard on every master (the `last_pass` setting).
+    async fn publish_last_pass(&self, report: &PassReport, took: Duration) {
+        let summary = super::settings::last_pass_summary(report, crate::clock::now_millis(), took);
+        if let Err(error) = self.store.set_setting(super::settings::LAST_PASS_SETTING, &summary).await {
+            tracing::debug!(message = "Could not record the last reconcile pass.", %error);
+        }
     }
 }
 

@@ -16,6 +16,7 @@ mod routes;
 mod sqlite_file;
 mod tokens;
 mod watch;
+mod web;
 
 pub use crate::model::{
     AgentRecord, ContainerRow, ManualRoute, TunnelRow, STATUS_OFFLINE, STATUS_ONLINE, STATUS_REVOKED,
@@ -28,6 +29,7 @@ pub use identities::AdminIdentityRow;
 pub use routes::{CorruptRoute, StoredRoutes};
 pub use tokens::{JoinTokenRow, TokenRejection};
 pub use watch::{WatchMeta, WatchRow, WatchWrite};
+pub use web::{UiSession, UiUser};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
