@@ -133,7 +133,18 @@ async fn dashboard_signs_in(project: &Project) -> Result<()> {
     use std::io::Write;
     let password = "compose dashboard password";
     let mut child = Command::new("docker")
-        .args(["exec", "-i", &project.container("master")?, "/dockflare-master", "ui", "set-password", "--user", "ops", "--role", "viewer"])
+        .args([
+            "exec",
+            "-i",
+            &project.container("master")?,
+            "/dockflare-master",
+            "ui",
+            "set-password",
+            "--user",
+            "ops",
+            "--role",
+            "viewer",
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -149,7 +160,11 @@ async fn dashboard_signs_in(project: &Project) -> Result<()> {
         .build()?;
     let base = format!("https://localhost:{}", project.port("DOCKFLARE_WEB_PORT"));
     let locked = client.get(format!("{base}/")).send().await?;
-    ensure!(locked.status() == reqwest::StatusCode::SEE_OTHER, "the dashboard is open without a session: {}", locked.status());
+    ensure!(
+        locked.status() == reqwest::StatusCode::SEE_OTHER,
+        "the dashboard is open without a session: {}",
+        locked.status()
+    );
     let signed = client.post(format!("{base}/login")).form(&[("user", "ops"), ("password", password)]).send().await?;
     ensure!(signed.status() == reqwest::StatusCode::SEE_OTHER, "sign-in: {}", signed.status());
     let cookie = signed.headers().get(reqwest::header::SET_COOKIE).context("no session cookie")?.to_str()?.to_string();
