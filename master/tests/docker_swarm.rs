@@ -212,15 +212,15 @@ async fn connector_detail(master: &Master, agent_id: &str) -> Result<Option<(i32
             ..Default::default()
         };
         let page = master.admin().await?.list_events(request).await?.into_inner();
-        if page.events.is_empty() {
-            return Ok(last);
-        }
-        page_token = page.next_page_token;
         for record in page.events {
             if let Some(dockflare::v1::agent_event::Event::TunnelStatus(status)) = record.event.and_then(|e| e.event) {
                 last = Some((status.state, status.detail));
             }
         }
+        if page.next_page_token.is_empty() {
+            return Ok(last);
+        }
+        page_token = page.next_page_token;
     }
 }
 
