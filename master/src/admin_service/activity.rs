@@ -42,7 +42,7 @@ pub(super) async fn list_commands(
     api.state.auth.admin(&request)?;
     let request = request.into_inner();
     let agent_id = required("agent_id", &request.agent_id)?;
-    #[allow(deprecated)] // still honoured: limit and after_sequence
+    #[allow(deprecated)] // still honoured: limit
     let (page, after) = paging::log_page(
         "ListCommands",
         request.page_size,
@@ -71,7 +71,7 @@ pub(super) async fn list_events(
     api.state.auth.admin(&request)?;
     let request = request.into_inner();
     let agent_id = required("agent_id", &request.agent_id)?;
-    #[allow(deprecated)] // still honoured: limit and after_event_id
+    #[allow(deprecated)] // still honoured: limit
     let (page, after) = paging::log_page(
         "ListEvents",
         request.page_size,
