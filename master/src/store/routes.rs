@@ -295,6 +295,12 @@ impl Store {
         Ok(row.try_get("value")?)
     }
 
+    /// A setting, `None` when it was never set.
+    pub async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT value FROM settings WHERE key = $1").bind(key).fetch_optional(&self.pool).await?;
+        Ok(row.map(|row| row.try_get("value")).transpose()?)
+    }
+
     /// Sets a setting (last writer wins).
     pub async fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = $2")
