@@ -166,6 +166,11 @@ impl CloudflareClient {
         &self.counters
     }
 
+    /// The request budget: requests per 5 minutes (Cloudflare's limit is 1,200).
+    pub fn requests_per_5_minutes(&self) -> u32 {
+        self.settings.requests_per_5_minutes
+    }
+
     /// One call with retries; returns the result and, for lists, `result_info`.
     async fn call<T: DeserializeOwned>(
         &self,

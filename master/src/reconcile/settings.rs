@@ -68,11 +68,19 @@ impl PassReport {
 /// The setting that holds the last pass's summary ([`last_pass_summary`]).
 pub const LAST_PASS_SETTING: &str = "last_pass";
 
-/// The last pass in JSON: when, how long, what it changed, its errors. Pure.
-pub fn last_pass_summary(report: &PassReport, at_ms: i64, took: std::time::Duration) -> String {
+/// The last pass in JSON: when, how long, what it changed, its errors, and the Cloudflare
+/// requests it made against the budget (requests, requests allowed per 5 minutes). Pure.
+pub fn last_pass_summary(
+    report: &PassReport,
+    at_ms: i64,
+    took: std::time::Duration,
+    (requests, budget_per_5_minutes): (u64, u32),
+) -> String {
     serde_json::json!({
         "at_ms": at_ms,
         "took_ms": took.as_millis() as u64,
+        "cloudflare_requests": requests,
+        "budget_per_5_minutes": budget_per_5_minutes,
         "tunnels_created": report.tunnels_created,
         "tunnels_deleted": report.tunnels_deleted,
         "ingress_updates": report.ingress_updates,

@@ -62,9 +62,11 @@ impl Reconciler {
                 self.last_drift = None;
             }
             let started = std::time::Instant::now();
+            let sent_before = self.client.counters().sent.load(std::sync::atomic::Ordering::Relaxed);
             let report = self.pass().await;
+            let sent = self.client.counters().sent.load(std::sync::atomic::Ordering::Relaxed) - sent_before;
             record_pass(&report, started.elapsed());
-            self.publish_last_pass(&report, started.elapsed()).await;
+            self.publish_last_pass(&report, started.elapsed(), sent).await;
             let transient = !report.errors.is_empty();
             if report.changed_anything() || transient {
                 log_pass(&report);
@@ -123,8 +125,9 @@ impl Reconciler {
 
 impl Reconciler {
     /// The last pass, for the dashboard on every master (the `last_pass` setting).
-    async fn publish_last_pass(&self, report: &PassReport, took: Duration) {
-        let summary = super::settings::last_pass_summary(report, crate::clock::now_millis(), took);
+    async fn publish_last_pass(&self, report: &PassReport, took: Duration, requests: u64) {
+        let budget = (requests, self.client.requests_per_5_minutes());
+        let summary = super::settings::last_pass_summary(report, crate::clock::now_millis(), took, budget);
         if let Err(error) = self.store.set_setting(super::settings::LAST_PASS_SETTING, &summary).await {
             tracing::debug!(message = "Could not record the last reconcile pass.", %error);
         }

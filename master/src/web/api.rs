@@ -23,6 +23,14 @@ pub async fn overview(State(state): State<WebState>, _signed: Signed) -> Respons
         Ok(value) => value.and_then(|text| serde_json::from_str::<Value>(&text).ok()),
         Err(error) => return unavailable(error),
     };
+    // The zones the last pass listed, for the routes page's zone column and filter.
+    let zones: Vec<String> = match state.master.store.setting(crate::reconcile::zones::KnownZones::SETTING).await {
+        Ok(value) => value
+            .and_then(|text| serde_json::from_str::<crate::reconcile::zones::KnownZones>(&text).ok())
+            .map(|known| known.zones.into_iter().map(|zone| zone.name).collect())
+            .unwrap_or_default(),
+        Err(error) => return unavailable(error),
+    };
     let facts = &state.facts;
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
@@ -30,6 +38,7 @@ pub async fn overview(State(state): State<WebState>, _signed: Signed) -> Respons
         "emulator": facts.emulator.map(|addr| addr.to_string()),
         "leader": facts.leader.as_ref().map(|leader| *leader.borrow()),
         "last_pass": last_pass,
+        "zones": zones,
     }))
     .into_response()
 }

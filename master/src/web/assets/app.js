@@ -13,7 +13,7 @@
   const kinds = { RESOURCE_KIND_ROUTE: "route", RESOURCE_KIND_AGENT: "agent", RESOURCE_KIND_TUNNEL: "tunnel",
     RESOURCE_KIND_DIAGNOSTIC: "diagnostic", RESOURCE_KIND_CONNECTOR: "connector" };
   const state = { route: new Map(), agent: new Map(), tunnel: new Map(), diagnostic: new Map(), connector: new Map() };
-  const ui = { search: "", status: "", agent: "", sort: "hostname", page: 0, pageSize: 200 };
+  const ui = { search: "", status: "", agent: "", zone: "", sort: "hostname", page: 0, pageSize: 200 };
   let synced = false;
   let scheduled = false;
   // Facts beyond the feed, fetched when changes arrive (at most every 2 s), never on a timer.
@@ -85,26 +85,43 @@
        el("p", {}, `${when(pass.at_ms)}, ${pass.took_ms} ms: ${pass.routes_changed} routes changed, ${pass.ingress_updates} ingress updates, ` +
          `${pass.dns_created + pass.dns_updated + pass.dns_deleted} DNS writes, ${pass.tunnels_created} tunnels created`),
        el("ul", {}, pass.errors.map(e => el("li", { class: "reason" }, e)))]);
+    const setup = pass ? pass.errors.filter(e => e.startsWith("Cloudflare ")) : [];
+    const cloudflare = el("section", { class: "card", id: "cloudflare" }, el("h2", {}, o && o.offline ? "Cloudflare (emulated)" : "Cloudflare"),
+      !pass ? el("p", {}, "Not checked yet.") : [
+        el("p", { class: setup.length ? "status error" : "status active" },
+          setup.some(e => e.startsWith("Cloudflare unreachable")) ? "unreachable" : setup.length ? "refused: see below" : "reachable, permissions sufficient"),
+        el("p", {}, `${pass.cloudflare_requests ?? 0} requests in the last pass; budget ${pass.budget_per_5_minutes ?? "?"} per 5 minutes`),
+        el("ul", {}, setup.map(e => el("li", { class: "reason" }, e)))]);
     return el("div", {},
       el("h1", {}, "Overview"), banner,
-      el("div", { class: "cards" }, reconcile,
+      el("div", { class: "cards" }, reconcile, cloudflare,
         card("Agents", agents.length, `${count(state.agent, a => a.status === "AGENT_STATUS_ONLINE")} online, ${count(state.agent, a => a.status === "AGENT_STATUS_OFFLINE")} offline`),
         card("Routes", routes.length, Object.entries(byStatus).map(([k, v]) => `${v} ${k}`).join(", ") || "none"),
         card("Tunnels", state.tunnel.size, `${count(state.tunnel, t => t.connectorCount > 0)} with connectors`),
         card("Diagnostics", state.diagnostic.size, state.diagnostic.size ? "label problems to fix" : "no label problems")));
   }
 
+  // The zone a route names, or the longest zone of the account its hostname is in.
+  const zoneOf = (r) => {
+    if (r.zoneName) return r.zoneName;
+    const zones = (facts.overview && facts.overview.zones) || [];
+    let best = "";
+    for (const z of zones) if ((r.hostname === z || r.hostname.endsWith("." + z)) && z.length > best.length) best = z;
+    return best;
+  };
+
   function routeRows() {
     const q = ui.search.toLowerCase();
     let rows = [...state.route.values()].filter(r =>
       (!q || (r.hostname + (r.path || "") + " " + (r.service || "") + " " + (r.containerName || "") + " " + (r.zoneName || "")).toLowerCase().includes(q)) &&
-      (!ui.status || status(r) === ui.status) && (!ui.agent || r.agentId === ui.agent));
+      (!ui.status || status(r) === ui.status) && (!ui.agent || r.agentId === ui.agent) && (!ui.zone || zoneOf(r) === ui.zone));
     const key = ui.sort;
     rows.sort((a, b) => String(a[key] || "").localeCompare(String(b[key] || "")) || a.hostname.localeCompare(b.hostname));
     return rows;
   }
 
   function routesView() {
+    refreshOverview();
     const rows = routeRows();
     const pages = Math.max(1, Math.ceil(rows.length / ui.pageSize));
     ui.page = Math.min(ui.page, pages - 1);
@@ -122,13 +139,23 @@
         r.status === "ROUTE_STATUS_PENDING_DELETION" && r.deleteAt ? el("span", { class: "countdown", "data-delete-at": r.deleteAt }, " removed in " + countdown(r.deleteAt)) : "",
         r.reason ? el("div", { class: "reason" }, r.reason) : "", r.lastError ? el("div", { class: "reason" }, r.lastError) : ""),
       el("td", {}, r.agentId ? el("a", { href: "/agents/" + encodeURIComponent(r.agentId) }, agentName(r.agentId)) : (r.tunnelGroup ? "group " + r.tunnelGroup : "")),
-      el("td", {}, r.zoneName || ""),
+      el("td", {}, zoneOf(r)),
       el("td", {}, words(r.source, "ROUTE_SOURCE_"),
         mayWrite && r.source === "ROUTE_SOURCE_MANUAL" ? el("button", { class: "delete", "data-write": "", "aria-label": "Delete the manual route " + r.hostname + (r.path || ""), onclick: () => deleteRoute(r) }, "Delete") : "")));
+    const choice = (id, label, current, values, key) => {
+      const select = el("select", { id, "aria-label": label, onchange: (e) => { ui[key] = e.target.value; ui.page = 0; schedule(); } },
+        el("option", { value: "" }, label), values.map(([value, text]) => el("option", { value }, text)));
+      for (const option of select.options) option.selected = option.value === current;
+      return select;
+    };
+    const agentFilter = choice("route-agent", "every agent", ui.agent,
+      [...state.agent.values()].map(a => [a.id, a.displayName || a.id]), "agent");
+    const zoneFilter = choice("route-zone", "every zone", ui.zone,
+      [...new Set([...state.route.values()].map(zoneOf))].sort().map(z => [z, z]), "zone");
     return el("div", {},
       el("h1", {}, "Routes"),
       mayWrite ? addForm() : "",
-      el("div", { class: "filters" }, search, statusFilter, el("span", { id: "route-count" }, `${rows.length} of ${state.route.size}`)),
+      el("div", { class: "filters" }, search, statusFilter, agentFilter, zoneFilter, el("span", { id: "route-count" }, `${rows.length} of ${state.route.size}`)),
       el("div", { class: "table" }, el("table", { id: "routes" },
         el("thead", {}, el("tr", {}, header("Hostname", "hostname"), header("Service", "service"), header("Status", "status"), header("Agent", "agentId"), header("Zone", "zoneName"), header("Source", "source"))),
         el("tbody", {}, body))),
