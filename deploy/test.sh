@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs DockFlare's whole test suite. Provisions what the tests need when it is
-# missing — PostgreSQL 15, grpcurl, a Docker engine in Swarm mode and the local
-# test images (deploy/images.sh) — and fails loudly when it cannot.
+# missing — PostgreSQL 15, grpcurl, buf, a Docker engine in Swarm mode and the
+# local test images (deploy/images.sh), Compose, Prometheus, systemd-analyze,
+# Chromium and chromedriver — and fails loudly when it cannot.
 #
 #   deploy/test.sh            # everything
 #   deploy/test.sh -- NAME    # extra arguments go to `cargo test`
