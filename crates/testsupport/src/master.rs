@@ -149,20 +149,18 @@ impl Master {
 
     /// Where the master serves /healthz, /readyz and /metrics (from its log).
     pub fn metrics_addr(&self) -> Result<SocketAddr> {
-        self.logs
-            .records("Health and metrics listening.")
-            .last()
-            .and_then(|record| record.get("addr")?.as_str()?.parse().ok())
+        self.logged_addr("Health and metrics listening.")
             .context("the master did not log where its health and metrics listen")
+    }
+
+    /// The `addr` of the master's last log record with `message`.
+    fn logged_addr(&self, message: &str) -> Option<SocketAddr> {
+        self.logs.records(message).last().and_then(|record| record.get("addr")?.as_str()?.parse().ok())
     }
 
     /// Where the web dashboard listens (from the master's log).
     pub fn web_addr(&self) -> Result<SocketAddr> {
-        self.logs
-            .records("Dashboard listening.")
-            .last()
-            .and_then(|record| record.get("addr")?.as_str()?.parse().ok())
-            .context("the master did not log where its dashboard listens")
+        self.logged_addr("Dashboard listening.").context("the master did not log where its dashboard listens")
     }
 
     /// Runs `dockflare-master ui set-password` on this master's data dir (password on stdin).

@@ -27,6 +27,15 @@ pub struct UiSession {
     pub expires_at: i64,
 }
 
+fn user_from_row(row: &sqlx::any::AnyRow) -> Result<UiUser, StoreError> {
+    Ok(UiUser {
+        name: row.try_get("name")?,
+        role: row.try_get("role")?,
+        password_hash: row.try_get("password_hash")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
 impl Store {
     /// Creates a user or replaces its role and password; its sessions end.
     pub async fn set_ui_user(&self, user: &UiUser) -> Result<(), StoreError> {
@@ -52,15 +61,7 @@ impl Store {
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|row| {
-            Ok(UiUser {
-                name: row.try_get("name")?,
-                role: row.try_get("role")?,
-                password_hash: row.try_get("password_hash")?,
-                updated_at: row.try_get("updated_at")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(user_from_row).transpose()
     }
 
     /// Removes a user and ends its sessions; whether it existed.
@@ -78,16 +79,7 @@ impl Store {
         let rows = sqlx::query("SELECT name, role, password_hash, updated_at FROM ui_users ORDER BY name")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(UiUser {
-                    name: row.try_get("name")?,
-                    role: row.try_get("role")?,
-                    password_hash: row.try_get("password_hash")?,
-                    updated_at: row.try_get("updated_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(user_from_row).collect()
     }
 
     pub async fn insert_ui_session(&self, session: &UiSession) -> Result<(), StoreError> {
