@@ -302,9 +302,11 @@ fn check_keys(reader: &mut Reader<'_>) -> BTreeSet<u32> {
                 problems.push((label.clone(), value.clone(), unknown_key_reason(key, ROUTE_KEYS)));
                 false
             }
-        } else if access_key(rest).is_some() {
-            true
-        } else if ROUTE_KEYS.contains(&rest) || BASE_ONLY_KEYS.contains(&rest) || MARKER_KEYS.contains(&rest) {
+        } else if access_key(rest).is_some()
+            || ROUTE_KEYS.contains(&rest)
+            || BASE_ONLY_KEYS.contains(&rest)
+            || MARKER_KEYS.contains(&rest)
+        {
             true
         } else {
             let all: Vec<&str> = ROUTE_KEYS.iter().chain(BASE_ONLY_KEYS).copied().collect();

@@ -91,7 +91,8 @@ fn settings_are_the_labels_not_a_groups() {
 
 #[test]
 fn every_mistake_names_its_label() {
-    let cases: &[(&[(&str, &str)], &str, &str)] = &[
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: &[Case] = &[
         (&[("policy", "team"), ("session_duration", "a day")], "session_duration", "not a duration"),
         (&[("policy", "team"), ("app_launcher_visible", "maybe")], "app_launcher_visible", "not a boolean"),
         (&[("custom_rules", "[{\"decision\":\"allow\"")], "custom_rules", "not valid JSON"),
