@@ -3,6 +3,7 @@
 //! the route table that results. Cloudflare errors land on the route or tunnel they concern and
 //! never stop the rest of the pass; the pass says when the next one is due.
 
+use super::access_apps::apply::{AccessStep, AccessSync};
 use super::desired::{self, Observed};
 use super::dns::apply::{DnsOutcome, DnsWriter};
 use super::dns::plan::{self as dns_plan, Hostnames};
@@ -41,6 +42,8 @@ pub struct Reconciler {
     pub(super) next_deadline: Option<i64>,
     /// The zones this master last stored for the admin API ([`zones::KnownZones`]).
     known_zones: Option<zones::KnownZones>,
+    /// Cloudflare Access as last seen ([`super::access_apps`]).
+    access: AccessSync,
 }
 
 /// The route table while a pass works on it: the rows, those leaving, and per row the
@@ -100,6 +103,7 @@ impl Reconciler {
             backlog: false,
             next_deadline: None,
             known_zones: None,
+            access: AccessSync::default(),
         }
     }
 
@@ -187,6 +191,30 @@ impl Reconciler {
         dns_plan::mark_foreign_records(&mut table.rows, &hostnames, &records.by_name, &self.installation_id);
         hostnames.narrow(&table.rows);
 
+        // Access: a protected route's application (and its policies) exist before its ingress
+        // rule and DNS record; a route whose protection is not in place is not published.
+        let now = now_millis();
+        let access_step = AccessStep {
+            client: &self.client,
+            store: &self.store,
+            installation_id: &self.installation_id,
+            now,
+            grace_ms,
+        };
+        let access = self
+            .access
+            .before_routes(
+                &access_step,
+                &mut table.rows,
+                &table.removed,
+                &observed.routes,
+                &mut table.errors,
+                drift,
+                report,
+            )
+            .await;
+        hostnames.narrow(&table.rows);
+
         // Ingress, per tunnel.
         for (key, tunnel) in &tunnels {
             let desired = ingress::desired_for(&table.rows, key);
@@ -204,6 +232,9 @@ impl Reconciler {
         let outcome = dns.apply(&hostnames, &table.rows, &zone_of, &records, report).await;
         self.backlog = outcome.backlog;
         table.mark_dns(&outcome);
+
+        // Access applications and policies nothing asks for go after their routes.
+        self.access.after_routes(&access_step, access, &table.rows, report).await;
 
         // Tunnels nobody needs any more; on drift passes, the health of the others.
         for tunnel in plan.unneeded(&observed.tunnels) {

@@ -7,6 +7,7 @@
 //! SQLite takes its lock up front and waits on `busy_timeout` instead of
 //! failing a read-then-write upgrade.
 
+mod access;
 mod agents;
 mod commands;
 mod containers;
@@ -21,6 +22,7 @@ mod web;
 pub use crate::model::{
     AgentRecord, ContainerRow, ManualRoute, TunnelRow, STATUS_OFFLINE, STATUS_ONLINE, STATUS_REVOKED,
 };
+pub use access::AccessRelease;
 pub use agents::{AgentRegistration, NewAgent};
 pub use commands::{CommandRow, CommandState, Enqueued};
 pub use containers::{ContainerChange, ContainerChangeEntry};
