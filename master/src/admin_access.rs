@@ -36,6 +36,7 @@ pub const METHOD_ROLES: &[(&str, Role)] = &[
     ("DeleteManualRoute", Role::Operator),
     ("SendCommand", Role::Operator),
     ("Reconcile", Role::Operator),
+    ("PlanChanges", Role::Viewer),
     // Managing who belongs.
     ("CreateJoinToken", Role::Admin),
     ("RevokeJoinToken", Role::Admin),

@@ -209,6 +209,13 @@ impl AdminService for AdminApi {
         routes::reconcile(self, request).await
     }
 
+    async fn plan_changes(
+        &self,
+        request: Request<v1::PlanChangesRequest>,
+    ) -> Result<Response<v1::PlanChangesResponse>, Status> {
+        routes::plan_changes(self, request).await
+    }
+
     type WatchChangesStream = watch::WatchStream;
 
     async fn watch_changes(

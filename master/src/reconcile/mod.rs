@@ -19,6 +19,7 @@ pub mod access_apps;
 pub mod claims;
 pub mod desired;
 pub mod dns;
+pub mod dry_run;
 pub mod fairness;
 mod handle;
 pub mod ingress;

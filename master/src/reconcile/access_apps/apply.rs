@@ -11,10 +11,11 @@ use super::plan::{self, AppWrite};
 use super::resolve::{self, AccountView, OperatorPolicyDef, Protection};
 use super::{labels_from_json, owner_tag, policy_prefix};
 use crate::model::{RouteRow, Status};
+use crate::reconcile::dry_run::DryRun;
 use crate::reconcile::PassReport;
 use crate::store::{AccessRelease, Store};
 use dockflare_cloudflare::client::{CfError, CloudflareClient};
-use dockflare_cloudflare::types::{AccessApp, AccessPolicy, IdentityProvider};
+use dockflare_cloudflare::types::{AccessApp, AccessAppPolicy, AccessAppRequest, AccessPolicy, IdentityProvider};
 use dockflare_common::labels::access::application_domain;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -29,7 +30,7 @@ pub const IDP_PERMISSION: &str = "Account › Access: Organizations, Identity Pr
 const KEPT: &str = "kept its last good Access state";
 
 /// The account's Access objects as last seen (and as our own writes changed them).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Cached {
     apps: Vec<AccessApp>,
     policies: Vec<AccessPolicy>,
@@ -38,7 +39,7 @@ struct Cached {
 }
 
 /// The Access step's state between passes.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct AccessSync {
     cache: Option<Cached>,
     /// Whether our ownership tag exists in the account.
@@ -58,6 +59,8 @@ pub struct AccessStep<'a> {
     pub installation_id: &'a str,
     pub now: i64,
     pub grace_ms: i64,
+    /// A dry run: writes are recorded here instead of made ([`crate::reconcile::dry_run`]).
+    pub dry_run: Option<&'a DryRun>,
 }
 
 /// What [`AccessSync::before_routes`] decided, for [`AccessSync::after_routes`].
@@ -241,7 +244,14 @@ impl AccessSync {
         let desired: Vec<resolve::DesiredPolicy> = desired_policies.values().cloned().collect();
         let policy_plan = plan::plan_policies(&desired, &cache.policies);
         for policy in &policy_plan.create {
-            match step.client.create_access_policy(&plan::policy_request(policy)).await {
+            let result = match step.dry_run {
+                Some(dry) => {
+                    dry.record("access_policy", "create", &policy.name, policy_detail(policy));
+                    Ok(AccessPolicy { id: format!("(new) {}", policy.name), name: policy.name.clone(), ..Default::default() })
+                }
+                None => step.client.create_access_policy(&plan::policy_request(policy)).await,
+            };
+            match result {
                 Ok(created) => {
                     report.access_policies_written += 1;
                     tracing::info!(message = "Access policy created.", name = %created.name, id = %created.id);
@@ -255,7 +265,14 @@ impl AccessSync {
             }
         }
         for (id, policy) in &policy_plan.update {
-            match step.client.update_access_policy(id, &plan::policy_request(policy)).await {
+            let result = match step.dry_run {
+                Some(dry) => {
+                    dry.record("access_policy", "update", &policy.name, policy_detail(policy));
+                    Ok(AccessPolicy { id: id.clone(), name: policy.name.clone(), ..Default::default() })
+                }
+                None => step.client.update_access_policy(id, &plan::policy_request(policy)).await,
+            };
+            match result {
                 Ok(updated) => {
                     report.access_policies_written += 1;
                     tracing::info!(message = "Access policy updated.", name = %updated.name, id = %updated.id);
@@ -293,7 +310,11 @@ impl AccessSync {
             failed.insert(domain.to_lowercase(), (exists, why.clone()));
         }
         if !app_plan.writes.is_empty() && !self.tag_ready {
-            match ensure_tag(step.client, &tag).await {
+            let ensured = match step.dry_run {
+                Some(_) => Ok(()),
+                None => ensure_tag(step.client, &tag).await,
+            };
+            match ensured {
                 Ok(()) => self.tag_ready = true,
                 Err(error) => {
                     let why = call_error(&format!("creating the Access tag {tag}"), ACCESS_PERMISSION, &error);
@@ -307,9 +328,17 @@ impl AccessSync {
         let mut stale = false;
         if self.tag_ready {
             for (domain, write) in &app_plan.writes {
-                let (result, exists) = match write {
-                    AppWrite::Create(request) => (step.client.create_access_app(request).await, false),
-                    AppWrite::Update(id, request) => (step.client.update_access_app(id, request).await, true),
+                let (result, exists) = match (write, step.dry_run) {
+                    (AppWrite::Create(request), Some(dry)) => {
+                        dry.record("access_application", "create", domain, app_detail(request));
+                        (Ok(planned_app("(new)", request)), false)
+                    }
+                    (AppWrite::Update(id, request), Some(dry)) => {
+                        dry.record("access_application", "update", domain, app_detail(request));
+                        (Ok(planned_app(id, request)), true)
+                    }
+                    (AppWrite::Create(request), None) => (step.client.create_access_app(request).await, false),
+                    (AppWrite::Update(id, request), None) => (step.client.update_access_app(id, request).await, true),
                 };
                 match result {
                     Ok(app) => {
@@ -410,6 +439,16 @@ impl AccessSync {
                                 app_id: app.id.clone(),
                                 delete_at: step.now + step.grace_ms,
                             };
+                            if let Some(dry) = step.dry_run {
+                                dry.record(
+                                    "access_application",
+                                    "release",
+                                    &domain,
+                                    format!("its route is public now: kept until the grace period ends, then deleted ({})", app.id),
+                                );
+                                releasing.insert(domain);
+                                continue;
+                            }
                             match step.store.start_access_release(&release).await {
                                 Ok(()) => tracing::info!(
                                     message = "Access application kept for the grace period: its route is public now.",
@@ -424,7 +463,14 @@ impl AccessSync {
                         }
                     }
                 }
-                match step.client.delete_access_app(&app.id).await {
+                let deleted = match step.dry_run {
+                    Some(dry) => {
+                        dry.record("access_application", "delete", &domain, format!("{} ({})", app.name, app.id));
+                        Ok(())
+                    }
+                    None => step.client.delete_access_app(&app.id).await,
+                };
+                match deleted {
                     Ok(()) => {
                         report.access_apps_deleted += 1;
                         tracing::info!(message = "Access application deleted.", domain = %app.domain, id = %app.id);
@@ -440,7 +486,7 @@ impl AccessSync {
         }
         for release in &pass.releases {
             let gone = !cache.apps.iter().any(|a| a.id == release.app_id);
-            if (gone || !releasing.contains(&release.domain)) && !stale {
+            if (gone || !releasing.contains(&release.domain)) && !stale && step.dry_run.is_none() {
                 if let Err(error) = step.store.end_access_release(&release.domain).await {
                     report.errors.push(format!("ending the Access release of {}: {error}", release.domain));
                 }
@@ -453,7 +499,14 @@ impl AccessSync {
                     .cloned()
                     .collect();
             for policy in leftover {
-                match step.client.delete_access_policy(&policy.id).await {
+                let deleted = match step.dry_run {
+                    Some(dry) => {
+                        dry.record("access_policy", "delete", &policy.name, format!("unused ({})", policy.id));
+                        Ok(())
+                    }
+                    None => step.client.delete_access_policy(&policy.id).await,
+                };
+                match deleted {
                     Ok(()) => {
                         report.access_policies_deleted += 1;
                         tracing::info!(message = "Access policy deleted.", name = %policy.name, id = %policy.id);
@@ -518,6 +571,51 @@ fn last_good(row: &RouteRow, existing: &[RouteRow], view: &AccountView) -> Optio
     })?;
     let protection = resolve_row(old, view).ok()?;
     Some((old.spec.access_json.clone(), protection))
+}
+
+/// What a policy is, for a plan.
+fn policy_detail(policy: &resolve::DesiredPolicy) -> String {
+    let rules = |rules: &[serde_json::Value]| serde_json::Value::Array(rules.to_vec()).to_string();
+    let mut detail = format!("{} include {}", policy.decision, rules(&policy.include));
+    if !policy.exclude.is_empty() {
+        detail.push_str(&format!(" exclude {}", rules(&policy.exclude)));
+    }
+    if !policy.require.is_empty() {
+        detail.push_str(&format!(" require {}", rules(&policy.require)));
+    }
+    detail
+}
+
+/// What an application is, for a plan.
+fn app_detail(request: &AccessAppRequest) -> String {
+    let policies: Vec<&str> = request.policies.iter().map(|p| p.id.as_str()).collect();
+    format!(
+        "{:?}, session {}, policies [{}]",
+        request.name,
+        request.session_duration.as_deref().unwrap_or("24h"),
+        policies.join(", ")
+    )
+}
+
+/// The application a dry run pretends to have written.
+fn planned_app(id: &str, request: &AccessAppRequest) -> AccessApp {
+    AccessApp {
+        id: id.to_string(),
+        domain: request.domain.clone(),
+        name: request.name.clone(),
+        app_type: request.app_type.clone(),
+        session_duration: request.session_duration.clone(),
+        app_launcher_visible: request.app_launcher_visible,
+        allowed_idps: request.allowed_idps.clone(),
+        auto_redirect_to_identity: request.auto_redirect_to_identity,
+        tags: request.tags.clone(),
+        policies: request
+            .policies
+            .iter()
+            .map(|link| AccessAppPolicy { id: link.id.clone(), precedence: Some(link.precedence), ..Default::default() })
+            .collect(),
+        ..Default::default()
+    }
 }
 
 /// Lists applications and policies.
