@@ -16,6 +16,7 @@
 //! **Invariants:** the token is never logged (only account and tunnel ids); a request never
 //! panics the edge — every failure is an HTTP answer (502, 503) or a log line.
 
+pub mod access;
 pub mod config;
 pub mod ingress;
 pub mod metrics;
