@@ -351,8 +351,8 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// `redirect_url`'s value: everything but unreserved characters and `/` percent-encoded.
-fn percent_encode(text: &str) -> String {
+/// A query value: everything but unreserved characters and `/` percent-encoded.
+pub(crate) fn percent_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
