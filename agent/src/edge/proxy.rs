@@ -133,7 +133,7 @@ pub async fn handle(current: Current, client_addr: SocketAddr, request: Request<
     let mut request = request;
     let email = match access(&routes.access, &host, client_addr, &request) {
         Ok(email) => email,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let headers = request.headers_mut();
     for name in [AUTHENTICATED_EMAIL_HEADER, TEST_IDENTITY_HEADER, "cf-access-jwt-assertion"] {
@@ -173,7 +173,7 @@ fn access<B>(
     host: &str,
     client_addr: SocketAddr,
     request: &Request<B>,
-) -> Result<Option<String>, Response<ProxyBody>> {
+) -> Result<Option<String>, Box<Response<ProxyBody>>> {
     if view.apps.is_empty() {
         return Ok(None);
     }
@@ -192,11 +192,11 @@ fn access<B>(
             if let Ok(value) = HeaderValue::from_str(&location) {
                 response.headers_mut().insert(header::LOCATION, value);
             }
-            Err(response)
+            Err(Box::new(response))
         }
         Verdict::Forbidden { reason } => {
             tracing::debug!(message = "Access refused the request.", %host, %reason);
-            Err(text(StatusCode::FORBIDDEN, format!("{reason}\n")))
+            Err(Box::new(text(StatusCode::FORBIDDEN, format!("{reason}\n"))))
         }
     }
 }
