@@ -23,6 +23,7 @@
 //! held across an `.await`; a poisoned lock is recovered, never unwrapped.
 
 mod access;
+mod access_edge;
 mod connector;
 mod dns;
 mod faults;
