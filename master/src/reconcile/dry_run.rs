@@ -13,7 +13,7 @@ use std::sync::Mutex;
 /// One change a pass would make.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PlannedChange {
-    /// `tunnel`, `connector`, `ingress`, `dns`, `access_policy` or `access_application`.
+    /// `tunnel`, `connector`, `ingress`, `dns`, `access_tag`, `access_policy` or `access_application`.
     pub resource: &'static str,
     /// `create`, `update`, `delete`, `release` (kept for the grace period, then deleted) or `start`.
     pub action: &'static str,

@@ -311,7 +311,14 @@ impl AccessSync {
         }
         if !app_plan.writes.is_empty() && !self.tag_ready {
             let ensured = match step.dry_run {
-                Some(_) => Ok(()),
+                Some(dry) => match step.client.list_access_tags().await {
+                    Ok(tags) if !tags.iter().any(|t| t.name == tag) => {
+                        dry.record("access_tag", "create", &tag, "marks this installation's applications");
+                        Ok(())
+                    }
+                    Ok(_) => Ok(()),
+                    Err(error) => Err(error),
+                },
                 None => ensure_tag(step.client, &tag).await,
             };
             match ensured {
