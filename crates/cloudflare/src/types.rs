@@ -1,5 +1,7 @@
 //! Serde types of the Cloudflare API v4 calls DockFlare makes (tunnels,
-//! tunnel configurations, zones, DNS records, token verification), shared by
+//! tunnel configurations, zones, DNS records, token verification, Access
+//! applications, policies, tags, identity providers, the organization and
+//! account members), shared by
 //! the HTTP client and the emulator. Shapes follow
 //! `shared/reference/cloudflare-api.md`.
 //!
@@ -387,6 +389,179 @@ pub struct TokenVerification {
     pub expires_on: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<String>,
+}
+
+/// An Access application (`/accounts/{a}/access/apps`, §6). `aud` is what a tunnel's
+/// `originRequest.access.audTag` names; `policies` come expanded, in precedence order.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AccessApp {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub aud: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub domain: String,
+    #[serde(rename = "type", default)]
+    pub app_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_duration: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_launcher_visible: Option<bool>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub allowed_idps: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_redirect_to_identity: Option<bool>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub tags: Vec<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub policies: Vec<AccessAppPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+}
+
+/// A policy as an application answer carries it: reusable or app-scoped, with its precedence
+/// within the application. Rules are kept as JSON (`{"email": {"email": "a@b.c"}}`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AccessAppPolicy {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub decision: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precedence: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reusable: Option<bool>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub include: Vec<Value>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub exclude: Vec<Value>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub require: Vec<Value>,
+}
+
+/// `POST` / `PUT` body of an Access application (PUT replaces: what is omitted takes its
+/// default). `policies` link reusable policies by id, in precedence order.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AccessAppRequest {
+    #[serde(rename = "type")]
+    pub app_type: String,
+    pub domain: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_duration: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_launcher_visible: Option<bool>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub allowed_idps: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_redirect_to_identity: Option<bool>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub tags: Vec<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub policies: Vec<AccessPolicyLink>,
+}
+
+/// A reusable policy linked to an application (`access_app_policy_link`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AccessPolicyLink {
+    pub id: String,
+    pub precedence: i64,
+}
+
+/// A reusable Access policy (`/accounts/{a}/access/policies`); `app_count` is how many
+/// applications link it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AccessPolicy {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub decision: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub include: Vec<Value>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub exclude: Vec<Value>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub require: Vec<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_duration: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reusable: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_count: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+}
+
+/// `POST` / `PUT` body of a reusable Access policy.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AccessPolicyRequest {
+    pub name: String,
+    /// `allow`, `deny`, `non_identity` or `bypass`.
+    pub decision: String,
+    pub include: Vec<Value>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub exclude: Vec<Value>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub require: Vec<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_duration: Option<String>,
+}
+
+/// A login method of the account (`/accounts/{a}/access/identity_providers`); `kind` is its
+/// `type` (`onetimepin`, `github`, `google`, `oidc` …). Its `config` is not modelled.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct IdentityProvider {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(rename = "type", default)]
+    pub kind: String,
+}
+
+/// The account's Zero Trust organization (`/accounts/{a}/access/organizations`): its team
+/// domain, `<team>.cloudflareaccess.com`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AccessOrganization {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub auth_domain: String,
+}
+
+/// A member of the account (`/accounts/{a}/members`); `status` is `accepted` or `pending`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AccountMember {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub user: AccountMemberUser,
+}
+
+/// The user behind an [`AccountMember`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AccountMemberUser {
+    #[serde(default)]
+    pub email: String,
+}
+
+/// An Access tag (`/accounts/{a}/access/tags`): applications name tags that exist.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AccessTag {
+    #[serde(default)]
+    pub name: String,
 }
 
 fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
