@@ -1,6 +1,7 @@
 //! The emulated account on disk ([`super::EmulatorConfig::state_file`]): what an offline master
 //! keeps across restarts so that its tunnels (ids, secrets, hence tokens), their configurations,
-//! the zones (ids) with their DNS records, and Access applications and policies survive.
+//! the zones (ids) with their DNS records, and Access applications, policies, tags and identity
+//! providers survive.
 //! Connectors (`clients`, `connector_seen`) are not saved: they register again.
 //!
 //! Owns the file format ([`SavedAccount`], versioned), the pure conversions between it and the
@@ -65,6 +66,12 @@ pub(super) struct SavedAccount {
     pub access_apps: Vec<Map<String, Value>>,
     #[serde(default)]
     pub access_policies: Vec<Map<String, Value>>,
+    #[serde(default)]
+    pub access_tags: Vec<Map<String, Value>>,
+    /// `None` in files written before identity providers were kept: the account then gets the
+    /// One-time PIN a fresh one has.
+    #[serde(default)]
+    pub identity_providers: Option<Vec<Map<String, Value>>>,
     /// The public URL written into the tunnel tokens issued ([`super::EmulatorConfig::public_url`]):
     /// the next start keeps it, or knows that the tokens its connectors hold point elsewhere.
     #[serde(default)]
@@ -134,6 +141,8 @@ pub(super) fn to_saved(data: &Data) -> SavedAccount {
         zones: data.zones.iter().map(|z| SavedZone { zone: z.zone.clone(), records: z.records.clone() }).collect(),
         access_apps: data.access_apps.clone(),
         access_policies: data.access_policies.clone(),
+        access_tags: data.access_tags.clone(),
+        identity_providers: Some(data.identity_providers.clone()),
         public_url: data.public_url.clone(),
     }
 }
@@ -198,6 +207,10 @@ pub(super) fn restore(saved: SavedAccount, account_id: &str, zone_names: &[Strin
         .collect::<Result<_, RestoreError>>()?;
     data.access_apps = saved.access_apps;
     data.access_policies = saved.access_policies;
+    data.access_tags = saved.access_tags;
+    if let Some(identity_providers) = saved.identity_providers {
+        data.identity_providers = identity_providers;
+    }
     Ok(data)
 }
 
