@@ -381,6 +381,9 @@ mod tests {
         }
         data.access_apps.push(json!({"id": "app-1", "name": "app"}).as_object().cloned().unwrap_or_default());
         data.access_policies.push(json!({"id": "pol-1"}).as_object().cloned().unwrap_or_default());
+        data.access_tags.push(json!({"name": "dockflare"}).as_object().cloned().unwrap_or_default());
+        data.identity_providers
+            .push(json!({"id": "idp-2", "name": "GitHub", "type": "github"}).as_object().cloned().unwrap_or_default());
         data
     }
 
@@ -414,7 +417,26 @@ mod tests {
         assert_eq!(after.zones[0].records.len(), 1);
         assert_eq!(after.access_apps, before.access_apps);
         assert_eq!(after.access_policies, before.access_policies);
+        assert_eq!(after.access_tags, before.access_tags);
+        assert_eq!(after.identity_providers, before.identity_providers);
+        assert_eq!(after.identity_providers.len(), 2);
         assert_eq!(to_saved(&after), to_saved(&before));
+    }
+
+    #[test]
+    fn a_file_from_before_tags_and_identity_providers_loads() {
+        let dir = temp_dir();
+        let path = dir.path().join("offline-cloudflare.json");
+        let old = json!({"version": 1, "account_id": ACCOUNT, "tunnels": [], "zones": [],
+            "access_apps": [{"id": "app-1", "type": "self_hosted", "domain": "a.example.test", "policies": ["pol-1"]}],
+            "access_policies": [{"id": "pol-1", "name": "p", "decision": "allow", "include": [{"everyone": {}}]}]});
+        std::fs::write(&path, old.to_string()).unwrap_or_else(|e| panic!("write: {e}"));
+        let saved = load(&path).unwrap_or_else(|e| panic!("load: {e}")).unwrap_or_else(|| panic!("no file"));
+        let data = restore(saved, ACCOUNT, &[]).unwrap_or_else(|e| panic!("restore: {e}"));
+        assert!(data.access_tags.is_empty());
+        let kinds: Vec<Option<&Value>> = data.identity_providers.iter().map(|p| p.get("type")).collect();
+        assert_eq!(kinds, [Some(&json!("onetimepin"))], "a fresh account's One-time PIN");
+        assert_eq!(data.app_count("pol-1"), 1, "an old bare-id link still counts");
     }
 
     /// `Data` is not `Clone` (it holds a `Notify`); through the saved form.

@@ -40,7 +40,7 @@ impl Data {
     }
 
     /// How many applications link policy `id`.
-    pub(super) fn app_count(&self, id: &str) -> usize {
+    pub(crate) fn app_count(&self, id: &str) -> usize {
         self.access_apps.iter().filter(|app| links(app).iter().any(|link| link.id == id)).count()
     }
 
