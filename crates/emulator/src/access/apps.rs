@@ -161,7 +161,9 @@ impl Data {
             .collect()
     }
 
-    pub(super) fn app_answers(&self) -> Vec<Value> {
+    /// Every application as the API answers it (policies expanded, in precedence order): what
+    /// a local edge enforcing Access reads.
+    pub(crate) fn app_answers(&self) -> Vec<Value> {
         self.access_apps.iter().map(|app| self.app_answer(app)).collect()
     }
 
