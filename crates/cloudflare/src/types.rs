@@ -723,6 +723,46 @@ mod tests {
     }
 
     #[test]
+    fn access_requests_omit_what_is_unset_and_answers_parse_tolerantly() {
+        let request = AccessAppRequest {
+            app_type: "self_hosted".into(),
+            domain: "a.example.com".into(),
+            name: "a".into(),
+            policies: vec![AccessPolicyLink { id: "p1".into(), precedence: 1 }],
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&request).ok(),
+            Some(
+                r#"{"type":"self_hosted","domain":"a.example.com","name":"a","allowed_idps":[],"tags":[],"policies":[{"id":"p1","precedence":1}]}"#
+                    .into()
+            )
+        );
+        let answer = r#"{"id":"app1","aud":"ab","name":"a","domain":"a.example.com","type":"self_hosted",
+            "session_duration":"24h","allowed_idps":null,"tags":["t"],"cors_headers":null,"destinations":[],
+            "policies":[{"id":"p1","name":"staff","decision":"allow","precedence":1,"reusable":true,
+              "include":[{"everyone":{}}],"exclude":null,"approval_groups":[]}]}"#;
+        let app: Option<AccessApp> = serde_json::from_str(answer).ok();
+        assert_eq!(
+            app.as_ref().map(|a| (
+                a.app_type.as_str(),
+                a.allowed_idps.len(),
+                a.policies[0].precedence,
+                a.policies[0].exclude.len()
+            )),
+            Some(("self_hosted", 0, Some(1), 0))
+        );
+        let member: Option<AccountMember> = serde_json::from_str(
+            r#"{"id":"m","status":"accepted","user":{"id":"u","email":"o@example.com","first_name":null},"roles":[]}"#,
+        )
+        .ok();
+        assert_eq!(member.map(|m| m.user.email), Some("o@example.com".into()));
+        let idp: Option<IdentityProvider> =
+            serde_json::from_str(r#"{"id":"i","name":"One-time PIN","type":"onetimepin","config":{}}"#).ok();
+        assert_eq!(idp.map(|i| i.kind), Some("onetimepin".into()));
+    }
+
+    #[test]
     fn foreign_configuration_round_trips() {
         let text = r#"{"ingress":[{"hostname":"a.example.com","path":"^/api/","service":"http://a:80",
             "originRequest":{"noTLSVerify":true,"connectTimeout":30,"access":{"required":true,"teamName":"t","audTag":["x"]}},

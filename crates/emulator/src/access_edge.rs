@@ -32,11 +32,10 @@ use std::hash::{Hash, Hasher};
 /// The auth domain used when the account has no Zero Trust organization.
 pub(super) const DEFAULT_AUTH_DOMAIN: &str = "dockflare-emulator.cloudflareaccess.com";
 
-/// The team's auth domain (`<team>.cloudflareaccess.com`). The emulator's data holds no Zero
-/// Trust organization yet: until it does, the default. (When it does, read its `auth_domain`
-/// here, tolerating its absence.)
-fn auth_domain(_data: &Data) -> String {
-    DEFAULT_AUTH_DOMAIN.to_string()
+/// The team's auth domain: `<team>.cloudflareaccess.com` ([`crate::EmulatorConfig::access_team`]),
+/// or [`DEFAULT_AUTH_DOMAIN`] when Zero Trust is not set up.
+pub(super) fn auth_domain(team: Option<&str>) -> String {
+    team.map(|team| format!("{team}.cloudflareaccess.com")).unwrap_or_else(|| DEFAULT_AUTH_DOMAIN.to_string())
 }
 
 fn text<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
@@ -136,7 +135,7 @@ fn fingerprint(value: &Value) -> String {
 
 impl Data {
     /// The `"access"` part of the connector's answer (see the module docs).
-    pub(super) fn access_view(&self) -> Value {
+    pub(super) fn access_view(&self, auth_domain: &str) -> Value {
         let apps: Vec<Value> = self
             .access_apps
             .iter()
@@ -153,7 +152,7 @@ impl Data {
                 })
             })
             .collect();
-        let mut view = json!({"auth_domain": auth_domain(self), "apps": apps});
+        let mut view = json!({"auth_domain": auth_domain, "apps": apps});
         let print = fingerprint(&view);
         if let Some(object) = view.as_object_mut() {
             object.insert("fingerprint".into(), json!(print));
@@ -206,7 +205,7 @@ mod tests {
             ]
         })));
         data.access_apps.push(object(json!({"id": "a2", "type": "saas", "name": "ignored"})));
-        let view = data.access_view();
+        let view = data.access_view(DEFAULT_AUTH_DOMAIN);
         assert_eq!(view["auth_domain"], DEFAULT_AUTH_DOMAIN);
         let apps = view["apps"].as_array().cloned().unwrap_or_default();
         assert_eq!(apps.len(), 1, "only self_hosted applications");
@@ -246,19 +245,19 @@ mod tests {
     #[test]
     fn the_fingerprint_follows_the_view() {
         let mut data = data();
-        let empty = data.access_view();
+        let empty = data.access_view(DEFAULT_AUTH_DOMAIN);
         assert_eq!(fingerprint_of(&empty).len(), 16);
-        assert_eq!(fingerprint_of(&empty), fingerprint_of(&data.access_view()), "stable");
+        assert_eq!(fingerprint_of(&empty), fingerprint_of(&data.access_view(DEFAULT_AUTH_DOMAIN)), "stable");
         data.access_apps.push(object(json!({
             "id": "a1", "aud": "aud1", "type": "self_hosted", "domain": "app.example.test", "policies": [{"id": "p-allow"}]
         })));
-        let one = data.access_view();
+        let one = data.access_view(DEFAULT_AUTH_DOMAIN);
         assert_ne!(fingerprint_of(&empty), fingerprint_of(&one));
         assert_eq!(one["apps"][0]["name"], "app.example.test", "no name: the domain");
         // Changing a linked reusable policy changes the view.
         if let Some(policy) = data.access_policies.first_mut() {
             policy.insert("include".into(), json!([{"everyone": {}}]));
         }
-        assert_ne!(fingerprint_of(&one), fingerprint_of(&data.access_view()));
+        assert_ne!(fingerprint_of(&one), fingerprint_of(&data.access_view(DEFAULT_AUTH_DOMAIN)));
     }
 }

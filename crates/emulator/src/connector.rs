@@ -181,7 +181,8 @@ async fn configuration(State(emulator): State<Emulator>, headers: HeaderMap, uri
             let mut data = emulator.data();
             let tunnel_id = authenticate(&data, &headers)?;
             let current = data.connector_call(&tunnel_id, connector_id.as_deref(), Instant::now())?;
-            (current, data.closing, data.access_view())
+            let auth_domain = crate::access_edge::auth_domain(emulator.inner.access_team.as_deref());
+            (current, data.closing, data.access_view(&auth_domain))
         };
         let access_changed =
             known_access.as_deref().is_some_and(|known| current.is_some() && known != fingerprint_of(&access));
