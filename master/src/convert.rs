@@ -214,7 +214,9 @@ pub fn route(row: &crate::model::RouteRow) -> v1::Route {
 /// A route's Access labels for people: "access.policy=authenticate, access.session_duration=1h".
 pub fn access_summary(access_json: &str) -> String {
     match crate::reconcile::access_apps::labels_from_json(access_json) {
-        Ok(labels) => labels.iter().map(|(key, label)| format!("access.{key}={}", label.value)).collect::<Vec<_>>().join(", "),
+        Ok(labels) => {
+            labels.iter().map(|(key, label)| format!("access.{key}={}", label.value)).collect::<Vec<_>>().join(", ")
+        }
         Err(_) => "(unreadable)".into(),
     }
 }

@@ -122,7 +122,7 @@ async fn each_label_form_makes_the_application_and_policies_expected_and_a_resta
         ("dockflare.0.access.policy".into(), "bypass".into()),
         ("dockflare.1.hostname".into(), "idx1.example.com".into()),
     ];
-    indexed.push(("dockflare.access.session_duration".into(), "30m".into()));
+    indexed.push(("dockflare.0.access.session_duration".into(), "30m".into()));
     let containers = vec![
         labelled("auth", &with(&[("dockflare.access.policy", "authenticate")], "auth.example.com")),
         labelled(
@@ -225,7 +225,12 @@ async fn mistakes_withhold_the_route_name_the_label_and_keep_the_last_good_state
     let good = labelled("good", &with(&[("dockflare.access.policy", "bypass")], "good.example.com"));
     let cases = [
         ("typo", vec![("dockflare.access.policy", "tem")], "dockflare.access.policy", "names no policy"),
-        ("rules", vec![("dockflare.access.custom_rules", "[{\"decision\":")], "dockflare.access.custom_rules", "not valid JSON"),
+        (
+            "rules",
+            vec![("dockflare.access.custom_rules", "[{\"decision\":")],
+            "dockflare.access.custom_rules",
+            "not valid JSON",
+        ),
         (
             "idp",
             vec![("dockflare.access.policy", "bypass"), ("dockflare.access.allowed_idps", "okta")],
@@ -301,7 +306,11 @@ async fn hand_made_applications_and_policies_survive_and_a_conflict_is_reported(
     agent.report(vec![ours.clone(), conflict.clone()]).await?;
     wait_route(&master, "ours.example.com", "", RouteStatus::Active).await?;
     let conflicted = wait_route(&master, "taken.example.com", "", RouteStatus::Conflict).await?;
-    assert!(conflicted.reason.contains("did not make it") && conflicted.reason.contains(&taken.id), "{}", conflicted.reason);
+    assert!(
+        conflicted.reason.contains("did not make it") && conflicted.reason.contains(&taken.id),
+        "{}",
+        conflicted.reason
+    );
     assert!(cloud.emulator.snapshot().dns_records_named("taken.example.com").is_empty());
 
     // Attach a policy by hand to our application, then change our labels: it stays attached.
@@ -331,7 +340,10 @@ async fn hand_made_applications_and_policies_survive_and_a_conflict_is_reported(
         Ok(app(&cf.list_access_apps().await?, "ours.example.com").filter(|a| a.name == "Renamed").cloned())
     })
     .await?;
-    assert!(updated.policies.iter().any(|p| p.id == break_glass.id), "the hand-attached policy was dropped: {updated:?}");
+    assert!(
+        updated.policies.iter().any(|p| p.id == break_glass.id),
+        "the hand-attached policy was dropped: {updated:?}"
+    );
 
     // The container goes: after the grace period, the route, then our application.
     agent.report(vec![conflict]).await?;
@@ -396,7 +408,7 @@ async fn faults_converge_without_duplicate_applications_or_policies() -> Result<
     names.dedup();
     assert_eq!(names.len(), count, "duplicate policies: {names:?}");
     assert_eq!(count, 2, "one bypass and one authenticate policy: {names:?}");
-    if !cloud.emulator.requests().log.iter().any(|e| e.fault && e.path.contains("/access/")) {
+    if !cloud.emulator.requests().log.iter().any(|e| e.faulted && e.path.contains("/access/")) {
         bail!("no fault hit an Access call; the test proves nothing");
     }
     Ok(())
@@ -452,8 +464,12 @@ async fn a_plan_shows_what_the_pass_then_does_and_writes_nothing() -> Result<()>
     assert!(plan.errors.is_empty(), "{:?}", plan.errors);
     let planned: Vec<(String, String, String)> =
         plan.changes.iter().map(|c| (c.resource.clone(), c.action.clone(), c.target.clone())).collect();
-    let expected = |resource: &str, action: &str, target: &str| (resource.to_string(), action.to_string(), target.to_string());
-    assert!(planned.iter().any(|c| c.0 == "access_policy" && c.1 == "create" && c.2.ends_with("-authenticate")), "{planned:?}");
+    let expected =
+        |resource: &str, action: &str, target: &str| (resource.to_string(), action.to_string(), target.to_string());
+    assert!(
+        planned.iter().any(|c| c.0 == "access_policy" && c.1 == "create" && c.2.ends_with("-authenticate")),
+        "{planned:?}"
+    );
     assert!(planned.contains(&expected("access_application", "create", "new.example.com")), "{planned:?}");
     assert!(planned.contains(&expected("dns", "create", "new.example.com")), "{planned:?}");
     assert!(planned.iter().any(|c| c.0 == "ingress" && c.1 == "update"), "{planned:?}");
@@ -467,10 +483,7 @@ async fn a_plan_shows_what_the_pass_then_does_and_writes_nothing() -> Result<()>
     // Now for real: the pass makes the same writes.
     let log_start = cloud.emulator.requests().log.len();
     agent
-        .report(vec![
-            labelled("web", &route_labels("web.example.com", "http://web:80")),
-            labelled("new", &labels),
-        ])
+        .report(vec![labelled("web", &route_labels("web.example.com", "http://web:80")), labelled("new", &labels)])
         .await?;
     wait_route(&master, "new.example.com", "", RouteStatus::Active).await?;
     let writes: Vec<String> = cloud.emulator.requests().log[log_start..]

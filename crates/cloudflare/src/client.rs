@@ -433,6 +433,16 @@ impl CloudflareClient {
         result.ok_or_else(|| CfError::Decode { status: 201, detail: "no application in the create answer".into() })
     }
 
+    /// One Access application (`None` when it does not exist).
+    pub async fn get_access_app(&self, id: &str) -> Result<Option<AccessApp>, CfError> {
+        let path = format!("/accounts/{}/access/apps/{id}", self.settings.account_id);
+        match self.get::<AccessApp>(&path, &[]).await {
+            Ok(app) => Ok(Some(app)),
+            Err(error) if error.status() == Some(404) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
     /// Replaces an Access application (what `app` omits takes its default).
     pub async fn update_access_app(&self, id: &str, app: &AccessAppRequest) -> Result<AccessApp, CfError> {
         let path = format!("/accounts/{}/access/apps/{id}", self.settings.account_id);

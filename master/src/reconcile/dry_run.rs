@@ -30,7 +30,13 @@ pub struct DryRun {
 }
 
 impl DryRun {
-    pub fn record(&self, resource: &'static str, action: &'static str, target: impl Into<String>, detail: impl Into<String>) {
+    pub fn record(
+        &self,
+        resource: &'static str,
+        action: &'static str,
+        target: impl Into<String>,
+        detail: impl Into<String>,
+    ) {
         let change = PlannedChange { resource, action, target: target.into(), detail: detail.into() };
         if let Ok(mut changes) = self.changes.lock() {
             changes.push(change);
@@ -67,7 +73,11 @@ pub struct Plan {
 
 /// The reported containers with the proposals applied: a proposal replaces the agent's
 /// container of the same name (or is added, running); `remove` stops it. Pure.
-pub fn with_proposals(mut containers: Vec<ContainerRow>, proposals: &[ProposedContainer], now: i64) -> Vec<ContainerRow> {
+pub fn with_proposals(
+    mut containers: Vec<ContainerRow>,
+    proposals: &[ProposedContainer],
+    now: i64,
+) -> Vec<ContainerRow> {
     use prost::Message;
     for proposal in proposals {
         let existing = containers.iter().position(|c| c.agent_id == proposal.agent_id && c.name == proposal.name);

@@ -6,8 +6,8 @@
 use super::access_apps::apply::{AccessStep, AccessSync};
 use super::desired::{self, Observed};
 use super::dns::apply::{DnsOutcome, DnsWriter};
-use super::dry_run::{self, DryRun, Plan, ProposedContainer};
 use super::dns::plan::{self as dns_plan, Hostnames};
+use super::dry_run::{self, DryRun, Plan, ProposedContainer};
 use super::ingress::apply::IngressSync;
 use super::noticed::Noticed;
 use super::tunnels::apply::Tunnels;
@@ -328,7 +328,9 @@ fn changed_rows(existing: &[RouteRow], rows: Vec<RouteRow>) -> Vec<RouteRow> {
     let before: HashMap<(&str, &str, &str), &RouteRow> =
         existing.iter().map(|r| ((r.spec.hostname.as_str(), r.spec.path.as_str(), r.owner.as_str()), r)).collect();
     rows.into_iter()
-        .filter(|row| before.get(&(row.spec.hostname.as_str(), row.spec.path.as_str(), row.owner.as_str())) != Some(&row))
+        .filter(|row| {
+            before.get(&(row.spec.hostname.as_str(), row.spec.path.as_str(), row.owner.as_str())) != Some(&row)
+        })
         .collect()
 }
 

@@ -247,7 +247,11 @@ impl AccessSync {
             let result = match step.dry_run {
                 Some(dry) => {
                     dry.record("access_policy", "create", &policy.name, policy_detail(policy));
-                    Ok(AccessPolicy { id: format!("(new) {}", policy.name), name: policy.name.clone(), ..Default::default() })
+                    Ok(AccessPolicy {
+                        id: format!("(new) {}", policy.name),
+                        name: policy.name.clone(),
+                        ..Default::default()
+                    })
                 }
                 None => step.client.create_access_policy(&plan::policy_request(policy)).await,
             };
@@ -333,6 +337,57 @@ impl AccessSync {
             }
         }
         let mut stale = false;
+        // An update replaces the whole application: read it first, so that what someone changed
+        // since the cache was filled (a policy attached by hand) is kept.
+        let mut app_plan = app_plan;
+        let updates: Vec<String> = app_plan
+            .writes
+            .iter()
+            .filter(|(_, write)| matches!(write, AppWrite::Update(..)))
+            .map(|(domain, _)| domain.clone())
+            .collect();
+        for domain in updates {
+            let Some(AppWrite::Update(id, _)) = app_plan.writes.get(&domain) else { continue };
+            let id = id.clone();
+            match step.client.get_access_app(&id).await {
+                Ok(Some(fresh)) => {
+                    if let Some(slot) = cache.apps.iter_mut().find(|a| a.id == id) {
+                        *slot = fresh.clone();
+                    }
+                    let want: Vec<resolve::DesiredApp> =
+                        desired_apps.get(&domain.to_lowercase()).cloned().into_iter().collect();
+                    let again = plan::plan_apps(&want, &[fresh], &policy_ids, &tag, &view.prefix);
+                    match again.writes.into_values().next() {
+                        Some(write) => {
+                            app_plan.writes.insert(domain, write);
+                        }
+                        None => {
+                            app_plan.writes.remove(&domain);
+                            if let Some(reason) = again.conflicts.into_values().next() {
+                                app_plan.conflicts.insert(domain, reason);
+                            }
+                        }
+                    }
+                }
+                // Deleted by hand meanwhile: made again, as it must be.
+                Ok(None) => {
+                    cache.apps.retain(|a| a.id != id);
+                    let want: Vec<resolve::DesiredApp> =
+                        desired_apps.get(&domain.to_lowercase()).cloned().into_iter().collect();
+                    let again = plan::plan_apps(&want, &[], &policy_ids, &tag, &view.prefix);
+                    if let Some(write) = again.writes.into_values().next() {
+                        app_plan.writes.insert(domain, write);
+                    }
+                }
+                Err(error) => {
+                    let why =
+                        call_error(&format!("reading the Access application for {domain}"), ACCESS_PERMISSION, &error);
+                    report.errors.push(why.clone());
+                    app_plan.writes.remove(&domain);
+                    failed.insert(domain.to_lowercase(), (true, why));
+                }
+            }
+        }
         if self.tag_ready {
             for (domain, write) in &app_plan.writes {
                 let (result, exists) = match (write, step.dry_run) {
@@ -451,7 +506,10 @@ impl AccessSync {
                                     "access_application",
                                     "release",
                                     &domain,
-                                    format!("its route is public now: kept until the grace period ends, then deleted ({})", app.id),
+                                    format!(
+                                        "its route is public now: kept until the grace period ends, then deleted ({})",
+                                        app.id
+                                    ),
                                 );
                                 releasing.insert(domain);
                                 continue;
@@ -619,7 +677,11 @@ fn planned_app(id: &str, request: &AccessAppRequest) -> AccessApp {
         policies: request
             .policies
             .iter()
-            .map(|link| AccessAppPolicy { id: link.id.clone(), precedence: Some(link.precedence), ..Default::default() })
+            .map(|link| AccessAppPolicy {
+                id: link.id.clone(),
+                precedence: Some(link.precedence),
+                ..Default::default()
+            })
             .collect(),
         ..Default::default()
     }

@@ -139,7 +139,9 @@ impl DnsWriter<'_> {
         for action in dns_plan::plan(hostname, target, found, self.installation_id) {
             if let Some(dry) = self.dry_run {
                 match &action {
-                    DnsAction::Create => dry.record("dns", "create", hostname, format!("CNAME → {}", target.unwrap_or(""))),
+                    DnsAction::Create => {
+                        dry.record("dns", "create", hostname, format!("CNAME → {}", target.unwrap_or("")))
+                    }
                     DnsAction::Update { id } => {
                         dry.record("dns", "update", hostname, format!("CNAME → {} ({id})", target.unwrap_or("")))
                     }

@@ -2,9 +2,9 @@
 //! what was last synced (so an unchanged desired set costs no request) and the configuration
 //! version Cloudflare holds (tunnel health reads it).
 
-use crate::reconcile::dry_run::DryRun;
 use super::plan::{self as ingress, RuleKey};
 use crate::model::TunnelRow;
+use crate::reconcile::dry_run::DryRun;
 use crate::reconcile::PassReport;
 use crate::store::{Store, StoreError};
 use dockflare_cloudflare::client::{CfError, CloudflareClient};
