@@ -154,7 +154,7 @@ async fn policies_are_put_listed_got_and_deleted_with_roles_and_field_paths() ->
         .await?
         .into_inner();
     assert_eq!(first.policies.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["alpha"]);
-    let next = v1::ListAccessPoliciesRequest { page_size: 1, page_token: first.next_page_token, ..Default::default() };
+    let next = v1::ListAccessPoliciesRequest { page_size: 1, page_token: first.next_page_token };
     let second = admin.list_access_policies(next).await?.into_inner();
     assert_eq!((second.policies[0].name.as_str(), second.next_page_token.as_str()), ("team", ""));
     let got = admin.get_access_policy(v1::GetAccessPolicyRequest { name: "team".into() }).await?.into_inner();

@@ -227,8 +227,7 @@ impl Store {
         let table = load_in(&mut tx).await?;
         let by_name: HashMap<&str, &StoredAccessPolicy> =
             table.rows.iter().map(|stored| (stored.policy.name.as_str(), stored)).collect();
-        let mut outcome = FileReplace::default();
-        outcome.conflicts = policies
+        let conflicts: Vec<String> = policies
             .iter()
             .filter(|p| {
                 by_name.get(p.name.as_str()).is_some_and(|s| s.policy.source != PolicySource::File)
@@ -236,9 +235,10 @@ impl Store {
             })
             .map(|p| p.name.clone())
             .collect();
-        if !outcome.conflicts.is_empty() {
-            return Ok(outcome);
+        if !conflicts.is_empty() {
+            return Ok(FileReplace { conflicts, ..FileReplace::default() });
         }
+        let mut outcome = FileReplace::default();
         for stored in table.rows.iter().filter(|s| s.policy.source == PolicySource::File) {
             if !policies.iter().any(|p| p.name == stored.policy.name) {
                 sqlx::query("DELETE FROM access_policies WHERE name = $1 AND source = $2")
