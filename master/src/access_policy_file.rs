@@ -55,15 +55,16 @@ pub fn changed(outcome: &FileReplace) -> bool {
     !(outcome.created.is_empty() && outcome.changed.is_empty() && outcome.removed.is_empty())
 }
 
-/// The file, reloaded on every SIGHUP (registered by [`reloads`] before the master listens, so
-/// that a SIGHUP never ends the process).
+/// The file, reloaded on every SIGHUP. The master registers for SIGHUP ([`reloads`]) before it
+/// listens, with or without a file, so that a SIGHUP (`systemctl reload`) never ends the process.
 pub struct Reloads {
-    path: PathBuf,
+    path: Option<PathBuf>,
     hangups: tokio::signal::unix::Signal,
 }
 
-/// Registers for SIGHUP: the returned [`Reloads`] runs the reloads of `path`.
-pub fn reloads(path: PathBuf) -> std::io::Result<Reloads> {
+/// Registers for SIGHUP: the returned [`Reloads`] runs the reloads of `path` (`None`: there is
+/// nothing to reload, and a SIGHUP is only logged).
+pub fn reloads(path: Option<PathBuf>) -> std::io::Result<Reloads> {
     let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     Ok(Reloads { path, hangups })
 }
@@ -72,13 +73,17 @@ impl Reloads {
     /// Reloads the file on every SIGHUP, for as long as signals come.
     pub async fn run(mut self, store: Store, fanout: Fanout) {
         while self.hangups.recv().await.is_some() {
-            tracing::info!(message = "SIGHUP: reloading the access policy file.", file = %self.path.display());
-            match load(&store, &self.path).await {
+            let Some(path) = &self.path else {
+                tracing::info!(message = "SIGHUP: nothing to reload (no --access-policies file).");
+                continue;
+            };
+            tracing::info!(message = "SIGHUP: reloading the access policy file.", file = %path.display());
+            match load(&store, path).await {
                 Ok(outcome) if changed(&outcome) => fanout.reconcile().await,
                 Ok(_) => {}
                 Err(error) => tracing::error!(
                     message = "Access policy file refused; the previous policies stay.",
-                    file = %self.path.display(),
+                    file = %path.display(),
                     %error
                 ),
             }

@@ -153,13 +153,11 @@ pub async fn start(
         crate::bootstrap_token::ensure(&store, pki.ca.certificate_der(), bootstrap).await?;
     }
 
-    let policy_reloads = match &options.access_policies {
-        Some(path) => {
-            crate::access_policy_file::load(&store, path).await?;
-            Some(crate::access_policy_file::reloads(path.clone()).map_err(StartError::Signal)?)
-        }
-        None => None,
-    };
+    if let Some(path) = &options.access_policies {
+        crate::access_policy_file::load(&store, path).await?;
+    }
+    let policy_reloads =
+        crate::access_policy_file::reloads(options.access_policies.clone()).map_err(StartError::Signal)?;
 
     let (mut supervisor, exits) = Supervisor::new();
     let (listening_tx, listening) = tokio::sync::watch::channel(false);
@@ -192,9 +190,7 @@ pub async fn start(
         crate::cluster::spawn_listener(url.clone(), sessions.clone(), reconciler.clone(), &supervisor);
     }
     let events = EventWriter::spawn(store.clone(), sessions.clone(), fanout.clone(), &supervisor);
-    if let Some(reloads) = policy_reloads {
-        supervisor.spawn("access policy reloads", reloads.run(store.clone(), fanout.clone()));
-    }
+    supervisor.spawn("access policy reloads", policy_reloads.run(store.clone(), fanout.clone()));
     let admins = crate::admin_identities::AdminRegistry::new(store.clone());
     let own_admin = std::fs::read_to_string(pki.dir.join("admin.crt"))
         .map_err(|source| StartError::DataDir { path: pki.dir.join("admin.crt"), source })?;

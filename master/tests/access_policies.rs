@@ -321,3 +321,13 @@ async fn grpcurl_puts_a_policy_with_its_rules_as_json() -> Result<()> {
     assert_eq!(got.policy.map(|p| p.require), Some(vec![rule(json!({"ip": {"ip": "10.0.0.0/8"}}))]));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighup_without_a_policy_file_is_only_logged() -> Result<()> {
+    let mut master = Master::sqlite().await?;
+    hangup(&master)?;
+    master.wait_for_log("SIGHUP: nothing to reload (no --access-policies file).", WAIT).await?;
+    master.check_running()?;
+    master.admin().await?.list_access_policies(v1::ListAccessPoliciesRequest::default()).await?;
+    Ok(())
+}
