@@ -38,6 +38,7 @@ pub const METHOD_ROLES: &[(&str, Role)] = &[
     ("DeleteManualRoute", Role::Operator),
     ("SendCommand", Role::Operator),
     ("Reconcile", Role::Operator),
+    ("PlanChanges", Role::Viewer),
     ("PutAccessPolicy", Role::Operator),
     ("DeleteAccessPolicy", Role::Operator),
     // Managing who belongs.

@@ -207,6 +207,15 @@ pub fn route(row: &crate::model::RouteRow) -> v1::Route {
         },
         revision: 0,
         updated_at: Some(timestamp(row.updated_at)),
+        access: access_summary(&row.spec.access_json),
+    }
+}
+
+/// A route's Access labels for people: "access.policy=authenticate, access.session_duration=1h".
+pub fn access_summary(access_json: &str) -> String {
+    match crate::reconcile::access_apps::labels_from_json(access_json) {
+        Ok(labels) => labels.iter().map(|(key, label)| format!("access.{key}={}", label.value)).collect::<Vec<_>>().join(", "),
+        Err(_) => "(unreadable)".into(),
     }
 }
 

@@ -43,6 +43,14 @@ impl Fanout {
         cluster::notify(&self.store, REVOCATIONS, agent_id).await;
     }
 
+    /// A dry run on this master's reconciler (`None` when it has stopped).
+    pub async fn plan(
+        &self,
+        proposals: Vec<crate::reconcile::dry_run::ProposedContainer>,
+    ) -> Option<crate::reconcile::dry_run::Plan> {
+        self.reconciler.plan(proposals).await
+    }
+
     /// A pass now on this master (its report, `None` when the reconciler has stopped), and soon
     /// on whichever master reconciles.
     pub async fn reconcile_now(&self) -> Option<PassReport> {

@@ -1066,47 +1066,6 @@ async fn an_offline_master_keeps_its_emulated_account_across_restarts() -> Resul
     Ok(())
 }
 
-/// The Access labels of DockFlare users fail closed until Access applications are created:
-/// a route that asks for protection is never published, and one that was published is withdrawn.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn routes_with_access_labels_are_withheld_and_a_published_one_is_withdrawn() -> Result<()> {
-    let cloud = cloud().await?;
-    let master = master(&cloud, "60", &[]).await?;
-    let agent = FakeAgent::join(&master, &master.join_token(1).await?, "a1", "").await?;
-    let mut protected = route_labels("secret.example.com", "http://secret:80");
-    protected.push(("dockflare.access.policy".into(), "authenticate".into()));
-    let public = labelled("svc", &route_labels("app.example.com", "http://web:80"));
-    agent.report(vec![labelled("c1", &protected), public.clone()]).await?;
-    wait_status(&master, "app.example.com", RouteStatus::Active).await?;
-    let withheld = wait_status(&master, "secret.example.com", RouteStatus::Invalid).await?;
-    assert!(
-        withheld.reason.contains("not published") && withheld.reason.contains("dockflare.access.policy"),
-        "the reason says why and what to do: {}",
-        withheld.reason
-    );
-    let snapshot = cloud.emulator.snapshot();
-    assert!(snapshot.dns_records_named("secret.example.com").is_empty(), "a withheld route got a DNS record");
-    let tunnel = live_tunnels(&snapshot).first().map(|t| t.id.clone()).context("no tunnel")?;
-    assert_eq!(ingress(&snapshot, &tunnel), vec![rule("app.example.com", "http://web:80"), catch_all()]);
-
-    // The published route's owner gains an Access label (a Swarm service updated with
-    // --label-add keeps its id): its rule and its record go.
-    let mut now_protected = route_labels("app.example.com", "http://web:80");
-    now_protected.push(("dockflare.0.access.policy".into(), "bypass".into()));
-    now_protected.push(("dockflare.access.group".into(), "admins".into()));
-    agent.report(vec![labelled("c1", &protected), labelled("svc", &now_protected)]).await?;
-    let withdrawn = wait_status(&master, "app.example.com", RouteStatus::Invalid).await?;
-    assert!(withdrawn.reason.contains("dockflare.access.group"), "{}", withdrawn.reason);
-    eventually("the withdrawn route's record and rule are gone", WAIT, || async {
-        let snapshot = cloud.emulator.snapshot();
-        let gone = snapshot.dns_records_named("app.example.com").is_empty()
-            && ingress(&snapshot, &tunnel) == vec![catch_all()];
-        Ok(gone.then_some(()))
-    })
-    .await?;
-    Ok(())
-}
-
 /// A Cloudflare that does not answer and one that refuses the token are told apart, in the
 /// reconcile answer and the log, instead of both reading "the token is not valid".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

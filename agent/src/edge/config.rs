@@ -11,7 +11,14 @@
 //! answer, and each new version, at once; otherwise the next request starts at least
 //! [`POLL_INTERVAL`] after the previous one, so an emulator that ignores `wait_for_version` is
 //! polled once a second. Failures back off up to 10 s.
+//!
+//! The answer's `"access"` part is the account's Access view ([`super::access`]) with a
+//! `fingerprint`; the edge sends the fingerprint it last processed back as `access_fingerprint=`,
+//! so the long-poll also answers when Access changes. A new view applies to the running routes at
+//! once; a part that cannot be read at all is logged (once per fingerprint) and the previous view
+//! stays; an answer without the part (an emulator that knows no Access) keeps the current view.
 
+use super::access::{percent_encode, AccessView};
 use super::origin::{HttpClient, ProxyBody, Tls};
 use super::proxy::Routes;
 use super::token::TunnelToken;
@@ -57,7 +64,7 @@ pub fn connector_url(endpoint: &str) -> Result<String, EndpointError> {
 /// One answer of the connector endpoint.
 #[derive(Debug, Clone, PartialEq)]
 enum Answer {
-    Configuration { version: i64, config: TunnelConfig },
+    Configuration { version: i64, config: TunnelConfig, access: Option<serde_json::Value> },
     NotYet,
     Refused { status: u16, body: String },
 }
@@ -78,6 +85,9 @@ impl Follower {
         let mut running: Option<i64> = None;
         // The newest version seen, applied or not (a broken one is not fetched again).
         let mut seen: Option<i64> = None;
+        // The Access view enforced, and the fingerprint of the last one processed (read or not).
+        let mut access = Arc::new(AccessView::default());
+        let mut access_seen: Option<String> = None;
         let mut delay = POLL_INTERVAL;
         let mut failures = 0u32;
         let mut first = true;
@@ -86,7 +96,7 @@ impl Follower {
             let wait_for = if first { None } else { Some(seen.map_or(1, |v| v + 1)) };
             first = false;
             let answer = tokio::select! {
-                answer = self.fetch(wait_for) => answer,
+                answer = self.fetch(wait_for, access_seen.as_deref()) => answer,
                 _ = cancel.cancelled() => return,
             };
             // After the first (immediate) answer, the long-poll starts at once; a long-poll that
@@ -94,9 +104,16 @@ impl Follower {
             // hold requests is polled, not hammered).
             let mut pause = if wait_for.is_none() { Duration::ZERO } else { POLL_INTERVAL };
             match answer {
-                Ok(Answer::Configuration { version, config }) => {
+                Ok(Answer::Configuration { version, config, access: part }) => {
                     failures = 0;
                     delay = POLL_INTERVAL;
+                    let access_changed = match part {
+                        Some(part) => self.read_access(&part, &mut access, &mut access_seen),
+                        None => false,
+                    };
+                    if access_changed {
+                        pause = Duration::ZERO;
+                    }
                     if seen.is_none_or(|s| version > s) {
                         seen = Some(version);
                         // Something changed: ask for the next version at once.
@@ -104,12 +121,18 @@ impl Follower {
                         match Routes::build(version, config.clone(), &self.tls) {
                             Ok(routes) => {
                                 running = Some(version);
-                                self.routes.send_replace(Some(Arc::new(routes)));
+                                self.routes.send_replace(Some(Arc::new(routes.with_access(access.clone()))));
                                 tracing::info!(message = "Updated to new configuration", version, config = %serde_json::to_string(&config).unwrap_or_default());
                             }
                             Err(error) => {
                                 tracing::error!(message = "Invalid configuration; keeping the previous one.", version, %error, running = ?running);
                             }
+                        }
+                    }
+                    if access_changed {
+                        let current = self.routes.borrow().clone();
+                        if let Some(routes) = current.filter(|r| !Arc::ptr_eq(&r.access, &access)) {
+                            self.routes.send_replace(Some(Arc::new(routes.with_access(access.clone()))));
                         }
                     }
                 }
@@ -141,6 +164,38 @@ impl Follower {
         }
     }
 
+    /// Reads an `"access"` part whose fingerprint differs from `seen`; `true` when `access` is
+    /// now another view. An unreadable part leaves `access` as it was (never open).
+    fn read_access(&self, part: &serde_json::Value, access: &mut Arc<AccessView>, seen: &mut Option<String>) -> bool {
+        let fingerprint = part.get("fingerprint").and_then(serde_json::Value::as_str).map(str::to_string);
+        if fingerprint.is_some() && fingerprint == *seen {
+            return false;
+        }
+        *seen = fingerprint.clone();
+        match AccessView::parse(part) {
+            Ok((view, problems)) => {
+                for problem in &problems {
+                    tracing::warn!(message = "Access application not fully understood; failing closed.", problem = %problem);
+                }
+                if view == **access {
+                    return false;
+                }
+                tracing::info!(
+                    message = "Access view updated",
+                    apps = view.apps.len(),
+                    previous_apps = access.apps.len(),
+                    fingerprint = fingerprint.as_deref().unwrap_or("-"),
+                );
+                *access = Arc::new(view);
+                true
+            }
+            Err(error) => {
+                tracing::error!(message = "Unreadable Access view; keeping the previous one.", %error, apps = access.apps.len());
+                false
+            }
+        }
+    }
+
     fn request(&self, method: Method, query: &str) -> Result<Request<ProxyBody>, http::Error> {
         Request::builder()
             .method(method)
@@ -150,10 +205,13 @@ impl Follower {
             .body(Full::new(Bytes::new()).map_err(|never| match never {}).boxed())
     }
 
-    async fn fetch(&self, wait_for: Option<i64>) -> Result<Answer, String> {
+    async fn fetch(&self, wait_for: Option<i64>, access_fingerprint: Option<&str>) -> Result<Answer, String> {
         let mut query = format!("connector_id={}", self.connector_id);
         if let Some(version) = wait_for {
             query.push_str(&format!("&wait_for_version={version}"));
+            if let Some(fingerprint) = access_fingerprint {
+                query.push_str(&format!("&access_fingerprint={}", percent_encode(fingerprint)));
+            }
         }
         let request = self.request(Method::GET, &query).map_err(|e| e.to_string())?;
         let exchange = async {
@@ -189,6 +247,8 @@ impl Follower {
 struct Versioned {
     version: i64,
     config: TunnelConfig,
+    #[serde(default)]
+    access: Option<serde_json::Value>,
 }
 
 fn parse_answer(status: StatusCode, body: &[u8]) -> Result<Answer, String> {
@@ -196,7 +256,7 @@ fn parse_answer(status: StatusCode, body: &[u8]) -> Result<Answer, String> {
         StatusCode::OK => {
             let answer: Versioned =
                 serde_json::from_slice(body).map_err(|e| format!("not a tunnel configuration: {e}"))?;
-            Ok(Answer::Configuration { version: answer.version, config: answer.config })
+            Ok(Answer::Configuration { version: answer.version, config: answer.config, access: answer.access })
         }
         StatusCode::NOT_FOUND => Ok(Answer::NotYet),
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Ok(Answer::Refused {
@@ -236,7 +296,16 @@ mod tests {
         let config = json!({"ingress": [{"service": "http_status:404"}]});
         let body = json!({"version": 3, "config": config, "tunnel_id": "t"}).to_string();
         let config: TunnelConfig = serde_json::from_value(config).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(parse_answer(StatusCode::OK, body.as_bytes()), Ok(Answer::Configuration { version: 3, config }));
+        assert_eq!(
+            parse_answer(StatusCode::OK, body.as_bytes()),
+            Ok(Answer::Configuration { version: 3, config: config.clone(), access: None })
+        );
+        let body =
+            json!({"version": 3, "config": {"ingress": [{"service": "http_status:404"}]}, "access": {"apps": []}});
+        assert_eq!(
+            parse_answer(StatusCode::OK, body.to_string().as_bytes()),
+            Ok(Answer::Configuration { version: 3, config, access: Some(json!({"apps": []})) })
+        );
         assert_eq!(parse_answer(StatusCode::NOT_FOUND, b"{}"), Ok(Answer::NotYet));
         assert_eq!(
             parse_answer(StatusCode::UNAUTHORIZED, b"nope"),

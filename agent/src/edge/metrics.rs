@@ -1,7 +1,9 @@
 //! cloudflared's metrics port, the parts DockFlare reads (`shared/reference/cloudflare-api.md` §8.3):
 //! `GET /ready` — 200 `{"status":200,"readyConnections":1,"connectorId":"…"}` once a configuration
 //! is loaded, else 503 with `readyConnections` 0; `GET /healthcheck` — 200 `OK`; `GET /config` —
-//! the running configuration as `{"version", "config"}` (404 before the first).
+//! the running configuration as `{"version", "config", "access"}` (404 before the first), `access`
+//! being the Access applications the edge enforces (`{"auth_domain", "fingerprint", "apps":
+//! [{"id", "aud", "name", "domains", "policies" | "error"}]}`).
 
 use super::origin::ProxyBody;
 use super::proxy::Current;
@@ -25,6 +27,7 @@ struct Ready<'a> {
 struct Running<'a> {
     version: i64,
     config: &'a TunnelConfig,
+    access: serde_json::Value,
 }
 
 fn to_json<T: Serialize>(value: &T) -> String {
@@ -56,7 +59,7 @@ pub fn handle<B>(current: &Current, connector_id: &str, request: &Request<B>) ->
             Some(routes) => answer(
                 StatusCode::OK,
                 "application/json",
-                to_json(&Running { version: routes.version, config: &routes.config }),
+                to_json(&Running { version: routes.version, config: &routes.config, access: routes.access.summary() }),
             ),
             None => answer(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "no configuration yet\n".into()),
         },
@@ -110,7 +113,11 @@ mod tests {
         );
         assert_eq!(
             body(handle(&current, "c-1", &get("/config"))).await,
-            (200, r#"{"version":7,"config":{"ingress":[{"service":"http_status:404"}]}}"#.into())
+            (
+                200,
+                r#"{"version":7,"config":{"ingress":[{"service":"http_status:404"}]},"access":{"apps":[],"auth_domain":"","fingerprint":null}}"#
+                    .into()
+            )
         );
         assert_eq!(body(handle(&current, "c-1", &get("/healthcheck"))).await, (200, "OK\n".into()));
         assert_eq!(body(handle(&current, "c-1", &get("/nope"))).await.0, 404);

@@ -8,14 +8,20 @@
 //! The binary is `dockflare-local-edge` (`src/bin/local_edge.rs`, image `dockflare/local-edge`);
 //! the agent launches it through the same connector lifecycle as cloudflared.
 //!
+//! Like Cloudflare's edge it also enforces the account's Access applications, which the emulator
+//! sends with the configuration (offline identity: the `Cf-Access-Test-Identity` test header).
+//!
 //! Layout: [`token`] (the tunnel token, `e` included), [`ingress`] (pure: compiling rules and
-//! matching requests, table-tested), [`config`] (following the emulator), [`origin`] (HTTP(S)
-//! clients), [`proxy`] (the request path), [`metrics`] (`/ready`, `/healthcheck`, `/config`), and
-//! here the servers and their shutdown.
+//! matching requests, table-tested), [`access`] (pure: Access coverage and policy evaluation,
+//! table-tested), [`config`] (following the emulator), [`origin`] (HTTP(S) clients), [`proxy`]
+//! (the request path), [`metrics`] (`/ready`, `/healthcheck`, `/config`), and here the servers and
+//! their shutdown.
 //!
 //! **Invariants:** the token is never logged (only account and tunnel ids); a request never
-//! panics the edge — every failure is an HTTP answer (502, 503) or a log line.
+//! panics the edge — every failure is an HTTP answer (502, 503) or a log line; Access never fails
+//! open (what cannot be read or evaluated refuses).
 
+pub mod access;
 pub mod config;
 pub mod ingress;
 pub mod metrics;

@@ -1,8 +1,16 @@
 //! The edge's HTTP side: one request in, the matching ingress rule ([`super::ingress`]) decides —
 //! an origin (the request is forwarded, both bodies streamed), a status answered here, or the
 //! catch-all. Like cloudflared: 503 before the first configuration, 502 when the origin cannot be
-//! reached, the `Host` header kept unless the rule sets `httpHostHeader`.
+//! reached, the `Host` header kept unless the rule sets `httpHostHeader`. Before the ingress, like
+//! Cloudflare's edge, Access ([`super::access`]): a covered request is redirected to the login
+//! page, refused (403), or served — with `Cf-Access-Authenticated-User-Email` when an identity
+//! passed. The client's own `Cf-Access-Authenticated-User-Email` and the test device's header are
+//! never forwarded.
 
+use super::access::{
+    AccessView, Verdict, Visitor, AUTHENTICATED_EMAIL_HEADER, CLIENT_ID_HEADER, CLIENT_SECRET_HEADER,
+    TEST_IDENTITY_HEADER,
+};
 use super::ingress::{Ingress, IngressError, Service};
 use super::origin::{HttpClient, ProxyBody, Tls, DEFAULT_CONNECT_TIMEOUT};
 use bytes::Bytes;
@@ -24,6 +32,8 @@ pub struct Routes {
     pub ingress: Ingress,
     /// Same length as `ingress.rules`; `Some` for origin rules.
     clients: Vec<Option<HttpClient>>,
+    /// The Access applications enforced in front of the ingress.
+    pub access: Arc<AccessView>,
 }
 
 impl Routes {
@@ -41,7 +51,18 @@ impl Routes {
                 _ => None,
             })
             .collect();
-        Ok(Routes { version, config, ingress, clients })
+        Ok(Routes { version, config, ingress, clients, access: Arc::new(AccessView::default()) })
+    }
+
+    /// These routes behind another Access view.
+    pub fn with_access(&self, access: Arc<AccessView>) -> Routes {
+        Routes {
+            version: self.version,
+            config: self.config.clone(),
+            ingress: self.ingress.clone(),
+            clients: self.clients.clone(),
+            access,
+        }
     }
 }
 
@@ -109,6 +130,18 @@ pub async fn handle(current: Current, client_addr: SocketAddr, request: Request<
     };
     let host = request_host(&request);
     let path = request.uri().path().to_string();
+    let mut request = request;
+    let email = match access(&routes.access, &host, client_addr, &request) {
+        Ok(email) => email,
+        Err(refusal) => return *refusal,
+    };
+    let headers = request.headers_mut();
+    for name in [AUTHENTICATED_EMAIL_HEADER, TEST_IDENTITY_HEADER, "cf-access-jwt-assertion"] {
+        headers.remove(name);
+    }
+    if let Some(value) = email.as_deref().and_then(|e| HeaderValue::from_str(e).ok()) {
+        headers.insert(AUTHENTICATED_EMAIL_HEADER, value);
+    }
     let Some((index, rule)) = routes.ingress.find(&host, &path) else {
         return text(StatusCode::SERVICE_UNAVAILABLE, "no ingress configuration yet\n");
     };
@@ -125,6 +158,45 @@ pub async fn handle(current: Current, client_addr: SocketAddr, request: Request<
             };
             let host_header = rule.origin.http_host_header.clone();
             forward(client, *https, authority, host_header.as_deref(), client_addr, request).await
+        }
+    }
+}
+
+fn header<'a, B>(request: &'a Request<B>, name: &str) -> Option<&'a str> {
+    request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// What Access says: `Ok(email)` to serve (with the identity the origin is told, if any), or the
+/// answer (a redirect to the login page, a 403).
+fn access<B>(
+    view: &AccessView,
+    host: &str,
+    client_addr: SocketAddr,
+    request: &Request<B>,
+) -> Result<Option<String>, Box<Response<ProxyBody>>> {
+    if view.apps.is_empty() {
+        return Ok(None);
+    }
+    let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let service_token = header(request, CLIENT_ID_HEADER).zip(header(request, CLIENT_SECRET_HEADER));
+    let visitor = Visitor { identity: header(request, TEST_IDENTITY_HEADER), service_token, ip: client_addr.ip() };
+    match view.evaluate(host, target, &visitor) {
+        Verdict::Uncovered => Ok(None),
+        Verdict::Serve { app, email } => {
+            tracing::debug!(message = "Access passed.", %host, app = %app, identified = email.is_some());
+            Ok(email)
+        }
+        Verdict::Login { location } => {
+            tracing::debug!(message = "Access: no identity; redirected to the login page.", %host);
+            let mut response = text(StatusCode::FOUND, format!("Access: sign in at {location}\n"));
+            if let Ok(value) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, value);
+            }
+            Err(Box::new(response))
+        }
+        Verdict::Forbidden { reason } => {
+            tracing::debug!(message = "Access refused the request.", %host, %reason);
+            Err(Box::new(text(StatusCode::FORBIDDEN, format!("{reason}\n"))))
         }
     }
 }

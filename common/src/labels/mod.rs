@@ -12,7 +12,10 @@
 //! label, the value and the reason. Valid routes of the same container still
 //! apply.
 
+pub mod access;
 pub mod values;
+
+use access::{AccessLabel, AccessLabels};
 
 use std::collections::{BTreeMap, BTreeSet};
 use values::ServiceKind;
@@ -123,15 +126,11 @@ pub struct RouteSpec {
     /// The zone named by the `zonename` label, if any.
     pub zone_name: Option<String>,
     pub origin: OriginOptions,
-    /// The Cloudflare Access labels that apply to this route (full label → value): its own
-    /// `N.access.*` and the base `access.*` it falls back to. Non-empty means the container asks
-    /// for the route to be protected.
-    pub access: BTreeMap<String, String>,
+    /// The Cloudflare Access labels that apply to this route, by key: its own `N.access.*`, else
+    /// the base `access.*` it falls back to (under the first prefix that has the key). Non-empty
+    /// means the container asks for the route to be protected ([`access::interpret`]).
+    pub access: AccessLabels,
 }
-
-/// The diagnostic's reason for every Access label.
-pub const ACCESS_UNSUPPORTED: &str = "Access labels are not supported yet: the route is withheld (not published) \
-     so that it never goes public without the protection it asks for";
 
 /// The part of a label key after its prefix (and index) when it is an Access label: `access.policy`
 /// → `Some("policy")`.
@@ -283,6 +282,9 @@ pub fn parse(target_name: &str, labels: &BTreeMap<String, String>, prefixes: &La
             reader.diagnose(&label, value, "enabled, but no hostname label is set");
         }
     }
+    // Base Access labels apply to every route: their mistakes are said once.
+    let mut said = BTreeSet::new();
+    reader.diagnostics.retain(|d| said.insert((d.label.clone(), d.value.clone(), d.reason.clone())));
     ContainerLabels { enabled: true, routes, diagnostics: reader.diagnostics }
 }
 
@@ -294,19 +296,17 @@ fn check_keys(reader: &mut Reader<'_>) -> BTreeSet<u32> {
         let Some((_, rest)) = reader.prefixes.strip(label) else { continue };
         let known = if let Some((index, key)) = split_index(rest) {
             indexes.insert(index);
-            if ROUTE_KEYS.contains(&key) {
+            if ROUTE_KEYS.contains(&key) || access_key(key).is_some() {
                 true
-            } else if access_key(key).is_some() {
-                problems.push((label.clone(), value.clone(), ACCESS_UNSUPPORTED.to_string()));
-                false
             } else {
                 problems.push((label.clone(), value.clone(), unknown_key_reason(key, ROUTE_KEYS)));
                 false
             }
-        } else if access_key(rest).is_some() {
-            problems.push((label.clone(), value.clone(), ACCESS_UNSUPPORTED.to_string()));
-            false
-        } else if ROUTE_KEYS.contains(&rest) || BASE_ONLY_KEYS.contains(&rest) || MARKER_KEYS.contains(&rest) {
+        } else if access_key(rest).is_some()
+            || ROUTE_KEYS.contains(&rest)
+            || BASE_ONLY_KEYS.contains(&rest)
+            || MARKER_KEYS.contains(&rest)
+        {
             true
         } else {
             let all: Vec<&str> = ROUTE_KEYS.iter().chain(BASE_ONLY_KEYS).copied().collect();
@@ -415,25 +415,55 @@ fn route(
     };
     let origin = origin_options(reader, index, kind);
     let access = access_labels(reader, index);
+    if !access.is_empty() {
+        if let Err(problems) = access::interpret(&access) {
+            reader.diagnostics.extend(problems);
+        }
+        reader.diagnostics.extend(access::shadowed_group(&access));
+        if !path.is_empty() {
+            if let Err(reason) = access::application_domain(&hostname, &path) {
+                let label = access.values().next().map(|l| l.label.clone()).unwrap_or_default();
+                let value = access.values().next().map(|l| l.value.clone()).unwrap_or_default();
+                reader.diagnose(&label, &value, reason);
+            }
+        }
+    }
     Some(RouteSpec { index, hostname, path, service, zone_name, origin, access })
 }
 
-/// The Access labels that apply to the route with `index`: the base `access.*` ones (indexed
-/// routes fall back to them, as every other key) and, for an indexed route, its own
-/// `N.access.*`. Under any prefix: an Access label must never be missed, whoever wins.
-fn access_labels(reader: &Reader<'_>, index: Option<u32>) -> BTreeMap<String, String> {
-    reader
-        .labels
-        .iter()
-        .filter(|(label, _)| {
-            let Some((_, rest)) = reader.prefixes.strip(label) else { return false };
-            match split_index(rest) {
-                Some((n, key)) => Some(n) == index && access_key(key).is_some(),
-                None => access_key(rest).is_some(),
+/// The Access labels that apply to the route with `index`, by key: for an indexed route its own
+/// `N.access.<key>`, else the base `access.<key>` (indexed routes fall back to base labels, as for
+/// every other key); under the first prefix that has it. Unknown keys are kept too (a misspelt
+/// Access label must withhold the route, never publish it unprotected).
+fn access_labels(reader: &Reader<'_>, index: Option<u32>) -> AccessLabels {
+    let mut found = AccessLabels::new();
+    let mut base = AccessLabels::new();
+    for prefix in reader.prefixes.iter() {
+        for (label, value) in reader.labels.range(prefix.to_string()..) {
+            let Some(rest) = label.strip_prefix(prefix) else { break };
+            if reader.prefixes.strip(label).map(|(p, _)| p) != Some(prefix) {
+                continue;
             }
-        })
-        .map(|(label, value)| (label.clone(), value.clone()))
-        .collect()
+            let entry = AccessLabel { label: label.clone(), value: value.clone() };
+            match split_index(rest) {
+                Some((n, key)) if Some(n) == index => {
+                    if let Some(key) = access_key(key) {
+                        found.entry(key.to_string()).or_insert(entry);
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    if let Some(key) = access_key(rest) {
+                        base.entry(key.to_string()).or_insert(entry);
+                    }
+                }
+            }
+        }
+    }
+    for (key, label) in base {
+        found.entry(key).or_insert(label);
+    }
+    found
 }
 
 /// The label for a route's `key`: indexed routes fall back to the base label.

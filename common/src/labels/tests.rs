@@ -19,7 +19,13 @@ fn route(hostname: &str, service: &str) -> RouteSpec {
 }
 
 fn protected(mut route: RouteSpec, access: &[(&str, &str)]) -> RouteSpec {
-    route.access = labels(access);
+    route.access = access
+        .iter()
+        .map(|(label, value)| {
+            let key = label.rsplit_once("access.").map(|(_, key)| key).unwrap_or_default();
+            (key.to_string(), access::AccessLabel { label: label.to_string(), value: value.to_string() })
+        })
+        .collect();
     route
 }
 
@@ -357,7 +363,7 @@ fn every_mistake_is_diagnosed() {
         )],
     );
     check(
-        "access labels are reported and carried by the route they protect",
+        "access labels are carried by the route they protect",
         &[
             ("dockflare.enable", "true"),
             ("dockflare.hostname", "a.example.com"),
@@ -366,7 +372,7 @@ fn every_mistake_is_diagnosed() {
         ],
         None,
         vec![protected(route("a.example.com", "http://web:80"), &[("dockflare.access.policy", "authenticate")])],
-        vec![diag("dockflare.access.policy", "authenticate", ACCESS_UNSUPPORTED)],
+        vec![],
     );
     let mut indexed = route("b.example.com", "http://web:80");
     indexed.index = Some(0);
@@ -385,7 +391,7 @@ fn every_mistake_is_diagnosed() {
             public.index = Some(1);
             public
         }],
-        vec![diag("dockflare.0.access.policy", "bypass", ACCESS_UNSUPPORTED)],
+        vec![],
     );
     check(
         "a base access label (even a misspelt one, under the legacy prefix) covers the indexed routes",
@@ -397,7 +403,12 @@ fn every_mistake_is_diagnosed() {
         ],
         None,
         vec![protected(indexed, &[("cloudflare.tunnel.access.polcy", "x")])],
-        vec![diag("cloudflare.tunnel.access.polcy", "x", ACCESS_UNSUPPORTED)],
+        vec![diag(
+            "cloudflare.tunnel.access.polcy",
+            "x",
+            "unknown Access key \"polcy\" (did you mean \"access.policy\"?); the route is not published until its \
+             Access labels are right",
+        )],
     );
     check(
         "seed form without a port",

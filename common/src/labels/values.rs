@@ -199,7 +199,7 @@ const NANOS_PER_SECOND: u128 = 1_000_000_000;
 
 /// A Go duration ("1m30s", "1.5h", "500ms") in nanoseconds, exactly; `None` when it is not one
 /// or is not a whole number of nanoseconds.
-fn go_duration_nanos(text: &str) -> Option<u128> {
+pub(crate) fn go_duration_nanos(text: &str) -> Option<u128> {
     const UNITS: [(&str, u128); 7] = [
         ("ns", 1),
         ("us", 1_000),

@@ -7,8 +7,9 @@
 
 use crate::codes;
 use crate::types::{
-    ApiMessage, CreateTunnelRequest, DnsRecord, DnsRecordRequest, Envelope, ResultInfo, TokenVerification, Tunnel,
-    TunnelConfig, TunnelConfiguration, Zone,
+    AccessApp, AccessAppRequest, AccessOrganization, AccessPolicy, AccessPolicyRequest, AccessTag, AccountMember,
+    ApiMessage, CreateTunnelRequest, DnsRecord, DnsRecordRequest, Envelope, IdentityProvider, ResultInfo,
+    TokenVerification, Tunnel, TunnelConfig, TunnelConfiguration, Zone,
 };
 use dockflare_common::error_text::error_chain;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -80,6 +81,14 @@ impl CfError {
             CfError::Api { .. } => "refused (token/permission)",
             CfError::Decode { .. } => "not answering as Cloudflare's API (is CF_API_URL right?)",
         }
+    }
+
+    /// Whether the token lacks the permission for the call: HTTP 403, or code 9109
+    /// ("Unauthorized to access requested resource") or 10000 ("Authentication error").
+    pub fn is_permission_denied(&self) -> bool {
+        self.status() == Some(403)
+            || self.has_code(codes::UNAUTHORIZED_RESOURCE)
+            || self.has_code(codes::AUTHENTICATION_ERROR)
     }
 
     /// Whether trying again later may succeed (rate limits, outages).
@@ -410,6 +419,106 @@ impl CloudflareClient {
             Err(error) => Err(error),
         }
     }
+
+    /// Every Access application of the account.
+    pub async fn list_access_apps(&self) -> Result<Vec<AccessApp>, CfError> {
+        let path = format!("/accounts/{}/access/apps", self.settings.account_id);
+        self.list(&path, &[], 100).await
+    }
+
+    /// Creates an Access application (HTTP 201).
+    pub async fn create_access_app(&self, app: &AccessAppRequest) -> Result<AccessApp, CfError> {
+        let path = format!("/accounts/{}/access/apps", self.settings.account_id);
+        let (result, _) = self.call::<AccessApp>(Method::POST, &path, &[], Some(app), Idempotence::Unsafe).await?;
+        result.ok_or_else(|| CfError::Decode { status: 201, detail: "no application in the create answer".into() })
+    }
+
+    /// Replaces an Access application (what `app` omits takes its default).
+    pub async fn update_access_app(&self, id: &str, app: &AccessAppRequest) -> Result<AccessApp, CfError> {
+        let path = format!("/accounts/{}/access/apps/{id}", self.settings.account_id);
+        let (result, _) = self.call::<AccessApp>(Method::PUT, &path, &[], Some(app), Idempotence::Safe).await?;
+        result.ok_or_else(|| CfError::Decode { status: 200, detail: "no application in the update answer".into() })
+    }
+
+    /// Deletes an Access application (HTTP 202); one already gone (404) is not an error.
+    pub async fn delete_access_app(&self, id: &str) -> Result<(), CfError> {
+        let path = format!("/accounts/{}/access/apps/{id}", self.settings.account_id);
+        self.delete_gone_is_ok(&path).await
+    }
+
+    /// Every reusable Access policy of the account.
+    pub async fn list_access_policies(&self) -> Result<Vec<AccessPolicy>, CfError> {
+        let path = format!("/accounts/{}/access/policies", self.settings.account_id);
+        self.list(&path, &[], 100).await
+    }
+
+    /// Creates a reusable Access policy (HTTP 201).
+    pub async fn create_access_policy(&self, policy: &AccessPolicyRequest) -> Result<AccessPolicy, CfError> {
+        let path = format!("/accounts/{}/access/policies", self.settings.account_id);
+        let (result, _) =
+            self.call::<AccessPolicy>(Method::POST, &path, &[], Some(policy), Idempotence::Unsafe).await?;
+        result.ok_or_else(|| CfError::Decode { status: 201, detail: "no policy in the create answer".into() })
+    }
+
+    /// Replaces a reusable Access policy.
+    pub async fn update_access_policy(&self, id: &str, policy: &AccessPolicyRequest) -> Result<AccessPolicy, CfError> {
+        let path = format!("/accounts/{}/access/policies/{id}", self.settings.account_id);
+        let (result, _) = self.call::<AccessPolicy>(Method::PUT, &path, &[], Some(policy), Idempotence::Safe).await?;
+        result.ok_or_else(|| CfError::Decode { status: 200, detail: "no policy in the update answer".into() })
+    }
+
+    /// Deletes a reusable Access policy (HTTP 202); one already gone (404) is not an error.
+    /// Cloudflare refuses while applications link it.
+    pub async fn delete_access_policy(&self, id: &str) -> Result<(), CfError> {
+        let path = format!("/accounts/{}/access/policies/{id}", self.settings.account_id);
+        self.delete_gone_is_ok(&path).await
+    }
+
+    /// The login methods configured for the account.
+    pub async fn list_identity_providers(&self) -> Result<Vec<IdentityProvider>, CfError> {
+        let path = format!("/accounts/{}/access/identity_providers", self.settings.account_id);
+        self.list(&path, &[], 100).await
+    }
+
+    /// The account's Zero Trust organization (team domain); `None` when Zero Trust is not set
+    /// up (404, or no result).
+    pub async fn access_organization(&self) -> Result<Option<AccessOrganization>, CfError> {
+        let path = format!("/accounts/{}/access/organizations", self.settings.account_id);
+        match self.call::<AccessOrganization>(Method::GET, &path, &[], None, Idempotence::Safe).await {
+            Ok((result, _)) => Ok(result),
+            Err(error) if error.status() == Some(404) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Every member of the account.
+    pub async fn list_account_members(&self) -> Result<Vec<AccountMember>, CfError> {
+        let path = format!("/accounts/{}/members", self.settings.account_id);
+        self.list(&path, &[], 50).await
+    }
+
+    /// Every Access tag of the account.
+    pub async fn list_access_tags(&self) -> Result<Vec<AccessTag>, CfError> {
+        let path = format!("/accounts/{}/access/tags", self.settings.account_id);
+        self.list(&path, &[], 100).await
+    }
+
+    /// Creates an Access tag (applications may then name it).
+    pub async fn create_access_tag(&self, name: &str) -> Result<AccessTag, CfError> {
+        let path = format!("/accounts/{}/access/tags", self.settings.account_id);
+        let body = AccessTag { name: name.to_string() };
+        let (result, _) = self.call::<AccessTag>(Method::POST, &path, &[], Some(&body), Idempotence::Unsafe).await?;
+        result.ok_or_else(|| CfError::Decode { status: 201, detail: "no tag in the create answer".into() })
+    }
+
+    /// A DELETE whose target may be gone already (404 is success).
+    async fn delete_gone_is_ok(&self, path: &str) -> Result<(), CfError> {
+        match self.call::<serde_json::Value>(Method::DELETE, path, &[], None, Idempotence::Safe).await {
+            Ok(_) => Ok(()),
+            Err(error) if error.status() == Some(404) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
 }
 
 /// Parses an answer: the envelope, `success`, errors.
@@ -439,6 +548,13 @@ fn operation(method: &Method, path: &str) -> String {
         "user",
         "tokens",
         "verify",
+        "access",
+        "apps",
+        "policies",
+        "identity_providers",
+        "organizations",
+        "members",
+        "tags",
     ];
     let template: Vec<&str> = path
         .split('/')
@@ -480,6 +596,34 @@ mod tests {
         );
         assert_eq!(operation(&Method::GET, "/user/tokens/verify"), "GET /user/tokens/verify");
         assert_eq!(operation(&Method::DELETE, "/zones/z1/dns_records/r9"), "DELETE /zones/:id/dns_records/:id");
+        assert_eq!(operation(&Method::GET, "/accounts/a1/access/apps"), "GET /accounts/:id/access/apps");
+        assert_eq!(operation(&Method::PUT, "/accounts/a1/access/apps/5f3c-11"), "PUT /accounts/:id/access/apps/:id");
+        assert_eq!(
+            operation(&Method::DELETE, "/accounts/a1/access/policies/9e1d"),
+            "DELETE /accounts/:id/access/policies/:id"
+        );
+        assert_eq!(
+            operation(&Method::GET, "/accounts/a1/access/identity_providers"),
+            "GET /accounts/:id/access/identity_providers"
+        );
+        assert_eq!(
+            operation(&Method::GET, "/accounts/a1/access/organizations"),
+            "GET /accounts/:id/access/organizations"
+        );
+        assert_eq!(operation(&Method::GET, "/accounts/a1/members"), "GET /accounts/:id/members");
+        assert_eq!(operation(&Method::POST, "/accounts/a1/access/tags"), "POST /accounts/:id/access/tags");
+    }
+
+    #[test]
+    fn permission_refusals_are_recognized() {
+        let api = |status: u16, code: i64| CfError::Api { status, errors: vec![ApiMessage::new(code, "x")] };
+        assert!(api(403, 10000).is_permission_denied());
+        assert!(api(403, 9109).is_permission_denied());
+        assert!(api(400, 10000).is_permission_denied());
+        assert!(api(200, 9109).is_permission_denied());
+        assert!(!api(400, 1001).is_permission_denied());
+        assert!(!api(404, 1003).is_permission_denied());
+        assert!(!CfError::Transport("down".into()).is_permission_denied());
     }
 
     #[test]

@@ -13,3 +13,8 @@ pub const DNS_NAME_TAKEN: i64 = 81053;
 pub const DNS_RECORD_EXISTS: i64 = 81057;
 /// An identical record already exists.
 pub const DNS_IDENTICAL_RECORD: i64 = 81058;
+/// 403: the token lacks the permission for the resource (seen on `GET /user`).
+pub const UNAUTHORIZED_RESOURCE: i64 = 9109;
+/// 403: "Authentication error" — the token lacks the permission for this call (also a
+/// token that is not accepted at all).
+pub const AUTHENTICATION_ERROR: i64 = 10000;

@@ -1,5 +1,7 @@
 //! Serde types of the Cloudflare API v4 calls DockFlare makes (tunnels,
-//! tunnel configurations, zones, DNS records, token verification), shared by
+//! tunnel configurations, zones, DNS records, token verification, Access
+//! applications, policies, tags, identity providers, the organization and
+//! account members), shared by
 //! the HTTP client and the emulator. Shapes follow
 //! `shared/reference/cloudflare-api.md`.
 //!
@@ -389,6 +391,179 @@ pub struct TokenVerification {
     pub not_before: Option<String>,
 }
 
+/// An Access application (`/accounts/{a}/access/apps`, §6). `aud` is what a tunnel's
+/// `originRequest.access.audTag` names; `policies` come expanded, in precedence order.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AccessApp {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub aud: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub domain: String,
+    #[serde(rename = "type", default)]
+    pub app_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_duration: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_launcher_visible: Option<bool>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub allowed_idps: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_redirect_to_identity: Option<bool>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub tags: Vec<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub policies: Vec<AccessAppPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+}
+
+/// A policy as an application answer carries it: reusable or app-scoped, with its precedence
+/// within the application. Rules are kept as JSON (`{"email": {"email": "a@b.c"}}`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AccessAppPolicy {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub decision: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precedence: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reusable: Option<bool>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub include: Vec<Value>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub exclude: Vec<Value>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub require: Vec<Value>,
+}
+
+/// `POST` / `PUT` body of an Access application (PUT replaces: what is omitted takes its
+/// default). `policies` link reusable policies by id, in precedence order.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AccessAppRequest {
+    #[serde(rename = "type")]
+    pub app_type: String,
+    pub domain: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_duration: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_launcher_visible: Option<bool>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub allowed_idps: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_redirect_to_identity: Option<bool>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub tags: Vec<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub policies: Vec<AccessPolicyLink>,
+}
+
+/// A reusable policy linked to an application (`access_app_policy_link`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AccessPolicyLink {
+    pub id: String,
+    pub precedence: i64,
+}
+
+/// A reusable Access policy (`/accounts/{a}/access/policies`); `app_count` is how many
+/// applications link it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AccessPolicy {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub decision: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub include: Vec<Value>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub exclude: Vec<Value>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub require: Vec<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_duration: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reusable: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_count: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+}
+
+/// `POST` / `PUT` body of a reusable Access policy.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AccessPolicyRequest {
+    pub name: String,
+    /// `allow`, `deny`, `non_identity` or `bypass`.
+    pub decision: String,
+    pub include: Vec<Value>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub exclude: Vec<Value>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub require: Vec<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_duration: Option<String>,
+}
+
+/// A login method of the account (`/accounts/{a}/access/identity_providers`); `kind` is its
+/// `type` (`onetimepin`, `github`, `google`, `oidc` …). Its `config` is not modelled.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct IdentityProvider {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(rename = "type", default)]
+    pub kind: String,
+}
+
+/// The account's Zero Trust organization (`/accounts/{a}/access/organizations`): its team
+/// domain, `<team>.cloudflareaccess.com`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AccessOrganization {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub auth_domain: String,
+}
+
+/// A member of the account (`/accounts/{a}/members`); `status` is `accepted` or `pending`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AccountMember {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub user: AccountMemberUser,
+}
+
+/// The user behind an [`AccountMember`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AccountMemberUser {
+    #[serde(default)]
+    pub email: String,
+}
+
+/// An Access tag (`/accounts/{a}/access/tags`): applications name tags that exist.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AccessTag {
+    #[serde(default)]
+    pub name: String,
+}
+
 fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
@@ -545,6 +720,46 @@ mod tests {
         );
         let catch_all = IngressRule { service: "http_status:404".into(), ..Default::default() };
         assert_eq!(serde_json::to_string(&catch_all).ok(), Some(r#"{"service":"http_status:404"}"#.into()));
+    }
+
+    #[test]
+    fn access_requests_omit_what_is_unset_and_answers_parse_tolerantly() {
+        let request = AccessAppRequest {
+            app_type: "self_hosted".into(),
+            domain: "a.example.com".into(),
+            name: "a".into(),
+            policies: vec![AccessPolicyLink { id: "p1".into(), precedence: 1 }],
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&request).ok(),
+            Some(
+                r#"{"type":"self_hosted","domain":"a.example.com","name":"a","allowed_idps":[],"tags":[],"policies":[{"id":"p1","precedence":1}]}"#
+                    .into()
+            )
+        );
+        let answer = r#"{"id":"app1","aud":"ab","name":"a","domain":"a.example.com","type":"self_hosted",
+            "session_duration":"24h","allowed_idps":null,"tags":["t"],"cors_headers":null,"destinations":[],
+            "policies":[{"id":"p1","name":"staff","decision":"allow","precedence":1,"reusable":true,
+              "include":[{"everyone":{}}],"exclude":null,"approval_groups":[]}]}"#;
+        let app: Option<AccessApp> = serde_json::from_str(answer).ok();
+        assert_eq!(
+            app.as_ref().map(|a| (
+                a.app_type.as_str(),
+                a.allowed_idps.len(),
+                a.policies[0].precedence,
+                a.policies[0].exclude.len()
+            )),
+            Some(("self_hosted", 0, Some(1), 0))
+        );
+        let member: Option<AccountMember> = serde_json::from_str(
+            r#"{"id":"m","status":"accepted","user":{"id":"u","email":"o@example.com","first_name":null},"roles":[]}"#,
+        )
+        .ok();
+        assert_eq!(member.map(|m| m.user.email), Some("o@example.com".into()));
+        let idp: Option<IdentityProvider> =
+            serde_json::from_str(r#"{"id":"i","name":"One-time PIN","type":"onetimepin","config":{}}"#).ok();
+        assert_eq!(idp.map(|i| i.kind), Some("onetimepin".into()));
     }
 
     #[test]

@@ -1,199 +1,198 @@
-//! `/accounts/{a}/access/apps` and `/accounts/{a}/access/policies` (§6):
-//! plain CRUD over the JSON bodies. POST answers 201, DELETE 202 with
-//! `{"id"}`; an application gets an `aud` (64 hex). Checked: an application
-//! has a `type` (and a `domain` when `self_hosted`); a policy has a `name`,
-//! a `decision` among allow/deny/non_identity/bypass and a non-empty
-//! `include`. Error codes here (1001, 404/1003) are the emulator's.
+//! Cloudflare Access under `/accounts/{a}/access/…` (§6) and the account's members, as
+//! Cloudflare's v4 API answers them. POST answers 201, DELETE 202 with `{"id"}`; lists page
+//! with `page`/`per_page` and `result_info`.
+//!
+//! - `apps` ([`apps`]): an application needs a `type` (and a `domain` when `self_hosted`);
+//!   no two applications share a `domain` (case-insensitive, the path part included);
+//!   `session_duration` is a Go duration (default `24h`); `tags` name existing Access tags and
+//!   `allowed_idps` existing identity providers; `aud` is 64 hex. `policies` items are
+//!   `{id, precedence}` links, bare ids, or inline app-scoped policies (created, `reusable:
+//!   false`, owned by the application); precedence is unique within an application and,
+//!   when missing, assigned in list order. Answers expand `policies` into whole policies in
+//!   precedence order. A PUT without `policies` keeps the current ones; app-scoped policies a
+//!   PUT no longer lists are deleted, like those of a deleted application.
+//! - `apps/{id}/policies` (legacy app-scoped policies): list, create (201), get, update and
+//!   delete (202) the application's policies; deleting a linked reusable policy there only
+//!   unlinks it, and a reusable policy is changed at `/access/policies` only.
+//! - `policies` (reusable, [`rules`] checks them): answers carry `app_count`; deleting one
+//!   that applications still link is refused with 400 naming how many (Cloudflare refuses
+//!   too; its exact code is not in the reference).
+//! - `tags`, `identity_providers`, `organizations`, `/accounts/{a}/members` ([`directory`]).
+//!
+//! Error codes are the emulator's own (the reference has none for Access): 400/[`INVALID`]
+//! for a bad body, 404/[`NOT_FOUND`], 400/[`DOMAIN_TAKEN`] for a duplicate domain,
+//! 400/[`IN_USE`] for deleting a policy or tag still in use, 409/[`TAG_EXISTS`]; every
+//! message names the offending value.
 
-use super::http::{ok, ok_page, ok_with_status, paginate, parse_object, ApiError, ApiResult, Query, ACCESS_PAGES};
-use super::state::{hex32, now, uuid, Data};
+mod apps;
+mod directory;
+mod policies;
+mod rules;
+
+use super::http::{ok, ok_page, ok_with_status, paginate, parse_object, ApiResult, PageLimits, Query, ACCESS_PAGES};
 use super::Emulator;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
+use axum::routing::get;
+use axum::Router;
 use dockflare_cloudflare::types::DeletedId;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
-#[derive(Clone, Copy)]
-enum Kind {
-    App,
-    Policy,
+/// 400: the body is not what Cloudflare accepts.
+pub(super) const INVALID: i64 = 1001;
+/// 404: no such application, policy, tag or identity provider.
+pub(super) const NOT_FOUND: i64 = 1003;
+/// 400: another application has this domain.
+pub(super) const DOMAIN_TAKEN: i64 = 1004;
+/// 400: a reusable policy still linked from applications, or a tag still named by them.
+pub(super) const IN_USE: i64 = 1005;
+/// 409: an Access tag with this name exists.
+pub(super) const TAG_EXISTS: i64 = 1006;
+
+/// The Access and member routes, relative to the base path.
+pub(super) fn routes() -> Router<Emulator> {
+    const ACCESS: &str = "/accounts/{account_id}/access";
+    Router::new()
+        .route(&format!("{ACCESS}/apps"), get(list_apps).post(create_app))
+        .route(&format!("{ACCESS}/apps/{{app_id}}"), get(get_app).put(put_app).delete(delete_app))
+        .route(&format!("{ACCESS}/apps/{{app_id}}/policies"), get(list_app_policies).post(create_app_policy))
+        .route(
+            &format!("{ACCESS}/apps/{{app_id}}/policies/{{policy_id}}"),
+            get(get_app_policy).put(put_app_policy).delete(delete_app_policy),
+        )
+        .route(&format!("{ACCESS}/policies"), get(list_policies).post(create_policy))
+        .route(&format!("{ACCESS}/policies/{{policy_id}}"), get(get_policy).put(put_policy).delete(delete_policy))
+        .route(&format!("{ACCESS}/tags"), get(directory::list_tags).post(directory::create_tag))
+        .route(&format!("{ACCESS}/tags/{{tag_name}}"), get(directory::get_tag).delete(directory::delete_tag))
+        .route(&format!("{ACCESS}/identity_providers"), get(directory::list_identity_providers))
+        .route(&format!("{ACCESS}/identity_providers/{{idp_id}}"), get(directory::get_identity_provider))
+        .route(&format!("{ACCESS}/organizations"), get(directory::organization))
+        .route("/accounts/{account_id}/members", get(directory::list_members))
 }
 
-impl Kind {
-    fn items(self, data: &mut Data) -> &mut Vec<Map<String, Value>> {
-        match self {
-            Kind::App => &mut data.access_apps,
-            Kind::Policy => &mut data.access_policies,
-        }
-    }
-
-    fn not_found(self) -> ApiError {
-        match self {
-            Kind::App => ApiError::new(404, 1003, "Access application not found"),
-            Kind::Policy => ApiError::new(404, 1003, "Access policy not found"),
-        }
-    }
-
-    fn check(self, body: &Map<String, Value>) -> Result<(), ApiError> {
-        let text = |key: &str| body.get(key).and_then(Value::as_str).filter(|s| !s.is_empty());
-        let missing = |key: &str| ApiError::bad_request(1001, format!("Invalid request: {key} is required"));
-        match self {
-            Kind::App => {
-                let kind = text("type").ok_or_else(|| missing("type"))?;
-                if kind == "self_hosted" && text("domain").is_none() {
-                    return Err(missing("domain"));
-                }
-            }
-            Kind::Policy => {
-                text("name").ok_or_else(|| missing("name"))?;
-                let decision = text("decision").ok_or_else(|| missing("decision"))?;
-                if !["allow", "deny", "non_identity", "bypass"].contains(&decision) {
-                    return Err(ApiError::bad_request(1001, format!("Invalid request: unknown decision {decision:?}")));
-                }
-                if body.get("include").and_then(Value::as_array).is_none_or(|rules| rules.is_empty()) {
-                    return Err(missing("include"));
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-fn id_of(item: &Map<String, Value>) -> &str {
-    item.get("id").and_then(Value::as_str).unwrap_or("")
-}
-
-impl Data {
-    fn access_create(&mut self, kind: Kind, mut body: Map<String, Value>) -> Result<Value, ApiError> {
-        kind.check(&body)?;
-        let stamp = now();
-        body.insert("id".into(), json!(uuid()));
-        body.insert("created_at".into(), json!(stamp));
-        body.insert("updated_at".into(), json!(stamp));
-        match kind {
-            Kind::App => {
-                body.insert("aud".into(), json!(format!("{}{}", hex32(), hex32())));
-                body.entry("session_duration").or_insert_with(|| json!("24h"));
-                body.entry("policies").or_insert_with(|| json!([]));
-            }
-            Kind::Policy => {
-                body.insert("reusable".into(), json!(true));
-                body.entry("exclude").or_insert_with(|| json!([]));
-                body.entry("require").or_insert_with(|| json!([]));
-            }
-        }
-        kind.items(self).push(body.clone());
-        Ok(Value::Object(body))
-    }
-
-    fn access_get(&mut self, kind: Kind, id: &str) -> Result<Value, ApiError> {
-        let found = kind.items(self).iter().find(|item| id_of(item) == id).cloned();
-        found.map(Value::Object).ok_or_else(|| kind.not_found())
-    }
-
-    fn access_put(&mut self, kind: Kind, id: &str, mut body: Map<String, Value>) -> Result<Value, ApiError> {
-        kind.check(&body)?;
-        let items = kind.items(self);
-        let slot = items.iter_mut().find(|item| id_of(item) == id).ok_or_else(|| kind.not_found())?;
-        for key in ["id", "aud", "created_at", "reusable"] {
-            if let Some(value) = slot.get(key) {
-                body.insert(key.to_string(), value.clone());
-            }
-        }
-        body.insert("updated_at".into(), json!(now()));
-        *slot = body.clone();
-        Ok(Value::Object(body))
-    }
-
-    fn access_delete(&mut self, kind: Kind, id: &str) -> Result<(), ApiError> {
-        let items = kind.items(self);
-        let index = items.iter().position(|item| id_of(item) == id).ok_or_else(|| kind.not_found())?;
-        items.remove(index);
-        Ok(())
-    }
-}
-
-async fn list(emulator: Emulator, account_id: String, uri: Uri, kind: Kind) -> ApiResult {
-    emulator.check_account(&account_id)?;
-    let items: Vec<Value> = kind.items(&mut emulator.data()).iter().cloned().map(Value::Object).collect();
-    let (page, info) = paginate(items, &Query::from_uri(&uri), ACCESS_PAGES)?;
+/// One page of `items` as the answer.
+fn page(items: Vec<Value>, uri: &Uri, limits: PageLimits) -> ApiResult {
+    let (page, info) = paginate(items, &Query::from_uri(uri), limits)?;
     Ok(ok_page(page, info))
 }
 
-async fn create(emulator: Emulator, account_id: String, body: Bytes, kind: Kind) -> ApiResult {
-    emulator.check_account(&account_id)?;
-    let body = parse_object(&body, 1001, "Invalid request")?;
-    let created = emulator.data().access_create(kind, body)?;
-    Ok(ok_with_status(StatusCode::CREATED, created))
+fn body(bytes: &Bytes) -> Result<serde_json::Map<String, Value>, super::ApiError> {
+    parse_object(bytes, INVALID, "Invalid request")
 }
 
-async fn get_one(emulator: Emulator, account_id: String, id: String, kind: Kind) -> ApiResult {
-    emulator.check_account(&account_id)?;
-    let item = emulator.data().access_get(kind, &id)?;
-    Ok(ok(item))
-}
-
-async fn put(emulator: Emulator, account_id: String, id: String, body: Bytes, kind: Kind) -> ApiResult {
-    emulator.check_account(&account_id)?;
-    let body = parse_object(&body, 1001, "Invalid request")?;
-    let item = emulator.data().access_put(kind, &id, body)?;
-    Ok(ok(item))
-}
-
-async fn delete(emulator: Emulator, account_id: String, id: String, kind: Kind) -> ApiResult {
-    emulator.check_account(&account_id)?;
-    emulator.data().access_delete(kind, &id)?;
+fn deleted(id: String) -> ApiResult {
     Ok(ok_with_status(StatusCode::ACCEPTED, DeletedId { id }))
 }
 
-pub(super) async fn list_apps(State(e): State<Emulator>, Path(account_id): Path<String>, uri: Uri) -> ApiResult {
-    list(e, account_id, uri, Kind::App).await
+async fn list_apps(State(e): State<Emulator>, Path(account_id): Path<String>, uri: Uri) -> ApiResult {
+    e.check_account(&account_id)?;
+    let apps = e.data().app_answers();
+    page(apps, &uri, ACCESS_PAGES)
 }
 
-pub(super) async fn create_app(State(e): State<Emulator>, Path(account_id): Path<String>, body: Bytes) -> ApiResult {
-    create(e, account_id, body, Kind::App).await
+async fn create_app(State(e): State<Emulator>, Path(account_id): Path<String>, bytes: Bytes) -> ApiResult {
+    e.check_account(&account_id)?;
+    let created = e.data().create_app(body(&bytes)?)?;
+    Ok(ok_with_status(StatusCode::CREATED, created))
 }
 
-pub(super) async fn get_app(State(e): State<Emulator>, Path((account_id, id)): Path<(String, String)>) -> ApiResult {
-    get_one(e, account_id, id, Kind::App).await
+async fn get_app(State(e): State<Emulator>, Path((account_id, id)): Path<(String, String)>) -> ApiResult {
+    e.check_account(&account_id)?;
+    let app = e.data().app_answer_by_id(&id)?;
+    Ok(ok(app))
 }
 
-pub(super) async fn put_app(
+async fn put_app(State(e): State<Emulator>, Path((account_id, id)): Path<(String, String)>, bytes: Bytes) -> ApiResult {
+    e.check_account(&account_id)?;
+    let app = e.data().put_app(&id, body(&bytes)?)?;
+    Ok(ok(app))
+}
+
+async fn delete_app(State(e): State<Emulator>, Path((account_id, id)): Path<(String, String)>) -> ApiResult {
+    e.check_account(&account_id)?;
+    e.data().delete_app(&id)?;
+    deleted(id)
+}
+
+async fn list_app_policies(
+    State(e): State<Emulator>,
+    Path((account_id, app_id)): Path<(String, String)>,
+    uri: Uri,
+) -> ApiResult {
+    e.check_account(&account_id)?;
+    let policies = e.data().app_policies(&app_id)?;
+    page(policies, &uri, ACCESS_PAGES)
+}
+
+async fn create_app_policy(
+    State(e): State<Emulator>,
+    Path((account_id, app_id)): Path<(String, String)>,
+    bytes: Bytes,
+) -> ApiResult {
+    e.check_account(&account_id)?;
+    let created = e.data().create_app_policy(&app_id, body(&bytes)?)?;
+    Ok(ok_with_status(StatusCode::CREATED, created))
+}
+
+async fn get_app_policy(
+    State(e): State<Emulator>,
+    Path((account_id, app_id, policy_id)): Path<(String, String, String)>,
+) -> ApiResult {
+    e.check_account(&account_id)?;
+    let policy = e.data().app_policy(&app_id, &policy_id)?;
+    Ok(ok(policy))
+}
+
+async fn put_app_policy(
+    State(e): State<Emulator>,
+    Path((account_id, app_id, policy_id)): Path<(String, String, String)>,
+    bytes: Bytes,
+) -> ApiResult {
+    e.check_account(&account_id)?;
+    let policy = e.data().put_app_policy(&app_id, &policy_id, body(&bytes)?)?;
+    Ok(ok(policy))
+}
+
+async fn delete_app_policy(
+    State(e): State<Emulator>,
+    Path((account_id, app_id, policy_id)): Path<(String, String, String)>,
+) -> ApiResult {
+    e.check_account(&account_id)?;
+    e.data().delete_app_policy(&app_id, &policy_id)?;
+    deleted(policy_id)
+}
+
+async fn list_policies(State(e): State<Emulator>, Path(account_id): Path<String>, uri: Uri) -> ApiResult {
+    e.check_account(&account_id)?;
+    let policies = e.data().reusable_policy_answers();
+    page(policies, &uri, ACCESS_PAGES)
+}
+
+async fn create_policy(State(e): State<Emulator>, Path(account_id): Path<String>, bytes: Bytes) -> ApiResult {
+    e.check_account(&account_id)?;
+    let created = e.data().create_reusable_policy(body(&bytes)?)?;
+    Ok(ok_with_status(StatusCode::CREATED, created))
+}
+
+async fn get_policy(State(e): State<Emulator>, Path((account_id, id)): Path<(String, String)>) -> ApiResult {
+    e.check_account(&account_id)?;
+    let policy = e.data().reusable_policy(&id)?;
+    Ok(ok(policy))
+}
+
+async fn put_policy(
     State(e): State<Emulator>,
     Path((account_id, id)): Path<(String, String)>,
-    body: Bytes,
+    bytes: Bytes,
 ) -> ApiResult {
-    put(e, account_id, id, body, Kind::App).await
+    e.check_account(&account_id)?;
+    let policy = e.data().put_reusable_policy(&id, body(&bytes)?)?;
+    Ok(ok(policy))
 }
 
-pub(super) async fn delete_app(State(e): State<Emulator>, Path((account_id, id)): Path<(String, String)>) -> ApiResult {
-    delete(e, account_id, id, Kind::App).await
-}
-
-pub(super) async fn list_policies(State(e): State<Emulator>, Path(account_id): Path<String>, uri: Uri) -> ApiResult {
-    list(e, account_id, uri, Kind::Policy).await
-}
-
-pub(super) async fn create_policy(State(e): State<Emulator>, Path(account_id): Path<String>, body: Bytes) -> ApiResult {
-    create(e, account_id, body, Kind::Policy).await
-}
-
-pub(super) async fn get_policy(State(e): State<Emulator>, Path((account_id, id)): Path<(String, String)>) -> ApiResult {
-    get_one(e, account_id, id, Kind::Policy).await
-}
-
-pub(super) async fn put_policy(
-    State(e): State<Emulator>,
-    Path((account_id, id)): Path<(String, String)>,
-    body: Bytes,
-) -> ApiResult {
-    put(e, account_id, id, body, Kind::Policy).await
-}
-
-pub(super) async fn delete_policy(
-    State(e): State<Emulator>,
-    Path((account_id, id)): Path<(String, String)>,
-) -> ApiResult {
-    delete(e, account_id, id, Kind::Policy).await
+async fn delete_policy(State(e): State<Emulator>, Path((account_id, id)): Path<(String, String)>) -> ApiResult {
+    e.check_account(&account_id)?;
+    e.data().delete_reusable_policy(&id)?;
+    deleted(id)
 }

@@ -5,16 +5,20 @@
 //!
 //! | method | path | query | answer |
 //! |---|---|---|---|
-//! | GET | `/__emulator/connector/configuration` | `connector_id` (UUID), `wait_for_version`, `timeout` (s) | 200 `TunnelConfiguration` (plain JSON), 404/1055 before the first configuration |
+//! | GET | `/__emulator/connector/configuration` | `connector_id` (UUID), `wait_for_version`, `access_fingerprint`, `timeout` (s) | 200 `TunnelConfiguration` (plain JSON) with `"access"`, 404/1055 before the first configuration |
 //! | DELETE | `/__emulator/connector/configuration` | `connector_id` | 200 `{"id"}`: that connector has gone |
 //!
 //! Every GET registers the caller as one of the tunnel's connectors (4 connections, so the tunnel
 //! is `healthy`; the id is `connector_id`, else one made up) and refreshes it. With
 //! `wait_for_version=N` the answer waits until the configuration's version is at least N, or
 //! `timeout` seconds pass (default 25, at most 60) — a long-poll; the current state is answered
-//! either way. A connector not heard from for [`STALE_AFTER`] is dropped (it was killed without
+//! either way. The answer also carries `"access"`: the Access applications the edge must enforce
+//! (see `access_edge`), with a `fingerprint`; given `access_fingerprint=F`, the long-poll also
+//! answers once the Access view's fingerprint is no longer F (Access writes are noticed within
+//! [`ACCESS_RECHECK`], without any hook in the Access endpoints). A connector not heard from for [`STALE_AFTER`] is dropped (it was killed without
 //! saying goodbye), and a tunnel left without connectors is `down`.
 
+use super::access_edge::fingerprint_of;
 use super::http::{json_response, ApiError, ApiResult, Query};
 use super::state::{uuid, Data};
 use super::tunnels::{connect, disconnect};
@@ -38,6 +42,8 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 pub const STALE_AFTER: Duration = Duration::from_secs(45);
 /// How often stale connectors are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// How often a long-poll that follows the Access view compares its fingerprint.
+pub const ACCESS_RECHECK: Duration = Duration::from_millis(200);
 /// The `version` the emulator lists for connectors that registered here. Their `config_version`
 /// is the version they were last answered (what they follow), not the newest one.
 pub(super) const CONNECTOR_VERSION: &str = "dockflare-local-edge";
@@ -149,10 +155,20 @@ fn number<T: std::str::FromStr>(query: &Query, key: &str) -> Result<Option<T>, A
     }
 }
 
+/// The answer: the configuration as the API shows it, plus the Access view.
+fn answer(configuration: &TunnelConfiguration, access: serde_json::Value) -> serde_json::Value {
+    let mut body = serde_json::to_value(configuration).unwrap_or_default();
+    if let Some(object) = body.as_object_mut() {
+        object.insert("access".into(), access);
+    }
+    body
+}
+
 async fn configuration(State(emulator): State<Emulator>, headers: HeaderMap, uri: Uri) -> ApiResult {
     let query = Query::from_uri(&uri);
     let connector_id = connector_id(&query)?;
     let wait_for: Option<i64> = number(&query, "wait_for_version")?;
+    let known_access = query.get("access_fingerprint").map(str::trim).map(str::to_string);
     let wait = number::<u64>(&query, "timeout")?.map_or(DEFAULT_WAIT, Duration::from_secs).min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
     loop {
@@ -161,12 +177,17 @@ async fn configuration(State(emulator): State<Emulator>, headers: HeaderMap, uri
         tokio::pin!(notified);
         // Registered before the state is read: a change after the read wakes this waiter.
         notified.as_mut().enable();
-        let (current, closing) = {
+        let (current, closing, access) = {
             let mut data = emulator.data();
             let tunnel_id = authenticate(&data, &headers)?;
-            (data.connector_call(&tunnel_id, connector_id.as_deref(), Instant::now())?, data.closing)
+            let current = data.connector_call(&tunnel_id, connector_id.as_deref(), Instant::now())?;
+            let auth_domain = crate::access_edge::auth_domain(emulator.inner.access_team.as_deref());
+            (current, data.closing, data.access_view(&auth_domain))
         };
+        let access_changed =
+            known_access.as_deref().is_some_and(|known| current.is_some() && known != fingerprint_of(&access));
         let ready = closing
+            || access_changed
             || match (&current, wait_for) {
                 (_, None) => true,
                 (Some(configuration), Some(wanted)) => configuration.version >= wanted,
@@ -174,15 +195,18 @@ async fn configuration(State(emulator): State<Emulator>, headers: HeaderMap, uri
             };
         if ready || tokio::time::Instant::now() >= deadline {
             return match current {
-                Some(configuration) => Ok(json_response(StatusCode::OK, &configuration)),
+                Some(configuration) => Ok(json_response(StatusCode::OK, &answer(&configuration, access))),
                 None => {
                     Err(ApiError::new(404, codes::TUNNEL_CONFIGURATION_NOT_FOUND, "Configuration for tunnel not found"))
                 }
             };
         }
+        // Following the Access view: look again shortly (its writes do not wake `changed`).
+        let recheck = if known_access.is_some() { ACCESS_RECHECK } else { wait };
+        let wake = deadline.min(tokio::time::Instant::now() + recheck);
         tokio::select! {
             _ = notified => {}
-            _ = tokio::time::sleep_until(deadline) => {}
+            _ = tokio::time::sleep_until(wake) => {}
         }
     }
 }
@@ -375,6 +399,45 @@ mod tests {
         });
         assert_eq!((waiting.0, waiting.1["version"].as_i64()), (200, Some(seeded)));
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn the_answer_carries_access_and_a_long_poll_follows_it() {
+        let fixture = fixture().await;
+        let version = fixture.seed();
+        let query = format!("connector_id={CONNECTOR}");
+        let (status, body) = fixture.call(reqwest::Method::GET, &query, Some(&fixture.token)).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["access"]["auth_domain"], crate::access_edge::DEFAULT_AUTH_DOMAIN);
+        assert_eq!(body["access"]["apps"], serde_json::json!([]));
+        let first = body["access"]["fingerprint"].as_str().unwrap_or("").to_string();
+        assert_eq!(first.len(), 16);
+
+        // Waiting for the next version, knowing this Access view: an Access write answers at once.
+        let started = Instant::now();
+        let query =
+            format!("connector_id={CONNECTOR}&wait_for_version={}&access_fingerprint={first}&timeout=20", version + 1);
+        let (waiting, ()) = tokio::join!(fixture.call(reqwest::Method::GET, &query, Some(&fixture.token)), async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let app = serde_json::json!({"id": "a1", "aud": "x", "type": "self_hosted", "name": "App",
+                "domain": "app.example.test", "policies": []});
+            if let serde_json::Value::Object(app) = app {
+                fixture.emulator.data().access_apps.push(app);
+            }
+        });
+        assert_eq!((waiting.0, waiting.1["version"].as_i64()), (200, Some(version)));
+        assert_eq!(waiting.1["access"]["apps"][0]["domain"], "app.example.test");
+        assert_ne!(waiting.1["access"]["fingerprint"].as_str(), Some(first.as_str()));
+        assert!(started.elapsed() < Duration::from_secs(5), "answered on the Access change, not the timeout");
+
+        // The current fingerprint: nothing to answer until the timeout.
+        let current = waiting.1["access"]["fingerprint"].as_str().unwrap_or("").to_string();
+        let started = Instant::now();
+        let query =
+            format!("connector_id={CONNECTOR}&wait_for_version={}&access_fingerprint={current}&timeout=1", version + 1);
+        let (status, _) = fixture.call(reqwest::Method::GET, &query, Some(&fixture.token)).await;
+        assert_eq!(status, 200);
+        assert!(started.elapsed() >= Duration::from_millis(900), "held until the timeout");
     }
 
     #[tokio::test]

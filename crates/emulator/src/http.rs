@@ -3,7 +3,7 @@
 //! every API request passes (fault injection, bearer authentication,
 //! counters and log).
 
-use super::{access, dns, faults, tunnels, Emulator};
+use super::{access, dns, faults, permissions, tunnels, Emulator};
 use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -211,8 +211,12 @@ impl Emulator {
         }
     }
 
-    /// The id of the presented bearer token; errors as in §2 / §11.
-    pub(super) fn authenticate(&self, headers: &HeaderMap, verify: bool) -> Result<String, ApiError> {
+    /// The presented bearer token, if accepted; errors as in §2 / §11.
+    pub(super) fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        verify: bool,
+    ) -> Result<super::permissions::TokenEntry, ApiError> {
         let denied = || {
             if verify {
                 ApiError::new(403, 1000, "Invalid API Token")
@@ -237,7 +241,7 @@ impl Emulator {
         if token.is_empty() || token.contains(char::is_whitespace) {
             return Err(malformed());
         }
-        self.inner.tokens.iter().find(|(t, _)| t == token).map(|(_, id)| id.clone()).ok_or_else(denied)
+        self.inner.tokens.iter().find(|t| t.token == token).cloned().ok_or_else(denied)
     }
 }
 
@@ -248,7 +252,8 @@ fn route_template(emulator: &Emulator, request: &Request) -> Option<String> {
     Some(if relative.is_empty() { "/".to_string() } else { relative.to_string() })
 }
 
-/// Faults, then authentication, then the handler; every request is counted and logged.
+/// Faults, then authentication and the token's permissions, then the handler; every request is
+/// counted and logged.
 async fn gate(State(emulator): State<Emulator>, request: Request, next: Next) -> Response {
     let method = request.method().to_string();
     let path = request.uri().path().to_string();
@@ -265,11 +270,15 @@ async fn gate(State(emulator): State<Emulator>, request: Request, next: Next) ->
                 faulted = true;
                 fault.into_response()
             } else {
+                let write = !matches!(*request.method(), Method::GET | Method::HEAD);
                 match emulator.authenticate(request.headers(), template.ends_with("/tokens/verify")) {
                     Err(error) => error.into_response(),
-                    Ok(token_id) => {
+                    Ok(token) if permissions::required(&template).is_some_and(|s| !token.allows(s, write)) => {
+                        ApiError::new(403, 10000, "Authentication error").into_response()
+                    }
+                    Ok(token) => {
                         let mut request = request;
-                        request.extensions_mut().insert(TokenId(token_id));
+                        request.extensions_mut().insert(TokenId(token.id));
                         next.run(request).await
                     }
                 }
@@ -343,16 +352,7 @@ pub(super) fn api_router(emulator: Emulator) -> Router {
             "/zones/{zone_id}/dns_records/{record_id}",
             get(dns::get_record).put(dns::put_record).patch(dns::patch_record).delete(dns::delete_record),
         )
-        .route("/accounts/{account_id}/access/apps", get(access::list_apps).post(access::create_app))
-        .route(
-            "/accounts/{account_id}/access/apps/{app_id}",
-            get(access::get_app).put(access::put_app).delete(access::delete_app),
-        )
-        .route("/accounts/{account_id}/access/policies", get(access::list_policies).post(access::create_policy))
-        .route(
-            "/accounts/{account_id}/access/policies/{policy_id}",
-            get(access::get_policy).put(access::put_policy).delete(access::delete_policy),
-        )
+        .merge(access::routes())
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(no_route)
         .layer(middleware::from_fn_with_state(emulator.clone(), gate))

@@ -12,6 +12,7 @@
 //! | DELETE | `/__emulator/dns_records/{record_id}` | | `{"id"}` |
 //! | PUT | `/__emulator/tunnels/{tunnel_id}/configuration` | `{"config": {...}}` | `TunnelConfiguration` |
 //! | PUT | `/__emulator/tunnels/{tunnel_id}/connectors` | [`ConnectorsRequest`] | `Tunnel` |
+//! | POST | `/__emulator/access/identity_providers` | [`IdentityProviderSeed`] | the IdP as the API lists it |
 //! | GET / DELETE | `/__emulator/requests` | | [`RequestReport`] / 204 |
 //! | GET / POST / DELETE | `/__emulator/faults` | [`FaultSpec`] (POST) | `[FaultSpec]` / 204 / 204 |
 
@@ -34,6 +35,19 @@ pub struct EmulatorInfo {
     /// e.g. `/client/v4`.
     pub base_path: String,
     pub zones: Vec<Zone>,
+}
+
+/// `POST /__emulator/access/identity_providers` body: a login method as if configured in the
+/// dashboard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdentityProviderSeed {
+    pub name: String,
+    /// Its `type`: `onetimepin`, `github`, `google`, `oidc`, `saml` …
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its `config` (default `{}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<serde_json::Value>,
 }
 
 /// `PUT /__emulator/tunnels/{tunnel_id}/connectors` body.
@@ -79,6 +93,12 @@ async fn set_connectors(State(emulator): State<Emulator>, Path(tunnel_id): Path<
     Ok(plain(&tunnel))
 }
 
+async fn seed_identity_provider(State(emulator): State<Emulator>, body: Bytes) -> ApiResult {
+    let seed: IdentityProviderSeed = parse_body(&body, 1001, "Invalid request")?;
+    let added = emulator.data().add_identity_provider(&seed)?;
+    Ok(plain(&added))
+}
+
 async fn requests(State(emulator): State<Emulator>) -> Response {
     let report: RequestReport = emulator.requests();
     plain(&report)
@@ -104,15 +124,20 @@ async fn clear_faults(State(emulator): State<Emulator>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-/// 403/10000 without an accepted API token, when the emulator requires one here.
+/// 403/10000 without an accepted API token with every permission, when the emulator requires
+/// one here.
 async fn require_token(
     State(emulator): State<Emulator>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     if emulator.inspect_token_required() {
-        if let Err(error) = emulator.authenticate(request.headers(), false) {
-            return error.into_response();
+        match emulator.authenticate(request.headers(), false) {
+            Err(error) => return error.into_response(),
+            Ok(token) if token.permissions.is_some() => {
+                return ApiError::new(403, 10000, "Authentication error").into_response()
+            }
+            Ok(_) => {}
         }
     }
     next.run(request).await
@@ -127,6 +152,7 @@ pub(super) fn router(emulator: Emulator) -> Router {
         .route(&at("/dns_records/{record_id}"), delete(delete_dns_record))
         .route(&at("/tunnels/{tunnel_id}/configuration"), put(seed_configuration))
         .route(&at("/tunnels/{tunnel_id}/connectors"), put(set_connectors))
+        .route(&at("/access/identity_providers"), post(seed_identity_provider))
         .route(&at("/requests"), get(requests).delete(reset_requests))
         .route(&at("/faults"), get(faults).post(inject_faults).delete(clear_faults))
         .layer(axum::middleware::from_fn_with_state(emulator.clone(), require_token))

@@ -1,5 +1,6 @@
 //! A Cloudflare API v4 emulator: the tunnel, configuration, zone, DNS, token
-//! and (basic) Access endpoints DockFlare uses, in memory, with the envelope,
+//! (with permission scopes), Access (applications, reusable and app-scoped policies,
+//! tags, identity providers, the organization) and account-member endpoints DockFlare uses, in memory, with the envelope,
 //! pagination, filters and error codes of `shared/reference/cloudflare-api.md`
 //! (§11 is the checklist). The master runs it in-process in offline mode;
 //! tests point the real HTTP client at it.
@@ -13,9 +14,10 @@
 //! stand-in) reads its tunnel's configuration from, authenticated by the
 //! tunnel token (see `connector`).
 //!
-//! Layout: `state` (the data and its rules), `tunnels`, `dns`, `access` and
+//! Layout: `state` (the data and its rules), `tunnels`, `dns`, `access` (applications,
+//! policies, tags, identity providers, organization, members) and
 //! `ingress` (cloudflared's validation) for the endpoints, `http` (envelope,
-//! errors, auth and traffic middleware), `faults` (injection, counters, log),
+//! errors, auth and traffic middleware), `permissions` (what each token may call), `faults` (injection, counters, log),
 //! `inspect` (`/__emulator/`), `connector` (what connectors call), `persist` (the account saved
 //! in [`EmulatorConfig::state_file`] after every change, restored by [`Emulator::open`]).
 //!
@@ -23,24 +25,29 @@
 //! held across an `.await`; a poisoned lock is recovered, never unwrapped.
 
 mod access;
+mod access_edge;
 mod connector;
 mod dns;
 mod faults;
 mod http;
 pub mod ingress;
 mod inspect;
+mod permissions;
 mod persist;
 mod state;
 mod tunnels;
 
 pub use faults::{FaultSpec, RequestCount, RequestLogEntry, RequestReport};
 pub use http::ApiError;
-pub use inspect::{ConnectorsRequest, EmulatorInfo};
+pub use inspect::{ConnectorsRequest, EmulatorInfo, IdentityProviderSeed};
+pub use permissions::{Permission, RestrictedToken};
 pub use persist::{saved_public_url, StateFileError};
 pub use state::{Snapshot, ZoneDnsRecord};
 
 use axum::Router;
-use dockflare_cloudflare::types::{DnsRecord, DnsRecordRequest, Tunnel, TunnelConfig, TunnelConfiguration, Zone};
+use dockflare_cloudflare::types::{
+    DnsRecord, DnsRecordRequest, IdentityProvider, Tunnel, TunnelConfig, TunnelConfiguration, Zone,
+};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -53,14 +60,28 @@ pub const DEFAULT_TOKEN: &str = "emulator-token";
 pub const DEFAULT_ACCOUNT_ID: &str = "0123456789abcdef0123456789abcdef";
 /// Where the inspection API lives (never under the base path).
 pub const INSPECT_PREFIX: &str = "/__emulator";
+/// The default Zero Trust team name: the organization's `auth_domain` is
+/// `dockflare-emulator.cloudflareaccess.com`.
+pub const DEFAULT_ACCESS_TEAM: &str = "dockflare-emulator";
+/// The default email of the account's one member.
+pub const DEFAULT_MEMBER_EMAIL: &str = "owner@example.com";
 
 /// What the emulated account holds at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmulatorConfig {
     /// The one account (32 hex) whose paths are served.
     pub account_id: String,
-    /// Bearer tokens accepted (each verifies as `active`).
+    /// Bearer tokens accepted with every permission (each verifies as `active`).
     pub api_tokens: Vec<String>,
+    /// Bearer tokens accepted with only some permissions (they verify as `active` too); a call
+    /// outside them gets 403/10000 "Authentication error". Not accepted by `/__emulator/` when
+    /// [`EmulatorConfig::inspect_token_required`] is set.
+    pub restricted_tokens: Vec<RestrictedToken>,
+    /// The Zero Trust team: `GET /accounts/{a}/access/organizations` answers `auth_domain`
+    /// `<team>.cloudflareaccess.com`. `None`: Zero Trust is not set up (that call is a 404).
+    pub access_team: Option<String>,
+    /// The email of the account's one member (`GET /accounts/{a}/members`, status `accepted`).
+    pub member_email: String,
     /// Zone names; ids are generated (32 hex), status `active`.
     pub zones: Vec<String>,
     /// Path prefix of the API; `""` or `"/"` serves it at the root.
@@ -84,6 +105,9 @@ impl Default for EmulatorConfig {
         EmulatorConfig {
             account_id: DEFAULT_ACCOUNT_ID.to_string(),
             api_tokens: vec![DEFAULT_TOKEN.to_string()],
+            restricted_tokens: Vec::new(),
+            access_team: Some(DEFAULT_ACCESS_TEAM.to_string()),
+            member_email: DEFAULT_MEMBER_EMAIL.to_string(),
             zones: vec!["example.test".to_string()],
             base_path: DEFAULT_BASE_PATH.to_string(),
             public_url: None,
@@ -118,8 +142,14 @@ struct Inner {
     base_path: String,
     public_url: Option<String>,
     account_id: String,
-    /// (token, token id as `/tokens/verify` reports it).
-    tokens: Vec<(String, String)>,
+    /// Accepted tokens: full ones first, in configuration order, then restricted ones.
+    tokens: Vec<permissions::TokenEntry>,
+    /// [`EmulatorConfig::access_team`].
+    access_team: Option<String>,
+    /// The account's one member: (member id, user id, email).
+    member: (String, String, String),
+    /// When the emulator was built (the organization's timestamps).
+    started_at: String,
     data: Mutex<state::Data>,
     traffic: Mutex<faults::Traffic>,
     /// Set when the account is saved ([`EmulatorConfig::state_file`], through [`Emulator::open`]).
@@ -191,7 +221,19 @@ impl Emulator {
         saver: Option<Arc<persist::Saver>>,
         restored: bool,
     ) -> Emulator {
-        let tokens = config.api_tokens.iter().map(|t| (t.clone(), state::hex32())).collect();
+        let full = config.api_tokens.iter().map(|token| permissions::TokenEntry {
+            token: token.clone(),
+            id: state::hex32(),
+            permissions: None,
+        });
+        let restricted = config.restricted_tokens.iter().map(|restricted| permissions::TokenEntry {
+            token: restricted.token.clone(),
+            id: state::hex32(),
+            permissions: Some(restricted.permissions.clone()),
+        });
+        let tokens = full.chain(restricted).collect();
+        let access_team = config.access_team.map(|t| t.trim().to_ascii_lowercase()).filter(|t| !t.is_empty());
+        let member = (state::hex32(), state::hex32(), config.member_email.clone());
         data.public_url = config.public_url.map(|u| u.trim().to_string()).filter(|u| !u.is_empty());
         Emulator {
             inner: Arc::new(Inner {
@@ -199,6 +241,9 @@ impl Emulator {
                 public_url: data.public_url.clone(),
                 account_id: config.account_id,
                 tokens,
+                access_team,
+                member,
+                started_at: state::now(),
                 data: Mutex::new(data),
                 traffic: Mutex::new(faults::Traffic::default()),
                 saver,
@@ -288,9 +333,9 @@ impl Emulator {
         self.inner.public_url.as_deref()
     }
 
-    /// The first accepted token (empty if none was configured).
+    /// The first token accepted with every permission (empty if none was configured).
     pub fn api_token(&self) -> &str {
-        self.inner.tokens.first().map(|(t, _)| t.as_str()).unwrap_or("")
+        self.inner.tokens.iter().find(|t| t.permissions.is_none()).map(|t| t.token.as_str()).unwrap_or("")
     }
 
     pub fn zones(&self) -> Vec<Zone> {
@@ -311,7 +356,7 @@ impl Emulator {
     pub fn info(&self) -> EmulatorInfo {
         EmulatorInfo {
             account_id: self.inner.account_id.clone(),
-            api_tokens: self.inner.tokens.iter().map(|(t, _)| t.clone()).collect(),
+            api_tokens: self.inner.tokens.iter().filter(|t| t.permissions.is_none()).map(|t| t.token.clone()).collect(),
             base_path: self.inner.base_path.clone(),
             zones: self.zones(),
         }
@@ -334,6 +379,15 @@ impl Emulator {
     /// dashboard: validated like a PUT, `version` + 1.
     pub fn seed_configuration(&self, tunnel_id: &str, config: TunnelConfig) -> Result<TunnelConfiguration, ApiError> {
         lock(&self.inner.data).put_configuration(tunnel_id, config)
+    }
+
+    /// Adds a login method as if configured in the dashboard (`GET …/access/identity_providers`
+    /// lists it; applications may name its id in `allowed_idps`). `kind` is its `type`
+    /// (`github`, `google`, `oidc` …). 400 without a name or type.
+    pub fn seed_identity_provider(&self, name: &str, kind: &str) -> Result<IdentityProvider, ApiError> {
+        let seed = IdentityProviderSeed { name: name.to_string(), kind: kind.to_string(), config: None };
+        let added = lock(&self.inner.data).add_identity_provider(&seed)?;
+        serde_json::from_value(added).map_err(|e| ApiError::new(500, 1500, e.to_string()))
     }
 
     /// Connects one connector (4 connections, status `healthy`) or

@@ -1,6 +1,7 @@
 //! The emulated account on disk ([`super::EmulatorConfig::state_file`]): what an offline master
 //! keeps across restarts so that its tunnels (ids, secrets, hence tokens), their configurations,
-//! the zones (ids) with their DNS records, and Access applications and policies survive.
+//! the zones (ids) with their DNS records, and Access applications, policies, tags and identity
+//! providers survive.
 //! Connectors (`clients`, `connector_seen`) are not saved: they register again.
 //!
 //! Owns the file format ([`SavedAccount`], versioned), the pure conversions between it and the
@@ -65,6 +66,12 @@ pub(super) struct SavedAccount {
     pub access_apps: Vec<Map<String, Value>>,
     #[serde(default)]
     pub access_policies: Vec<Map<String, Value>>,
+    #[serde(default)]
+    pub access_tags: Vec<Map<String, Value>>,
+    /// `None` in files written before identity providers were kept: the account then gets the
+    /// One-time PIN a fresh one has.
+    #[serde(default)]
+    pub identity_providers: Option<Vec<Map<String, Value>>>,
     /// The public URL written into the tunnel tokens issued ([`super::EmulatorConfig::public_url`]):
     /// the next start keeps it, or knows that the tokens its connectors hold point elsewhere.
     #[serde(default)]
@@ -134,6 +141,8 @@ pub(super) fn to_saved(data: &Data) -> SavedAccount {
         zones: data.zones.iter().map(|z| SavedZone { zone: z.zone.clone(), records: z.records.clone() }).collect(),
         access_apps: data.access_apps.clone(),
         access_policies: data.access_policies.clone(),
+        access_tags: data.access_tags.clone(),
+        identity_providers: Some(data.identity_providers.clone()),
         public_url: data.public_url.clone(),
     }
 }
@@ -198,6 +207,10 @@ pub(super) fn restore(saved: SavedAccount, account_id: &str, zone_names: &[Strin
         .collect::<Result<_, RestoreError>>()?;
     data.access_apps = saved.access_apps;
     data.access_policies = saved.access_policies;
+    data.access_tags = saved.access_tags;
+    if let Some(identity_providers) = saved.identity_providers {
+        data.identity_providers = identity_providers;
+    }
     Ok(data)
 }
 
@@ -368,6 +381,9 @@ mod tests {
         }
         data.access_apps.push(json!({"id": "app-1", "name": "app"}).as_object().cloned().unwrap_or_default());
         data.access_policies.push(json!({"id": "pol-1"}).as_object().cloned().unwrap_or_default());
+        data.access_tags.push(json!({"name": "dockflare"}).as_object().cloned().unwrap_or_default());
+        data.identity_providers
+            .push(json!({"id": "idp-2", "name": "GitHub", "type": "github"}).as_object().cloned().unwrap_or_default());
         data
     }
 
@@ -401,7 +417,26 @@ mod tests {
         assert_eq!(after.zones[0].records.len(), 1);
         assert_eq!(after.access_apps, before.access_apps);
         assert_eq!(after.access_policies, before.access_policies);
+        assert_eq!(after.access_tags, before.access_tags);
+        assert_eq!(after.identity_providers, before.identity_providers);
+        assert_eq!(after.identity_providers.len(), 2);
         assert_eq!(to_saved(&after), to_saved(&before));
+    }
+
+    #[test]
+    fn a_file_from_before_tags_and_identity_providers_loads() {
+        let dir = temp_dir();
+        let path = dir.path().join("offline-cloudflare.json");
+        let old = json!({"version": 1, "account_id": ACCOUNT, "tunnels": [], "zones": [],
+            "access_apps": [{"id": "app-1", "type": "self_hosted", "domain": "a.example.test", "policies": ["pol-1"]}],
+            "access_policies": [{"id": "pol-1", "name": "p", "decision": "allow", "include": [{"everyone": {}}]}]});
+        std::fs::write(&path, old.to_string()).unwrap_or_else(|e| panic!("write: {e}"));
+        let saved = load(&path).unwrap_or_else(|e| panic!("load: {e}")).unwrap_or_else(|| panic!("no file"));
+        let data = restore(saved, ACCOUNT, &[]).unwrap_or_else(|e| panic!("restore: {e}"));
+        assert!(data.access_tags.is_empty());
+        let kinds: Vec<Option<&Value>> = data.identity_providers.iter().map(|p| p.get("type")).collect();
+        assert_eq!(kinds, [Some(&json!("onetimepin"))], "a fresh account's One-time PIN");
+        assert_eq!(data.app_count("pol-1"), 1, "an old bare-id link still counts");
     }
 
     /// `Data` is not `Clone` (it holds a `Notify`); through the saved form.

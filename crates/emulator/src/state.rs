@@ -1,6 +1,6 @@
 //! The emulated account's data: tunnels (soft-deleted ones kept), their
 //! configurations and connectors, zones with their DNS records, Access
-//! applications and policies; the snapshot the inspection API returns; ids
+//! applications, policies, tags and identity providers; the snapshot the inspection API returns; ids
 //! and timestamps. The rules that change the data live beside their
 //! endpoints (`tunnels.rs`, `dns.rs`, `access.rs`) as `impl Data` blocks.
 
@@ -40,12 +40,30 @@ pub(super) fn now() -> String {
     )
 }
 
+/// The login method every fresh account has: One-time PIN.
+pub(super) fn one_time_pin() -> Map<String, Value> {
+    let mut idp = Map::new();
+    idp.insert("id".into(), json!(uuid()));
+    idp.insert("name".into(), json!("One-time PIN"));
+    idp.insert("type".into(), json!("onetimepin"));
+    idp.insert("config".into(), json!({}));
+    idp
+}
+
 pub(super) struct Data {
     pub account_id: String,
     pub tunnels: Vec<TunnelEntry>,
     pub zones: Vec<ZoneEntry>,
+    /// Access applications as stored: `policies` holds links `{id, precedence}` in precedence
+    /// order (answers expand them; see `access`).
     pub access_apps: Vec<Map<String, Value>>,
+    /// Reusable policies and app-scoped ones (`reusable: false`, the owning application's id
+    /// under `app_id`, never answered).
     pub access_policies: Vec<Map<String, Value>>,
+    /// Access tags (`name`, timestamps).
+    pub access_tags: Vec<Map<String, Value>>,
+    /// Login methods (`id`, `name`, `type`, `config`); a fresh account has One-time PIN.
+    pub identity_providers: Vec<Map<String, Value>>,
     /// Written as `"e"` into every tunnel token ([`super::EmulatorConfig::public_url`]).
     pub public_url: Option<String>,
     /// Woken on every configuration change and tunnel deletion (connector long-polls wait on it).
@@ -148,8 +166,14 @@ pub struct Snapshot {
     pub zones: Vec<Zone>,
     /// Every record of every zone, zone by zone, in creation order.
     pub dns_records: Vec<ZoneDnsRecord>,
+    /// As stored: `policies` are links `{id, precedence}`.
     pub access_apps: Vec<Value>,
+    /// Reusable and app-scoped policies.
     pub access_policies: Vec<Value>,
+    #[serde(default)]
+    pub access_tags: Vec<Value>,
+    #[serde(default)]
+    pub identity_providers: Vec<Value>,
 }
 
 impl Snapshot {
@@ -208,6 +232,8 @@ impl Data {
             zones,
             access_apps: Vec::new(),
             access_policies: Vec::new(),
+            access_tags: Vec::new(),
+            identity_providers: vec![one_time_pin()],
             public_url: None,
             changed: std::sync::Arc::new(tokio::sync::Notify::new()),
             connector_seen: std::collections::HashMap::new(),
@@ -252,6 +278,8 @@ impl Data {
                 .collect(),
             access_apps: self.access_apps.iter().cloned().map(Value::Object).collect(),
             access_policies: self.access_policies.iter().cloned().map(Value::Object).collect(),
+            access_tags: self.access_tags.iter().cloned().map(Value::Object).collect(),
+            identity_providers: self.identity_providers.iter().cloned().map(Value::Object).collect(),
         }
     }
 }

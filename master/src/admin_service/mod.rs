@@ -210,6 +210,13 @@ impl AdminService for AdminApi {
         routes::reconcile(self, request).await
     }
 
+    async fn plan_changes(
+        &self,
+        request: Request<v1::PlanChangesRequest>,
+    ) -> Result<Response<v1::PlanChangesResponse>, Status> {
+        routes::plan_changes(self, request).await
+    }
+
     async fn put_access_policy(
         &self,
         request: Request<v1::PutAccessPolicyRequest>,

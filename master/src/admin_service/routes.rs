@@ -204,3 +204,46 @@ pub(super) async fn reconcile(
         errors: report.errors,
     }))
 }
+
+pub(super) async fn plan_changes(
+    api: &AdminApi,
+    request: Request<v1::PlanChangesRequest>,
+) -> Result<Response<v1::PlanChangesResponse>, Status> {
+    let request = request.into_inner();
+    let mut proposals = Vec::new();
+    for (index, container) in request.containers.into_iter().enumerate() {
+        if container.agent_id.trim().is_empty() {
+            return Err(Status::invalid_argument(format!("containers[{index}].agent_id: required")));
+        }
+        if container.name.trim().is_empty() {
+            return Err(Status::invalid_argument(format!("containers[{index}].name: required")));
+        }
+        let agent = api.state.store.get_agent(&container.agent_id).await;
+        if agent.map_err(|e| crate::grpc_status::store_status("reading the agent", e))?.is_none() {
+            return Err(Status::not_found(format!("containers[{index}].agent_id: no agent {:?}", container.agent_id)));
+        }
+        proposals.push(crate::reconcile::dry_run::ProposedContainer {
+            agent_id: container.agent_id,
+            name: container.name.trim_start_matches('/').to_string(),
+            labels: container.labels.into_iter().collect(),
+            remove: container.remove,
+        });
+    }
+    let plan =
+        api.state.fanout.plan(proposals).await.ok_or_else(|| Status::unavailable("the reconciler is not running"))?;
+    Ok(Response::new(v1::PlanChangesResponse {
+        changes: plan
+            .changes
+            .into_iter()
+            .map(|c| v1::PlannedChange {
+                resource: c.resource.to_string(),
+                action: c.action.to_string(),
+                target: c.target,
+                detail: c.detail,
+            })
+            .collect(),
+        routes: plan.routes.iter().map(crate::convert::route).collect(),
+        removed: plan.removed.iter().map(crate::convert::route).collect(),
+        errors: plan.errors,
+    }))
+}

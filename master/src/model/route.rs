@@ -82,6 +82,9 @@ pub struct RouteSpec {
     pub container_id: String,
     pub container_name: String,
     pub service_name: String,
+    /// The Cloudflare Access labels the route is published with, as JSON (`{"policy":
+    /// {"label": …, "value": …}, …}`; "" when it asks for no protection). See `reconcile::access_apps`.
+    pub access_json: String,
 }
 
 /// A stored route.
@@ -120,6 +123,7 @@ pub(crate) fn test_spec(agent: &str, container: &str, hostname: &str) -> RouteSp
         container_id: container.into(),
         container_name: container.into(),
         service_name: String::new(),
+        access_json: String::new(),
     }
 }
 

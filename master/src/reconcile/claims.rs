@@ -91,9 +91,9 @@ pub fn from_containers(rows: &[ContainerRow], agents: &HashMap<String, AgentReco
             format!("service:{swarm}:{}", row.service_id)
         };
         for route in labels::parse(target, &labels, &LabelPrefixes::new(custom)).routes {
-            let withheld = access_withheld(&route);
+            let access_json = super::access_apps::labels_json(&route.access);
             claims.push(Claim {
-                withheld,
+                withheld: None,
                 owner: owner.clone(),
                 source: Source::Labels,
                 spec: RouteSpec {
@@ -107,29 +107,12 @@ pub fn from_containers(rows: &[ContainerRow], agents: &HashMap<String, AgentReco
                     container_id: row.container_id.clone(),
                     container_name: row.name.clone(),
                     service_name: row.service_name.clone(),
+                    access_json,
                 },
             });
         }
     }
     claims
-}
-
-/// Why a route that asks for Cloudflare Access protection is not published: this DockFlare
-/// creates no Access applications yet, and publishing it would make it public. Fails closed.
-pub fn access_withheld(route: &labels::RouteSpec) -> Option<String> {
-    if route.access.is_empty() {
-        return None;
-    }
-    let names: Vec<&str> = route.access.keys().map(String::as_str).collect();
-    Some(format!(
-        "not published: it carries Cloudflare Access labels ({}), and this DockFlare does not create \
-         Access applications yet, so publishing it would serve {}{} without authentication. To publish \
-         it, protect the hostname with an Access application made in Cloudflare's dashboard (or decide \
-         it is public) and remove the access.* labels",
-        names.join(", "),
-        route.hostname,
-        route.path,
-    ))
 }
 
 /// Claims of the manual routes. One whose tunnel nothing serves any more (its agent removed or
@@ -154,6 +137,7 @@ pub fn from_manual(routes: &[ManualRoute], agents: &HashMap<String, AgentRecord>
                 container_id: String::new(),
                 container_name: String::new(),
                 service_name: String::new(),
+                access_json: String::new(),
             },
         })
         .collect()

@@ -2,12 +2,14 @@
 //! burst coalesces into one pass; a full inbox already holds a trigger) and run-now requests
 //! that wait for the pass's report.
 
+use super::dry_run::{Plan, ProposedContainer};
 use super::PassReport;
 use tokio::sync::{mpsc, oneshot};
 
 pub(super) enum Request {
     Trigger,
     RunNow(oneshot::Sender<PassReport>),
+    Plan(Vec<ProposedContainer>, oneshot::Sender<Plan>),
 }
 
 /// Talks to the reconciler task. Cheap to clone.
@@ -30,6 +32,13 @@ impl ReconcilerHandle {
     /// Asks for a pass soon (coalesced with other requests).
     pub fn trigger(&self) {
         let _ = self.requests.try_send(Request::Trigger);
+    }
+
+    /// A dry run ([`super::dry_run`]): what a pass would change, with `proposals` in place.
+    pub async fn plan(&self, proposals: Vec<ProposedContainer>) -> Option<Plan> {
+        let (tx, rx) = oneshot::channel();
+        self.requests.send(Request::Plan(proposals, tx)).await.ok()?;
+        rx.await.ok()
     }
 
     /// Runs a pass now and returns what it changed.

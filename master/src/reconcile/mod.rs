@@ -5,7 +5,8 @@
 //! - [`task`]: the loop — when a pass runs (debounce, leadership, backoff, drift timer, the
 //!   deadline the last pass reported). [`ReconcilerHandle`] talks to it.
 //! - [`pass`]: one pass — observe, decide, apply, save.
-//! - Per Cloudflare resource, a pure plan and an apply: [`tunnels`], [`ingress`], [`dns`].
+//! - Per Cloudflare resource, a pure plan and an apply: [`tunnels`], [`ingress`], [`dns`],
+//!   [`access_apps`] (Cloudflare Access applications and policies from labels).
 //! - Pure planners of the route table: [`desired`] (what the store asks for), [`claims`],
 //!   [`policy`] (hostname policies), [`route_table`] (grace period, conflicts), [`zones`],
 //!   [`swarms`], [`fairness`], [`serving`] (whether anything serves a manual route's tunnel).
@@ -14,9 +15,11 @@
 //! and one step in [`pass`].
 
 mod access;
+pub mod access_apps;
 pub mod claims;
 pub mod desired;
 pub mod dns;
+pub mod dry_run;
 pub mod fairness;
 mod handle;
 pub mod ingress;

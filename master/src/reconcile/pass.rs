@@ -3,8 +3,10 @@
 //! the route table that results. Cloudflare errors land on the route or tunnel they concern and
 //! never stop the rest of the pass; the pass says when the next one is due.
 
+use super::access_apps::apply::{AccessStep, AccessSync};
 use super::desired::{self, Observed};
 use super::dns::apply::{DnsOutcome, DnsWriter};
+use super::dry_run::{self, DryRun, Plan, ProposedContainer};
 use super::dns::plan::{self as dns_plan, Hostnames};
 use super::ingress::apply::IngressSync;
 use super::noticed::Noticed;
@@ -41,6 +43,8 @@ pub struct Reconciler {
     pub(super) next_deadline: Option<i64>,
     /// The zones this master last stored for the admin API ([`zones::KnownZones`]).
     known_zones: Option<zones::KnownZones>,
+    /// Cloudflare Access as last seen ([`super::access_apps`]).
+    access: AccessSync,
 }
 
 /// The route table while a pass works on it: the rows, those leaving, and per row the
@@ -100,6 +104,7 @@ impl Reconciler {
             backlog: false,
             next_deadline: None,
             known_zones: None,
+            access: AccessSync::default(),
         }
     }
 
@@ -112,26 +117,64 @@ impl Reconciler {
             report.errors.push(reason);
             return report;
         }
-        if let Err(error) = self.pass_inner(&mut report).await {
+        if let Err(error) = self.pass_inner(&mut report, None, &[]).await {
             tracing::warn!(message = "Reconcile pass failed.", %error);
             report.errors.push(error.to_string());
         }
         report
     }
 
-    async fn pass_inner(&mut self, report: &mut PassReport) -> Result<(), StoreError> {
-        let drift = self.last_drift.is_none_or(|at| at.elapsed() >= self.settings.drift_interval);
-        if drift {
+    /// A dry run ([`dry_run`]): what a pass would change now — with `proposals` in place of
+    /// the reported containers they name — written nowhere. Reads Cloudflare as a drift pass
+    /// does; leaves this reconciler's caches as they were.
+    pub async fn plan(&mut self, proposals: &[ProposedContainer]) -> Plan {
+        let mut report = PassReport::default();
+        if let Err(reason) = self.check_access().await {
+            return Plan { errors: vec![reason], ..Plan::default() };
+        }
+        let dry = DryRun::default();
+        let access = self.access.clone();
+        let result = self.pass_inner(&mut report, Some(&dry), proposals).await;
+        self.access = access;
+        let mut plan = Plan { errors: report.errors, ..Plan::default() };
+        match result {
+            Ok((routes, removed)) => {
+                plan.routes = routes;
+                plan.removed = removed;
+            }
+            Err(error) => plan.errors.push(error.to_string()),
+        }
+        plan.changes = dry.into_changes();
+        plan
+    }
+
+    /// One pass; with `dry`, a dry run: every write is recorded there instead of made, and the
+    /// route rows it would store are returned instead of stored.
+    async fn pass_inner(
+        &mut self,
+        report: &mut PassReport,
+        dry: Option<&DryRun>,
+        proposals: &[ProposedContainer],
+    ) -> Result<(Vec<RouteRow>, Vec<RouteRow>), StoreError> {
+        let drift = dry.is_some() || self.last_drift.is_none_or(|at| at.elapsed() >= self.settings.drift_interval);
+        if drift && dry.is_none() {
             self.ingress.forget_all();
             self.last_drift = Some(Instant::now());
         }
 
         // Observe the store; decide the route table.
-        let observed = Observed::read(&self.store).await?;
-        self.noticed.corrupt_rows(&observed.corrupt);
+        let mut observed = Observed::read(&self.store).await?;
+        if !proposals.is_empty() {
+            observed.containers = dry_run::with_proposals(observed.containers, proposals, now_millis());
+        }
+        if dry.is_none() {
+            self.noticed.corrupt_rows(&observed.corrupt);
+        }
         let grace_ms = self.settings.grace.as_millis() as i64;
         let decided = desired::decide(&observed, now_millis(), grace_ms, self.settings.max_routes_per_agent);
-        self.noticed.refusals(&decided.refusals);
+        if dry.is_none() {
+            self.noticed.refusals(&decided.refusals);
+        }
         let mut table = Table { rows: decided.rows, removed: decided.removed, errors: HashMap::new() };
 
         // Tunnels: one per active agent or group, and one for every routed tunnel key; its
@@ -142,6 +185,7 @@ impl Reconciler {
             store: &self.store,
             commands: self.commands.as_ref(),
             prefix: &self.settings.tunnel_prefix,
+            dry_run: dry,
         };
         let plan = TunnelPlan::of(&observed.agents, &table.rows);
         let live_ids = if drift { step.live_ids().await } else { None };
@@ -170,27 +214,54 @@ impl Reconciler {
             Ok(zones) => zones.into_iter().map(|z| zones::ZoneRef { id: z.id, name: z.name }).collect::<Vec<_>>(),
             Err(error) => {
                 report.errors.push(format!("listing zones: {error}"));
-                return self.save(report, &observed.routes, table).await;
+                return self.save(report, &observed.routes, table, dry).await;
             }
         };
-        let default_zone_id = self.settings.default_zone_id.clone();
-        remember_zones(&self.store, &mut self.known_zones, &zones, default_zone_id).await;
+        if dry.is_none() {
+            let default_zone_id = self.settings.default_zone_id.clone();
+            remember_zones(&self.store, &mut self.known_zones, &zones, default_zone_id).await;
+        }
         let default_zone = self.settings.default_zone_id.as_deref();
         let zone_of = zones::assign(&mut table.rows, &table.removed, &observed.agents, &zones, default_zone);
         route_table::one_tunnel_per_hostname(&mut table.rows);
 
         // DNS as it is: a foreign record at a wanted hostname is a conflict before anything is
         // written for it.
-        let dns = DnsWriter { client: &self.client, installation_id: &self.installation_id };
+        let dns = DnsWriter { client: &self.client, installation_id: &self.installation_id, dry_run: dry };
         let mut hostnames = Hostnames::of(&table.rows, &table.removed, &tunnels);
         let records = dns.observe(&hostnames, &zone_of, report).await;
         dns_plan::mark_foreign_records(&mut table.rows, &hostnames, &records.by_name, &self.installation_id);
         hostnames.narrow(&table.rows);
 
+        // Access: a protected route's application (and its policies) exist before its ingress
+        // rule and DNS record; a route whose protection is not in place is not published.
+        let now = now_millis();
+        let access_step = AccessStep {
+            client: &self.client,
+            store: &self.store,
+            installation_id: &self.installation_id,
+            now,
+            grace_ms,
+            dry_run: dry,
+        };
+        let access = self
+            .access
+            .before_routes(
+                &access_step,
+                &mut table.rows,
+                &table.removed,
+                &observed.routes,
+                &mut table.errors,
+                drift,
+                report,
+            )
+            .await;
+        hostnames.narrow(&table.rows);
+
         // Ingress, per tunnel.
         for (key, tunnel) in &tunnels {
             let desired = ingress::desired_for(&table.rows, key);
-            match self.ingress.sync(&self.client, &self.store, tunnel, &desired, report).await {
+            match self.ingress.sync(&self.client, &self.store, tunnel, &desired, report, dry).await {
                 Ok(conflicts) => ingress::mark_conflicts(&mut table.rows, key, &tunnel.name, &conflicts),
                 Err(error) => {
                     report.errors.push(format!("ingress of {}: {error}", tunnel.name));
@@ -202,35 +273,44 @@ impl Reconciler {
         // DNS writes, for what is still routed after the ingress step.
         hostnames.narrow(&table.rows);
         let outcome = dns.apply(&hostnames, &table.rows, &zone_of, &records, report).await;
-        self.backlog = outcome.backlog;
+        if dry.is_none() {
+            self.backlog = outcome.backlog;
+        }
         table.mark_dns(&outcome);
+
+        // Access applications and policies nothing asks for go after their routes.
+        self.access.after_routes(&access_step, access, &table.rows, report).await;
 
         // Tunnels nobody needs any more; on drift passes, the health of the others.
         for tunnel in plan.unneeded(&observed.tunnels) {
             step.delete(tunnel, &mut self.ingress, report).await?;
         }
-        if drift {
+        if drift && dry.is_none() {
             step.refresh_status(&tunnels, &self.ingress).await;
         }
-        self.save(report, &observed.routes, table).await
+        self.save(report, &observed.routes, table, dry).await
     }
 
     /// Stores the route table: rows that changed, rows that left; and notes when the next pass
-    /// is due at the latest (the soonest end of a grace period).
-    async fn save(&mut self, report: &mut PassReport, existing: &[RouteRow], table: Table) -> Result<(), StoreError> {
+    /// is due at the latest (the soonest end of a grace period). A dry run stores nothing.
+    /// Returns what changed and what left.
+    async fn save(
+        &mut self,
+        report: &mut PassReport,
+        existing: &[RouteRow],
+        table: Table,
+        dry: Option<&DryRun>,
+    ) -> Result<(Vec<RouteRow>, Vec<RouteRow>), StoreError> {
         let Table { mut rows, removed, errors } = table;
         for (index, row) in rows.iter_mut().enumerate() {
             row.last_error = errors.get(&index).cloned().unwrap_or_default();
         }
+        if dry.is_some() {
+            let changed = changed_rows(existing, rows);
+            return Ok((changed, removed));
+        }
         self.next_deadline = rows.iter().filter_map(|r| r.delete_at).min();
-        let before: HashMap<(&str, &str, &str), &RouteRow> =
-            existing.iter().map(|r| ((r.spec.hostname.as_str(), r.spec.path.as_str(), r.owner.as_str()), r)).collect();
-        let changed: Vec<RouteRow> = rows
-            .into_iter()
-            .filter(|row| {
-                before.get(&(row.spec.hostname.as_str(), row.spec.path.as_str(), row.owner.as_str())) != Some(&row)
-            })
-            .collect();
+        let changed = changed_rows(existing, rows);
         for row in &changed {
             tracing::info!(message = "Route.", hostname = %row.spec.hostname, path = %row.spec.path, status = row.status.as_str(), reason = %row.reason, service = %row.spec.service);
         }
@@ -238,8 +318,18 @@ impl Reconciler {
             tracing::info!(message = "Route removed.", hostname = %row.spec.hostname, path = %row.spec.path, owner = %row.owner);
         }
         report.routes_changed += (changed.len() + removed.len()) as u32;
-        self.store.save_routes(&changed, &removed).await
+        self.store.save_routes(&changed, &removed).await?;
+        Ok((changed, removed))
     }
+}
+
+/// The rows that differ from the stored ones (new ones included).
+fn changed_rows(existing: &[RouteRow], rows: Vec<RouteRow>) -> Vec<RouteRow> {
+    let before: HashMap<(&str, &str, &str), &RouteRow> =
+        existing.iter().map(|r| ((r.spec.hostname.as_str(), r.spec.path.as_str(), r.owner.as_str()), r)).collect();
+    rows.into_iter()
+        .filter(|row| before.get(&(row.spec.hostname.as_str(), row.spec.path.as_str(), row.owner.as_str())) != Some(&row))
+        .collect()
 }
 
 /// Stores the zones just listed (and the default zone) when they differ from what this master

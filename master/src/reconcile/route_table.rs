@@ -241,6 +241,7 @@ mod tests {
                 container_id: owner.into(),
                 container_name: owner.into(),
                 service_name: String::new(),
+                access_json: String::new(),
             },
             withheld: None,
         }

@@ -48,6 +48,12 @@ pub struct PassReport {
     pub dns_deleted: u32,
     pub commands_sent: u32,
     pub routes_changed: u32,
+    pub access_apps_created: u32,
+    pub access_apps_updated: u32,
+    pub access_apps_deleted: u32,
+    /// Our reusable Access policies created or updated.
+    pub access_policies_written: u32,
+    pub access_policies_deleted: u32,
     pub errors: Vec<String>,
 }
 
@@ -61,7 +67,17 @@ impl PassReport {
             + self.dns_deleted
             + self.commands_sent
             + self.routes_changed
+            + self.access_writes()
             > 0
+    }
+
+    /// Every Access write of the pass.
+    pub fn access_writes(&self) -> u32 {
+        self.access_apps_created
+            + self.access_apps_updated
+            + self.access_apps_deleted
+            + self.access_policies_written
+            + self.access_policies_deleted
     }
 }
 

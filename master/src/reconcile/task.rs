@@ -25,11 +25,17 @@ impl Reconciler {
         let mut leadership_changes = true;
         loop {
             let mut waiting: Vec<oneshot::Sender<PassReport>> = Vec::new();
+            let mut plans = Vec::new();
+            let mut plan_only = false;
             tokio::select! {
                 request = requests.recv() => match request {
                     None => return,
                     Some(Request::RunNow(reply)) => waiting.push(reply),
-                    Some(Request::Trigger) => self.coalesce(&mut requests, &mut waiting).await,
+                    Some(Request::Trigger) => self.coalesce(&mut requests, &mut waiting, &mut plans).await,
+                    Some(Request::Plan(proposals, reply)) => {
+                        plans.push((proposals, reply));
+                        plan_only = true;
+                    }
                 },
                 _ = tokio::time::sleep_until(next) => {}
                 // Leadership only changes with PostgreSQL; on SQLite the value is fixed.
@@ -38,6 +44,14 @@ impl Reconciler {
                         leadership_changes = false;
                     }
                 }
+            }
+            // Dry runs read and write nothing: any master answers them, between passes.
+            for (proposals, reply) in plans.drain(..) {
+                let plan = self.plan(&proposals).await;
+                let _ = reply.send(plan);
+            }
+            if plan_only {
+                continue; // the next pass stays due when it was
             }
             if !*self.leader.borrow_and_update() {
                 was_leader = false;
@@ -92,12 +106,18 @@ impl Reconciler {
 
     /// Coalesces a burst of triggers into one pass: waits until they have been quiet for a
     /// moment, at most `debounce` after the first. A run-now request ends the wait.
-    async fn coalesce(&self, requests: &mut mpsc::Receiver<Request>, waiting: &mut Vec<oneshot::Sender<PassReport>>) {
+    async fn coalesce(
+        &self,
+        requests: &mut mpsc::Receiver<Request>,
+        waiting: &mut Vec<oneshot::Sender<PassReport>>,
+        plans: &mut Vec<(Vec<super::dry_run::ProposedContainer>, oneshot::Sender<super::dry_run::Plan>)>,
+    ) {
         let latest = tokio::time::Instant::now() + self.settings.debounce;
         loop {
             let until = latest.min(tokio::time::Instant::now() + self.settings.quiet);
             match tokio::time::timeout_at(until, requests.recv()).await {
                 Ok(Some(Request::Trigger)) => continue,
+                Ok(Some(Request::Plan(proposals, reply))) => plans.push((proposals, reply)),
                 Ok(Some(Request::RunNow(reply))) => {
                     waiting.push(reply);
                     break;
@@ -159,6 +179,11 @@ fn log_pass(report: &PassReport) {
         dns_deleted = report.dns_deleted,
         commands_sent = report.commands_sent,
         routes_changed = report.routes_changed,
+        access_apps_created = report.access_apps_created,
+        access_apps_updated = report.access_apps_updated,
+        access_apps_deleted = report.access_apps_deleted,
+        access_policies_written = report.access_policies_written,
+        access_policies_deleted = report.access_policies_deleted,
         errors = report.errors.len(),
     );
 }

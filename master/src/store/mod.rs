@@ -7,6 +7,7 @@
 //! SQLite takes its lock up front and waits on `busy_timeout` instead of
 //! failing a read-then-write upgrade.
 
+mod access;
 mod access_policies;
 mod agents;
 mod commands;
@@ -23,6 +24,7 @@ pub use crate::model::{
     AgentRecord, ContainerRow, ManualRoute, OperatorPolicy, PolicySource, StoredAccessPolicy, TunnelRow,
     STATUS_OFFLINE, STATUS_ONLINE, STATUS_REVOKED,
 };
+pub use access::AccessRelease;
 pub use access_policies::{FileReplace, PutOutcome, StoredPolicies};
 pub use agents::{AgentRegistration, NewAgent};
 pub use commands::{CommandRow, CommandState, Enqueued};

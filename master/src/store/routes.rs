@@ -9,7 +9,7 @@ use sqlx::Row;
 use std::collections::BTreeSet;
 
 const ROUTE_COLUMNS: &str = "hostname, path, owner, source, service, origin_json, zone_name, agent_id, tunnel_key, \
-    container_id, container_name, service_name, status, reason, delete_at, first_seen_at, updated_at, last_error";
+    container_id, container_name, service_name, status, reason, delete_at, first_seen_at, updated_at, last_error, access_json";
 
 /// A stored route this master cannot read: a column holds text it does not know (a corrupt row,
 /// or one a newer master wrote into a shared database). It is left alone: not routed, not deleted.
@@ -61,6 +61,7 @@ fn route_from(row: &sqlx::any::AnyRow) -> Result<Result<RouteRow, CorruptRoute>,
             container_id: row.try_get("container_id")?,
             container_name: row.try_get("container_name")?,
             service_name: row.try_get("service_name")?,
+            access_json: row.try_get("access_json")?,
         },
         status,
         reason: row.try_get("reason")?,
@@ -107,13 +108,13 @@ impl Store {
         }
         for row in upserts {
             sqlx::query(&format!(
-                "INSERT INTO routes ({ROUTE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+                "INSERT INTO routes ({ROUTE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
                  ON CONFLICT (hostname, path, owner) DO UPDATE SET source = excluded.source, service = excluded.service, \
                  origin_json = excluded.origin_json, zone_name = excluded.zone_name, agent_id = excluded.agent_id, \
                  tunnel_key = excluded.tunnel_key, container_id = excluded.container_id, \
                  container_name = excluded.container_name, service_name = excluded.service_name, status = excluded.status, \
                  reason = excluded.reason, delete_at = excluded.delete_at, first_seen_at = excluded.first_seen_at, \
-                 updated_at = excluded.updated_at, last_error = excluded.last_error"
+                 updated_at = excluded.updated_at, last_error = excluded.last_error, access_json = excluded.access_json"
             ))
             .bind(&row.spec.hostname)
             .bind(&row.spec.path)
@@ -133,6 +134,7 @@ impl Store {
             .bind(row.first_seen_at)
             .bind(row.updated_at)
             .bind(&row.last_error)
+            .bind(&row.spec.access_json)
             .execute(&mut *tx)
             .await?;
         }

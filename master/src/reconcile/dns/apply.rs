@@ -40,6 +40,8 @@ pub struct DnsOutcome {
 pub struct DnsWriter<'a> {
     pub client: &'a CloudflareClient,
     pub installation_id: &'a str,
+    /// A dry run: writes are recorded here instead ([`crate::reconcile::dry_run`]).
+    pub dry_run: Option<&'a crate::reconcile::dry_run::DryRun>,
 }
 
 impl DnsWriter<'_> {
@@ -135,6 +137,17 @@ impl DnsWriter<'_> {
             tags: Vec::new(),
         };
         for action in dns_plan::plan(hostname, target, found, self.installation_id) {
+            if let Some(dry) = self.dry_run {
+                match &action {
+                    DnsAction::Create => dry.record("dns", "create", hostname, format!("CNAME → {}", target.unwrap_or(""))),
+                    DnsAction::Update { id } => {
+                        dry.record("dns", "update", hostname, format!("CNAME → {} ({id})", target.unwrap_or("")))
+                    }
+                    DnsAction::Delete { id } => dry.record("dns", "delete", hostname, format!("record {id}")),
+                    DnsAction::Conflict(reason) => return Ok(Some(reason.clone())),
+                }
+                continue;
+            }
             match action {
                 DnsAction::Create => {
                     let Some(target) = target else { continue };

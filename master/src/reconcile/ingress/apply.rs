@@ -2,6 +2,7 @@
 //! what was last synced (so an unchanged desired set costs no request) and the configuration
 //! version Cloudflare holds (tunnel health reads it).
 
+use crate::reconcile::dry_run::DryRun;
 use super::plan::{self as ingress, RuleKey};
 use crate::model::TunnelRow;
 use crate::reconcile::PassReport;
@@ -64,12 +65,16 @@ impl IngressSync {
         tunnel: &TunnelRow,
         desired: &[IngressRule],
         report: &mut PassReport,
+        dry_run: Option<&DryRun>,
     ) -> Result<BTreeSet<RuleKey>, IngressSyncError> {
         let fingerprint = fingerprint(desired);
         if let Some((synced, conflicts)) = self.synced.get(&tunnel.tunnel_id) {
-            if *synced == fingerprint {
+            if *synced == fingerprint && dry_run.is_none() {
                 return Ok(conflicts.clone());
             }
+        }
+        if let Some(dry) = dry_run {
+            return Self::plan(client, store, tunnel, desired, dry).await;
         }
         let current = client.get_configuration(&tunnel.tunnel_id).await?;
         self.config_versions.insert(tunnel.tunnel_id.clone(), current.as_ref().map_or(0, |c| c.version));
@@ -99,6 +104,42 @@ impl IngressSync {
             }
         }
         self.synced.insert(tunnel.tunnel_id.clone(), (fingerprint, merged.conflicts.clone()));
+        Ok(merged.conflicts)
+    }
+}
+
+impl IngressSync {
+    /// What [`IngressSync::sync`] would write, recorded in `dry` (rules added and removed).
+    async fn plan(
+        client: &CloudflareClient,
+        store: &Store,
+        tunnel: &TunnelRow,
+        desired: &[IngressRule],
+        dry: &DryRun,
+    ) -> Result<BTreeSet<RuleKey>, IngressSyncError> {
+        let planned = tunnel.tunnel_id == crate::reconcile::tunnels::apply::PLANNED_TUNNEL_ID;
+        let current = if planned { None } else { client.get_configuration(&tunnel.tunnel_id).await? };
+        let owned = if planned { BTreeSet::new() } else { store.owned_rules(&tunnel.tunnel_id).await? };
+        let current_rules = current.as_ref().map(|c| c.config.ingress.clone()).unwrap_or_default();
+        let merged = ingress::merge(&current_rules, &owned, desired);
+        if (current.is_some() || !desired.is_empty()) && merged.rules != current_rules {
+            let describe = |rule: &IngressRule| {
+                format!(
+                    "{}{} → {}",
+                    rule.hostname.as_deref().unwrap_or("*"),
+                    rule.path.as_deref().unwrap_or(""),
+                    rule.service
+                )
+            };
+            let before: BTreeSet<String> = current_rules.iter().map(describe).collect();
+            let after: BTreeSet<String> = merged.rules.iter().map(describe).collect();
+            let mut detail: Vec<String> = after.difference(&before).map(|r| format!("+ {r}")).collect();
+            detail.extend(before.difference(&after).map(|r| format!("- {r}")));
+            if detail.is_empty() {
+                detail.push("rules reordered".into());
+            }
+            dry.record("ingress", "update", &tunnel.name, detail.join("; "));
+        }
         Ok(merged.conflicts)
     }
 }

@@ -107,12 +107,36 @@ pub fn merge(current: &[IngressRule], owned: &BTreeSet<RuleKey>, desired: &[Ingr
 }
 
 /// The rules a tunnel should hold for the routed rows on it (`key`), in order. Pure.
+///
+/// A protected path route that is not published (its Access protection is not in place) while
+/// its hostname is routed here gets a rule answering 503, so that its requests do not fall
+/// through to the hostname's public rule: it never goes public by accident.
 pub fn desired_for(rows: &[RouteRow], key: &str) -> Vec<IngressRule> {
-    let mut desired: Vec<IngressRule> =
-        rows.iter().filter(|r| r.status.is_routed() && r.spec.tunnel_key == key).map(|r| rule_for(&r.spec)).collect();
+    let routed: Vec<&RouteRow> = rows.iter().filter(|r| r.status.is_routed() && r.spec.tunnel_key == key).collect();
+    let hostnames: BTreeSet<&str> = routed.iter().map(|r| r.spec.hostname.as_str()).collect();
+    let mut desired: Vec<IngressRule> = routed.iter().map(|r| rule_for(&r.spec)).collect();
+    let mut blocked = BTreeSet::new();
+    for row in rows {
+        let unprotected = !row.status.is_routed() && !row.spec.access_json.is_empty() && !row.spec.path.is_empty();
+        if unprotected
+            && hostnames.contains(row.spec.hostname.as_str())
+            && !routed.iter().any(|r| r.key() == row.key())
+            && blocked.insert(row.key())
+        {
+            desired.push(IngressRule {
+                hostname: Some(row.spec.hostname.clone()),
+                path: Some(row.spec.path.clone()),
+                service: WITHHELD_SERVICE.into(),
+                ..Default::default()
+            });
+        }
+    }
     sort_rules(&mut desired);
     desired
 }
+
+/// What a withheld protected path answers ([`desired_for`]).
+pub const WITHHELD_SERVICE: &str = "http_status:503";
 
 /// The routed rows on tunnel `key` whose rule a foreign rule holds become conflicts. Pure.
 pub fn mark_conflicts(rows: &mut [RouteRow], key: &str, tunnel_name: &str, conflicts: &BTreeSet<RuleKey>) {
@@ -130,6 +154,21 @@ pub fn mark_conflicts(rows: &mut [RouteRow], key: &str, tunnel_name: &str, confl
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_withheld_protected_path_answers_503_instead_of_falling_through_to_the_public_rule() {
+        let public = crate::model::route::test_row("a.example.com", "web");
+        let mut admin = crate::model::route::test_row("a.example.com", "admin");
+        admin.spec.path = "/admin".into();
+        admin.spec.access_json = r#"{"policy":{"label":"dockflare.access.policy","value":"nope"}}"#.into();
+        admin.status = Status::Invalid;
+        let desired = desired_for(&[public.clone(), admin.clone()], "agent:a1");
+        let services: Vec<(Option<&str>, &str)> =
+            desired.iter().map(|r| (r.path.as_deref(), r.service.as_str())).collect();
+        assert_eq!(services, vec![(Some("/admin"), WITHHELD_SERVICE), (None, "http://web:80")]);
+        // Nothing routed on the hostname: nothing to fall through to, no rule.
+        assert!(desired_for(&[admin], "agent:a1").is_empty());
+    }
 
     fn rule(host: &str, path: &str, service: &str) -> IngressRule {
         IngressRule {

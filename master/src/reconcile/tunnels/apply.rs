@@ -5,6 +5,7 @@
 use super::plan::tunnel_name;
 use crate::clock::now_millis;
 use crate::model::{AgentRecord, TunnelRow};
+use crate::reconcile::dry_run::DryRun;
 use crate::reconcile::ingress::apply::IngressSync;
 use crate::reconcile::{AgentCommands, PassReport};
 use crate::store::{Store, StoreError};
@@ -20,7 +21,12 @@ pub struct Tunnels<'a> {
     pub store: &'a Store,
     pub commands: &'a dyn AgentCommands,
     pub prefix: &'a str,
+    /// A dry run: writes and commands are recorded here instead ([`crate::reconcile::dry_run`]).
+    pub dry_run: Option<&'a DryRun>,
 }
+
+/// The id a dry run gives a tunnel it would create.
+pub const PLANNED_TUNNEL_ID: &str = "(new tunnel)";
 
 impl Tunnels<'_> {
     /// The ids of this installation's tunnels in Cloudflare (`None` when they cannot be listed:
@@ -53,6 +59,24 @@ impl Tunnels<'_> {
         let name = tunnel_name(self.prefix, key);
         let found = match self.client.find_tunnel(&name).await.map_err(|e| e.to_string())? {
             Some(tunnel) => tunnel,
+            None if self.dry_run.is_some() => {
+                if let Some(dry) = self.dry_run {
+                    dry.record("tunnel", "create", &name, format!("for {key}"));
+                }
+                let now = now_millis();
+                return Ok(TunnelRow {
+                    tunnel_key: key.to_string(),
+                    name,
+                    tunnel_id: PLANNED_TUNNEL_ID.into(),
+                    status: "inactive".into(),
+                    connector_count: 0,
+                    config_version: 0,
+                    connector_config_version: 0,
+                    last_error: String::new(),
+                    created_at: now,
+                    updated_at: now,
+                });
+            }
             None => match self.client.create_tunnel(&name).await {
                 Ok(tunnel) => {
                     report.tunnels_created += 1;
@@ -79,12 +103,18 @@ impl Tunnels<'_> {
             created_at: stored.map(|s| s.created_at).unwrap_or(now),
             updated_at: now,
         };
-        self.store.save_tunnel(&row).await.map_err(|e| e.to_string())?;
+        if self.dry_run.is_none() {
+            self.store.save_tunnel(&row).await.map_err(|e| e.to_string())?;
+        }
         Ok(row)
     }
 
     /// Tells the agent to run the tunnel's connector (with a fresh token) and records it.
     pub async fn start(&self, agent: &AgentRecord, tunnel: &TunnelRow) -> Result<(), String> {
+        if let Some(dry) = self.dry_run {
+            dry.record("connector", "start", &agent.id, format!("runs the connector of tunnel {}", tunnel.name));
+            return Ok(());
+        }
         let token = self.client.tunnel_token(&tunnel.tunnel_id).await.map_err(|e| e.to_string())?;
         let start = StartTunnel {
             tunnel_id: tunnel.tunnel_id.clone(),
@@ -104,6 +134,10 @@ impl Tunnels<'_> {
         ingress: &mut IngressSync,
         report: &mut PassReport,
     ) -> Result<(), StoreError> {
+        if let Some(dry) = self.dry_run {
+            dry.record("tunnel", "delete", &tunnel.name, "no agent or route uses it");
+            return Ok(());
+        }
         match self.client.delete_tunnel(&tunnel.tunnel_id).await {
             Ok(()) => {
                 self.store.delete_tunnel(&tunnel.tunnel_key).await?;
