@@ -31,12 +31,16 @@ pub const METHOD_ROLES: &[(&str, Role)] = &[
     ("ListAdminIdentities", Role::Viewer),
     ("WatchChanges", Role::Viewer),
     ("WhoAmI", Role::Viewer),
+    ("ListAccessPolicies", Role::Viewer),
+    ("GetAccessPolicy", Role::Viewer),
     // Operating the routes.
     ("AddManualRoute", Role::Operator),
     ("DeleteManualRoute", Role::Operator),
     ("SendCommand", Role::Operator),
     ("Reconcile", Role::Operator),
     ("PlanChanges", Role::Viewer),
+    ("PutAccessPolicy", Role::Operator),
+    ("DeleteAccessPolicy", Role::Operator),
     // Managing who belongs.
     ("CreateJoinToken", Role::Admin),
     ("RevokeJoinToken", Role::Admin),

@@ -270,6 +270,72 @@ pub fn origin_options(origin: &v1::OriginRequest) -> dockflare_common::labels::O
     }
 }
 
+/// A `google.protobuf.Struct` as JSON (whole numbers stay integers).
+pub fn json_of_struct(fields: &prost_types::Struct) -> serde_json::Value {
+    serde_json::Value::Object(fields.fields.iter().map(|(key, value)| (key.clone(), json_of_value(value))).collect())
+}
+
+fn json_of_value(value: &prost_types::Value) -> serde_json::Value {
+    use prost_types::value::Kind;
+    use serde_json::Value;
+    match &value.kind {
+        None | Some(Kind::NullValue(_)) => Value::Null,
+        Some(Kind::BoolValue(b)) => Value::Bool(*b),
+        Some(Kind::NumberValue(n)) if n.fract() == 0.0 && n.abs() < 9.0e15 => Value::from(*n as i64),
+        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number),
+        Some(Kind::StringValue(text)) => Value::String(text.clone()),
+        Some(Kind::ListValue(list)) => Value::Array(list.values.iter().map(json_of_value).collect()),
+        Some(Kind::StructValue(fields)) => json_of_struct(fields),
+    }
+}
+
+/// JSON as a `google.protobuf.Struct` (a value that is not an object: an empty one).
+pub fn struct_of_json(json: &serde_json::Value) -> prost_types::Struct {
+    match value_of_json(json).kind {
+        Some(prost_types::value::Kind::StructValue(fields)) => fields,
+        _ => prost_types::Struct::default(),
+    }
+}
+
+fn value_of_json(json: &serde_json::Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    use serde_json::Value;
+    let kind = match json {
+        Value::Null => Kind::NullValue(0),
+        Value::Bool(b) => Kind::BoolValue(*b),
+        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+        Value::String(text) => Kind::StringValue(text.clone()),
+        Value::Array(items) => {
+            Kind::ListValue(prost_types::ListValue { values: items.iter().map(value_of_json).collect() })
+        }
+        Value::Object(fields) => Kind::StructValue(prost_types::Struct {
+            fields: fields.iter().map(|(key, value)| (key.clone(), value_of_json(value))).collect(),
+        }),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+/// A stored Access policy as the admin API shows it.
+pub fn access_policy(stored: &crate::model::StoredAccessPolicy) -> v1::AccessPolicy {
+    let policy = &stored.policy;
+    let rules = |rules: &[serde_json::Value]| rules.iter().map(struct_of_json).collect();
+    v1::AccessPolicy {
+        name: policy.name.clone(),
+        decision: policy.decision.clone(),
+        include: rules(&policy.include),
+        exclude: rules(&policy.exclude),
+        require: rules(&policy.require),
+        session_duration: policy.session_duration.clone().unwrap_or_default(),
+        source: match policy.source {
+            crate::model::PolicySource::Api => v1::AccessPolicySource::Api,
+            crate::model::PolicySource::File => v1::AccessPolicySource::File,
+        } as i32,
+        updated_at: Some(timestamp(policy.updated_at)),
+        revision: u64::try_from(stored.revision).unwrap_or_default(),
+        created_by: stored.created_by.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,8 @@
 //! The DockFlare master as a library: the binary (`main.rs`) parses flags
 //! and calls [`server::start`]; tests start the same pieces.
 
+pub mod access_policies;
+pub mod access_policy_file;
 pub mod admin_access;
 pub mod admin_identities;
 pub mod admin_service;

@@ -54,6 +54,8 @@ pub struct ServeOptions {
     pub test_fault_task: Option<String>,
     /// Where the web dashboard listens (`None`: off).
     pub web_listen: Option<SocketAddr>,
+    /// The operator's Access policy file (`--access-policies`), loaded at start and on SIGHUP.
+    pub access_policies: Option<PathBuf>,
     /// Change batches a watcher may fall behind by ([`crate::watch::WatchHub::new`]).
     pub watch_backlog: usize,
 }
@@ -85,6 +87,10 @@ pub enum StartError {
     Bootstrap(#[from] crate::bootstrap_token::BootstrapError),
     #[error(transparent)]
     Web(#[from] crate::web::WebError),
+    #[error(transparent)]
+    AccessPolicies(#[from] crate::access_policy_file::LoadError),
+    #[error("cannot watch for SIGHUP (access policy reloads): {0}")]
+    Signal(std::io::Error),
     #[error("recording the master's admin identity: {0}")]
     AdminIdentity(#[from] crate::admin_identities::AdmissionError),
 }
@@ -147,6 +153,12 @@ pub async fn start(
         crate::bootstrap_token::ensure(&store, pki.ca.certificate_der(), bootstrap).await?;
     }
 
+    if let Some(path) = &options.access_policies {
+        crate::access_policy_file::load(&store, path).await?;
+    }
+    let policy_reloads =
+        crate::access_policy_file::reloads(options.access_policies.clone()).map_err(StartError::Signal)?;
+
     let (mut supervisor, exits) = Supervisor::new();
     let (listening_tx, listening) = tokio::sync::watch::channel(false);
     if let Some(task) = &options.test_fault_task {
@@ -178,6 +190,7 @@ pub async fn start(
         crate::cluster::spawn_listener(url.clone(), sessions.clone(), reconciler.clone(), &supervisor);
     }
     let events = EventWriter::spawn(store.clone(), sessions.clone(), fanout.clone(), &supervisor);
+    supervisor.spawn("access policy reloads", policy_reloads.run(store.clone(), fanout.clone()));
     let admins = crate::admin_identities::AdminRegistry::new(store.clone());
     let own_admin = std::fs::read_to_string(pki.dir.join("admin.crt"))
         .map_err(|source| StartError::DataDir { path: pki.dir.join("admin.crt"), source })?;

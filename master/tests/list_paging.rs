@@ -208,6 +208,34 @@ async fn every_list_call_pages_alike_with_opaque_tokens() -> Result<()> {
         }
     })
     .await?;
+    for name in ["team", "ops", "geo"] {
+        let rule = prost_types::Struct {
+            fields: [(
+                "everyone".to_string(),
+                prost_types::Value {
+                    kind: Some(prost_types::value::Kind::StructValue(prost_types::Struct::default())),
+                },
+            )]
+            .into(),
+        };
+        let put = v1::PutAccessPolicyRequest {
+            name: name.into(),
+            decision: "allow".into(),
+            include: vec![rule],
+            ..Default::default()
+        };
+        admin.clone().put_access_policy(put).await?;
+    }
+    let c = admin.clone();
+    pages_alike("ListAccessPolicies", 3, &foreign, move |page_size, page_token| {
+        let mut c = c.clone();
+        async move {
+            let page =
+                c.list_access_policies(v1::ListAccessPoliciesRequest { page_size, page_token }).await?.into_inner();
+            Ok((page.policies.into_iter().map(|p| p.name).collect(), page.next_page_token))
+        }
+    })
+    .await?;
     Ok(())
 }
 

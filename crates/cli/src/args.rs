@@ -2,9 +2,9 @@
 //! nouns, and shell completion generated from this same definition.
 
 use crate::commands::{
-    agent_commands::CommandsArgs, agents::AgentsArgs, containers::ContainersArgs, diagnostics::DiagnosticsArgs,
-    events::EventsArgs, identities::IdentitiesArgs, routes::RoutesArgs, tokens::TokensArgs, tunnels::TunnelsArgs,
-    watch::WatchArgs,
+    access::AccessArgs, agent_commands::CommandsArgs, agents::AgentsArgs, containers::ContainersArgs,
+    diagnostics::DiagnosticsArgs, events::EventsArgs, identities::IdentitiesArgs, routes::RoutesArgs,
+    tokens::TokensArgs, tunnels::TunnelsArgs, watch::WatchArgs,
 };
 use crate::config::Layer;
 use crate::output::Format;
@@ -93,6 +93,8 @@ pub enum Command {
     Events(EventsArgs),
     /// Admin identities: list (default), issue, revoke.
     Identities(IdentitiesArgs),
+    /// Operator-defined Cloudflare Access policies: `access policies`, `access policy get|put|rm`.
+    Access(AccessArgs),
     /// Run a full reconcile pass now and print what it changed (exit 1 if it met errors).
     Reconcile,
     /// Follow changes as they happen: a snapshot, then every change (one line each).

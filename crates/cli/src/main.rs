@@ -55,6 +55,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Commands(args) => commands::agent_commands::run(args, &session).await,
         Command::Events(args) => commands::events::run(args, &session).await,
         Command::Identities(args) => commands::identities::run(args, &session).await,
+        Command::Access(args) => commands::access::run(args, &session).await,
         Command::Reconcile => commands::reconcile::run(&session).await,
         Command::Watch(args) => commands::watch::run(args, &session).await,
         Command::Whoami => commands::whoami::run(&session).await,

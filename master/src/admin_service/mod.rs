@@ -2,8 +2,9 @@
 //! event logs, routes and tunnels, for operators (grpcurl) and integrations.
 //! Every call needs an admin certificate. This module holds the service and the
 //! helpers its calls share; each call lives with its nouns ([`tokens`],
-//! [`agents`], [`activity`], [`routes`]), and the trait impl only routes to them.
+//! [`agents`], [`activity`], [`routes`], [`access_policies`]), and the trait impl only routes to them.
 
+mod access_policies;
 mod activity;
 mod agents;
 mod filters;
@@ -214,6 +215,34 @@ impl AdminService for AdminApi {
         request: Request<v1::PlanChangesRequest>,
     ) -> Result<Response<v1::PlanChangesResponse>, Status> {
         routes::plan_changes(self, request).await
+    }
+
+    async fn put_access_policy(
+        &self,
+        request: Request<v1::PutAccessPolicyRequest>,
+    ) -> Result<Response<v1::PutAccessPolicyResponse>, Status> {
+        access_policies::put_access_policy(self, request).await
+    }
+
+    async fn get_access_policy(
+        &self,
+        request: Request<v1::GetAccessPolicyRequest>,
+    ) -> Result<Response<v1::GetAccessPolicyResponse>, Status> {
+        access_policies::get_access_policy(self, request).await
+    }
+
+    async fn list_access_policies(
+        &self,
+        request: Request<v1::ListAccessPoliciesRequest>,
+    ) -> Result<Response<v1::ListAccessPoliciesResponse>, Status> {
+        access_policies::list_access_policies(self, request).await
+    }
+
+    async fn delete_access_policy(
+        &self,
+        request: Request<v1::DeleteAccessPolicyRequest>,
+    ) -> Result<Response<v1::DeleteAccessPolicyResponse>, Status> {
+        access_policies::delete_access_policy(self, request).await
     }
 
     type WatchChangesStream = watch::WatchStream;

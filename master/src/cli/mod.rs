@@ -297,6 +297,12 @@ pub struct ServeArgs {
     /// from its last revision).
     #[arg(long, env = "DOCKFLARE_WATCH_BACKLOG", default_value_t = 1024)]
     pub watch_backlog: usize,
+    /// Operator-defined Cloudflare Access policies, a TOML file of [[policy]] tables (name,
+    /// decision, include, exclude, require, session_duration), which access labels name. Read at
+    /// start (an invalid file stops the master) and on SIGHUP (an invalid file is logged and the
+    /// previous policies stay). Its policies cannot be changed through the admin API.
+    #[arg(long, env = "DOCKFLARE_ACCESS_POLICIES", value_name = "FILE")]
+    pub access_policies: Option<PathBuf>,
     /// Tests only: the long-lived task (by its name in the logs, e.g. "reconciler") that fails on
     /// purpose once the master listens, to show that the process then exits.
     #[arg(long, hide = true)]

@@ -112,6 +112,7 @@ pub fn serve_options(cli: &Cli, open_files_limit: Option<u64>) -> Result<ServeOp
         }),
         test_fault_task: serve.test_fault_task.clone(),
         watch_backlog: serve.watch_backlog.max(1),
+        access_policies: serve.access_policies.clone(),
         web_listen: serve.web_listen.0,
     })
 }

@@ -8,6 +8,7 @@
 //! failing a read-then-write upgrade.
 
 mod access;
+mod access_policies;
 mod agents;
 mod commands;
 mod containers;
@@ -20,9 +21,11 @@ mod watch;
 mod web;
 
 pub use crate::model::{
-    AgentRecord, ContainerRow, ManualRoute, TunnelRow, STATUS_OFFLINE, STATUS_ONLINE, STATUS_REVOKED,
+    AgentRecord, ContainerRow, ManualRoute, OperatorPolicy, PolicySource, StoredAccessPolicy, TunnelRow,
+    STATUS_OFFLINE, STATUS_ONLINE, STATUS_REVOKED,
 };
 pub use access::AccessRelease;
+pub use access_policies::{FileReplace, PutOutcome, StoredPolicies};
 pub use agents::{AgentRegistration, NewAgent};
 pub use commands::{CommandRow, CommandState, Enqueued};
 pub use containers::{ContainerChange, ContainerChangeEntry};

@@ -2,6 +2,7 @@
 //! context, the output, a connection made when first needed). Each noun module holds its own
 //! clap arguments and its handler; the top-level command line is `crate::args`.
 
+pub mod access;
 pub mod agent_commands;
 pub mod agents;
 pub mod containers;

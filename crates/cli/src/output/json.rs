@@ -49,6 +49,10 @@ proto_names!(
     ReconcileResponse,
     WatchChangesResponse,
     WhoAmIResponse,
+    ListAccessPoliciesResponse,
+    GetAccessPolicyResponse,
+    PutAccessPolicyResponse,
+    DeleteAccessPolicyResponse,
 );
 
 fn pool() -> Result<&'static DescriptorPool> {

@@ -30,6 +30,7 @@ word_fn!(route_source_word, v1::RouteSource, "ROUTE_SOURCE_");
 word_fn!(command_state_word, v1::CommandState, "COMMAND_STATE_");
 word_fn!(docker_mode_word, v1::DockerMode, "DOCKER_MODE_");
 word_fn!(role_word, v1::AdminRole, "ADMIN_ROLE_");
+word_fn!(access_policy_source, v1::AccessPolicySource, "ACCESS_POLICY_SOURCE_");
 word_fn!(change_type_word, v1::ChangeType, "CHANGE_TYPE_");
 word_fn!(resource_kind_word, v1::ResourceKind, "RESOURCE_KIND_");
 word_fn!(connector_state_word, v1::ConnectorState, "CONNECTOR_STATE_");

@@ -2,6 +2,7 @@
 //! binary, built by `cargo build --workspace --bins`), the CLI as a process with flags and
 //! environment, its stdout, stderr and exit code checked. Waits have deadlines.
 
+mod access;
 mod context;
 mod fleet;
 mod listing;
