@@ -214,6 +214,39 @@ async fn each_label_form_makes_the_application_and_policies_expected_and_a_resta
     Ok(())
 }
 
+/// A policy the operator defines (admin API) is synced to the account as ours, linked by name
+/// from labels, and updated when its definition changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_policies_are_synced_and_named_by_labels() -> Result<()> {
+    let cloud = cloud().await?;
+    let master = master(&cloud, cloud.emulator.api_token()).await?;
+    let put = |domain: &str| dockflare::v1::PutAccessPolicyRequest {
+        name: "team".into(),
+        decision: "allow".into(),
+        include: vec![support::rule(json!({"email_domain": {"domain": domain}}))],
+        ..Default::default()
+    };
+    master.admin().await?.put_access_policy(put("example.com")).await?;
+    let agent = FakeAgent::join(&master, &master.join_token(1).await?, "a1", "").await?;
+    agent.report(vec![labelled("t", &with(&[("dockflare.access.group", "team")], "t.example.com"))]).await?;
+    wait_route(&master, "t.example.com", "", RouteStatus::Active).await?;
+    let cf = client(&cloud)?;
+    let app = app(&cf.list_access_apps().await?, "t.example.com").cloned().context("no application")?;
+    let policies = cf.list_access_policies().await?;
+    let team = policies.iter().find(|p| p.id == app.policies[0].id).context("the linked policy")?;
+    assert!(team.name.ends_with("-team"), "{}", team.name);
+    assert_eq!(team.include, vec![json!({"email_domain": {"domain": "example.com"}})]);
+
+    master.admin().await?.put_access_policy(put("example.org")).await?;
+    eventually("the synced policy follows its definition", WAIT, || async {
+        let policies = cf.list_access_policies().await?;
+        let now = policies.iter().find(|p| p.id == team.id).map(|p| p.include.clone());
+        Ok((now == Some(vec![json!({"email_domain": {"domain": "example.org"}})])).then_some(()))
+    })
+    .await?;
+    Ok(())
+}
+
 /// Mistakes never publish a route: an unknown policy, malformed custom rules and an unknown IdP
 /// each withhold the route with a reason naming the label; a published route whose labels turn
 /// bad keeps its last good Access state.

@@ -6,6 +6,8 @@
 
 mod support;
 
+use support::rule;
+
 use anyhow::{bail, ensure, Context, Result};
 use dockflare::v1::admin_service_client::AdminServiceClient;
 use dockflare::v1::{self, AdminRole};
@@ -89,24 +91,6 @@ async fn the_store_keeps_one_owner_per_name_on_both_backends() -> Result<()> {
         outcome.with_context(|| format!("on {}", database.name))?;
     }
     Ok(())
-}
-
-fn rule(json: Value) -> prost_types::Struct {
-    fn value(json: &Value) -> prost_types::Value {
-        use prost_types::value::Kind;
-        let kind = match json {
-            Value::String(text) => Kind::StringValue(text.clone()),
-            Value::Object(fields) => Kind::StructValue(prost_types::Struct {
-                fields: fields.iter().map(|(k, v)| (k.clone(), value(v))).collect(),
-            }),
-            other => Kind::StringValue(other.to_string()),
-        };
-        prost_types::Value { kind: Some(kind) }
-    }
-    match value(&json).kind {
-        Some(prost_types::value::Kind::StructValue(fields)) => fields,
-        _ => prost_types::Struct::default(),
-    }
 }
 
 fn put(name: &str, include: Vec<Value>) -> v1::PutAccessPolicyRequest {

@@ -7,49 +7,36 @@
 //! A token without the Access permission is said once per problem (log, route reasons, the
 //! pass's errors), and routes without Access labels keep working.
 
+use super::account::{call_error, ensure_tag, observe, operator_policies, Cached};
+pub use super::account::{ACCESS_PERMISSION, IDP_PERMISSION, MEMBERS_PERMISSION};
+use super::describe::{app_detail, planned_app};
 use super::plan::{self, AppWrite};
-use super::resolve::{self, AccountView, OperatorPolicyDef, Protection};
+use super::resolve::{self, AccountView, Protection};
+use super::writes;
 use super::{labels_from_json, owner_tag, policy_prefix};
 use crate::model::{RouteRow, Status};
 use crate::reconcile::dry_run::DryRun;
 use crate::reconcile::PassReport;
 use crate::store::{AccessRelease, Store};
-use dockflare_cloudflare::client::{CfError, CloudflareClient};
-use dockflare_cloudflare::types::{AccessApp, AccessAppPolicy, AccessAppRequest, AccessPolicy, IdentityProvider};
+use dockflare_cloudflare::client::CloudflareClient;
 use dockflare_common::labels::access::application_domain;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-
-/// Cloudflare's name for the permission Access applications and policies need.
-pub const ACCESS_PERMISSION: &str = "Account › Access: Apps and Policies › Edit";
-/// … and the one listing the account's members needs (`access.policy=authenticate`).
-pub const MEMBERS_PERMISSION: &str = "Account › Account Settings › Read";
-/// … and the one listing identity providers needs (`access.allowed_idps`).
-pub const IDP_PERMISSION: &str = "Account › Access: Organizations, Identity Providers, and Groups › Read";
 
 /// What the reason of a route that keeps its last good Access state starts with.
 const KEPT: &str = "kept its last good Access state";
 
-/// The account's Access objects as last seen (and as our own writes changed them).
-#[derive(Debug, Default, Clone)]
-struct Cached {
-    apps: Vec<AccessApp>,
-    policies: Vec<AccessPolicy>,
-    idps: Option<Result<Vec<IdentityProvider>, String>>,
-    members: Option<Result<Vec<String>, String>>,
-}
-
 /// The Access step's state between passes.
 #[derive(Debug, Default, Clone)]
 pub struct AccessSync {
-    cache: Option<Cached>,
+    pub(super) cache: Option<Cached>,
     /// Whether our ownership tag exists in the account.
-    tag_ready: bool,
+    pub(super) tag_ready: bool,
     /// Whether the account was looked at once (the start's permission check).
-    checked: bool,
+    pub(super) checked: bool,
     /// The unavailability last logged (said once).
-    logged: Option<String>,
+    pub(super) logged: Option<String>,
     /// A write's outcome is unknown: read the account again next pass, delete nothing now.
-    stale: bool,
+    pub(super) stale: bool,
 }
 
 /// What the Access step needs of the pass.
@@ -67,30 +54,21 @@ pub struct AccessStep<'a> {
 #[derive(Debug, Default)]
 pub struct AccessPass {
     /// Whether the account was observed and written this pass (else nothing is deleted).
-    active: bool,
+    pub(super) active: bool,
     /// The domains our applications must keep covering.
-    desired_domains: BTreeSet<String>,
+    pub(super) desired_domains: BTreeSet<String>,
     /// Our policies that must stay.
-    wanted_policies: BTreeSet<String>,
-    releases: Vec<AccessRelease>,
+    pub(super) wanted_policies: BTreeSet<String>,
+    pub(super) releases: Vec<AccessRelease>,
 }
 
 /// The domain an application for `row` covers (its hostname when the path is a pattern).
-fn row_domain(row: &RouteRow) -> String {
+pub(super) fn row_domain(row: &RouteRow) -> String {
     application_domain(&row.spec.hostname, &row.spec.path).unwrap_or_else(|_| row.spec.hostname.clone()).to_lowercase()
 }
 
 fn is_protected(row: &RouteRow) -> bool {
     row.status.is_routed() && !row.spec.access_json.is_empty()
-}
-
-/// Why an Access call failed, with the permission when that is the cause.
-fn call_error(what: &str, permission: &str, error: &CfError) -> String {
-    if error.is_permission_denied() {
-        format!("{what}: the Cloudflare API token lacks the permission {permission} ({error})")
-    } else {
-        format!("{what}: {error}")
-    }
 }
 
 impl AccessSync {
@@ -115,7 +93,13 @@ impl AccessSync {
                 return self.withhold_all(rows, &protected, existing, errors, "the store could not be read");
             }
         };
-        let operator = operator_policies(step.store).await;
+        let operator = match operator_policies(step.store).await {
+            Ok(operator) => operator,
+            Err(error) => {
+                report.errors.push(format!("reading the operator's Access policies: {error}"));
+                return self.withhold_all(rows, &protected, existing, errors, "the store could not be read");
+            }
+        };
         let ours_known = self.cache.as_ref().is_some_and(|c| {
             let prefix = policy_prefix(step.installation_id);
             let tag = owner_tag(step.installation_id);
@@ -243,54 +227,7 @@ impl AccessSync {
         }
         let desired: Vec<resolve::DesiredPolicy> = desired_policies.values().cloned().collect();
         let policy_plan = plan::plan_policies(&desired, &cache.policies);
-        for policy in &policy_plan.create {
-            let result = match step.dry_run {
-                Some(dry) => {
-                    dry.record("access_policy", "create", &policy.name, policy_detail(policy));
-                    Ok(AccessPolicy {
-                        id: format!("(new) {}", policy.name),
-                        name: policy.name.clone(),
-                        ..Default::default()
-                    })
-                }
-                None => step.client.create_access_policy(&plan::policy_request(policy)).await,
-            };
-            match result {
-                Ok(created) => {
-                    report.access_policies_written += 1;
-                    tracing::info!(message = "Access policy created.", name = %created.name, id = %created.id);
-                    cache.policies.push(created);
-                }
-                Err(error) => report.errors.push(call_error(
-                    &format!("creating Access policy {}", policy.name),
-                    ACCESS_PERMISSION,
-                    &error,
-                )),
-            }
-        }
-        for (id, policy) in &policy_plan.update {
-            let result = match step.dry_run {
-                Some(dry) => {
-                    dry.record("access_policy", "update", &policy.name, policy_detail(policy));
-                    Ok(AccessPolicy { id: id.clone(), name: policy.name.clone(), ..Default::default() })
-                }
-                None => step.client.update_access_policy(id, &plan::policy_request(policy)).await,
-            };
-            match result {
-                Ok(updated) => {
-                    report.access_policies_written += 1;
-                    tracing::info!(message = "Access policy updated.", name = %updated.name, id = %updated.id);
-                    if let Some(slot) = cache.policies.iter_mut().find(|p| p.id == *id) {
-                        *slot = updated;
-                    }
-                }
-                Err(error) => report.errors.push(call_error(
-                    &format!("updating Access policy {}", policy.name),
-                    ACCESS_PERMISSION,
-                    &error,
-                )),
-            }
-        }
+        writes::write_policies(step, &mut cache.policies, &policy_plan, report).await;
 
         // Then the applications.
         let tag = owner_tag(step.installation_id);
@@ -340,54 +277,9 @@ impl AccessSync {
         // An update replaces the whole application: read it first, so that what someone changed
         // since the cache was filled (a policy attached by hand) is kept.
         let mut app_plan = app_plan;
-        let updates: Vec<String> = app_plan
-            .writes
-            .iter()
-            .filter(|(_, write)| matches!(write, AppWrite::Update(..)))
-            .map(|(domain, _)| domain.clone())
-            .collect();
-        for domain in updates {
-            let Some(AppWrite::Update(id, _)) = app_plan.writes.get(&domain) else { continue };
-            let id = id.clone();
-            match step.client.get_access_app(&id).await {
-                Ok(Some(fresh)) => {
-                    if let Some(slot) = cache.apps.iter_mut().find(|a| a.id == id) {
-                        *slot = fresh.clone();
-                    }
-                    let want: Vec<resolve::DesiredApp> =
-                        desired_apps.get(&domain.to_lowercase()).cloned().into_iter().collect();
-                    let again = plan::plan_apps(&want, &[fresh], &policy_ids, &tag, &view.prefix);
-                    match again.writes.into_values().next() {
-                        Some(write) => {
-                            app_plan.writes.insert(domain, write);
-                        }
-                        None => {
-                            app_plan.writes.remove(&domain);
-                            if let Some(reason) = again.conflicts.into_values().next() {
-                                app_plan.conflicts.insert(domain, reason);
-                            }
-                        }
-                    }
-                }
-                // Deleted by hand meanwhile: made again, as it must be.
-                Ok(None) => {
-                    cache.apps.retain(|a| a.id != id);
-                    let want: Vec<resolve::DesiredApp> =
-                        desired_apps.get(&domain.to_lowercase()).cloned().into_iter().collect();
-                    let again = plan::plan_apps(&want, &[], &policy_ids, &tag, &view.prefix);
-                    if let Some(write) = again.writes.into_values().next() {
-                        app_plan.writes.insert(domain, write);
-                    }
-                }
-                Err(error) => {
-                    let why =
-                        call_error(&format!("reading the Access application for {domain}"), ACCESS_PERMISSION, &error);
-                    report.errors.push(why.clone());
-                    app_plan.writes.remove(&domain);
-                    failed.insert(domain.to_lowercase(), (true, why));
-                }
-            }
-        }
+        let context =
+            writes::AppContext { desired: &desired_apps, policy_ids: &policy_ids, tag: &tag, prefix: &view.prefix };
+        writes::reread_updates(step, &mut cache.apps, &mut app_plan, &context, &mut failed, report).await;
         if self.tag_ready {
             for (domain, write) in &app_plan.writes {
                 let (result, exists) = match (write, step.dry_run) {
@@ -463,134 +355,6 @@ impl AccessSync {
         AccessPass { active: true, desired_domains, wanted_policies: desired_policies.into_keys().collect(), releases }
     }
 
-    /// Deletes our applications nothing asks for (after the routes left; one whose hostname is
-    /// now public stays for the grace period), then our policies nothing uses.
-    pub async fn after_routes(
-        &mut self,
-        step: &AccessStep<'_>,
-        pass: AccessPass,
-        rows: &[RouteRow],
-        report: &mut PassReport,
-    ) {
-        if !pass.active {
-            return;
-        }
-        let stale = self.stale;
-        let Some(cache) = self.cache.as_mut() else { return };
-        let tag = owner_tag(step.installation_id);
-        let prefix = policy_prefix(step.installation_id);
-        let public: BTreeSet<String> =
-            rows.iter().filter(|r| r.status.is_routed() && r.spec.access_json.is_empty()).map(row_domain).collect();
-        let releases: HashMap<&str, &AccessRelease> = pass.releases.iter().map(|r| (r.domain.as_str(), r)).collect();
-        let leftovers: Vec<AccessApp> =
-            plan::leftover_apps(&cache.apps, &pass.desired_domains, &tag).into_iter().cloned().collect();
-        let mut releasing = BTreeSet::new();
-        if !stale {
-            for app in leftovers {
-                let domain = app.domain.to_lowercase();
-                if public.contains(&domain) {
-                    match releases.get(domain.as_str()) {
-                        Some(release) if release.delete_at > step.now => {
-                            releasing.insert(domain);
-                            continue;
-                        }
-                        Some(_) => {}
-                        None => {
-                            let release = AccessRelease {
-                                domain: domain.clone(),
-                                app_id: app.id.clone(),
-                                delete_at: step.now + step.grace_ms,
-                            };
-                            if let Some(dry) = step.dry_run {
-                                dry.record(
-                                    "access_application",
-                                    "release",
-                                    &domain,
-                                    format!(
-                                        "its route is public now: kept until the grace period ends, then deleted ({})",
-                                        app.id
-                                    ),
-                                );
-                                releasing.insert(domain);
-                                continue;
-                            }
-                            match step.store.start_access_release(&release).await {
-                                Ok(()) => tracing::info!(
-                                    message = "Access application kept for the grace period: its route is public now.",
-                                    domain = %domain, id = %app.id,
-                                ),
-                                Err(error) => {
-                                    report.errors.push(format!("storing the Access release of {domain}: {error}"))
-                                }
-                            }
-                            releasing.insert(domain);
-                            continue;
-                        }
-                    }
-                }
-                let deleted = match step.dry_run {
-                    Some(dry) => {
-                        dry.record("access_application", "delete", &domain, format!("{} ({})", app.name, app.id));
-                        Ok(())
-                    }
-                    None => step.client.delete_access_app(&app.id).await,
-                };
-                match deleted {
-                    Ok(()) => {
-                        report.access_apps_deleted += 1;
-                        tracing::info!(message = "Access application deleted.", domain = %app.domain, id = %app.id);
-                        cache.apps.retain(|a| a.id != app.id);
-                    }
-                    Err(error) => report.errors.push(call_error(
-                        &format!("deleting the Access application for {}", app.domain),
-                        ACCESS_PERMISSION,
-                        &error,
-                    )),
-                }
-            }
-        }
-        for release in &pass.releases {
-            let gone = !cache.apps.iter().any(|a| a.id == release.app_id);
-            if (gone || !releasing.contains(&release.domain)) && !stale && step.dry_run.is_none() {
-                if let Err(error) = step.store.end_access_release(&release.domain).await {
-                    report.errors.push(format!("ending the Access release of {}: {error}", release.domain));
-                }
-            }
-        }
-        if !stale {
-            let leftover: Vec<AccessPolicy> =
-                plan::leftover_policies(&cache.policies, &pass.wanted_policies, &cache.apps, &prefix)
-                    .into_iter()
-                    .cloned()
-                    .collect();
-            for policy in leftover {
-                let deleted = match step.dry_run {
-                    Some(dry) => {
-                        dry.record("access_policy", "delete", &policy.name, format!("unused ({})", policy.id));
-                        Ok(())
-                    }
-                    None => step.client.delete_access_policy(&policy.id).await,
-                };
-                match deleted {
-                    Ok(()) => {
-                        report.access_policies_deleted += 1;
-                        tracing::info!(message = "Access policy deleted.", name = %policy.name, id = %policy.id);
-                        cache.policies.retain(|p| p.id != policy.id);
-                    }
-                    Err(error) => report.errors.push(call_error(
-                        &format!("deleting Access policy {}", policy.name),
-                        ACCESS_PERMISSION,
-                        &error,
-                    )),
-                }
-            }
-        }
-        if stale {
-            self.cache = None;
-            self.stale = false;
-        }
-    }
-
     /// Access cannot be used this pass: rows already published with the same labels stay (their
     /// application protects them); the others are withheld with `why`.
     fn withhold_all(
@@ -636,81 +400,4 @@ fn last_good(row: &RouteRow, existing: &[RouteRow], view: &AccountView) -> Optio
     })?;
     let protection = resolve_row(old, view).ok()?;
     Some((old.spec.access_json.clone(), protection))
-}
-
-/// What a policy is, for a plan.
-fn policy_detail(policy: &resolve::DesiredPolicy) -> String {
-    let rules = |rules: &[serde_json::Value]| serde_json::Value::Array(rules.to_vec()).to_string();
-    let mut detail = format!("{} include {}", policy.decision, rules(&policy.include));
-    if !policy.exclude.is_empty() {
-        detail.push_str(&format!(" exclude {}", rules(&policy.exclude)));
-    }
-    if !policy.require.is_empty() {
-        detail.push_str(&format!(" require {}", rules(&policy.require)));
-    }
-    detail
-}
-
-/// What an application is, for a plan.
-fn app_detail(request: &AccessAppRequest) -> String {
-    let policies: Vec<&str> = request.policies.iter().map(|p| p.id.as_str()).collect();
-    format!(
-        "{:?}, session {}, policies [{}]",
-        request.name,
-        request.session_duration.as_deref().unwrap_or("24h"),
-        policies.join(", ")
-    )
-}
-
-/// The application a dry run pretends to have written.
-fn planned_app(id: &str, request: &AccessAppRequest) -> AccessApp {
-    AccessApp {
-        id: id.to_string(),
-        domain: request.domain.clone(),
-        name: request.name.clone(),
-        app_type: request.app_type.clone(),
-        session_duration: request.session_duration.clone(),
-        app_launcher_visible: request.app_launcher_visible,
-        allowed_idps: request.allowed_idps.clone(),
-        auto_redirect_to_identity: request.auto_redirect_to_identity,
-        tags: request.tags.clone(),
-        policies: request
-            .policies
-            .iter()
-            .map(|link| AccessAppPolicy {
-                id: link.id.clone(),
-                precedence: Some(link.precedence),
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    }
-}
-
-/// Lists applications and policies.
-async fn observe(client: &CloudflareClient) -> Result<Cached, CfError> {
-    let apps = client.list_access_apps().await?;
-    let policies = client.list_access_policies().await?;
-    Ok(Cached { apps, policies, idps: None, members: None })
-}
-
-/// Creates our ownership tag unless the account has it.
-async fn ensure_tag(client: &CloudflareClient, tag: &str) -> Result<(), CfError> {
-    if client.list_access_tags().await?.iter().any(|t| t.name == tag) {
-        return Ok(());
-    }
-    match client.create_access_tag(tag).await {
-        Ok(_) => Ok(()),
-        // Created meanwhile (another master, or a lost answer): fine if it is there now.
-        Err(error) if client.list_access_tags().await.is_ok_and(|tags| tags.iter().any(|t| t.name == tag)) => {
-            tracing::debug!(message = "Access tag already existed.", %error);
-            Ok(())
-        }
-        Err(error) => Err(error),
-    }
-}
-
-/// The operator's policies, from the store.
-async fn operator_policies(_store: &Store) -> Vec<OperatorPolicyDef> {
-    Vec::new()
 }

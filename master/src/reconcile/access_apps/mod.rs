@@ -6,8 +6,9 @@
 //!   and the policies it needs, or why not (naming the label, suggesting the known names).
 //! - [`plan`] (pure): desired against observed → the writes, the conflicts (an application of
 //!   someone else on the domain), the applications to release.
-//! - [`apply`]: the pass's step — observe (cached between passes, refreshed on drift), resolve,
-//!   write policies then applications before ingress and DNS; delete after them.
+//! - [`apply`]: the pass's step — observe (cached between passes, refreshed on drift; `account`),
+//!   resolve, write policies (`writes`) then applications before ingress and DNS; delete after
+//!   them (`cleanup`). `describe` says what a dry run would write.
 //!
 //! **Ownership.** Applications this installation makes carry the Access tag
 //! [`owner_tag`]; reusable policies it makes are named with [`policy_prefix`]. Nothing else is
@@ -19,9 +20,13 @@
 //! `access.*` label makes a protected hostname public, and its application stays for the routes'
 //! grace period first (`access_releases`).
 
+mod account;
 pub mod apply;
+mod cleanup;
+mod describe;
 pub mod plan;
 pub mod resolve;
+mod writes;
 
 use dockflare_common::labels::access::{AccessLabel, AccessLabels};
 use std::collections::BTreeMap;
