@@ -18,3 +18,4 @@ mod s4_agent_restarted;
 mod s6_partition;
 mod s7_two_masters;
 mod s8_scopes_and_groups;
+mod s9_access;
