@@ -63,5 +63,40 @@ pub async fn diagnostics(
             }),
         }
     }));
+    diagnostics.extend(access_withheld(store, containers).await?);
     Ok(diagnostics)
+}
+
+/// The label routes of `containers` withheld for their Access labels against the account (a
+/// policy or identity provider that does not exist, a permission missing, an application of
+/// someone else's): a diagnostic on the Access label the reason names, like a label's own.
+async fn access_withheld(store: &Store, containers: &[ContainerRow]) -> Result<Vec<v1::DiagnosticRecord>, StoreError> {
+    use crate::model::{Source, Status};
+    let owners: std::collections::HashSet<(&str, &str)> =
+        containers.iter().map(|c| (c.agent_id.as_str(), c.container_id.as_str())).collect();
+    let routes = store.load_routes().await?;
+    let mut found = Vec::new();
+    for row in routes.iter().filter(|r| {
+        r.source == Source::Labels
+            && !r.spec.access_json.is_empty()
+            && (matches!(r.status, Status::Invalid | Status::Conflict) || r.reason.starts_with("kept its last good"))
+            // Mistakes in the labels themselves are the container's own diagnostics already.
+            && !r.reason.starts_with("not published: its Access labels are wrong")
+            && owners.contains(&(r.spec.agent_id.as_str(), r.spec.container_id.as_str()))
+    }) {
+        let Ok(labels) = crate::reconcile::access_apps::labels_from_json(&row.spec.access_json) else { continue };
+        let named = labels.values().find(|l| row.reason.contains(&l.label)).or_else(|| labels.values().next());
+        let Some(label) = named else { continue };
+        found.push(v1::DiagnosticRecord {
+            agent_id: row.spec.agent_id.clone(),
+            container_id: row.spec.container_id.clone(),
+            container_name: row.spec.container_name.clone(),
+            diagnostic: Some(v1::LabelDiagnostic {
+                label: label.label.clone(),
+                value: label.value.clone(),
+                reason: row.reason.clone(),
+            }),
+        });
+    }
+    Ok(found)
 }

@@ -282,6 +282,19 @@ async fn mistakes_withhold_the_route_name_the_label_and_keep_the_last_good_state
         let route = wait_route(&master, &format!("{name}.example.com"), "", RouteStatus::Invalid).await?;
         assert!(route.reason.contains(label) && route.reason.contains(words), "{name}: {}", route.reason);
     }
+    // What only the account can tell (the fake agent reports no label diagnostics of its own;
+    // the real agent's are the labels' unit tests) is a diagnostic on its label, once.
+    let request = dockflare::v1::ListDiagnosticsRequest { agent_id: agent.id.clone(), ..Default::default() };
+    let listed = master.admin().await?.list_diagnostics(request).await?.into_inner().diagnostics;
+    for (name, _, label, words) in cases.iter().filter(|c| c.0 == "typo" || c.0 == "idp") {
+        let on_label: Vec<_> = listed
+            .iter()
+            .filter(|d| d.container_name == *name)
+            .filter_map(|d| d.diagnostic.as_ref())
+            .filter(|d| d.label == *label && d.reason.contains(words))
+            .collect();
+        assert_eq!(on_label.len(), 1, "{name}: {listed:#?}");
+    }
     let snapshot = cloud.emulator.snapshot();
     for (name, _, _, _) in &cases {
         let host = format!("{name}.example.com");

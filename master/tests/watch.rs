@@ -63,8 +63,16 @@ async fn until(
     let mut last = 0;
     loop {
         let message = next(stream).await.with_context(|| format!("waiting for {what}"))?;
-        assert!(message.revision > last, "revisions only grow: {} after {last}", message.revision);
-        last = message.revision;
+        // A snapshot comes in key order, each entry with the revision it last changed at, and
+        // SYNCED carries the snapshot's revision (its newest entry's, say); changes after it only
+        // grow.
+        if message.r#type == ChangeType::Synced as i32 {
+            assert!(message.revision >= last, "SYNCED at {} after {last}", message.revision);
+            last = message.revision;
+        } else if message.r#type != ChangeType::Snapshot as i32 {
+            assert!(message.revision > last, "revisions only grow: {} after {last}", message.revision);
+            last = message.revision;
+        }
         if wanted(&message) {
             return Ok(message);
         }

@@ -133,7 +133,7 @@
       el("option", { value: "" }, "every status"), statuses.map(s => { const o = el("option", { value: s }, s); if (s === ui.status) o.selected = true; return o; }));
     const header = (label, key) => el("th", { scope: "col" }, el("button", { class: "sort", onclick: () => { ui.sort = key; schedule(); } }, label + (ui.sort === key ? " ▾" : "")));
     const body = shown.map(r => el("tr", { "data-hostname": r.hostname, "data-status": status(r) },
-      el("td", {}, r.hostname + (r.path || "")),
+      el("td", {}, r.hostname + (r.path || ""), r.access ? el("div", { class: "access", title: "Cloudflare Access labels" }, "Access: " + r.access) : ""),
       el("td", {}, r.service || ""),
       el("td", {}, el("span", { class: "status " + status(r).replace(/ /g, "-") }, status(r)),
         r.status === "ROUTE_STATUS_PENDING_DELETION" && r.deleteAt ? el("span", { class: "countdown", "data-delete-at": r.deleteAt }, " removed in " + countdown(r.deleteAt)) : "",
