@@ -3,7 +3,7 @@
 
 use crate::commands::{
     access::AccessArgs, agent_commands::CommandsArgs, agents::AgentsArgs, containers::ContainersArgs,
-    diagnostics::DiagnosticsArgs, events::EventsArgs, identities::IdentitiesArgs, routes::RoutesArgs,
+    diagnostics::DiagnosticsArgs, events::EventsArgs, identities::IdentitiesArgs, plan::PlanArgs, routes::RoutesArgs,
     tokens::TokensArgs, tunnels::TunnelsArgs, watch::WatchArgs,
 };
 use crate::config::Layer;
@@ -12,6 +12,14 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 
 const ABOUT: &str = "The operator's command line for a DockFlare master (its AdminService, over mutual TLS).";
+
+/// Printed after the options of `dockflare plan --help`.
+const PLAN_EXAMPLES: &str = "Examples:\n  \
+    dockflare plan                                  # the plan of the state as reported\n  \
+    dockflare plan --agent ID --name grafana --label dockflare.enable=true \\\n      \
+    --label dockflare.hostname=grafana.example.com --label dockflare.service=http://grafana:3000\n  \
+    dockflare plan --agent ID --name grafana --labels-file grafana.labels\n  \
+    dockflare plan --agent ID --name grafana --remove   # as if the container stopped";
 
 /// Printed after the command list of `dockflare --help`.
 fn after_help() -> String {
@@ -97,6 +105,9 @@ pub enum Command {
     Access(AccessArgs),
     /// Run a full reconcile pass now and print what it changed (exit 1 if it met errors).
     Reconcile,
+    /// A dry run: what the next pass would change and how routes end up, nothing written (exit 1 if it met errors).
+    #[command(after_help = PLAN_EXAMPLES)]
+    Plan(PlanArgs),
     /// Follow changes as they happen: a snapshot, then every change (one line each).
     Watch(WatchArgs),
     /// Who the master says you are.
@@ -189,6 +200,35 @@ mod tests {
             "x"
         ])
         .is_err());
+        let plan = Cli::try_parse_from([
+            "dockflare",
+            "plan",
+            "--agent",
+            "a1",
+            "--name",
+            "grafana",
+            "--label",
+            "dockflare.enable=true",
+            "--labels-file",
+            "g.labels",
+        ]);
+        assert!(matches!(plan.unwrap().command, Command::Plan(_)));
+        assert!(Cli::try_parse_from(["dockflare", "plan"]).is_ok(), "the plan of the state as reported");
+        assert!(Cli::try_parse_from(["dockflare", "plan", "--agent", "a1", "--name", "g", "--remove"]).is_ok());
+        for wrong in [
+            &["dockflare", "plan", "--agent", "a1", "--name", "g", "--label", "grafana"][..],
+            &["dockflare", "plan", "--name", "g"],
+            &["dockflare", "plan", "--label", "a=b"],
+            &["dockflare", "plan", "--remove"],
+            &["dockflare", "plan", "--labels-file", "f"],
+            &["dockflare", "plan", "--agent", "a1"],
+            &["dockflare", "plan", "--agent", "a1", "--name", "g", "--remove", "--label", "a=b"],
+        ] {
+            assert_eq!(Cli::try_parse_from(wrong).unwrap_err().exit_code(), 2, "{wrong:?}");
+        }
+        let error = Cli::try_parse_from(["dockflare", "plan", "--agent", "a", "--name", "g", "--label", "grafana"]);
+        let text = error.unwrap_err().to_string();
+        assert!(text.contains("'grafana'") && text.contains("--label"), "{text}");
     }
 
     #[test]
@@ -196,5 +236,6 @@ mod tests {
         let script = String::from_utf8(completion(clap_complete::Shell::Bash)).unwrap();
         assert!(script.contains("_dockflare()"), "{script}");
         assert!(script.contains("identities"), "{script}");
+        assert!(script.contains("plan") && script.contains("--labels-file"), "{script}");
     }
 }

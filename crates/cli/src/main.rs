@@ -57,6 +57,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Identities(args) => commands::identities::run(args, &session).await,
         Command::Access(args) => commands::access::run(args, &session).await,
         Command::Reconcile => commands::reconcile::run(&session).await,
+        Command::Plan(args) => commands::plan::run(args, &session).await,
         Command::Watch(args) => commands::watch::run(args, &session).await,
         Command::Whoami => commands::whoami::run(&session).await,
         Command::Login => commands::login::run(&session).await,

@@ -11,6 +11,7 @@ pub mod diagnostics;
 pub mod events;
 pub mod identities;
 pub mod login;
+pub mod plan;
 pub mod reconcile;
 pub mod routes;
 pub mod tokens;

@@ -190,7 +190,7 @@ fn carrier(route: &v1::Route) -> String {
 }
 
 /// Why a route has its status: the reason, else the last Cloudflare error.
-fn why(route: &v1::Route) -> &str {
+pub(super) fn why(route: &v1::Route) -> &str {
     if route.reason.is_empty() {
         &route.last_error
     } else {

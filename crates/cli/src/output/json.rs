@@ -47,6 +47,7 @@ proto_names!(
     IssueAdminIdentityResponse,
     RevokeAdminIdentityResponse,
     ReconcileResponse,
+    PlanChangesResponse,
     WatchChangesResponse,
     WhoAmIResponse,
     ListAccessPoliciesResponse,

@@ -7,6 +7,7 @@ mod context;
 mod fleet;
 mod listing;
 mod paging;
+mod plan;
 mod refusals;
 mod roles;
 mod support;
