@@ -413,6 +413,39 @@ async fn hand_made_applications_and_policies_survive_and_a_conflict_is_reported(
     Ok(())
 }
 
+/// Removing every Access label from a running route makes it public, and its application stays
+/// for the grace period before it is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_the_access_labels_keeps_the_application_for_the_grace_period() -> Result<()> {
+    let cloud = cloud().await?;
+    let master = master(&cloud, cloud.emulator.api_token()).await?;
+    let agent = FakeAgent::join(&master, &master.join_token(1).await?, "a1", "").await?;
+    agent.report(vec![labelled("web", &with(&[("dockflare.access.policy", "bypass")], "web.example.com"))]).await?;
+    wait_route(&master, "web.example.com", "", RouteStatus::Active).await?;
+    let cf = client(&cloud)?;
+    let protected_app = app(&cf.list_access_apps().await?, "web.example.com").cloned().context("no application")?;
+
+    // The same container, its Access labels gone (a Swarm service updated with --label-rm).
+    let released_at = std::time::Instant::now();
+    agent.report(vec![labelled("web", &route_labels("web.example.com", "http://web:80"))]).await?;
+    eventually("the route public", WAIT, || async {
+        let routes = routes(&master).await?;
+        Ok(routes.into_iter().find(|r| r.hostname == "web.example.com" && r.access.is_empty()))
+    })
+    .await?;
+    let still = app(&cf.list_access_apps().await?, "web.example.com").map(|a| a.id.clone());
+    if released_at.elapsed() < Duration::from_secs(2) {
+        assert_eq!(still, Some(protected_app.id.clone()), "the application went before the grace period");
+    }
+    eventually("the application deleted after the grace period", WAIT, || async {
+        Ok(app(&cf.list_access_apps().await?, "web.example.com").is_none().then_some(()))
+    })
+    .await?;
+    assert!(released_at.elapsed() >= Duration::from_secs(2), "deleted before the 2 s grace");
+    assert_eq!(routes(&master).await?.iter().filter(|r| r.status == RouteStatus::Active as i32).count(), 1);
+    Ok(())
+}
+
 /// 429s and 5xx on every call: the protected routes converge, one application per domain, one
 /// policy per name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -538,6 +571,12 @@ async fn a_plan_shows_what_the_pass_then_does_and_writes_nothing() -> Result<()>
         .map(|e| e.route.clone())
         .collect();
     let kinds = |needle: &str| writes.iter().filter(|w| w.contains(needle)).count();
+    let first = |needle: &str| writes.iter().position(|w| w.contains(needle));
+    let order = (first("/access/policies"), first("/access/apps"), first("/configurations"), first("/dns_records"));
+    assert!(
+        matches!(order, (Some(p), Some(a), Some(i), Some(d)) if p < a && a < i && a < d),
+        "the policy, then the application, before the ingress rule and the DNS record: {writes:?}"
+    );
     assert_eq!(kinds("/access/policies"), 1, "{writes:?}");
     assert_eq!(kinds("/access/apps"), 1, "{writes:?}");
     assert_eq!(kinds("/configurations"), 1, "{writes:?}");

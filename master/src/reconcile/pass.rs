@@ -309,7 +309,7 @@ impl Reconciler {
             let changed = changed_rows(existing, rows);
             return Ok((changed, removed));
         }
-        self.next_deadline = rows.iter().filter_map(|r| r.delete_at).min();
+        self.next_deadline = rows.iter().filter_map(|r| r.delete_at).chain(self.access.next_release()).min();
         let changed = changed_rows(existing, rows);
         for row in &changed {
             tracing::info!(message = "Route.", hostname = %row.spec.hostname, path = %row.spec.path, status = row.status.as_str(), reason = %row.reason, service = %row.spec.service);

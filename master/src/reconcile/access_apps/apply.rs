@@ -37,6 +37,15 @@ pub struct AccessSync {
     pub(super) logged: Option<String>,
     /// A write's outcome is unknown: read the account again next pass, delete nothing now.
     pub(super) stale: bool,
+    /// When the soonest release ends (Unix ms): a pass is due then.
+    pub(super) next_release: Option<i64>,
+}
+
+impl AccessSync {
+    /// When the soonest application release ends (Unix ms): the next pass is due then at the latest.
+    pub fn next_release(&self) -> Option<i64> {
+        self.next_release
+    }
 }
 
 /// What the Access step needs of the pass.

@@ -34,12 +34,15 @@ impl AccessSync {
         let leftovers: Vec<AccessApp> =
             plan::leftover_apps(&cache.apps, &pass.desired_domains, &tag).into_iter().cloned().collect();
         let mut releasing = BTreeSet::new();
+        // The soonest end of a release: the next pass is due then.
+        let mut soonest: Option<i64> = None;
         if !stale {
             for app in leftovers {
                 let domain = app.domain.to_lowercase();
                 if public.contains(&domain) {
                     match releases.get(domain.as_str()) {
                         Some(release) if release.delete_at > step.now => {
+                            soonest = soonest.min(Some(release.delete_at)).or(Some(release.delete_at));
                             releasing.insert(domain);
                             continue;
                         }
@@ -63,6 +66,7 @@ impl AccessSync {
                                 releasing.insert(domain);
                                 continue;
                             }
+                            soonest = soonest.min(Some(release.delete_at)).or(Some(release.delete_at));
                             match step.store.start_access_release(&release).await {
                                 Ok(()) => tracing::info!(
                                     message = "Access application kept for the grace period: its route is public now.",
@@ -133,6 +137,9 @@ impl AccessSync {
                     )),
                 }
             }
+        }
+        if step.dry_run.is_none() {
+            self.next_release = soonest;
         }
         if stale {
             self.cache = None;
