@@ -201,6 +201,7 @@ pub(super) async fn reconcile(
         dns_deleted: report.dns_deleted,
         commands_sent: report.commands_sent,
         routes_changed: report.routes_changed,
+        access_writes: report.access_writes(),
         errors: report.errors,
     }))
 }

@@ -105,6 +105,11 @@ pub fn last_pass_summary(
         "dns_deleted": report.dns_deleted,
         "commands_sent": report.commands_sent,
         "routes_changed": report.routes_changed,
+        "access_apps_created": report.access_apps_created,
+        "access_apps_updated": report.access_apps_updated,
+        "access_apps_deleted": report.access_apps_deleted,
+        "access_policies_written": report.access_policies_written,
+        "access_policies_deleted": report.access_policies_deleted,
         "errors": report.errors,
     })
     .to_string()
@@ -124,7 +129,12 @@ pub fn error_kind(error: &str) -> &'static str {
         ("deleting tunnel", "tunnel"),
         ("start_tunnel", "command"),
     ];
-    KINDS.iter().find(|(prefix, _)| error.starts_with(prefix)).map_or("store", |(_, kind)| kind)
+    match KINDS.iter().find(|(prefix, _)| error.starts_with(prefix)) {
+        Some((_, kind)) => kind,
+        // The Access step's errors name what they were doing with Access.
+        None if error.contains("Access") => "access_apps",
+        None => "store",
+    }
 }
 
 #[cfg(test)]
@@ -137,5 +147,6 @@ mod tests {
         assert_eq!(error_kind("ingress of dockflare-agent-a1: 400"), "ingress");
         assert_eq!(error_kind("Cloudflare unreachable (DNS/network): verifying the API token: …"), "access");
         assert_eq!(error_kind("database is locked"), "store");
+        assert_eq!(error_kind("creating Access policy dockflare-x-bypass: 500"), "access_apps");
     }
 }

@@ -32,6 +32,7 @@ fn summary(response: &v1::ReconcileResponse, colour: bool) -> String {
         ("dns deleted", count(response.dns_deleted)),
         ("commands sent", count(response.commands_sent)),
         ("routes changed", count(response.routes_changed)),
+        ("access writes", count(response.access_writes)),
     ];
     for error in &response.errors {
         pairs.push(("error", Cell::toned(error.clone(), Tone::Bad)));
