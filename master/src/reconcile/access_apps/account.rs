@@ -2,7 +2,7 @@
 //! by [`super::apply::AccessSync`]), our ownership tag, the operator's policies from the store;
 //! and how a failed call is told (with the missing permission, in Cloudflare's words).
 
-use super::resolve::OperatorPolicyDef;
+use crate::model::OperatorPolicy;
 use crate::store::{Store, StoreError};
 use dockflare_cloudflare::client::{CfError, CloudflareClient};
 use dockflare_cloudflare::types::{AccessApp, AccessPolicy, IdentityProvider};
@@ -57,18 +57,6 @@ pub(super) async fn ensure_tag(client: &CloudflareClient, tag: &str) -> Result<(
 
 /// The operator's policies, from the store (a store error is passed up: an empty list would
 /// delete the synced policies).
-pub(super) async fn operator_policies(store: &Store) -> Result<Vec<OperatorPolicyDef>, StoreError> {
-    Ok(store
-        .list_access_policies()
-        .await?
-        .into_iter()
-        .map(|p| OperatorPolicyDef {
-            name: p.name,
-            decision: p.decision,
-            include: p.include,
-            exclude: p.exclude,
-            require: p.require,
-            session_duration: p.session_duration,
-        })
-        .collect())
+pub(super) async fn operator_policies(store: &Store) -> Result<Vec<OperatorPolicy>, StoreError> {
+    store.list_access_policies().await
 }

@@ -217,14 +217,7 @@ impl AccessSync {
         // Our policies first: every operator policy, and those the routes need.
         let mut desired_policies: BTreeMap<String, resolve::DesiredPolicy> = BTreeMap::new();
         for def in &operator {
-            let policy = resolve::DesiredPolicy {
-                name: format!("{}{}", view.prefix, def.name),
-                decision: def.decision.clone(),
-                include: def.include.clone(),
-                exclude: def.exclude.clone(),
-                require: def.require.clone(),
-                session_duration: def.session_duration.clone(),
-            };
+            let policy = resolve::DesiredPolicy::synced(&view.prefix, def);
             desired_policies.insert(policy.name.clone(), policy);
         }
         for protection in protections.values() {

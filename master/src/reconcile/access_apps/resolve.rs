@@ -8,21 +8,11 @@
 //! reusable policies (named by [`super::policy_prefix`]; a `custom_rules` object by the hash of
 //! its content, so the same rules on many routes are one policy).
 
+use crate::model::OperatorPolicy;
 use dockflare_cloudflare::types::{AccessApp, AccessPolicy, IdentityProvider};
 use dockflare_common::labels::access::{self, AccessLabels, AccessRequest, InlinePolicy, PolicyChoice};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-
-/// A policy the operator defined (admin API, CLI or file).
-#[derive(Debug, Clone, PartialEq)]
-pub struct OperatorPolicyDef {
-    pub name: String,
-    pub decision: String,
-    pub include: Vec<Value>,
-    pub exclude: Vec<Value>,
-    pub require: Vec<Value>,
-    pub session_duration: Option<String>,
-}
 
 /// What the account holds, as far as resolving needs it.
 #[derive(Debug, Clone)]
@@ -33,7 +23,8 @@ pub struct AccountView {
     pub idps: Result<Vec<IdentityProvider>, String>,
     /// The account members' emails (for `authenticate`); `Err`: why they could not be listed.
     pub members: Result<Vec<String>, String>,
-    pub operator: Vec<OperatorPolicyDef>,
+    /// The operator's policies (admin API, CLI or file).
+    pub operator: Vec<OperatorPolicy>,
     /// [`super::policy_prefix`].
     pub prefix: String,
 }
@@ -47,6 +38,20 @@ pub struct DesiredPolicy {
     pub exclude: Vec<Value>,
     pub require: Vec<Value>,
     pub session_duration: Option<String>,
+}
+
+impl DesiredPolicy {
+    /// The reusable policy an operator's policy is synced to (named with `prefix`).
+    pub fn synced(prefix: &str, def: &OperatorPolicy) -> DesiredPolicy {
+        DesiredPolicy {
+            name: format!("{prefix}{}", def.name),
+            decision: def.decision.clone(),
+            include: def.include.clone(),
+            exclude: def.exclude.clone(),
+            require: def.require.clone(),
+            session_duration: def.session_duration.clone(),
+        }
+    }
 }
 
 /// A policy an application links.
@@ -192,14 +197,7 @@ fn keyword_policy(account: &AccountView, local: &str, decision: &str, include: V
 /// A policy by name or id: the operator's, then the account's (not ours) by name, then by id.
 fn named(account: &AccountView, name: &str) -> Option<(PolicyRef, Option<DesiredPolicy>)> {
     if let Some(def) = account.operator.iter().find(|p| p.name == name) {
-        let policy = DesiredPolicy {
-            name: format!("{}{}", account.prefix, def.name),
-            decision: def.decision.clone(),
-            include: def.include.clone(),
-            exclude: def.exclude.clone(),
-            require: def.require.clone(),
-            session_duration: def.session_duration.clone(),
-        };
+        let policy = DesiredPolicy::synced(&account.prefix, def);
         return Some((PolicyRef::Owned(policy.name.clone()), Some(policy)));
     }
     let theirs = || account.policies.iter().filter(|p| !p.name.starts_with(&account.prefix));

@@ -14,13 +14,15 @@ fn account() -> AccountView {
         ],
         idps: Ok(vec![IdentityProvider { id: "idp-1".into(), name: "GitHub".into(), kind: "github".into() }]),
         members: Ok(vec!["owner@example.com".into()]),
-        operator: vec![OperatorPolicyDef {
+        operator: vec![crate::model::OperatorPolicy {
             name: "ops".into(),
             decision: "allow".into(),
             include: vec![json!({"email_domain": {"domain": "example.com"}})],
             exclude: vec![],
             require: vec![],
             session_duration: Some("12h".into()),
+            source: crate::model::PolicySource::Api,
+            updated_at: 0,
         }],
         prefix: PREFIX.into(),
     }
