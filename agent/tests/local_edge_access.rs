@@ -12,6 +12,7 @@ use dockflare_agent::edge::origin::{HttpClient, ProxyBody, Tls};
 use dockflare_agent::edge::token::TunnelToken;
 use dockflare_agent::edge::{self, EdgeSettings, RunningEdge};
 use dockflare_emulator::{Emulator, EmulatorConfig};
+use dockflare_testsupport::eventually;
 use http::{HeaderMap, Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -22,7 +23,7 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -149,17 +150,11 @@ impl Fixture {
 
     /// Waits until the edge's answer for `host`/`path` (anonymous) satisfies `wanted`.
     async fn wait_until(&self, host: &str, path: &str, what: &str, wanted: impl Fn(&Answer) -> bool) -> Result<Answer> {
-        let deadline = Instant::now() + WAIT;
-        loop {
+        eventually(&format!("{host}{path} {what}"), WAIT, || async {
             let answer = self.get(host, path, &[]).await?;
-            if wanted(&answer) {
-                return Ok(answer);
-            }
-            if Instant::now() > deadline {
-                bail!("{host}{path}: not {what} within {WAIT:?}; last answer {} {}", answer.status, answer.text);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            Ok(wanted(&answer).then_some(answer))
+        })
+        .await
     }
 }
 

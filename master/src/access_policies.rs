@@ -308,12 +308,12 @@ mod tests {
     }
 
     #[test]
-    fn a_good_policy_is_kept_as_written() {
+    fn a_good_policy_is_kept_as_written() -> anyhow::Result<()> {
         let mut good = input(json!({"email_domain": {"domain": "example.com"}}));
         good.exclude = vec![json!({"geo": {"country_code": "DE"}})];
         good.require = vec![json!({"ip": {"ip": "10.0.0.0/8"}}), json!({"any_valid_service_token": {}})];
         good.session_duration = Some("2h45m".into());
-        let policy = validate(&good, PolicySource::Api, 7).unwrap();
+        let policy = validate(&good, PolicySource::Api, 7)?;
         assert_eq!(policy.include, good.include);
         assert_eq!((policy.session_duration.as_deref(), policy.updated_at), (Some("2h45m"), 7));
         for rule in [
@@ -327,6 +327,7 @@ mod tests {
         ] {
             assert!(validate(&input(rule.clone()), PolicySource::Api, 0).is_ok(), "{rule}");
         }
+        Ok(())
     }
 
     #[test]
@@ -379,7 +380,7 @@ mod tests {
     }
 
     #[test]
-    fn decision_include_and_session_are_checked() {
+    fn decision_include_and_session_are_checked() -> anyhow::Result<()> {
         let mut bad = input(json!({"everyone": {}}));
         bad.decision = "permit".into();
         assert!(refusal(&bad).starts_with("decision: \"permit\" is not one of allow, deny, non_identity, bypass"));
@@ -392,7 +393,8 @@ mod tests {
         session.session_duration = Some("1 day".into());
         assert_eq!(refusal(&session), "session_duration: \"1 day\" is not a duration (e.g. 24h, 30m, 2h45m)");
         session.session_duration = Some(String::new());
-        assert_eq!(validate(&session, PolicySource::Api, 0).unwrap().session_duration, None);
+        assert_eq!(validate(&session, PolicySource::Api, 0)?.session_duration, None);
+        Ok(())
     }
 
     #[test]
@@ -406,7 +408,7 @@ mod tests {
     }
 
     #[test]
-    fn a_file_is_checked_as_a_whole_naming_the_policy_and_field() {
+    fn a_file_is_checked_as_a_whole_naming_the_policy_and_field() -> anyhow::Result<()> {
         let text = r#"
 [[policy]]
 name = "team"
@@ -426,7 +428,7 @@ exclude = [{ geo = { country_code = "XX" } }, { email = { email = "nobody" } }]
             "access policy file /etc/p.toml: policy \"ops\" (policy[1]): exclude[1].email.email: \"nobody\" is not an email address"
         );
         let good = text.replace("\"nobody\"", "\"nobody@example.com\"");
-        let policies = parse_file("/etc/p.toml", &good, 5).unwrap();
+        let policies = parse_file("/etc/p.toml", &good, 5)?;
         assert_eq!(names(&policies).into_iter().collect::<Vec<_>>(), ["ops", "team"]);
         assert_eq!(policies[0].include, vec![json!({"email_domain": {"domain": "example.com"}})]);
         assert!(policies.iter().all(|p| p.source == PolicySource::File && p.updated_at == 5));
@@ -439,6 +441,7 @@ exclude = [{ geo = { country_code = "XX" } }, { email = { email = "nobody" } }]
         let typo = parse_file("p.toml", "[[policy]]\nname = \"a\"\ndecison = \"allow\"\n", 0).unwrap_err().to_string();
         assert!(typo.starts_with("access policy file p.toml: not valid TOML"), "{typo}");
         assert!(typo.contains("decison"), "{typo}");
-        assert_eq!(parse_file("p.toml", "", 0).unwrap(), vec![]);
+        assert_eq!(parse_file("p.toml", "", 0)?, vec![]);
+        Ok(())
     }
 }

@@ -50,7 +50,8 @@ pub async fn diagnostics(
             diagnostic: Some(diagnostic),
         }));
     }
-    let refusals = crate::reconcile::policy_refusals(store, containers, route_quota).await?;
+    let routes = store.load_routes().await?;
+    let refusals = crate::reconcile::policy_refusals(store, containers, &routes, route_quota).await?;
     diagnostics.extend(refusals.into_iter().filter(|r| agent_id.is_none_or(|id| id == r.agent_id)).map(|refusal| {
         v1::DiagnosticRecord {
             agent_id: refusal.agent_id,
@@ -63,18 +64,17 @@ pub async fn diagnostics(
             }),
         }
     }));
-    diagnostics.extend(access_withheld(store, containers).await?);
+    diagnostics.extend(access_withheld(&routes, containers));
     Ok(diagnostics)
 }
 
 /// The label routes of `containers` withheld for their Access labels against the account (a
 /// policy or identity provider that does not exist, a permission missing, an application of
 /// someone else's): a diagnostic on the Access label the reason names, like a label's own.
-async fn access_withheld(store: &Store, containers: &[ContainerRow]) -> Result<Vec<v1::DiagnosticRecord>, StoreError> {
+fn access_withheld(routes: &[crate::model::RouteRow], containers: &[ContainerRow]) -> Vec<v1::DiagnosticRecord> {
     use crate::model::{Source, Status};
     let owners: std::collections::HashSet<(&str, &str)> =
         containers.iter().map(|c| (c.agent_id.as_str(), c.container_id.as_str())).collect();
-    let routes = store.load_routes().await?;
     let mut found = Vec::new();
     for row in routes.iter().filter(|r| {
         r.source == Source::Labels
@@ -98,5 +98,5 @@ async fn access_withheld(store: &Store, containers: &[ContainerRow]) -> Result<V
             }),
         });
     }
-    Ok(found)
+    found
 }

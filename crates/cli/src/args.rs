@@ -212,7 +212,7 @@ mod tests {
             "--labels-file",
             "g.labels",
         ]);
-        assert!(matches!(plan.unwrap().command, Command::Plan(_)));
+        assert!(matches!(plan.map(|cli| cli.command), Ok(Command::Plan(_))));
         assert!(Cli::try_parse_from(["dockflare", "plan"]).is_ok(), "the plan of the state as reported");
         assert!(Cli::try_parse_from(["dockflare", "plan", "--agent", "a1", "--name", "g", "--remove"]).is_ok());
         for wrong in [

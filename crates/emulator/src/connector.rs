@@ -14,8 +14,8 @@
 //! `timeout` seconds pass (default 25, at most 60) — a long-poll; the current state is answered
 //! either way. The answer also carries `"access"`: the Access applications the edge must enforce
 //! (see `access_edge`), with a `fingerprint`; given `access_fingerprint=F`, the long-poll also
-//! answers once the Access view's fingerprint is no longer F (Access writes are noticed within
-//! [`ACCESS_RECHECK`], without any hook in the Access endpoints). A connector not heard from for [`STALE_AFTER`] is dropped (it was killed without
+//! answers once the Access view's fingerprint is no longer F (every successful API write wakes the
+//! long-polls: [`wake_after_change`]). A connector not heard from for [`STALE_AFTER`] is dropped (it was killed without
 //! saying goodbye), and a tunnel left without connectors is `down`.
 
 use super::access_edge::fingerprint_of;
@@ -42,8 +42,6 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 pub const STALE_AFTER: Duration = Duration::from_secs(45);
 /// How often stale connectors are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
-/// How often a long-poll that follows the Access view compares its fingerprint.
-pub const ACCESS_RECHECK: Duration = Duration::from_millis(200);
 /// The `version` the emulator lists for connectors that registered here. Their `config_version`
 /// is the version they were last answered (what they follow), not the newest one.
 pub(super) const CONNECTOR_VERSION: &str = "dockflare-local-edge";
@@ -201,12 +199,10 @@ async fn configuration(State(emulator): State<Emulator>, headers: HeaderMap, uri
                 }
             };
         }
-        // Following the Access view: look again shortly (its writes do not wake `changed`).
-        let recheck = if known_access.is_some() { ACCESS_RECHECK } else { wait };
-        let wake = deadline.min(tokio::time::Instant::now() + recheck);
+        // Every write that can change the answer (an Access write included) wakes `changed`.
         tokio::select! {
             _ = notified => {}
-            _ = tokio::time::sleep_until(wake) => {}
+            _ = tokio::time::sleep_until(deadline) => {}
         }
     }
 }
@@ -221,6 +217,21 @@ async fn gone(State(emulator): State<Emulator>, headers: HeaderMap, uri: Uri) ->
     data.connector_gone(&tunnel_id, &connector_id);
     tracing::debug!(message = "Connector unregistered.", tunnel = %tunnel_id, connector = %connector_id);
     Ok(json_response(StatusCode::OK, &DeletedId { id: connector_id }))
+}
+
+/// Middleware: after a successful state-changing request, wakes the long-polls — the Access view
+/// they follow may have changed (configuration writes and tunnel deletions wake them themselves).
+pub(super) async fn wake_after_change(
+    State(emulator): State<Emulator>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let changes = super::persist::changes_account(request.method(), request.uri().path());
+    let response = next.run(request).await;
+    if changes && response.status().is_success() {
+        emulator.data().changed.notify_waiters();
+    }
+    response
 }
 
 pub(super) fn router(emulator: Emulator) -> Router {
@@ -417,14 +428,20 @@ mod tests {
         let started = Instant::now();
         let query =
             format!("connector_id={CONNECTOR}&wait_for_version={}&access_fingerprint={first}&timeout=20", version + 1);
-        let (waiting, ()) = tokio::join!(fixture.call(reqwest::Method::GET, &query, Some(&fixture.token)), async {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let app = serde_json::json!({"id": "a1", "aud": "x", "type": "self_hosted", "name": "App",
-                "domain": "app.example.test", "policies": []});
-            if let serde_json::Value::Object(app) = app {
-                fixture.emulator.data().access_apps.push(app);
-            }
-        });
+        // Written through the API, which wakes waiting long-polls (if the write comes first, the
+        // poll sees another fingerprint at once): either way, no wait for the timeout.
+        let app = serde_json::json!({"type": "self_hosted", "name": "App", "domain": "app.example.test"});
+        let create = async {
+            let url = format!(
+                "http://{}{}/accounts/{}/access/apps",
+                fixture.addr,
+                fixture.emulator.base_path(),
+                fixture.emulator.account_id()
+            );
+            let sent = fixture.http.post(url).bearer_auth(fixture.emulator.api_token()).json(&app).send().await;
+            assert_eq!(sent.map(|r| r.status().as_u16()).unwrap_or_default(), 201);
+        };
+        let (waiting, ()) = tokio::join!(fixture.call(reqwest::Method::GET, &query, Some(&fixture.token)), create);
         assert_eq!((waiting.0, waiting.1["version"].as_i64()), (200, Some(version)));
         assert_eq!(waiting.1["access"]["apps"][0]["domain"], "app.example.test");
         assert_ne!(waiting.1["access"]["fingerprint"].as_str(), Some(first.as_str()));

@@ -303,9 +303,11 @@ impl Emulator {
     /// The API (under the base path) and `/__emulator/`, as one router.
     pub fn router(&self) -> Router {
         // Saves after each change (when a state file is set); connectors' traffic is not saved.
+        // … and wakes the connectors' long-polls (the Access view they follow may have changed).
         let saving = || axum::middleware::from_fn_with_state(self.clone(), persist::save_after_change);
-        let api = http::api_router(self.clone()).layer(saving());
-        let inspect = inspect::router(self.clone()).layer(saving());
+        let waking = || axum::middleware::from_fn_with_state(self.clone(), connector::wake_after_change);
+        let api = http::api_router(self.clone()).layer(saving()).layer(waking());
+        let inspect = inspect::router(self.clone()).layer(saving()).layer(waking());
         let router = if self.inner.base_path.is_empty() {
             Router::new().merge(api)
         } else {

@@ -66,7 +66,8 @@ pub(super) struct Data {
     pub identity_providers: Vec<Map<String, Value>>,
     /// Written as `"e"` into every tunnel token ([`super::EmulatorConfig::public_url`]).
     pub public_url: Option<String>,
-    /// Woken on every configuration change and tunnel deletion (connector long-polls wait on it).
+    /// Woken on every configuration change, tunnel deletion and successful API write (connector
+    /// long-polls wait on it).
     pub changed: std::sync::Arc<tokio::sync::Notify>,
     /// Connectors registered through the connector endpoint: client id → (tunnel id, last request).
     pub connector_seen: std::collections::HashMap<String, (String, std::time::Instant)>,

@@ -64,17 +64,18 @@ pub fn decide(observed: &Observed, now: i64, grace_ms: i64, default_quota: u32) 
 /// reconciler computes the same each pass), and the apex routes the last pass refused (zones are
 /// known there: they are stored `invalid` with the reason). `containers` are those the caller
 /// lists (one agent's, or all): quotas are per agent, so one agent's containers suffice for it.
+/// `existing` is the stored route table.
 pub async fn policy_refusals(
     store: &Store,
     containers: &[ContainerRow],
+    existing: &[RouteRow],
     default_quota: u32,
 ) -> Result<Vec<Refusal>, StoreError> {
     let agents = load_agents(store).await?;
-    let existing = store.load_routes().await?;
     let (_, mut refusals) = policy::screen(
         claims::from_containers(containers, &agents),
         &agents,
-        &policy::established(&existing),
+        &policy::established(existing),
         default_quota,
     );
     let apex = existing.iter().filter(|row| row.status == Status::Invalid && row.reason.starts_with(policy::REFUSED));

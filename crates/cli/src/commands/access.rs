@@ -277,8 +277,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rules_are_json_objects_and_a_file_holds_the_whole_definition() {
-        let rules = flag_rules("include", &[r#"{"email":{"email":"a@b.example"}}"#.into()]).unwrap();
+    fn rules_are_json_objects_and_a_file_holds_the_whole_definition() -> anyhow::Result<()> {
+        let rules = flag_rules("include", &[r#"{"email":{"email":"a@b.example"}}"#.into()])?;
         assert_eq!(rules_text(&rules), r#"{"email":{"email":"a@b.example"}}"#);
         let bad = flag_rules("include", &["{email".into()]).unwrap_err();
         assert_eq!(bad.exit, Exit::Usage);
@@ -287,12 +287,13 @@ mod tests {
         assert!(not_object.message.starts_with("--exclude #1: a rule is a JSON object"), "{}", not_object.message);
 
         let text = r#"{"decision":"allow","include":[{"everyone":{}}],"session_duration":"12h"}"#;
-        let request = file_request("team".into(), text, "p.json").unwrap();
+        let request = file_request("team".into(), text, "p.json")?;
         assert_eq!((request.decision.as_str(), request.include.len()), ("allow", 1));
         assert_eq!(request.session_duration, "12h");
         let typo = file_request("team".into(), r#"{"decison":"allow"}"#, "p.json").unwrap_err();
         assert!(typo.message.contains("unknown key \"decison\""), "{}", typo.message);
         let other = file_request("team".into(), r#"{"name":"ops"}"#, "p.json").unwrap_err();
         assert!(other.message.contains("is not \"team\""), "{}", other.message);
+        Ok(())
     }
 }

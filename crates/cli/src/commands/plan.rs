@@ -196,9 +196,9 @@ mod tests {
     }
 
     #[test]
-    fn a_labels_file_skips_comments_and_blank_lines_and_names_a_bad_line() {
+    fn a_labels_file_skips_comments_and_blank_lines_and_names_a_bad_line() -> anyhow::Result<()> {
         let text = "# grafana\n\n  dockflare.enable=true\r\ndockflare.hostname=g.example.com\n\t# indented\n";
-        let labels = labels_of_file(text, "g.labels").unwrap();
+        let labels = labels_of_file(text, "g.labels")?;
         assert_eq!(
             labels,
             [("dockflare.enable".into(), "true".into()), ("dockflare.hostname".into(), "g.example.com".into())]
@@ -206,13 +206,14 @@ mod tests {
         let bad = labels_of_file("a=1\nnonsense\n", "g.labels").unwrap_err();
         assert_eq!(bad.exit, Exit::Usage);
         assert_eq!(bad.message, "--labels-file g.labels:2: \"nonsense\" is not KEY=VALUE");
+        Ok(())
     }
 
     #[test]
-    fn flags_win_over_the_file_and_no_agent_is_the_reported_state() {
-        let dir = tempfile::tempdir().unwrap();
+    fn flags_win_over_the_file_and_no_agent_is_the_reported_state() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
         let file = dir.path().join("g.labels");
-        std::fs::write(&file, "dockflare.enable=true\ndockflare.service=http://old:80\n").unwrap();
+        std::fs::write(&file, "dockflare.enable=true\ndockflare.service=http://old:80\n")?;
         let args = PlanArgs {
             agent: Some("a1".into()),
             name: Some("grafana".into()),
@@ -220,13 +221,13 @@ mod tests {
             labels_file: Some(file),
             remove: false,
         };
-        let request = plan_request(args).unwrap();
+        let request = plan_request(args)?;
         let [container] = request.containers.as_slice() else { panic!("{request:?}") };
         assert_eq!((container.agent_id.as_str(), container.name.as_str()), ("a1", "grafana"));
         assert_eq!(container.labels["dockflare.service"], "http://grafana:3000");
         assert_eq!(container.labels["dockflare.enable"], "true");
         let none = PlanArgs { agent: None, name: None, labels: Vec::new(), labels_file: None, remove: false };
-        assert!(plan_request(none).unwrap().containers.is_empty());
+        assert!(plan_request(none)?.containers.is_empty());
         let missing = PlanArgs {
             agent: Some("a1".into()),
             name: Some("g".into()),
@@ -237,6 +238,7 @@ mod tests {
         let failure = plan_request(missing).unwrap_err();
         assert_eq!(failure.exit, Exit::Usage);
         assert!(failure.message.starts_with("--labels-file: cannot read "), "{}", failure.message);
+        Ok(())
     }
 
     #[test]
