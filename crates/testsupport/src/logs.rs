@@ -5,12 +5,13 @@ use anyhow::{anyhow, bail, Context, Result};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Lines a process wrote to stderr, shared with the draining thread.
 #[derive(Clone, Default)]
-pub struct Logs(Arc<Mutex<Vec<String>>>);
+pub struct Logs(Arc<Mutex<Vec<String>>>, Arc<AtomicBool>);
 
 impl Logs {
     /// Reads the child's stderr into these logs until it closes.
@@ -26,7 +27,8 @@ impl Logs {
             Some(path) => Some(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?),
             None => None,
         };
-        let sink = self.0.clone();
+        let (sink, closed) = (self.0.clone(), self.1.clone());
+        closed.store(false, Ordering::SeqCst);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
@@ -37,8 +39,26 @@ impl Logs {
                 }
                 sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
             }
+            closed.store(true, Ordering::SeqCst);
         });
         Ok(())
+    }
+
+    /// Waits (up to `timeout`) until the pipe has closed and every line is read: after a child
+    /// exits, its last words are still in the pipe for a moment.
+    pub async fn wait_closed(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.1.load(Ordering::SeqCst) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// [`Logs::wait_closed`] for synchronous callers.
+    pub fn wait_closed_blocking(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.1.load(Ordering::SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// The first line `find` maps to a value.

@@ -130,6 +130,7 @@ impl Master {
                 break addr;
             }
             if let Some(status) = child.try_wait()? {
+                logs.wait_closed(Duration::from_secs(5)).await;
                 bail!("dockflare-master exited with {status} before listening; log:\n{}", logs.text());
             }
             if Instant::now() > deadline {
@@ -208,6 +209,7 @@ impl Master {
     pub fn check_running(&mut self) -> Result<()> {
         let Some(child) = self.child.as_mut() else { bail!("the master is not running") };
         if let Some(status) = child.try_wait()? {
+            self.logs.wait_closed_blocking(Duration::from_secs(5));
             bail!("the master exited ({status}); its last log lines:\n{}", tail(&self.logs.text(), 40));
         }
         Ok(())
@@ -220,6 +222,7 @@ impl Master {
         loop {
             if let Some(status) = child.try_wait()? {
                 self.child = None;
+                self.logs.wait_closed_blocking(Duration::from_secs(5));
                 return Ok(status);
             }
             if Instant::now() > deadline {
