@@ -10,34 +10,25 @@
 //! and a caption with the date, the commit and the machine. A missing figure leaves
 //! its point out; a panel with no figures at all says so.
 //!
-//! Text is drawn by plotters' `ab_glyph` feature, which has no font of its own and
-//! reads no system font: [`draw`] loads DejaVu Sans at run time (see [`FONT_ENV`])
-//! and registers it as `sans-serif`. The picture is drawn into a buffer and written
-//! with the `png` crate through a temporary file and a rename.
+//! Text needs a font read at run time, DejaVu Sans or the one [`text::FONT_ENV`] names
+//! (see [`text`]): plotters' `ab_glyph` feature has none of its own and links no system
+//! font library. The picture is drawn into a buffer and written with the `png` crate
+//! through a temporary file and a rename.
+
+mod text;
 
 use crate::results::{Results, Run, Server};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
+use text::{Canvas, Fonts, FAMILY};
 
 /// The picture's size in pixels.
 pub const WIDTH: u32 = 1400;
 pub const HEIGHT: u32 = 560;
 
-/// An environment variable naming the TrueType font to draw text with, tried first.
-pub const FONT_ENV: &str = "DOCKFLARE_PLOT_FONT";
-
-/// Where DejaVu Sans usually is: Debian and Ubuntu (fonts-dejavu-core), Arch, Fedora.
-const FONT_PATHS: [&str; 3] = [
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu-sans-fonts/DejaVuSans.ttf",
-];
-
-const FAMILY: &str = "sans-serif";
 const MEMORY_TITLE: &str = "Master memory per connected agent";
 const LATENCY_TITLE: &str = "Command delivery, p99";
 const CAPTION_HEIGHT: u32 = 30;
@@ -64,11 +55,11 @@ pub fn draw(results: &Results, output: &Path) -> Result<()> {
         "none of the {} runs has a memory or command latency figure to draw (or a positive agent count)",
         results.runs.len()
     );
-    register_fonts()?;
+    let fonts = Fonts::get()?;
 
     let mut pixels = vec![0u8; WIDTH as usize * HEIGHT as usize * 3];
     {
-        let root = BitMapBackend::with_buffer(&mut pixels, (WIDTH, HEIGHT)).into_drawing_area();
+        let root = Canvas::new(&mut pixels, (WIDTH, HEIGHT), fonts).into_drawing_area();
         root.fill(&WHITE)?;
         let (body, caption) = root.split_vertically(HEIGHT - CAPTION_HEIGHT);
         let (left, right) = body.split_horizontally(WIDTH / 2);
@@ -227,7 +218,7 @@ fn load_note(runs: &[Run]) -> Option<String> {
     }
 }
 
-type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+type Area<'a> = DrawingArea<Canvas<'a>, plotters::coord::Shift>;
 
 /// A panel: the chart above, its legend rows below. With no figures to draw, the
 /// panel keeps its title and says so instead of drawing empty axes.
@@ -247,7 +238,7 @@ fn draw_panel<'a>(
         chart(&plot)?;
         draw_legend(&legend_area, &rows)?;
     } else {
-        let plot = plot.titled(title, font(20).style(FontStyle::Bold).color(&INK))?;
+        let plot = plot.titled(title, bold(19).color(&INK))?;
         let (_, plot_height) = plot.dim_in_pixel();
         plot.draw(&Text::new(
             empty,
@@ -273,6 +264,7 @@ fn draw_memory(area: &Area<'_>, lines: &[Line<'_>]) -> Result<()> {
         .x_label_formatter(&|agents| thousands(*agents))
         .y_label_formatter(&|kib| plain_number(*kib))
         .y_labels(8)
+        .y_max_light_lines(1)
         .bold_line_style(GRID)
         .light_line_style(FAINT_GRID)
         .axis_style(MUTED)
@@ -315,10 +307,10 @@ fn draw_latency(area: &Area<'_>, lines: &[Line<'_>]) -> Result<()> {
     Ok(())
 }
 
-fn chart_builder<'a, 'b>(area: &'a Area<'b>, title: &'a str) -> ChartBuilder<'a, 'b, BitMapBackend<'b>> {
+fn chart_builder<'a, 'b>(area: &'a Area<'b>, title: &'a str) -> ChartBuilder<'a, 'b, Canvas<'b>> {
     let mut builder = ChartBuilder::on(area);
     builder
-        .caption(title, font(20).style(FontStyle::Bold).color(&INK))
+        .caption(title, bold(19).color(&INK))
         .margin_top(12)
         .margin_left(16)
         .margin_right(28)
@@ -330,7 +322,7 @@ fn chart_builder<'a, 'b>(area: &'a Area<'b>, title: &'a str) -> ChartBuilder<'a,
 
 /// A line through `points`, solid with circles or dashed with triangles.
 fn draw_line<'a, Y>(
-    chart: &mut ChartContext<'a, BitMapBackend<'a>, Cartesian2d<XAxis, Y>>,
+    chart: &mut ChartContext<'a, Canvas<'a>, Cartesian2d<XAxis, Y>>,
     points: Vec<(f64, f64)>,
     colour: RGBColor,
     mode: Mode,
@@ -466,6 +458,11 @@ fn font(size: u32) -> FontDesc<'static> {
     FontDesc::new(FontFamily::Name(FAMILY), f64::from(size), FontStyle::Normal)
 }
 
+/// Bold (FontDesc::style keeps the face it was made with, so not `font(size).style(..)`).
+fn bold(size: u32) -> FontDesc<'static> {
+    FontDesc::new(FontFamily::Name(FAMILY), f64::from(size), FontStyle::Bold)
+}
+
 /// What a legend entry shows before its text.
 #[derive(Clone, Copy)]
 enum Glyph {
@@ -579,77 +576,6 @@ fn write_png(pixels: &[u8], output: &Path) -> Result<()> {
     temp.as_file().sync_all().with_context(|| format!("writing {}", temp.path().display()))?;
     temp.persist(output).with_context(|| format!("renaming the picture into {}", output.display()))?;
     Ok(())
-}
-
-/// The font registered for the process, once.
-static FONT: OnceLock<PathBuf> = OnceLock::new();
-
-/// Registers DejaVu Sans (and its bold face, when beside it) as plotters'
-/// `sans-serif`, from [`FONT_ENV`], the usual paths, or `fc-match`.
-fn register_fonts() -> Result<()> {
-    if FONT.get().is_some() {
-        return Ok(());
-    }
-    let (path, bytes) = find_font()?;
-    register(FontStyle::Normal, bytes).with_context(|| format!("{} is not a TrueType font", path.display()))?;
-    let bold = path.with_file_name("DejaVuSans-Bold.ttf");
-    if path.file_name().is_some_and(|name| name == "DejaVuSans.ttf") {
-        if let Ok(bytes) = std::fs::read(&bold) {
-            // Without it, bold text falls back to the normal face.
-            let _ = register(FontStyle::Bold, bytes);
-        }
-    }
-    let _ = FONT.set(path);
-    Ok(())
-}
-
-fn register(style: FontStyle, bytes: Vec<u8>) -> Result<()> {
-    // plotters keeps the font for the life of the process and wants it 'static; this
-    // happens once per process and style (see FONT).
-    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-    plotters::style::register_font(FAMILY, style, bytes).map_err(|_| anyhow!("the font cannot be parsed"))
-}
-
-fn find_font() -> Result<(PathBuf, Vec<u8>)> {
-    if let Some(path) = std::env::var_os(FONT_ENV) {
-        let path = PathBuf::from(path);
-        let bytes = std::fs::read(&path).with_context(|| format!("reading the font {FONT_ENV} names"))?;
-        return Ok((path, bytes));
-    }
-    let mut tried: Vec<String> = vec![format!("${FONT_ENV} (unset)")];
-    for path in FONT_PATHS {
-        match std::fs::read(path) {
-            Ok(bytes) => return Ok((PathBuf::from(path), bytes)),
-            Err(error) => tried.push(format!("{path} ({error})")),
-        }
-    }
-    match fc_match() {
-        Ok(path) => match std::fs::read(&path) {
-            Ok(bytes) => return Ok((path, bytes)),
-            Err(error) => tried.push(format!("fc-match's {} ({error})", path.display())),
-        },
-        Err(why) => tried.push(format!("fc-match \"DejaVu Sans\" ({why})")),
-    }
-    bail!(
-        "no font to draw the plot's text with; tried {}. Install DejaVu Sans (Debian and Ubuntu: apt-get install \
-         fonts-dejavu-core) or set {FONT_ENV} to a TrueType font file",
-        tried.join(", ")
-    )
-}
-
-/// The TrueType file fontconfig offers for DejaVu Sans (perhaps a substitute).
-fn fc_match() -> Result<PathBuf> {
-    let output = std::process::Command::new("fc-match")
-        .args(["--format=%{file}", "DejaVu Sans:style=Book"])
-        .output()
-        .map_err(|error| anyhow!("{error}"))?;
-    let path = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    ensure!(output.status.success() && !path.is_empty(), "found nothing");
-    ensure!(
-        path.ends_with(".ttf") || path.ends_with(".otf"),
-        "offered {path}, which is not a TrueType or OpenType file"
-    );
-    Ok(PathBuf::from(path))
 }
 
 #[cfg(test)]
