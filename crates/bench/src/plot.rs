@@ -14,6 +14,9 @@
 //! (see [`text`]): plotters' `ab_glyph` feature has none of its own and links no system
 //! font library. The picture is drawn into a buffer and written with the `png` crate
 //! through a temporary file and a rename.
+//!
+//! A binary includes it beside the model, `mod results; mod plot;` at its root (it
+//! reads `crate::results`); `plot/text.rs` comes with it.
 
 mod text;
 
@@ -47,9 +50,10 @@ const SPARE_COLOURS: [RGBColor; 4] =
 pub fn draw(results: &Results, output: &Path) -> Result<()> {
     ensure!(!results.runs.is_empty(), "the results hold no runs to draw");
     let lines = Line::collect(results);
-    let has_memory = lines.iter().any(|line| !line.memory().is_empty());
-    let has_latency = lines.iter().any(|line| !line.latency(Mode::Sequential).is_empty())
-        || lines.iter().any(|line| !line.latency(Mode::Concurrent).is_empty());
+    let has_memory = lines.iter().any(Line::has_memory);
+    let has_sequential = lines.iter().any(|line| line.has_latency(Mode::Sequential));
+    let has_concurrent = lines.iter().any(|line| line.has_latency(Mode::Concurrent));
+    let has_latency = has_sequential || has_concurrent;
     ensure!(
         has_memory || has_latency,
         "none of the {} runs has a memory or command latency figure to draw (or a positive agent count)",
@@ -64,22 +68,23 @@ pub fn draw(results: &Results, output: &Path) -> Result<()> {
         let (body, caption) = root.split_vertically(HEIGHT - CAPTION_HEIGHT);
         let (left, right) = body.split_horizontally(WIDTH / 2);
 
-        let series_entries: Vec<Entry> =
-            lines.iter().map(|line| Entry::new(Glyph::Solid(line.colour), line.label.clone())).collect();
         let memory_note = Entry::new(Glyph::None, "(RSS all connected − RSS idle) ÷ agents".to_owned());
         draw_panel(
             &left,
             MEMORY_TITLE,
             "no memory figures in these results",
-            &[series_entries.clone(), vec![memory_note]],
+            &[key(&lines, Line::has_memory), vec![memory_note]],
             |area| draw_memory(area, &lines),
             has_memory,
         )?;
 
-        let mut mode_entries = vec![
-            Entry::new(Glyph::Solid(INK), "one at a time".to_owned()),
-            Entry::new(Glyph::Dashed(INK), concurrency_label(&results.runs)),
-        ];
+        let mut mode_entries = Vec::new();
+        if has_sequential {
+            mode_entries.push(Entry::new(Glyph::Solid(INK), "one at a time".to_owned()));
+        }
+        if has_concurrent {
+            mode_entries.push(Entry::new(Glyph::Dashed(INK), concurrency_label(&results.runs)));
+        }
         if let Some(note) = load_note(&results.runs) {
             mode_entries.push(Entry::new(Glyph::None, note));
         }
@@ -87,7 +92,10 @@ pub fn draw(results: &Results, output: &Path) -> Result<()> {
             &right,
             LATENCY_TITLE,
             "no command latency figures in these results",
-            &[series_entries, mode_entries],
+            &[
+                key(&lines, |line| line.has_latency(Mode::Sequential) || line.has_latency(Mode::Concurrent)),
+                mode_entries,
+            ],
             |area| draw_latency(area, &lines),
             has_latency,
         )?;
@@ -153,6 +161,14 @@ impl<'a> Line<'a> {
             .collect()
     }
 
+    fn has_memory(&self) -> bool {
+        !self.memory().is_empty()
+    }
+
+    fn has_latency(&self, mode: Mode) -> bool {
+        !self.latency(mode).is_empty()
+    }
+
     fn memory(&self) -> Vec<(f64, f64)> {
         self.points(|run| Some(run.rss_per_agent_kib()))
     }
@@ -173,6 +189,15 @@ impl<'a> Line<'a> {
             .filter_map(|run| value(run).filter(|v| v.is_finite()).map(|v| (run.agents as f64, v)))
             .collect()
     }
+}
+
+/// A panel's key: the lines it draws, by colour.
+fn key<'a>(lines: &[Line<'a>], drawn: impl Fn(&Line<'a>) -> bool) -> Vec<Entry> {
+    lines
+        .iter()
+        .filter(|line| drawn(line))
+        .map(|line| Entry::new(Glyph::Solid(line.colour), line.label.clone()))
+        .collect()
 }
 
 fn database_rank(database: Option<&str>) -> u8 {
@@ -238,7 +263,8 @@ fn draw_panel<'a>(
         chart(&plot)?;
         draw_legend(&legend_area, &rows)?;
     } else {
-        let plot = plot.titled(title, bold(19).color(&INK))?;
+        // Where a chart's caption would be.
+        let plot = plot.margin(12, 0, 0, 0).titled(title, bold(19).color(&INK))?;
         let (_, plot_height) = plot.dim_in_pixel();
         plot.draw(&Text::new(
             empty,
