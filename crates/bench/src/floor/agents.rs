@@ -94,25 +94,18 @@ impl Agents {
 
     /// The agent's progress, creating its entry on first contact.
     pub fn progress(&self, agent_id: &str) -> Arc<Progress> {
-        let mut entries = self.lock();
-        let entry = entries.entry(agent_id.to_string()).or_insert_with(|| Entry {
-            progress: Arc::new(Progress::new()),
-            last_sequence: 0,
-            stream: None,
-        });
-        entry.progress.clone()
+        entry(&mut self.lock(), agent_id).progress.clone()
     }
 
     /// Opens the agent's command stream, replacing (and so ending) any earlier one: its
     /// generation, the commands to stream, and its progress.
     pub fn open_stream(&self, agent_id: &str) -> (u64, mpsc::Receiver<Command>, Arc<Progress>) {
-        let progress = self.progress(agent_id);
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
         let (sender, receiver) = mpsc::channel(COMMAND_BUFFER);
-        if let Some(entry) = self.lock().get_mut(agent_id) {
-            entry.stream = Some(OpenStream { generation, sender });
-        }
-        (generation, receiver, progress)
+        let mut entries = self.lock();
+        let entry = entry(&mut entries, agent_id);
+        entry.stream = Some(OpenStream { generation, sender });
+        (generation, receiver, entry.progress.clone())
     }
 
     /// Forgets the agent's command stream `generation`, unless another replaced it already.
@@ -146,6 +139,15 @@ impl Agents {
             }
         }
     }
+}
+
+/// The agent's entry, created on first contact.
+fn entry<'a>(entries: &'a mut HashMap<String, Entry>, agent_id: &str) -> &'a mut Entry {
+    entries.entry(agent_id.to_string()).or_insert_with(|| Entry {
+        progress: Arc::new(Progress::new()),
+        last_sequence: 0,
+        stream: None,
+    })
 }
 
 #[cfg(test)]
