@@ -3,6 +3,7 @@
 //! the commands sent to them, and when those arrived.
 
 use crate::report::{secs, Latencies, Round};
+use crate::server::{Control, ServerUnderTest};
 use crate::Args;
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use dockflare::v1::admin_service_client::AdminServiceClient;
@@ -11,7 +12,7 @@ use dockflare::v1::{
     send_command_request, ConnectorState, DockerMode, GetAgentRequest, RegisterRequest, Resync, SendCommandRequest,
     StatusReport, TunnelStatus,
 };
-use dockflare_testsupport::{mtls_channel, FakeAgent, Master};
+use dockflare_testsupport::{mtls_channel, FakeAgent};
 use futures::{StreamExt, TryStreamExt};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -83,7 +84,6 @@ impl Arrivals {
 pub struct Fleet {
     addr: SocketAddr,
     ca_pem: String,
-    admin: (String, String),
     arrivals: Arc<Arrivals>,
     /// Commands the master sent on its own (its reconciler), not the harness.
     unsolicited: Arc<AtomicU64>,
@@ -108,12 +108,11 @@ async fn watch_failures(agent: &FakeAgent) -> anyhow::Error {
 }
 
 impl Fleet {
-    /// The fleet of `master` (its address and PKI; the process stays the caller's).
-    pub fn new(master: &Master) -> Result<Fleet> {
+    /// The fleet of `server` (its address and PKI; the process stays the caller's).
+    pub fn new(server: &ServerUnderTest) -> Result<Fleet> {
         Ok(Fleet {
-            addr: master.addr,
-            ca_pem: master.ca_pem()?,
-            admin: (master.pki("admin.crt")?, master.pki("admin.key")?),
+            addr: server.addr(),
+            ca_pem: server.ca_pem()?,
             arrivals: Arc::default(),
             unsolicited: Arc::default(),
         })
@@ -124,27 +123,10 @@ impl Fleet {
         mtls_channel(self.addr, &self.ca_pem, identity).await
     }
 
-    pub async fn admin_client(&self) -> Result<AdminServiceClient<Channel>> {
-        Ok(AdminServiceClient::new(self.channel(Some((&self.admin.0, &self.admin.1))).await?))
-    }
-
     /// Enrolls every agent with one join token, `--connect-concurrency` at a time.
-    pub async fn enroll_all(&self, admin: &AdminServiceClient<Channel>, args: &Args) -> Result<Vec<FakeAgent>> {
-        let max_uses = u32::try_from(args.agents).context("--agents is too large for one join token")?;
-        let token = admin
-            .clone()
-            .create_join_token(dockflare::v1::CreateJoinTokenRequest {
-                ttl_seconds: 3600,
-                max_uses,
-                description: "fleet_bench".into(),
-                tunnel_group: String::new(),
-                policy: None,
-            })
-            .await
-            .context("CreateJoinToken")?
-            .into_inner()
-            .token;
-        let mut enrolled: Vec<(usize, FakeAgent)> = futures::stream::iter(0..args.agents)
+    pub async fn enroll_all(&self, control: &Control, agents: usize, args: &Args) -> Result<Vec<FakeAgent>> {
+        let token = control.join_token(agents).await?;
+        let mut enrolled: Vec<(usize, FakeAgent)> = futures::stream::iter(0..agents)
             .map(|index| {
                 let token = token.clone();
                 async move {
@@ -262,14 +244,14 @@ impl Fleet {
     /// Sends one resync command to each target, `concurrency` at a time.
     pub async fn command_round(
         &self,
-        admin: &AdminServiceClient<Channel>,
+        control: &Control,
         agents: &[Arc<FakeAgent>],
         targets: &[usize],
         concurrency: usize,
     ) -> Result<Round> {
         let started = Instant::now();
         let timings: Vec<(Duration, Duration)> = futures::stream::iter(targets)
-            .map(|&target| self.send_command(admin.clone(), &agents[target]))
+            .map(|&target| self.send_command(control, &agents[target]))
             .buffer_unordered(concurrency)
             .try_collect()
             .await?;
@@ -279,19 +261,14 @@ impl Fleet {
     }
 
     /// Returns the SendCommand call's duration and the time until arrival.
-    pub async fn send_command(
-        &self,
-        mut admin: AdminServiceClient<Channel>,
-        agent: &FakeAgent,
-    ) -> Result<(Duration, Duration)> {
+    pub async fn send_command(&self, control: &Control, agent: &FakeAgent) -> Result<(Duration, Duration)> {
         let request = SendCommandRequest {
             agent_id: agent.id.clone(),
             kind: Some(send_command_request::Kind::Resync(Resync { reason: RESYNC_REASON.into() })),
         };
         let started = Instant::now();
-        let response = admin.send_command(request).await.with_context(|| format!("SendCommand to {}", agent.id))?;
+        let command_id = control.send_command(request).await?;
         let call = started.elapsed();
-        let command_id = response.into_inner().command_id;
         let arrived = tokio::select! {
             arrived = self.arrivals.wait(&command_id) => arrived?,
             failed = watch_failures(agent) => return Err(failed),

@@ -103,6 +103,7 @@ impl FloorProcess {
     }
 
     /// Resident memory (VmRSS of /proc/<pid>/status), in KiB.
+    #[allow(dead_code)] // floor_smoke reads it; fleet_bench samples /proc/<pid> with the master's reader
     pub fn rss_kib(&self) -> Result<u64> {
         let path = format!("/proc/{}/status", self.pid());
         let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;

@@ -24,12 +24,19 @@
 //!    the harness waits until those are stored and checks with GetAgent that
 //!    every command is acknowledged.
 //!
+//! Every figure is measured twice in one run, side by side: against the real master and
+//! against the *floor* (`floor_server`: a bare tonic server with the same mutual TLS and the same
+//! two streams per agent, heartbeats and receipts, no storage), driven by the same simulated
+//! agents. Commands are timed while every agent keeps sending events (full event load).
+//! `--agents 100,1000,5000,10000` sweeps; `--json FILE` merges the runs into a results file and
+//! `--plot FILE` draws it (PNG).
+//!
 //! Run (build the master first: the benchmark does not build it):
 //!
 //! ```sh
-//! cargo build --release -p dockflare-master
-//! cargo run --release -p dockflare-bench --bin fleet_bench -- \
-//!     --agents 1000 --events-per-agent 200 --commands 2000 [--database-url postgres://…]
+//! cargo build --release -p dockflare-master -p dockflare-bench
+//! target/release/fleet_bench --agents 1000 --events-per-agent 200 --commands 2000 \
+//!     [--database-url postgres://…] [--server both|dockflare|floor] [--json r.json --plot r.png]
 //! ```
 //!
 //! The master is started by the launcher every test uses, and the agents are the tests' fake
@@ -50,26 +57,40 @@
 //! message and a non-zero exit status. The master is killed on exit.
 
 mod fleet;
+mod floor_process;
+mod load;
+mod measure;
+mod plot;
 mod process;
 mod report;
+mod results;
 mod sample;
+mod server;
 
-use anyhow::{anyhow, ensure, Context, Result};
-use clap::Parser;
-use fleet::Fleet;
+use anyhow::{ensure, Result};
+use clap::{Parser, ValueEnum};
 use process::{LogSummary, NofileLimits};
-use rand::{Rng, SeedableRng};
-use report::{kib, secs, Report};
-use sample::sample;
+use report::Report;
+use results::{Results, Run, Server};
+use server::ServerUnderTest;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
+
+/// Which servers a run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServerChoice {
+    /// The floor, then the real master, at each size.
+    Both,
+    Dockflare,
+    Floor,
+}
 
 #[derive(Parser, Debug)]
-#[command(about = "Benchmarks a real dockflare-master with simulated agents on 127.0.0.1.")]
+#[command(about = "Benchmarks a real dockflare-master, beside a bare-tonic floor, with simulated agents on 127.0.0.1.")]
 pub struct Args {
-    /// Number of simulated agents.
-    #[arg(long, default_value_t = 100)]
-    pub agents: usize,
+    /// Numbers of simulated agents, comma separated: one run per number (and server).
+    #[arg(long, value_delimiter = ',', default_value = "100")]
+    pub agents: Vec<usize>,
     /// Events (tunnel statuses: each is a stored row) each agent sends in the events phase.
     #[arg(long, default_value_t = 200)]
     pub events_per_agent: u64,
@@ -79,16 +100,26 @@ pub struct Args {
     /// Commands in flight in the concurrent round.
     #[arg(long, default_value_t = 16)]
     pub command_concurrency: usize,
+    /// Events per second, in all, the agents send while commands are timed (each agent its
+    /// share, at most 256 unconfirmed).
+    #[arg(long, default_value_t = 60_000.0)]
+    pub load_rate: f64,
     /// Enrollments and connections in progress at once.
     #[arg(long, default_value_t = 64)]
     pub connect_concurrency: usize,
     /// Database of the master (default: SQLite in its temporary data dir).
     #[arg(long)]
     pub database_url: Option<String>,
-    /// The master binary. Default: `dockflare-master` in the target profile
-    /// directory this example was built into.
+    /// The servers measured.
+    #[arg(long, value_enum, default_value_t = ServerChoice::Both)]
+    pub server: ServerChoice,
+    /// The master binary. Default: `dockflare-master` in the target profile directory this
+    /// program was built into.
     #[arg(long)]
     pub master_bin: Option<PathBuf>,
+    /// The floor binary. Default: `floor_server` beside this program.
+    #[arg(long)]
+    pub floor_bin: Option<PathBuf>,
     /// The master's RLIMIT_NOFILE soft limit. Default: the hard limit, raised
     /// to fit the agents when possible.
     #[arg(long)]
@@ -99,12 +130,16 @@ pub struct Args {
     /// Seed of the random choice of command targets.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Run the events and commands phases twice: without, then with /metrics scraped every second.
-    #[arg(long)]
-    pub compare_scrape: bool,
     /// Also write every log line of the master to this file.
     #[arg(long)]
     pub master_log: Option<PathBuf>,
+    /// Merge the runs into this results file (JSON; a run replaces one of the same server,
+    /// database and size).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Draw the results (of `--json` when given) into this PNG.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -121,188 +156,99 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: &Args) -> Result<()> {
-    ensure!(args.agents > 0, "--agents must be at least 1");
+    ensure!(!args.agents.is_empty() && args.agents.iter().all(|&n| n > 0), "--agents must be at least 1");
     ensure!(args.connect_concurrency > 0 && args.command_concurrency > 0, "concurrency must be at least 1");
-    let nofile: NofileLimits = process::raise_nofile_limit(args)?;
-    let bin = process::master_binary(args)?;
-    let backend = if args.database_url.is_some() { "PostgreSQL" } else { "SQLite" };
-    eprintln!("Starting {} ({backend}).", bin.display());
-    let mut master = process::start_master(bin, args, nofile.master).await?;
-    eprintln!("Master {} listening on {}.", master.pid().unwrap_or_default(), master.addr);
-    let mut report = Report::new(args, backend, &nofile);
-    let measured = measure(args, &mut master, &mut report).await;
-    let logs = LogSummary::of(&master);
-    let _ = master.kill9();
-    if measured.is_ok() {
+    ensure!(args.commands > 0, "--commands must be at least 1");
+    ensure!(args.load_rate >= 0.0 && args.load_rate.is_finite(), "--load-rate must be a number of events per second");
+    let largest = args.agents.iter().copied().max().unwrap_or(1);
+    let nofile: NofileLimits = process::raise_nofile_limit(largest, args.master_nofile)?;
+    let servers: &[Server] = match args.server {
+        ServerChoice::Both => &[Server::Floor, Server::Dockflare],
+        ServerChoice::Dockflare => &[Server::Dockflare],
+        ServerChoice::Floor => &[Server::Floor],
+    };
+    let database = args.database_url.as_ref().map(|_| "postgres");
+    let mut runs = Vec::new();
+    for &agents in &args.agents {
+        for &kind in servers {
+            runs.push(one_run(kind, agents, database, args, &nofile).await?);
+        }
+    }
+    println!("{}", report::side_by_side(&runs));
+    let mut results = Results::new(commit(), results::describe_machine());
+    results.runs = runs;
+    if let Some(path) = &args.json {
+        if path.exists() {
+            let mut earlier = Results::read(path)?;
+            earlier.merge(results);
+            results = earlier;
+        }
+        results.write(path)?;
+        println!("Results: {}", path.display());
+    }
+    if let Some(path) = &args.plot {
+        plot::draw(&results, path)?;
+        println!("Plot: {}", path.display());
+    }
+    Ok(())
+}
+
+/// Starts `kind`, measures `agents` agents against it, prints its report and stops it.
+async fn one_run(
+    kind: Server,
+    agents: usize,
+    database: Option<&str>,
+    args: &Args,
+    nofile: &NofileLimits,
+) -> Result<Run> {
+    let mut server = match kind {
+        Server::Dockflare => {
+            let bin = process::master_binary(args)?;
+            eprintln!("Starting {} ({}).", bin.display(), database.unwrap_or("sqlite"));
+            ServerUnderTest::DockFlare(process::start_master(bin, args, nofile.master).await?)
+        }
+        Server::Floor => ServerUnderTest::Floor(
+            floor_process::FloorProcess::start(args.floor_bin.as_deref(), Some(nofile.master)).await?,
+        ),
+    };
+    eprintln!("{kind:?} {} listening on {}.", server.pid()?, server.addr());
+    let mut report = Report::new(args, kind, agents, database, nofile);
+    let measured = measure::run(&mut server, database, agents, args, &mut report).await;
+    if let ServerUnderTest::DockFlare(master) = &mut server {
+        let logs = LogSummary::of(master);
         report.row("master log: warnings / errors", format!("{} / {}", logs.warnings, logs.errors));
+        if !logs.problems.is_empty() {
+            report.row("first warnings/errors", logs.problems.join("\n    "));
+        }
+        let _ = master.kill9();
+    }
+    if measured.is_ok() {
         println!("{}", report.render());
     } else {
         eprintln!("Figures so far:{}", report.render());
     }
-    if !logs.problems.is_empty() {
-        println!("First warnings/errors of the master ({} / {} in all):", logs.warnings, logs.errors);
-        for line in &logs.problems {
-            println!("  {line}");
-        }
-    }
     measured
 }
 
-/// The three phases; figures go into `report`.
-async fn measure(args: &Args, master: &mut dockflare_testsupport::Master, report: &mut Report) -> Result<()> {
-    let fleet = Fleet::new(master)?;
-
-    let admin = fleet.admin_client().await?;
-    // The idle reading once the master has settled: two readings 100 ms apart within 64 KiB, or
-    // whatever it is after 5 s.
-    let settle_by = Instant::now() + Duration::from_secs(5);
-    let mut idle = sample(master)?;
-    loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let next = sample(master)?;
-        let settled = next.rss_kib.abs_diff(idle.rss_kib) <= 64;
-        idle = next;
-        if settled || Instant::now() > settle_by {
-            break;
+/// The commit measured: `DOCKFLARE_COMMIT`, else `git rev-parse --short HEAD` (with `-dirty`
+/// when the work tree has changes), else "unknown".
+fn commit() -> String {
+    if let Ok(commit) = std::env::var("DOCKFLARE_COMMIT") {
+        return commit;
+    }
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|output| output.status.success())
+            .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(head) if git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty()) => {
+            format!("{head}-dirty")
         }
+        Some(head) => head,
+        None => "unknown".into(),
     }
-    report.row("master RSS, idle", kib(idle.rss_kib));
-
-    // Phase 1: enroll and connect.
-    let started = Instant::now();
-    let enrolled = phase("enroll", args.phase_timeout, fleet.enroll_all(&admin, args)).await?;
-    let enroll_time = started.elapsed();
-    let after_enroll = sample(master)?;
-    let connect_started = Instant::now();
-    let agents = phase("connect", args.phase_timeout, fleet.connect_all(enrolled, args)).await?;
-    let connect_time = connect_started.elapsed();
-    let connected = sample(master)?;
-    let n = args.agents as f64;
-    report.row(
-        &format!("enroll {} agents ({} at a time)", args.agents, args.connect_concurrency),
-        format!("{} ({:.0} agents/s)", secs(enroll_time), n / enroll_time.as_secs_f64()),
-    );
-    report.row(
-        "connect (Register + 2 streams + 1st event stored)",
-        format!("{} ({:.0} agents/s)", secs(connect_time), n / connect_time.as_secs_f64()),
-    );
-    report.row("enroll + connect, total", secs(started.elapsed()));
-    report.row("CPU during enroll", idle.cpu(&after_enroll));
-    report.row("CPU during connect", after_enroll.cpu(&connected));
-    report.row(&format!("master RSS, {} agents connected", args.agents), kib(connected.rss_kib));
-    report.row(
-        "master RSS per connected agent",
-        format!("{:.1} KiB", connected.rss_kib.saturating_sub(idle.rss_kib) as f64 / n),
-    );
-    report.row("master open file descriptors", connected.fds.to_string());
-
-    // Phases 2 and 3: events, then commands; with --compare-scrape a second time while
-    // /metrics is scraped every second (the cost of being watched, in the same run).
-    let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
-    let mut sent_per_agent = vec![0u64; agents.len()];
-    let rounds: &[bool] = if args.compare_scrape { &[false, true] } else { &[false] };
-    for &scraped in rounds {
-        let suffix = if scraped { ", /metrics scraped every 1 s" } else { "" };
-        let scraper = if scraped { Some(Scraper::start(master.metrics_addr()?)) } else { None };
-        let total_events = args.events_per_agent * args.agents as u64;
-        let before_events = sample(master)?;
-        let events_time =
-            phase("events", args.phase_timeout, fleet.send_events(&agents, args.events_per_agent)).await?;
-        let after_events = sample(master)?;
-        report.row(
-            &format!("events stored ({} x {}){suffix}", args.agents, args.events_per_agent),
-            format!(
-                "{total_events} in {} = {:.0} events/s",
-                secs(events_time),
-                total_events as f64 / events_time.as_secs_f64()
-            ),
-        );
-        report.row("CPU during events", before_events.cpu(&after_events));
-        report.row("master RSS after events", kib(after_events.rss_kib));
-
-        for concurrency in [1, args.command_concurrency] {
-            let targets: Vec<usize> = (0..args.commands).map(|_| rng.random_range(0..agents.len())).collect();
-            for &target in &targets {
-                sent_per_agent[target] += 1;
-            }
-            let before = sample(master)?;
-            let label = if concurrency == 1 {
-                format!("commands, sequential{suffix}")
-            } else {
-                format!("commands, {concurrency} in flight{suffix}")
-            };
-            let round =
-                phase(&label, args.phase_timeout, fleet.command_round(&admin, &agents, &targets, concurrency)).await?;
-            let after = sample(master)?;
-            report.row(
-                &label,
-                format!(
-                    "{} in {} = {:.0} commands/s ({})",
-                    args.commands,
-                    secs(round.elapsed),
-                    args.commands as f64 / round.elapsed.as_secs_f64(),
-                    before.cpu(&after)
-                ),
-            );
-            report.row("  SendCommand call (ms)", round.call.summary());
-            report.row("  SendCommand -> on agent stream (ms)", round.arrival.summary());
-        }
-        if let Some(scraper) = scraper {
-            let (scrapes, failures) = scraper.stop().await;
-            report.row("  /metrics scrapes (failed)", format!("{scrapes} ({failures})"));
-        }
-    }
-    let acks_started = Instant::now();
-    let (received, unsolicited) =
-        phase("acks", args.phase_timeout, fleet.verify_acks(&admin, &agents, &sent_per_agent)).await?;
-    report.row(
-        "command acks stored + checked (GetAgent)",
-        format!(
-            "{received} acked ({unsolicited} sent by the master on its own); {} after the last command",
-            secs(acks_started.elapsed())
-        ),
-    );
-    let last = sample(master)?;
-    report.row("master RSS at the end (peak)", format!("{} ({})", kib(last.rss_kib), kib(last.hwm_kib)));
-
-    Ok(())
-}
-
-/// Scrapes the master's /metrics every second until stopped, as Prometheus would.
-struct Scraper {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    task: tokio::task::JoinHandle<(u64, u64)>,
-}
-
-impl Scraper {
-    fn start(addr: std::net::SocketAddr) -> Scraper {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
-        let task = tokio::task::spawn_blocking(move || {
-            let (mut scrapes, mut failures) = (0u64, 0u64);
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                scrapes += 1;
-                if dockflare_observe::probe::get(addr, "/metrics", Duration::from_secs(5)).is_err() {
-                    failures += 1;
-                }
-                std::thread::sleep(Duration::from_secs(1));
-            }
-            (scrapes, failures)
-        });
-        Scraper { stop, task }
-    }
-
-    async fn stop(self) -> (u64, u64) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.task.await.unwrap_or((0, 0))
-    }
-}
-
-/// Runs one phase under the deadline; a miss is an error that names the phase.
-async fn phase<T>(name: &str, limit: Duration, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    eprintln!("Phase: {name} ({}).", humantime::format_rfc3339_millis(SystemTime::now()));
-    tokio::time::timeout(limit, work)
-        .await
-        .map_err(|_| anyhow!("phase {name:?} did not finish within {limit:?} (--phase-timeout)"))?
-        .with_context(|| format!("phase {name:?} failed"))
 }

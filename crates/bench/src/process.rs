@@ -19,9 +19,9 @@ pub struct NofileLimits {
 
 /// Raises this process's RLIMIT_NOFILE so it holds every agent's connection, and picks the
 /// limit the master will start with.
-pub fn raise_nofile_limit(args: &Args) -> Result<NofileLimits> {
+pub fn raise_nofile_limit(agents: usize, master_nofile: Option<u64>) -> Result<NofileLimits> {
     use rlimit::Resource;
-    let wanted = args.agents as u64 + 1024;
+    let wanted = agents as u64 + 1024;
     let (soft, hard) = Resource::NOFILE.get().context("reading RLIMIT_NOFILE")?;
     let limit = if wanted > hard && Resource::NOFILE.set(wanted, wanted).is_ok() {
         wanted
@@ -33,10 +33,10 @@ pub fn raise_nofile_limit(args: &Args) -> Result<NofileLimits> {
         bail!(
             "RLIMIT_NOFILE hard limit is {limit}, but {} agents need about {wanted} descriptors (in the harness and \
              in the master): raise it (ulimit -Hn, limits.conf, LimitNOFILE=) or run fewer agents",
-            args.agents
+            agents
         );
     }
-    Ok(NofileLimits { harness: limit, master: args.master_nofile.unwrap_or(limit) })
+    Ok(NofileLimits { harness: limit, master: master_nofile.unwrap_or(limit) })
 }
 
 /// The master binary: `--master-bin`, or `dockflare-master` beside this program.

@@ -1,5 +1,6 @@
 //! The figures: a two-column table, latency percentiles, and units.
 
+use crate::results::{Percentiles, Run, Server};
 use crate::Args;
 use std::time::Duration;
 
@@ -9,12 +10,21 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(args: &Args, backend: &str, nofile: &crate::process::NofileLimits) -> Report {
+    pub fn new(
+        args: &Args,
+        server: Server,
+        agents: usize,
+        database: Option<&str>,
+        nofile: &crate::process::NofileLimits,
+    ) -> Report {
+        let server = match server {
+            Server::Dockflare => format!("DockFlare ({})", database.unwrap_or("sqlite")),
+            Server::Floor => "the floor (bare tonic)".to_string(),
+        };
         Report {
             title: format!(
-                "DockFlare fleet benchmark: {} agents, {} events/agent, {} commands/round, {backend}, {} cores, \
-                 RLIMIT_NOFILE harness {} master {}",
-                args.agents,
+                "Fleet benchmark, {server}: {agents} agents, {} events/agent, {} commands/round, {} cores, \
+                 RLIMIT_NOFILE harness {} server {}",
                 args.events_per_agent,
                 args.commands,
                 crate::sample::cores(),
@@ -74,4 +84,35 @@ pub fn secs(duration: Duration) -> String {
 
 pub fn kib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+/// The runs as one table: each size's DockFlare figures beside the floor's, and their ratio.
+pub fn side_by_side(runs: &[Run]) -> String {
+    let p99 = |p: &Option<Percentiles>| p.as_ref().map_or("-".to_string(), |p| format!("{:.1}", p.p99_ms));
+    let mut text = String::from(
+        "\n| agents | server | RSS per agent (KiB) | × floor | events/s | commands p99 sequential (ms) | \
+         commands p99 16 in flight (ms) |\n|---:|---|---:|---:|---:|---:|---:|\n",
+    );
+    for run in runs {
+        let floor = runs.iter().find(|other| other.server == Server::Floor && other.agents == run.agents);
+        let ratio = match floor {
+            Some(floor) if run.server != Server::Floor && floor.rss_per_agent_kib() > 0.0 => {
+                format!("{:.2}", run.rss_per_agent_kib() / floor.rss_per_agent_kib())
+            }
+            _ => "-".to_string(),
+        };
+        let server = match (&run.server, &run.database) {
+            (Server::Floor, _) => "floor".to_string(),
+            (Server::Dockflare, database) => format!("DockFlare, {}", database.as_deref().unwrap_or("sqlite")),
+        };
+        text.push_str(&format!(
+            "| {} | {server} | {:.1} | {ratio} | {} | {} | {} |\n",
+            run.agents,
+            run.rss_per_agent_kib(),
+            run.events_per_second.map_or("-".to_string(), |rate| format!("{rate:.0}")),
+            p99(&run.commands_sequential),
+            p99(&run.commands_concurrent),
+        ));
+    }
+    text
 }

@@ -1,8 +1,8 @@
-//! Readings of the master's /proc entries — memory, descriptors, CPU time — and of this
+//! Readings of the server's /proc entries — memory, descriptors, CPU time — and of this
 //! harness's and the machine's CPU, so a figure comes with what it cost.
 
+use crate::server::ServerUnderTest;
 use anyhow::{anyhow, Context, Result};
-use dockflare_testsupport::Master;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -72,10 +72,10 @@ fn cpu_ticks(proc_dir: &Path) -> Result<u64> {
     Ok(tick(14)? + tick(15)?)
 }
 
-/// Memory, descriptors and CPU time of the master; an error (with its last log lines) if it died.
-pub fn sample(master: &mut Master) -> Result<Sample> {
-    master.check_running()?;
-    let pid = master.pid().ok_or_else(|| anyhow!("the master is not running"))?;
+/// Memory, descriptors and CPU time of the server; an error (with the master's last log lines)
+/// if it died.
+pub fn sample(server: &mut ServerUnderTest) -> Result<Sample> {
+    let pid = server.pid()?;
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
     let status = std::fs::read_to_string(proc_dir.join("status")).context("reading /proc/<pid>/status")?;
     let field = |name: &str| -> Result<u64> {

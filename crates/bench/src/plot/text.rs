@@ -32,7 +32,6 @@ const FONT_PATHS: [&str; 3] = [
 
 /// The faces text is drawn with, loaded once per process.
 pub struct Fonts {
-    pub path: PathBuf,
     normal: FontRef<'static>,
     /// DejaVuSans-Bold.ttf when it is beside DejaVuSans.ttf; bold text is drawn in the
     /// normal face without it.
@@ -55,7 +54,7 @@ impl Fonts {
                 .and_then(|bytes| load(FontStyle::Bold, bytes).ok()),
             _ => None,
         };
-        Ok(FONTS.get_or_init(|| Fonts { path, normal, bold }))
+        Ok(FONTS.get_or_init(|| Fonts { normal, bold }))
     }
 
     fn face(&self, style: FontStyle) -> &FontRef<'static> {
