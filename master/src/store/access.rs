@@ -38,14 +38,14 @@ impl Store {
         .bind(&release.domain)
         .bind(&release.app_id)
         .bind(release.delete_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
 
     /// Ends a release (the application was deleted, or is wanted again).
     pub async fn end_access_release(&self, domain: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM access_releases WHERE domain = $1").bind(domain).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM access_releases WHERE domain = $1").bind(domain).execute(&self.writer).await?;
         Ok(())
     }
 }

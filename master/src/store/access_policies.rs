@@ -166,7 +166,7 @@ impl Store {
         policy: &OperatorPolicy,
         created_by: &str,
     ) -> Result<PutOutcome, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         // A write first: SQLite takes its lock now rather than failing a read-then-write upgrade.
         sqlx::query("UPDATE access_policies SET revision = revision WHERE name = $1")
             .bind(&policy.name)
@@ -198,7 +198,7 @@ impl Store {
         let deleted = sqlx::query("DELETE FROM access_policies WHERE name = $1 AND source = $2")
             .bind(name)
             .bind(source.as_str())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected();
         Ok(deleted > 0)
@@ -219,7 +219,7 @@ impl Store {
         policies: &[OperatorPolicy],
         file: &str,
     ) -> Result<FileReplace, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query("UPDATE access_policies SET revision = revision WHERE source = $1")
             .bind(PolicySource::File.as_str())
             .execute(&mut *tx)

@@ -134,7 +134,7 @@ impl Store {
         .bind(&registration.label_prefix)
         .bind(&registration.swarm_cluster_id)
         .bind(registration.swarm_managers.join(","))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         row.as_ref().map(agent_from_row).transpose()
     }
@@ -165,7 +165,7 @@ impl Store {
         ))
         .bind(id)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         row.as_ref().map(agent_from_row).transpose()
     }
@@ -179,7 +179,7 @@ impl Store {
         let row = sqlx::query(&format!("UPDATE agents SET tunnel_group = $2 WHERE id = $1 RETURNING {COLUMNS}"))
             .bind(id)
             .bind(tunnel_group)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await?;
         row.as_ref().map(agent_from_row).transpose()
     }
@@ -195,7 +195,7 @@ impl Store {
         .bind(i64::from(policy.allow_wildcards))
         .bind(i64::from(policy.allow_apex))
         .bind(i64::from(policy.max_routes))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         row.as_ref().map(agent_from_row).transpose()
     }
@@ -206,7 +206,7 @@ impl Store {
             .bind(id.as_str())
             .bind(serial)
             .bind(not_after)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -218,7 +218,7 @@ impl Store {
              WHERE status = '{STATUS_ONLINE}' AND (last_seen_at IS NULL OR last_seen_at < $1) RETURNING id"
         ))
         .bind(cutoff)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await?;
         rows.iter().map(|row| row.try_get::<String, _>("id").map_err(StoreError::from)).collect()
     }

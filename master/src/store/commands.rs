@@ -94,7 +94,7 @@ impl Store {
         now: i64,
         encode: impl FnOnce(u64) -> Result<Vec<u8>, String>,
     ) -> Result<Enqueued, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let row = sqlx::query(
             "UPDATE agents SET last_command_seq = last_command_seq + 1 WHERE id = $1 \
              RETURNING last_command_seq, status",
@@ -159,7 +159,7 @@ impl Store {
         .bind(to_i64(first, "sequence")?)
         .bind(to_i64(last, "sequence")?)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -182,7 +182,7 @@ impl Store {
         .bind(to_i64(sequence, "sequence")?)
         .bind(error)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -218,7 +218,7 @@ impl Store {
         .bind(to_i64(sequence, "sequence")?)
         .bind(old)
         .bind(new)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() > 0)
     }

@@ -4,8 +4,10 @@
 //! commands that command_result events acknowledge.
 
 use super::containers::{self, ContainerChangeEntry};
+use super::sqlite_bulk;
 use super::{to_i64, to_u64, Store, StoreError};
 use crate::model::{STATUS_OFFLINE, STATUS_ONLINE};
+use serde_json::Value;
 use sqlx::Row;
 use std::collections::HashMap;
 use std::collections::HashSet;
@@ -62,6 +64,44 @@ impl EventBatch {
 /// The event kind whose latest one per agent is kept as its connector's state.
 pub const CONNECTOR_KIND: &str = "tunnel_status";
 
+/// The history rows of a batch in one SQLite statement ([`sqlite_bulk`]); with
+/// `track_inserted`, the (agent, event id) of those not stored before.
+async fn sqlite_insert_history(
+    tx: &mut sqlx::AnyConnection,
+    history: &[&StoredEvent],
+    track_inserted: bool,
+) -> Result<HashSet<(String, i64)>, StoreError> {
+    let mut inserted = HashSet::new();
+    if history.is_empty() {
+        return Ok(inserted);
+    }
+    let rows = history.iter().map(|event| {
+        vec![
+            Value::from(event.agent_id.as_str()),
+            Value::from(event.event_id),
+            Value::from(event.kind.as_str()),
+            Value::from(event.occurred_at),
+            Value::from(event.received_at),
+            sqlite_bulk::blob(&event.payload),
+        ]
+    });
+    let sql = format!(
+        "INSERT INTO agent_events (agent_id, event_id, kind, occurred_at, received_at, payload) {} WHERE true \
+         ON CONFLICT (agent_id, event_id) DO NOTHING{}",
+        sqlite_bulk::select_rows(6, &[5]),
+        if track_inserted { " RETURNING agent_id, event_id" } else { "" }
+    );
+    let query = sqlx::query(&sql).bind(sqlite_bulk::rows_json(rows));
+    if track_inserted {
+        for row in query.fetch_all(&mut *tx).await? {
+            inserted.insert((row.try_get("agent_id")?, row.try_get("event_id")?));
+        }
+    } else {
+        query.execute(&mut *tx).await?;
+    }
+    Ok(inserted)
+}
+
 pub(super) fn placeholders(rows: usize, columns: usize) -> String {
     let mut text = String::with_capacity(rows * columns * 5);
     for row in 0..rows {
@@ -87,7 +127,7 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let track_inserted = !batch.container_changes.is_empty();
         let mut inserted: HashSet<(String, i64)> = HashSet::new();
         let rows_per_insert = match self.backend {
@@ -96,29 +136,33 @@ impl Store {
         };
         let history: Vec<&StoredEvent> =
             batch.events.iter().filter(|event| !PROGRESS_ONLY_KINDS.contains(&event.kind.as_str())).collect();
-        for chunk in history.chunks(rows_per_insert) {
-            let sql = format!(
-                "INSERT INTO agent_events (agent_id, event_id, kind, occurred_at, received_at, payload) VALUES {} \
-                 ON CONFLICT (agent_id, event_id) DO NOTHING{}",
-                placeholders(chunk.len(), 6),
-                if track_inserted { " RETURNING agent_id, event_id" } else { "" }
-            );
-            let mut query = sqlx::query(&sql);
-            for event in chunk {
-                query = query
-                    .bind(event.agent_id.as_str())
-                    .bind(to_i64(event.event_id, "event_id")?)
-                    .bind(event.kind.as_str())
-                    .bind(event.occurred_at)
-                    .bind(event.received_at)
-                    .bind(event.payload.as_slice());
-            }
-            if track_inserted {
-                for row in query.fetch_all(&mut *tx).await? {
-                    inserted.insert((row.try_get("agent_id")?, row.try_get("event_id")?));
+        if self.backend == super::Backend::Sqlite {
+            inserted = sqlite_insert_history(&mut tx, &history, track_inserted).await?;
+        } else {
+            for chunk in history.chunks(rows_per_insert) {
+                let sql = format!(
+                    "INSERT INTO agent_events (agent_id, event_id, kind, occurred_at, received_at, payload) VALUES {} \
+                     ON CONFLICT (agent_id, event_id) DO NOTHING{}",
+                    placeholders(chunk.len(), 6),
+                    if track_inserted { " RETURNING agent_id, event_id" } else { "" }
+                );
+                let mut query = sqlx::query(&sql);
+                for event in chunk {
+                    query = query
+                        .bind(event.agent_id.as_str())
+                        .bind(to_i64(event.event_id, "event_id")?)
+                        .bind(event.kind.as_str())
+                        .bind(event.occurred_at)
+                        .bind(event.received_at)
+                        .bind(event.payload.as_slice());
                 }
-            } else {
-                query.execute(&mut *tx).await?;
+                if track_inserted {
+                    for row in query.fetch_all(&mut *tx).await? {
+                        inserted.insert((row.try_get("agent_id")?, row.try_get("event_id")?));
+                    }
+                } else {
+                    query.execute(&mut *tx).await?;
+                }
             }
         }
         for entry in &batch.container_changes {
@@ -138,21 +182,37 @@ impl Store {
         // events waited for the database) is online again. Revoked agents stay revoked.
         let mut progress: Vec<(&str, (u64, i64))> = progress.into_iter().collect();
         progress.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        for chunk in progress.chunks(rows_per_insert) {
-            let sql = format!(
+        let advance = |values: &str| {
+            format!(
                 "UPDATE agents SET \
-                 last_event_id = CASE WHEN agents.last_event_id < v.column2 THEN v.column2 ELSE agents.last_event_id END, \
-                 last_seen_at = CASE WHEN agents.last_seen_at IS NULL OR agents.last_seen_at < v.column3 \
-                     THEN v.column3 ELSE agents.last_seen_at END, \
+                 last_event_id = CASE WHEN agents.last_event_id < v.c1 THEN v.c1 ELSE agents.last_event_id END, \
+                 last_seen_at = CASE WHEN agents.last_seen_at IS NULL OR agents.last_seen_at < v.c2 \
+                     THEN v.c2 ELSE agents.last_seen_at END, \
                  status = CASE WHEN agents.status = '{STATUS_OFFLINE}' THEN '{STATUS_ONLINE}' ELSE agents.status END \
-                 FROM (VALUES {}) AS v WHERE agents.id = v.column1",
-                placeholders(chunk.len(), 3)
-            );
-            let mut query = sqlx::query(&sql);
-            for (agent_id, (last_event_id, seen_at)) in chunk {
-                query = query.bind(*agent_id).bind(to_i64(*last_event_id, "event_id")?).bind(*seen_at);
+                 FROM ({values}) AS v WHERE agents.id = v.c0"
+            )
+        };
+        if self.backend == super::Backend::Sqlite {
+            let rows = progress.iter().map(|(agent_id, (last_event_id, seen_at))| {
+                vec![Value::from(*agent_id), Value::from(*last_event_id), Value::from(*seen_at)]
+            });
+            sqlx::query(&advance(&sqlite_bulk::select_rows(3, &[])))
+                .bind(sqlite_bulk::rows_json(rows))
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            for chunk in progress.chunks(rows_per_insert) {
+                let values = format!(
+                    "SELECT column1 AS c0, column2 AS c1, column3 AS c2 FROM (VALUES {}) AS t",
+                    placeholders(chunk.len(), 3)
+                );
+                let sql = advance(&values);
+                let mut query = sqlx::query(&sql);
+                for (agent_id, (last_event_id, seen_at)) in chunk {
+                    query = query.bind(*agent_id).bind(to_i64(*last_event_id, "event_id")?).bind(*seen_at);
+                }
+                query.execute(&mut *tx).await?;
             }
-            query.execute(&mut *tx).await?;
         }
 
         let mut acked: HashMap<&str, u64> = HashMap::new();
@@ -198,19 +258,43 @@ impl Store {
                 *entry = event;
             }
         }
-        for event in connectors.into_values() {
-            sqlx::query(
-                "INSERT INTO agent_connectors (agent_id, event_id, reported_at, payload) VALUES ($1, $2, $3, $4) \
+        // One upsert per chunk of agents (a statement per agent costs a round trip to the
+        // database each: thousands per batch at 10,000 agents).
+        let mut connectors: Vec<&StoredEvent> = connectors.into_values().collect();
+        connectors.sort_unstable_by(|a, b| a.agent_id.cmp(&b.agent_id));
+        let upsert = |values: &str| {
+            format!(
+                "INSERT INTO agent_connectors (agent_id, event_id, reported_at, payload) {values} \
                  ON CONFLICT (agent_id) DO UPDATE SET event_id = excluded.event_id, \
                  reported_at = excluded.reported_at, payload = excluded.payload \
-                 WHERE agent_connectors.event_id < excluded.event_id",
+                 WHERE agent_connectors.event_id < excluded.event_id"
             )
-            .bind(event.agent_id.as_str())
-            .bind(to_i64(event.event_id, "event_id")?)
-            .bind(event.received_at)
-            .bind(event.payload.as_slice())
-            .execute(&mut *tx)
-            .await?;
+        };
+        if self.backend == super::Backend::Sqlite && !connectors.is_empty() {
+            let rows = connectors.iter().map(|event| {
+                vec![
+                    Value::from(event.agent_id.as_str()),
+                    Value::from(event.event_id),
+                    Value::from(event.received_at),
+                    sqlite_bulk::blob(&event.payload),
+                ]
+            });
+            // `WHERE true`: SQLite's parser needs it between a SELECT and ON CONFLICT.
+            let values = format!("{} WHERE true", sqlite_bulk::select_rows(4, &[3]));
+            sqlx::query(&upsert(&values)).bind(sqlite_bulk::rows_json(rows)).execute(&mut *tx).await?;
+        } else {
+            for chunk in connectors.chunks(rows_per_insert) {
+                let sql = upsert(&format!("VALUES {}", placeholders(chunk.len(), 4)));
+                let mut query = sqlx::query(&sql);
+                for event in chunk {
+                    query = query
+                        .bind(event.agent_id.as_str())
+                        .bind(to_i64(event.event_id, "event_id")?)
+                        .bind(event.received_at)
+                        .bind(event.payload.as_slice());
+                }
+                query.execute(&mut *tx).await?;
+            }
         }
         tx.commit().await?;
         Ok(())
@@ -225,7 +309,7 @@ impl Store {
         )
         .bind(cutoff)
         .bind(i64::from(limit))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
     }

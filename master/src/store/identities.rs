@@ -48,7 +48,7 @@ impl Store {
         .bind(identity.issued_at)
         .bind(&identity.issued_by)
         .bind(identity.expires_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -79,7 +79,7 @@ impl Store {
         sqlx::query("UPDATE admin_identities SET revoked_at = COALESCE(revoked_at, $2) WHERE serial = $1")
             .bind(serial)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         self.get_admin_identity(serial).await
     }
@@ -89,7 +89,7 @@ impl Store {
         sqlx::query("UPDATE admin_identities SET last_used_at = $2 WHERE serial = $1")
             .bind(serial)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }

@@ -15,6 +15,7 @@ mod containers;
 mod events;
 mod identities;
 mod routes;
+mod sqlite_bulk;
 mod sqlite_file;
 mod tokens;
 mod watch;
@@ -95,9 +96,18 @@ impl StoreError {
 /// Handle to the master's database. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
+    /// Reads (and, on PostgreSQL, everything).
     pool: AnyPool,
+    /// Writes. On SQLite one connection: writers queue in order on the pool (a fair
+    /// semaphore) instead of polling SQLite's lock from `busy_timeout`, whose sleeps of up to
+    /// 100 ms let a busy event writer win again and again while a command waits. On PostgreSQL
+    /// the same pool as reads.
+    writer: AnyPool,
     backend: Backend,
 }
+
+/// How long a write waits for SQLite's one writer connection before failing.
+const SQLITE_WRITE_WAIT: Duration = Duration::from_secs(30);
 
 /// The database URL for the default SQLite file in `data_dir`.
 pub fn default_sqlite_url(data_dir: &std::path::Path) -> String {
@@ -127,36 +137,38 @@ impl Store {
             }
         }
         let options = AnyConnectOptions::from_str(url)?;
-        let pool = match backend {
+        let (pool, writer) = match backend {
             Backend::Sqlite => {
-                AnyPoolOptions::new()
-                    .max_connections(8)
-                    .acquire_timeout(Duration::from_secs(10))
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
-                            )
-                            .await?;
-                            Ok(())
-                        })
-                    })
-                    .connect_with(options)
-                    .await?
+                let sqlite_pool = |connections: u32, wait: Duration| {
+                    AnyPoolOptions::new().max_connections(connections).acquire_timeout(wait).after_connect(
+                        |conn, _| {
+                            Box::pin(async move {
+                                conn.execute(
+                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
+                                )
+                                .await?;
+                                Ok(())
+                            })
+                        },
+                    )
+                };
+                let writer = sqlite_pool(1, SQLITE_WRITE_WAIT).connect_with(options.clone()).await?;
+                (sqlite_pool(8, Duration::from_secs(10)).connect_with(options).await?, writer)
             }
             Backend::Postgres => {
-                AnyPoolOptions::new()
+                let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(options)
-                    .await?
+                    .await?;
+                (pool.clone(), pool)
             }
         };
         match backend {
-            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
-            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&writer).await?,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&writer).await?,
         }
-        Ok(Store { pool, backend })
+        Ok(Store { pool, writer, backend })
     }
 
     pub fn backend(&self) -> Backend {
@@ -188,6 +200,7 @@ impl Store {
 
     /// Closes every connection (used by tests and at shutdown).
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 }

@@ -97,7 +97,7 @@ impl Store {
         if upserts.is_empty() && deletes.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for row in deletes {
             sqlx::query("DELETE FROM routes WHERE hostname = $1 AND path = $2 AND owner = $3")
                 .bind(&row.spec.hostname)
@@ -179,7 +179,7 @@ impl Store {
         .bind(&route.zone_name)
         .bind(&route.tunnel_key)
         .bind(route.created_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -189,7 +189,7 @@ impl Store {
         let done = sqlx::query("DELETE FROM manual_routes WHERE hostname = $1 AND path = $2")
             .bind(hostname)
             .bind(path)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -239,13 +239,13 @@ impl Store {
         .bind(tunnel.updated_at)
         .bind(tunnel.config_version)
         .bind(tunnel.connector_config_version)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
 
     pub async fn delete_tunnel(&self, tunnel_key: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let row = sqlx::query("DELETE FROM tunnels WHERE tunnel_key = $1 RETURNING tunnel_id")
             .bind(tunnel_key)
             .fetch_optional(&mut *tx)
@@ -272,7 +272,7 @@ impl Store {
 
     /// Records the ingress keys written to a tunnel (after a successful PUT).
     pub async fn set_owned_rules(&self, tunnel_id: &str, keys: &BTreeSet<(String, String)>) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query("DELETE FROM tunnel_owned_rules WHERE tunnel_id = $1").bind(tunnel_id).execute(&mut *tx).await?;
         for (hostname, path) in keys {
             sqlx::query("INSERT INTO tunnel_owned_rules (tunnel_id, hostname, path) VALUES ($1, $2, $3)")
@@ -291,7 +291,7 @@ impl Store {
         sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
             .bind(key)
             .bind(initial)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         let row = sqlx::query("SELECT value FROM settings WHERE key = $1").bind(key).fetch_one(&self.pool).await?;
         Ok(row.try_get("value")?)
@@ -308,7 +308,7 @@ impl Store {
         sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = $2")
             .bind(key)
             .bind(value)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -318,7 +318,7 @@ impl Store {
         sqlx::query("UPDATE agents SET assigned_tunnel_id = $2 WHERE id = $1")
             .bind(agent_id)
             .bind(tunnel_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -327,7 +327,7 @@ impl Store {
     /// fresh start_tunnel (with a fresh token) on its next pass. Returns how many were assigned.
     pub async fn clear_assigned_tunnels(&self) -> Result<u64, StoreError> {
         let done = sqlx::query("UPDATE agents SET assigned_tunnel_id = '' WHERE assigned_tunnel_id <> ''")
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected())
     }
@@ -341,10 +341,10 @@ impl Store {
         )
         .bind(agent_id)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         if done.rows_affected() > 0 {
-            sqlx::query("DELETE FROM agent_containers WHERE agent_id = $1").bind(agent_id).execute(&self.pool).await?;
+            sqlx::query("DELETE FROM agent_containers WHERE agent_id = $1").bind(agent_id).execute(&self.writer).await?;
         }
         Ok(done.rows_affected() > 0)
     }

@@ -82,7 +82,7 @@ impl Store {
         .bind(i64::from(row.policy.allow_wildcards))
         .bind(i64::from(row.policy.allow_apex))
         .bind(i64::from(row.policy.max_routes))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -101,7 +101,7 @@ impl Store {
         ))
         .bind(id)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         row.as_ref().map(token_from_row).transpose()
     }
@@ -144,7 +144,7 @@ impl Store {
         now: i64,
         agent: &NewAgent,
     ) -> Result<Result<String, TokenRejection>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let consumed = sqlx::query(
             "UPDATE join_tokens SET uses = uses + 1 \
              WHERE id = $1 AND secret_hash = $2 AND revoked_at IS NULL AND expires_at > $3 AND uses < max_uses \

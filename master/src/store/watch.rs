@@ -48,7 +48,7 @@ impl Store {
     /// out; returns the last revision.
     pub async fn append_watch_changes(&self, changes: &[WatchWrite], now: i64) -> Result<u64, StoreError> {
         let count = i64::try_from(changes.len()).map_err(|_| StoreError::Encode("too many changes".into()))?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let last: i64 =
             sqlx::query_scalar("UPDATE watch_meta SET revision = revision + $1 WHERE id = 1 RETURNING revision")
                 .bind(count)
@@ -116,7 +116,7 @@ impl Store {
 
     /// Drops tombstones recorded before `cutoff` and moves the compaction horizon past them.
     pub async fn compact_watch(&self, cutoff: i64) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let horizon: Option<i64> =
             sqlx::query_scalar("SELECT MAX(revision) FROM watch_objects WHERE deleted = 1 AND changed_at < $1")
                 .bind(cutoff)

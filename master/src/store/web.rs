@@ -39,7 +39,7 @@ fn user_from_row(row: &sqlx::any::AnyRow) -> Result<UiUser, StoreError> {
 impl Store {
     /// Creates a user or replaces its role and password; its sessions end.
     pub async fn set_ui_user(&self, user: &UiUser) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO ui_users (name, role, password_hash, updated_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (name) DO UPDATE SET role = excluded.role, password_hash = excluded.password_hash, \
@@ -66,7 +66,7 @@ impl Store {
 
     /// Removes a user and ends its sessions; whether it existed.
     pub async fn delete_ui_user(&self, name: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let removed =
             sqlx::query("DELETE FROM ui_users WHERE name = $1").bind(name).execute(&mut *tx).await?.rows_affected();
         sqlx::query("DELETE FROM ui_sessions WHERE user_name = $1").bind(name).execute(&mut *tx).await?;
@@ -93,7 +93,7 @@ impl Store {
         .bind(&session.csrf_token)
         .bind(session.created_at)
         .bind(session.expires_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -122,7 +122,7 @@ impl Store {
     }
 
     pub async fn delete_ui_session(&self, id_hash: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM ui_sessions WHERE id_hash = $1").bind(id_hash).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM ui_sessions WHERE id_hash = $1").bind(id_hash).execute(&self.writer).await?;
         Ok(())
     }
 
@@ -130,7 +130,7 @@ impl Store {
     pub async fn delete_expired_ui_sessions(&self, now: i64) -> Result<u64, StoreError> {
         Ok(sqlx::query("DELETE FROM ui_sessions WHERE expires_at <= $1")
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected())
     }
