@@ -14,3 +14,4 @@ pub mod join_token;
 pub mod labels;
 pub mod pki;
 pub mod secret_file;
+pub mod tls;

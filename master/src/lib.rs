@@ -36,7 +36,7 @@ pub mod state;
 pub mod store;
 pub mod supervisor;
 pub mod tally;
-pub mod tls;
+pub use dockflare_common::tls;
 pub mod views;
 pub mod watch;
 pub mod web;

@@ -140,17 +140,15 @@ impl Store {
         let (pool, writer) = match backend {
             Backend::Sqlite => {
                 let sqlite_pool = |connections: u32, wait: Duration| {
-                    AnyPoolOptions::new().max_connections(connections).acquire_timeout(wait).after_connect(
-                        |conn, _| {
-                            Box::pin(async move {
-                                conn.execute(
-                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
-                                )
-                                .await?;
-                                Ok(())
-                            })
-                        },
-                    )
+                    AnyPoolOptions::new().max_connections(connections).acquire_timeout(wait).after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
                 };
                 let writer = sqlite_pool(1, SQLITE_WRITE_WAIT).connect_with(options.clone()).await?;
                 (sqlite_pool(8, Duration::from_secs(10)).connect_with(options).await?, writer)

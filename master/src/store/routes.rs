@@ -344,7 +344,10 @@ impl Store {
         .execute(&self.writer)
         .await?;
         if done.rows_affected() > 0 {
-            sqlx::query("DELETE FROM agent_containers WHERE agent_id = $1").bind(agent_id).execute(&self.writer).await?;
+            sqlx::query("DELETE FROM agent_containers WHERE agent_id = $1")
+                .bind(agent_id)
+                .execute(&self.writer)
+                .await?;
         }
         Ok(done.rows_affected() > 0)
     }

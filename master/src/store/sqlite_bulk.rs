@@ -49,6 +49,9 @@ mod tests {
 
     #[test]
     fn the_select_names_every_column_and_unhexes_blobs() {
-        assert_eq!(select_rows(3, &[2]), "SELECT value->>0 AS c0, value->>1 AS c1, unhex(value->>2) AS c2 FROM json_each($1)");
+        assert_eq!(
+            select_rows(3, &[2]),
+            "SELECT value->>0 AS c0, value->>1 AS c1, unhex(value->>2) AS c2 FROM json_each($1)"
+        );
     }
 }

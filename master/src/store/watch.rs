@@ -4,7 +4,9 @@
 //! every master reads what is newer than what it holds.
 
 use super::events::placeholders;
+use super::sqlite_bulk;
 use super::{to_i64, to_u64, Store, StoreError};
+use serde_json::Value;
 use sqlx::Row;
 
 /// One change to record: the object's new state, or its last state and `deleted`.
@@ -54,28 +56,49 @@ impl Store {
                 .bind(count)
                 .fetch_one(&mut *tx)
                 .await?;
-        let mut revision = last - count;
-        for chunk in changes.chunks(ROWS_PER_INSERT) {
-            let sql = format!(
+        let first = last - count;
+        let upsert = |values: &str| {
+            format!(
                 "INSERT INTO watch_objects (kind, object_key, agent_id, revision, changed_at, deleted, payload) \
-                 VALUES {} ON CONFLICT (kind, object_key) DO UPDATE SET agent_id = excluded.agent_id, \
+                 {values} ON CONFLICT (kind, object_key) DO UPDATE SET agent_id = excluded.agent_id, \
                  revision = excluded.revision, changed_at = excluded.changed_at, deleted = excluded.deleted, \
-                 payload = excluded.payload",
-                placeholders(chunk.len(), 7)
-            );
-            let mut query = sqlx::query(&sql);
-            for change in chunk {
-                revision += 1;
-                query = query
-                    .bind(change.kind.as_str())
-                    .bind(change.key.as_str())
-                    .bind(change.agents.as_str())
-                    .bind(revision)
-                    .bind(now)
-                    .bind(i64::from(change.deleted))
-                    .bind(change.payload.as_slice());
+                 payload = excluded.payload"
+            )
+        };
+        if self.backend == super::Backend::Sqlite {
+            // One statement for the whole batch ([`sqlite_bulk`]); `WHERE true` lets SQLite's
+            // parser tell the SELECT from the ON CONFLICT clause.
+            let rows = changes.iter().zip(first + 1..).map(|(change, revision)| {
+                vec![
+                    Value::from(change.kind.as_str()),
+                    Value::from(change.key.as_str()),
+                    Value::from(change.agents.as_str()),
+                    Value::from(revision),
+                    Value::from(now),
+                    Value::from(i64::from(change.deleted)),
+                    sqlite_bulk::blob(&change.payload),
+                ]
+            });
+            let values = format!("{} WHERE true", sqlite_bulk::select_rows(7, &[6]));
+            sqlx::query(&upsert(&values)).bind(sqlite_bulk::rows_json(rows)).execute(&mut *tx).await?;
+        } else {
+            let mut revision = first;
+            for chunk in changes.chunks(ROWS_PER_INSERT) {
+                let sql = upsert(&format!("VALUES {}", placeholders(chunk.len(), 7)));
+                let mut query = sqlx::query(&sql);
+                for change in chunk {
+                    revision += 1;
+                    query = query
+                        .bind(change.kind.as_str())
+                        .bind(change.key.as_str())
+                        .bind(change.agents.as_str())
+                        .bind(revision)
+                        .bind(now)
+                        .bind(i64::from(change.deleted))
+                        .bind(change.payload.as_slice());
+                }
+                query.execute(&mut *tx).await?;
             }
-            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         to_u64(last, "watch revision")

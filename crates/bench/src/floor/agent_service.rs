@@ -1,9 +1,10 @@
 //! `dockflare.v1.AgentService` without storage. The caller's agent id comes from its client
-//! certificate, verified against the CA on every call by the master's own
-//! [`Authenticator`]; Enroll takes any join token. ReportEvents remembers the highest event id;
+//! certificate, verified against the CA on every call as the master does
+//! ([`Authenticator`]); Enroll takes any join token. ReportEvents remembers the highest event id;
 //! WatchCommands streams the agent's commands and, coalesced, a receipt for that id.
 
 use crate::agents::{Agents, Progress};
+use crate::auth::Authenticator;
 use dockflare::v1::agent_event::Event;
 use dockflare::v1::agent_service_server::AgentService;
 use dockflare::v1::watch_commands_response::Message as Outgoing;
@@ -14,7 +15,6 @@ use dockflare::v1::{
 };
 use dockflare_common::identity::{AgentId, Identity};
 use dockflare_common::pki::CertificateAuthority;
-use dockflare_master::auth::Authenticator;
 use futures::Stream;
 use std::pin::Pin;
 use std::sync::Arc;

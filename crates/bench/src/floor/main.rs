@@ -1,5 +1,5 @@
 //! `floor_server`: the floor baseline of `fleet_bench`. A bare tonic server with the master's
-//! mutual TLS ([`dockflare_master::tls`]), its HTTP/2 settings, and the same two long-lived streams
+//! mutual TLS ([`dockflare_common::tls`]), its HTTP/2 settings, and the same two long-lived streams
 //! per agent (ReportEvents in, WatchCommands out with receipts and commands), but no storage,
 //! no admission limits and no per-agent logging: what serving thousands of agents costs at
 //! least, so that the master's memory per agent and command latency can be read against it.
@@ -15,6 +15,7 @@
 
 mod agent_service;
 mod agents;
+mod auth;
 mod control;
 mod listener;
 mod pki;
@@ -41,6 +42,8 @@ const MAX_STREAMS_PER_CONNECTION: u32 = 100;
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
 /// The master's HTTP/2 ping timeout.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest message an agent may send (the master's `--max-agent-message` default).
+const MAX_AGENT_MESSAGE: usize = 4 * 1024 * 1024;
 
 #[derive(Parser, Debug)]
 #[command(about = "The floor baseline of fleet_bench: the master's mTLS and agent streams, no storage.")]
@@ -60,8 +63,8 @@ struct Args {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let pki = pki::FloorPki::create(&args.data_dir)?;
-    let verifier = dockflare_master::tls::client_chain_verifier(pki.ca.certificate_der())?;
-    let tls = dockflare_master::tls::server_config(
+    let verifier = dockflare_common::tls::client_chain_verifier(pki.ca.certificate_der())?;
+    let tls = dockflare_common::tls::server_config(
         &pki.server_cert_pem,
         &pki.server_key_pem,
         pki.ca.certificate_der(),
@@ -69,7 +72,7 @@ async fn main() -> Result<()> {
     )?;
 
     let agents = Arc::new(agents::Agents::default());
-    let auth = dockflare_master::auth::Authenticator::new(verifier);
+    let auth = auth::Authenticator::new(verifier);
     let agent_api = agent_service::AgentApi::new(pki.ca, auth, agents.clone(), args.heartbeat_interval);
     let control = control::Control::new(agents, pki.admin_cert_der);
 
@@ -77,13 +80,12 @@ async fn main() -> Result<()> {
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let addr = tcp.local_addr()?;
     let incoming = listener::incoming(tcp, tls);
-    let max_agent_message = dockflare_master::call_limits::CallLimits::default().max_agent_message;
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .tcp_nodelay(true)
-        .add_service(AgentServiceServer::new(agent_api).max_decoding_message_size(max_agent_message))
+        .add_service(AgentServiceServer::new(agent_api).max_decoding_message_size(MAX_AGENT_MESSAGE))
         .add_service(FloorControlServer::new(control));
 
     // By hand, to keep the key order of the documented line (a socket address needs no escaping).

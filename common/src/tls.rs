@@ -1,9 +1,10 @@
-//! The master's TLS configuration (the accept loop is [`crate::listener`]).
+//! The master's TLS configuration, here so that the fleet benchmark's floor serves the very
+//! same one (the master's accept loop is its `listener` module).
 //!
 //! Client certificates are requested but not required (Enroll, health and
 //! reflection work without one), and their chain is *not* judged during the
 //! handshake: the handshake only proves the client holds the certificate's
-//! key. [`crate::auth`] verifies the chain against the CA on every call, so a
+//! key. The master's `auth` module verifies the chain against the CA on every call, so a
 //! certificate from another CA gets a gRPC `UNAUTHENTICATED` that says so
 //! instead of a bare TLS alert.
 
@@ -51,7 +52,7 @@ pub fn server_config(
     ca_der: &[u8],
     chain_verifier: Arc<dyn ClientCertVerifier>,
 ) -> Result<Arc<ServerConfig>, TlsSetupError> {
-    let mut chain: Vec<CertificateDer<'static>> = dockflare_common::pki::pem_certificates_der(server_cert_pem)
+    let mut chain: Vec<CertificateDer<'static>> = crate::pki::pem_certificates_der(server_cert_pem)
         .map_err(|e| TlsSetupError::Certificate(e.to_string()))?
         .into_iter()
         .map(CertificateDer::from)
