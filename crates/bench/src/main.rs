@@ -94,6 +94,10 @@ pub struct Args {
     /// Events (tunnel statuses: each is a stored row) each agent sends in the events phase.
     #[arg(long, default_value_t = 200)]
     pub events_per_agent: u64,
+    /// Events in all in the events phase, spread over the agents (overrides
+    /// `--events-per-agent`; keeps a sweep's ingest runs the same size).
+    #[arg(long)]
+    pub events_total: Option<u64>,
     /// Commands sent in each commands round (sequential, then concurrent).
     #[arg(long, default_value_t = 2000)]
     pub commands: usize,
@@ -140,6 +144,16 @@ pub struct Args {
     /// Draw the results (of `--json` when given) into this PNG.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+}
+
+impl Args {
+    /// Events each of `agents` agents sends in the events phase.
+    pub fn events_per_agent_for(&self, agents: usize) -> u64 {
+        match self.events_total {
+            Some(total) => total.div_ceil(agents.max(1) as u64).max(1),
+            None => self.events_per_agent,
+        }
+    }
 }
 
 #[tokio::main]

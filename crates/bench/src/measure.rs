@@ -73,14 +73,15 @@ pub async fn run(
     report.row("open file descriptors", connected.fds.to_string());
 
     // Durable ingest: every agent sends its events at once.
-    let total_events = args.events_per_agent * agents as u64;
+    let per_agent = args.events_per_agent_for(agents);
+    let total_events = per_agent * agents as u64;
     let before_events = sample(server)?;
     let events_time =
-        phase("events", args.phase_timeout, fleet.send_events(&fleet_agents, args.events_per_agent)).await?;
+        phase("events", args.phase_timeout, fleet.send_events(&fleet_agents, per_agent)).await?;
     let after_events = sample(server)?;
     let events_per_second = total_events as f64 / events_time.as_secs_f64();
     report.row(
-        &format!("events stored ({agents} x {})", args.events_per_agent),
+        &format!("events stored ({agents} x {per_agent})"),
         format!("{total_events} in {} = {events_per_second:.0} events/s", secs(events_time)),
     );
     report.row("CPU during events", before_events.cpu(&after_events));

@@ -25,7 +25,7 @@ impl Report {
             title: format!(
                 "Fleet benchmark, {server}: {agents} agents, {} events/agent, {} commands/round, {} cores, \
                  RLIMIT_NOFILE harness {} server {}",
-                args.events_per_agent,
+                args.events_per_agent_for(agents),
                 args.commands,
                 crate::sample::cores(),
                 nofile.harness,
