@@ -27,6 +27,8 @@ pub struct CommandQueue {
     store: Store,
     fanout: Fanout,
     seal: Arc<CommandSeal>,
+    /// Where the pumps record deliveries.
+    pub deliveries: crate::delivery_log::DeliveryLog,
 }
 
 /// Why a stored command cannot be delivered.
@@ -75,7 +77,8 @@ impl CommandQueue {
         if !seal.opens_check_value(&recorded) {
             return Err(PrepareError::WrongKey);
         }
-        let queue = CommandQueue { store, fanout, seal: Arc::new(seal) };
+        let deliveries = crate::delivery_log::DeliveryLog::spawn(store.clone());
+        let queue = CommandQueue { store, fanout, seal: Arc::new(seal), deliveries };
         if queue.store.setting_or_init(LEGACY_SEALED_SETTING, "no").await? != "yes" {
             let sealed = queue.seal_legacy_rows().await?;
             if sealed > 0 {

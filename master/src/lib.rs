@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod command_seal;
 pub mod commands;
 pub mod convert;
+pub mod delivery_log;
 pub mod enroll_guard;
 pub mod event_writer;
 pub mod fanout;

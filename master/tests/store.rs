@@ -8,8 +8,8 @@ use anyhow::{ensure, Context, Result};
 use dockflare_common::identity::AgentId;
 use dockflare_common::join_token::JoinToken;
 use dockflare_master::store::{
-    AgentRegistration, CommandAck, CommandState, Enqueued, EventBatch, JoinTokenRow, NewAgent, Store, StoredEvent,
-    TokenRejection, STATUS_OFFLINE, STATUS_ONLINE, STATUS_REVOKED,
+    AgentRegistration, CommandAck, CommandState, DeliveredRun, Enqueued, EventBatch, JoinTokenRow, NewAgent, Store,
+    StoredEvent, TokenRejection, STATUS_OFFLINE, STATUS_ONLINE, STATUS_REVOKED,
 };
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -257,7 +257,9 @@ async fn commands_after_pages_and_delivery_is_recorded() -> Result<()> {
         assert_eq!(sequences(store.commands_after(id, 0, 2).await?), vec![1, 2]);
         assert!(store.commands_after(id, 5, 100).await?.is_empty());
 
-        store.mark_commands_delivered(id, 1, 3, NOW + 10).await?;
+        store
+            .mark_commands_delivered(&[DeliveredRun { agent_id: id.to_string(), first: 1, last: 3, at: NOW + 10 }])
+            .await?;
         let rows = store.commands_after(id, 0, 100).await?;
         for row in &rows[..3] {
             assert_eq!((row.state, row.delivery_count, row.delivered_at), (CommandState::Delivered, 1, Some(NOW + 10)));
@@ -267,7 +269,9 @@ async fn commands_after_pages_and_delivery_is_recorded() -> Result<()> {
         }
 
         // Delivered again after a reconnect: counted, still delivered.
-        store.mark_commands_delivered(id, 2, 3, NOW + 20).await?;
+        store
+            .mark_commands_delivered(&[DeliveredRun { agent_id: id.to_string(), first: 2, last: 3, at: NOW + 20 }])
+            .await?;
         let rows = store.commands_after(id, 1, 2).await?;
         for row in &rows {
             assert_eq!((row.state, row.delivery_count, row.delivered_at), (CommandState::Delivered, 2, Some(NOW + 20)));
@@ -277,9 +281,24 @@ async fn commands_after_pages_and_delivery_is_recorded() -> Result<()> {
         let batch =
             EventBatch { events: vec![], acks: vec![ack(id, 1, "c1", true, "", NOW + 30)], container_changes: vec![] };
         store.write_event_batch(&batch).await?;
-        store.mark_commands_delivered(id, 1, 1, NOW + 40).await?;
+        store
+            .mark_commands_delivered(&[DeliveredRun { agent_id: id.to_string(), first: 1, last: 1, at: NOW + 40 }])
+            .await?;
         let row = store.commands_after(id, 0, 1).await?.remove(0);
         assert_eq!((row.state, row.delivery_count, row.acked_at), (CommandState::Acked, 2, Some(NOW + 30)));
+
+        // An ack stored before its delivery record counts the delivery; the late record does not.
+        let batch =
+            EventBatch { events: vec![], acks: vec![ack(id, 4, "c4", true, "", NOW + 50)], container_changes: vec![] };
+        store.write_event_batch(&batch).await?;
+        store
+            .mark_commands_delivered(&[DeliveredRun { agent_id: id.to_string(), first: 4, last: 4, at: NOW + 45 }])
+            .await?;
+        let row = store.commands_after(id, 3, 1).await?.remove(0);
+        assert_eq!(
+            (row.state, row.delivery_count, row.delivered_at, row.acked_at),
+            (CommandState::Acked, 1, Some(NOW + 50), Some(NOW + 50))
+        );
         Ok(())
     })
     .await
@@ -294,7 +313,7 @@ async fn event_batches_dedupe_advance_cursors_and_settle_acks() -> Result<()> {
         for n in 1..=4 {
             enqueue(&store, a, &format!("a-cmd-{n}")).await?;
         }
-        store.mark_commands_delivered(a, 1, 4, NOW).await?;
+        store.mark_commands_delivered(&[DeliveredRun { agent_id: a.to_string(), first: 1, last: 4, at: NOW }]).await?;
 
         // Events of two agents in one batch; the same event twice in one batch is stored once.
         let batch = EventBatch {

@@ -76,8 +76,7 @@ pub async fn run(
     let per_agent = args.events_per_agent_for(agents);
     let total_events = per_agent * agents as u64;
     let before_events = sample(server)?;
-    let events_time =
-        phase("events", args.phase_timeout, fleet.send_events(&fleet_agents, per_agent)).await?;
+    let events_time = phase("events", args.phase_timeout, fleet.send_events(&fleet_agents, per_agent)).await?;
     let after_events = sample(server)?;
     let events_per_second = total_events as f64 / events_time.as_secs_f64();
     report.row(

@@ -108,9 +108,7 @@ async fn run(state: &SharedState, agent_id: &AgentId, acked: u64, attached: &mut
 /// Records that the commands of a run were written to the agent's stream.
 async fn record_delivered(state: &SharedState, agent_id: &AgentId, run: Option<(u64, u64)>) {
     let Some((first, last)) = run else { return };
-    if let Err(error) = state.store.mark_commands_delivered(agent_id.as_str(), first, last, now_millis()).await {
-        tracing::warn!(message = "Could not record command delivery.", agent = %agent_id, %error);
-    }
+    state.commands.deliveries.delivered(agent_id.as_str(), first, last).await;
 }
 
 /// Marks a stored command that cannot be read as failed, with the reason

@@ -82,6 +82,15 @@ fn command_from_row(row: &sqlx::any::AnyRow) -> Result<CommandRow, StoreError> {
     })
 }
 
+/// Commands `first..=last` of an agent, written to its stream at `at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveredRun {
+    pub agent_id: String,
+    pub first: u64,
+    pub last: u64,
+    pub at: i64,
+}
+
 impl Store {
     /// Stores a command under the agent's next sequence. `encode` builds the
     /// payload once the sequence is known (inside the transaction: keep it
@@ -142,25 +151,29 @@ impl Store {
         rows.iter().map(command_from_row).collect()
     }
 
-    /// Records that commands `first..=last` were written to the agent's stream.
-    pub async fn mark_commands_delivered(
-        &self,
-        agent_id: &str,
-        first: u64,
-        last: u64,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE agent_commands SET delivery_count = delivery_count + 1, delivered_at = $4, \
-             state = CASE WHEN state = 'queued' THEN 'delivered' ELSE state END \
-             WHERE agent_id = $1 AND sequence >= $2 AND sequence <= $3",
-        )
-        .bind(agent_id)
-        .bind(to_i64(first, "sequence")?)
-        .bind(to_i64(last, "sequence")?)
-        .bind(now)
-        .execute(&self.writer)
-        .await?;
+    /// Records that each run of commands was written to its agent's stream, in one transaction.
+    /// A record older than the command's `delivered_at` (its acknowledgement was stored first,
+    /// and counted the delivery) changes nothing.
+    pub async fn mark_commands_delivered(&self, runs: &[DeliveredRun]) -> Result<(), StoreError> {
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer.begin().await?;
+        for run in runs {
+            sqlx::query(
+                "UPDATE agent_commands SET delivery_count = delivery_count + 1, delivered_at = $4, \
+                 state = CASE WHEN state = 'queued' THEN 'delivered' ELSE state END \
+                 WHERE agent_id = $1 AND sequence >= $2 AND sequence <= $3 \
+                 AND (delivered_at IS NULL OR delivered_at < $4)",
+            )
+            .bind(run.agent_id.as_str())
+            .bind(to_i64(run.first, "sequence")?)
+            .bind(to_i64(run.last, "sequence")?)
+            .bind(run.at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -219,7 +219,11 @@ impl Store {
         for ack in &batch.acks {
             let state = if ack.success { "acked" } else { "failed" };
             let settled = sqlx::query(
-                "UPDATE agent_commands SET state = $4, error = $5, acked_at = $6 \
+                // An acknowledged command was delivered, whether or not its delivery record (written
+                // off the stream's path, crate::delivery_log) is stored yet.
+                "UPDATE agent_commands SET state = $4, error = $5, acked_at = $6, \
+                 delivery_count = CASE WHEN delivery_count = 0 THEN 1 ELSE delivery_count END, \
+                 delivered_at = COALESCE(delivered_at, $6) \
                  WHERE agent_id = $1 AND sequence = $2 AND id = $3 AND state IN ('queued', 'delivered')",
             )
             .bind(ack.agent_id.as_str())

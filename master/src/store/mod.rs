@@ -28,7 +28,7 @@ pub use crate::model::{
 pub use access::AccessRelease;
 pub use access_policies::{FileReplace, PutOutcome, StoredPolicies};
 pub use agents::{AgentRegistration, NewAgent};
-pub use commands::{CommandRow, CommandState, Enqueued};
+pub use commands::{CommandRow, CommandState, DeliveredRun, Enqueued};
 pub use containers::{ContainerChange, ContainerChangeEntry};
 pub use events::{CommandAck, EventBatch, StoredEvent, PROGRESS_ONLY_KINDS};
 pub use identities::AdminIdentityRow;
