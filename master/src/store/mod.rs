@@ -132,6 +132,9 @@ impl Store {
                 AnyPoolOptions::new()
                     .max_connections(8)
                     .acquire_timeout(Duration::from_secs(10))
+                    // A file's connection does not go stale: no ping (a round trip to the
+                    // connection's thread) before every query.
+                    .test_before_acquire(false)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             conn.execute(

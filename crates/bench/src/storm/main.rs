@@ -83,6 +83,9 @@ pub struct Args {
     /// Fail (exit non-zero) when the last agent came back later than `--target`.
     #[arg(long)]
     pub enforce: bool,
+    /// Also write the restarted master's /metrics, read after the storm, to this file.
+    #[arg(long)]
+    pub master_metrics: Option<PathBuf>,
     /// Also write the figures to this file as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -233,7 +236,7 @@ async fn storm(args: &Args, master: &mut Master, figures: &mut Figures) -> Resul
     );
     let rss = master::rss_kib(master)?;
     figures.row("master RSS after the storm", mib(rss), rss);
-    report_master_counters(figures, master).await;
+    report_master_counters(figures, master, args).await;
     drop(fleet);
 
     let gave_up = outcomes.iter().filter(|outcome| outcome.back_at.is_none()).count();
@@ -300,9 +303,14 @@ fn report_storm(figures: &mut Figures, outcomes: &[Outcome], stats: &Stats, list
 }
 
 /// What the restarted master counted: refused registrations, failed TLS handshakes, log problems.
-async fn report_master_counters(figures: &mut Figures, master: &Master) {
+async fn report_master_counters(figures: &mut Figures, master: &Master, args: &Args) {
     match master::metrics(master).await {
         Ok(text) => {
+            if let Some(path) = &args.master_metrics {
+                if let Err(error) = std::fs::write(path, &text) {
+                    eprintln!("Cannot write {}: {error}", path.display());
+                }
+            }
             let refused = metric_sum(&text, "dockflare_registrations_refused_total");
             figures.row("master: registrations refused (busy)", format!("{refused:.0}"), refused);
             let tls = metric_sum(&text, "dockflare_tls_handshake_failures_total");
