@@ -3,6 +3,13 @@
 //! off (jittered, exponential, capped) and start over. After every
 //! (re)connect the agent sends its unconfirmed events again and a full
 //! status_report, so the master never has to guess what it missed.
+//!
+//! A busy master refuses with a retry hint (`grpc-retry-pushback-ms`,
+//! [`retry_hint`]): the next attempt then comes after the hinted wait, plus
+//! up to a tenth of it as jitter, instead of the next backoff step — even
+//! when the hint is longer than `--reconnect-max` (coming back sooner would
+//! only be refused again; hints are capped at a minute) — and the backoff
+//! does not grow: the master answered, it is not failing.
 
 use crate::connection::connect_any;
 use crate::docker::engine::HostMode;
@@ -16,6 +23,7 @@ use dockflare::v1::watch_commands_response::Message as Incoming;
 use dockflare::v1::{
     AgentEvent, Command, DockerMode, Heartbeat, NodeRole, RegisterRequest, StatusReport, WatchCommandsRequest,
 };
+use dockflare_common::retry_pushback;
 use futures::Stream;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -68,6 +76,13 @@ fn equal_jitter(step: Duration, unit: f64) -> Duration {
     step / 2 + step.mul_f64(unit.clamp(0.0, 1.0) / 2.0)
 }
 
+/// The wait a master's refusal asks for: its `grpc-retry-pushback-ms` trailing metadata, when
+/// that is a whole number of milliseconds (at most a minute); `None` without one.
+pub fn retry_hint(status: &tonic::Status) -> Option<Duration> {
+    let value = status.metadata().get(retry_pushback::RETRY_PUSHBACK_KEY)?.to_str().ok()?;
+    retry_pushback::parse(value)
+}
+
 /// Runs sessions forever.
 pub async fn run(context: SessionContext) {
     let mut delays = reconnect_delays(context.backoff);
@@ -77,26 +92,36 @@ pub async fn run(context: SessionContext) {
         let error = run_once(&context, &mut preferred).await;
         metrics::counter!("dockflare_agent_master_reconnects_total").increment(1);
         context.status.master_lost(match &error {
-            SessionEnd::Refused(reason) | SessionEnd::Failed(reason) | SessionEnd::Reregister(reason) => reason,
+            SessionEnd::Refused(reason)
+            | SessionEnd::Failed(reason)
+            | SessionEnd::Reregister(reason)
+            | SessionEnd::Busy { reason, .. } => reason,
         });
         if started.elapsed() >= STABLE_AFTER {
             delays = reconnect_delays(context.backoff);
         }
-        if let SessionEnd::Reregister(reason) = &error {
-            tracing::info!(message = "Registering again.", %reason);
-            continue;
-        }
-        let mut delay = delays.next().unwrap_or(context.backoff.1);
-        match &error {
+        let delay = match &error {
+            SessionEnd::Reregister(reason) => {
+                tracing::info!(message = "Registering again.", %reason);
+                continue;
+            }
+            SessionEnd::Busy { reason, retry_in } => {
+                // The master answered and asked for a wait: not a failure, the backoff stays.
+                let delay = retry_pushback::jittered(*retry_in, rand::random::<f64>());
+                tracing::info!(message = "The master is busy; retrying when it asked.", %reason, retry_in_ms = delay.as_millis() as u64);
+                delay
+            }
             SessionEnd::Refused(reason) => {
-                delay = delay.max(REFUSED_RETRY);
-                tracing::error!(message = "The master refuses this agent.", %reason, retry_in_ms = delay.as_millis() as u64)
+                let delay = delays.next().unwrap_or(context.backoff.1).max(REFUSED_RETRY);
+                tracing::error!(message = "The master refuses this agent.", %reason, retry_in_ms = delay.as_millis() as u64);
+                delay
             }
             SessionEnd::Failed(reason) => {
-                tracing::warn!(message = "Connection to the master lost.", %reason, retry_in_ms = delay.as_millis() as u64)
+                let delay = delays.next().unwrap_or(context.backoff.1);
+                tracing::warn!(message = "Connection to the master lost.", %reason, retry_in_ms = delay.as_millis() as u64);
+                delay
             }
-            SessionEnd::Reregister(_) => {}
-        }
+        };
         tokio::time::sleep(delay).await;
     }
 }
@@ -109,13 +134,16 @@ enum SessionEnd {
     Failed(String),
     /// What the agent registered changed: register again at once.
     Reregister(String),
+    /// The master is busy and said when to come back.
+    Busy { reason: String, retry_in: Duration },
 }
 
 fn status_end(call: &str, status: &tonic::Status) -> SessionEnd {
     let reason = format!("{call}: {:?}: {}", status.code(), status.message());
-    match status.code() {
-        Code::PermissionDenied | Code::Unauthenticated => SessionEnd::Refused(reason),
-        _ => SessionEnd::Failed(reason),
+    match (status.code(), retry_hint(status)) {
+        (Code::PermissionDenied | Code::Unauthenticated, _) => SessionEnd::Refused(reason),
+        (_, Some(retry_in)) => SessionEnd::Busy { reason, retry_in },
+        (_, None) => SessionEnd::Failed(reason),
     }
 }
 
@@ -258,6 +286,37 @@ mod tests {
         assert!(delays.iter().all(|d| *d >= shortest / 2 && *d <= longest), "{delays:?}");
         assert!(delays[0] <= shortest, "the first retry comes quickly: {delays:?}");
         assert!(delays[20..].iter().all(|d| *d >= longest / 2), "later retries sit near the cap: {delays:?}");
+    }
+
+    fn with_hint(value: &str) -> tonic::Status {
+        let mut status = tonic::Status::unavailable("the master is busy");
+        let value = tonic::metadata::MetadataValue::try_from(value).unwrap();
+        status.metadata_mut().insert(retry_pushback::RETRY_PUSHBACK_KEY, value);
+        status
+    }
+
+    #[test]
+    fn retry_hints_are_read_from_the_status() {
+        assert_eq!(retry_hint(&tonic::Status::unavailable("no hint")), None, "absent");
+        assert_eq!(retry_hint(&with_hint("1500")), Some(Duration::from_millis(1500)));
+        assert_eq!(retry_hint(&with_hint("0")), Some(Duration::ZERO));
+        for malformed in ["", "soon", "1.5", "-200", "+3", "12ms"] {
+            assert_eq!(retry_hint(&with_hint(malformed)), None, "{malformed:?}");
+        }
+        assert_eq!(retry_hint(&with_hint("86400000")), Some(retry_pushback::MAX_RETRY_PUSHBACK), "a day is capped");
+        assert_eq!(retry_hint(&with_hint(&"9".repeat(100))), Some(retry_pushback::MAX_RETRY_PUSHBACK));
+    }
+
+    #[test]
+    fn a_hint_makes_a_busy_end_and_refusals_stay_refusals() {
+        assert!(matches!(
+            status_end("Register", &with_hint("700")),
+            SessionEnd::Busy { retry_in, .. } if retry_in == Duration::from_millis(700)
+        ));
+        assert!(matches!(status_end("Register", &tonic::Status::unavailable("x")), SessionEnd::Failed(_)));
+        let mut revoked = tonic::Status::permission_denied("revoked");
+        revoked.metadata_mut().insert(retry_pushback::RETRY_PUSHBACK_KEY, "10".parse().unwrap());
+        assert!(matches!(status_end("Register", &revoked), SessionEnd::Refused(_)));
     }
 
     #[test]

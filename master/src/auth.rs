@@ -1,8 +1,10 @@
 //! Who is calling: every call's client certificate chain is verified against
-//! the master's CA and its DockFlare identity (URI SAN) is read. Handlers ask
-//! for the role they need; the agent id always comes from here, never from a
-//! request body.
+//! the master's CA and its DockFlare identity (URI SAN) is read (a chain
+//! verified in the last minute is not verified again: [`crate::verified_chains`]).
+//! Handlers ask for the role they need; the agent id always comes from here,
+//! never from a request body.
 
+use crate::verified_chains::{self, VerifiedChains};
 use dockflare_common::identity::{AgentId, Identity};
 use dockflare_common::pki::describe_certificate;
 use rustls::pki_types::{CertificateDer, UnixTime};
@@ -23,11 +25,12 @@ pub struct VerifiedIdentity {
 #[derive(Clone, Debug)]
 pub struct Authenticator {
     verifier: Arc<dyn ClientCertVerifier>,
+    verified: VerifiedChains<VerifiedIdentity>,
 }
 
 impl Authenticator {
     pub fn new(verifier: Arc<dyn ClientCertVerifier>) -> Authenticator {
-        Authenticator { verifier }
+        Authenticator { verifier, verified: VerifiedChains::default() }
     }
 
     /// The verified identity of the caller: the one [`crate::call_limits`] verified before
@@ -47,7 +50,13 @@ impl Authenticator {
         let (end_entity, intermediates) = certs.split_first().ok_or_else(|| {
             Status::unauthenticated("no client certificate: this call needs a certificate issued by the master's CA")
         })?;
-        self.verifier.verify_client_cert(end_entity, intermediates, UnixTime::now()).map_err(|error| {
+        let now = UnixTime::now();
+        let now_secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        let key = verified_chains::key(end_entity);
+        if let Some(verified) = self.verified.get(&key, now_secs) {
+            return Ok(verified);
+        }
+        self.verifier.verify_client_cert(end_entity, intermediates, now).map_err(|error| {
             Status::unauthenticated(format!("client certificate rejected: {}", describe_tls_error(&error)))
         })?;
         let info = describe_certificate(end_entity)
@@ -55,7 +64,9 @@ impl Authenticator {
         let identity = info.identity().ok_or_else(|| {
             Status::unauthenticated("client certificate carries no DockFlare identity (spiffe://dockflare/... URI SAN)")
         })?;
-        Ok(VerifiedIdentity { identity, serial: info.serial_hex })
+        let verified = VerifiedIdentity { identity, serial: info.serial_hex };
+        self.verified.put(key, verified.clone(), now_secs, info.not_after.unix_timestamp());
+        Ok(verified)
     }
 
     /// The calling agent's id; PERMISSION_DENIED for admin certificates.

@@ -49,6 +49,8 @@ pub struct CallLimits {
     pub max_unauthenticated_calls: usize,
     /// ... of which from one source address (IPv6: one /64).
     pub max_unauthenticated_calls_per_source: usize,
+    /// Register calls in progress at once; more are refused with a retry hint.
+    pub max_concurrent_registrations: usize,
 }
 
 impl Default for CallLimits {
@@ -61,6 +63,7 @@ impl Default for CallLimits {
             max_unauthenticated_message: 64 * 1024,
             max_unauthenticated_calls: 256,
             max_unauthenticated_calls_per_source: 16,
+            max_concurrent_registrations: crate::register_gate::DEFAULT_MAX_CONCURRENT_REGISTRATIONS,
         }
     }
 }

@@ -190,6 +190,8 @@ pub async fn start(
         crate::cluster::spawn_listener(url.clone(), sessions.clone(), reconciler.clone(), &supervisor);
     }
     let events = EventWriter::spawn(store.clone(), sessions.clone(), fanout.clone(), &supervisor);
+    let registration_writer =
+        crate::registration_writer::RegistrationWriter::spawn(store.clone(), fanout.clone(), &supervisor);
     supervisor.spawn("access policy reloads", policy_reloads.run(store.clone(), fanout.clone()));
     let admins = crate::admin_identities::AdminRegistry::new(store.clone());
     let own_admin = std::fs::read_to_string(pki.dir.join("admin.crt"))
@@ -217,6 +219,8 @@ pub async fn start(
             options.calls.agent_event_burst,
         ),
         enroll_guard: crate::enroll_guard::EnrollGuard::new(options.calls.enroll_failures_per_minute),
+        registrations: crate::register_gate::RegisterGate::new(options.calls.max_concurrent_registrations),
+        registration_writer,
     });
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();

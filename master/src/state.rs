@@ -62,6 +62,11 @@ pub struct MasterState {
     pub agent_budget: crate::agent_budget::AgentBudget,
     /// Failed enrollments per source (Enroll refuses a source that keeps failing).
     pub enroll_guard: crate::enroll_guard::EnrollGuard,
+    /// Registrations in progress; over `--max-concurrent-registrations` Register is refused
+    /// with a retry hint ([`crate::register_gate`]).
+    pub registrations: crate::register_gate::RegisterGate,
+    /// The single writer of registrations (group commit, [`crate::registration_writer`]).
+    pub registration_writer: crate::registration_writer::RegistrationWriter,
 }
 
 pub type SharedState = Arc<MasterState>;

@@ -3,7 +3,8 @@
 //! exactly-once application and no acknowledged event lost (SQLite and
 //! PostgreSQL); a stuck agent does not delay others; certificates renew
 //! while streams stay up; the command log holds no tunnel token in the clear,
-//! and a command that cannot be read fails alone.
+//! and a command that cannot be read fails alone; a busy master refuses
+//! registrations with a retry hint that, honoured, gets every agent registered.
 
 mod support;
 
@@ -499,5 +500,62 @@ async fn certificates_renew_while_streams_stay_up() -> Result<()> {
     let (command_id, _) = send(&master, &agent_id, resync("after expiry")).await?;
     wait_all_acked(&master, &agent_id, &BTreeSet::from([command_id])).await?;
     assert_eq!(agent.logs.count("Connected to the master."), 1, "the agent reconnected: {}", agent.logs.text());
+    Ok(())
+}
+
+/// The `grpc-retry-pushback-ms` of a refusal, if it carries a parsable one.
+fn pushback(status: &tonic::Status) -> Option<Duration> {
+    let value = status.metadata().get(dockflare_common::retry_pushback::RETRY_PUSHBACK_KEY)?.to_str().ok()?;
+    dockflare_common::retry_pushback::parse(value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_master_refuses_registrations_with_a_retry_hint_that_registers_everyone() -> Result<()> {
+    const AGENTS: usize = 32;
+    let master = Master::start(None, &["--max-concurrent-registrations", "1"]).await?;
+    let token = master.join_token(AGENTS as u32).await?;
+    let mut clients = Vec::new();
+    for index in 0..AGENTS {
+        let agent = dockflare_testsupport::FakeAgent::enroll(&master, &token, &format!("busy-{index}")).await?;
+        let client = AgentServiceClient::new(agent.channel(&master).await?);
+        clients.push((agent.id.clone(), client, dockflare_testsupport::fake_agent::registration("busy", "")));
+    }
+
+    // Everyone at once, each honouring the hints: with one registration at a time some are
+    // refused (UNAVAILABLE, a parsable hint), and all are registered in the end.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let registrations = clients.into_iter().map(|(agent_id, mut client, request)| async move {
+        let mut refusals = Vec::new();
+        loop {
+            let asked = Instant::now();
+            match client.register(request.clone()).await {
+                Ok(response) => {
+                    assert_eq!(response.into_inner().agent_id, agent_id);
+                    return Ok::<_, anyhow::Error>(refusals);
+                }
+                Err(status) if status.code() == tonic::Code::Unavailable => {
+                    let hint = pushback(&status).with_context(|| format!("a refusal without a hint: {status:?}"))?;
+                    anyhow::ensure!(status.message().contains("busy"), "{status:?}");
+                    anyhow::ensure!(Instant::now() + hint < deadline, "{agent_id}: still refused at the deadline");
+                    refusals.push(hint);
+                    tokio::time::sleep_until((asked + hint).into()).await;
+                }
+                Err(status) => bail!("{agent_id}: Register failed: {status:?}"),
+            }
+        }
+    });
+    let refusals: Vec<Vec<Duration>> = futures::future::try_join_all(registrations).await?;
+    let refused = refusals.iter().filter(|hints| !hints.is_empty()).count();
+    assert!(refused > 0, "no Register was refused with one slot and {AGENTS} at once");
+    let hints: Vec<Duration> = refusals.into_iter().flatten().collect();
+    let (min, max) = (dockflare_master::register_gate::MIN_HINT, dockflare_master::register_gate::MAX_HINT);
+    assert!(hints.iter().all(|hint| *hint >= min && *hint <= max), "hints out of range: {hints:?}");
+
+    let metrics = dockflare_observe::probe::get(master.metrics_addr()?, "/metrics", WAIT)?;
+    let counted: u64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("dockflare_registrations_refused_total ")?.trim().parse().ok())
+        .context("no dockflare_registrations_refused_total in /metrics")?;
+    assert_eq!(counted, hints.len() as u64, "every refusal is counted");
     Ok(())
 }

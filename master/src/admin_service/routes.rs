@@ -168,16 +168,14 @@ pub(super) async fn list_tunnels(
     let tunnels = api.state.store.list_tunnels().await.map_err(|e| store_status("listing tunnels", e))?;
     let routes = api.state.store.load_routes().await.map_err(|e| store_status("listing routes", e))?;
     let agents = api.all_agents().await?;
-    let keyed = tunnels
-        .iter()
-        .map(|row| {
-            let mut tunnel = crate::views::tunnel(row, &agents, &routes);
-            if let Some((revision, changed_at)) = api.state.watch.revision_of(v1::ResourceKind::Tunnel, &row.tunnel_key)
-            {
+    let keyed = crate::views::tunnels(&tunnels, &agents, &routes)
+        .into_iter()
+        .map(|mut tunnel| {
+            if let Some((revision, changed_at)) = api.state.watch.revision_of(v1::ResourceKind::Tunnel, &tunnel.key) {
                 tunnel.revision = revision;
                 tunnel.updated_at = Some(convert::timestamp(changed_at));
             }
-            (vec![Part::from(row.tunnel_key.as_str())], tunnel)
+            (vec![Part::from(tunnel.key.as_str())], tunnel)
         })
         .filter(|(_, tunnel)| agent_id.is_empty() || tunnel.agent_ids.iter().any(|id| id == agent_id))
         .collect();

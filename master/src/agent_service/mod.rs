@@ -9,6 +9,8 @@ pub mod validate;
 use crate::clock::now_millis;
 use crate::event_writer::PendingEvent;
 use crate::grpc_status::store_status;
+use crate::register_gate::Busy;
+use crate::registration_writer::RegisterError;
 use crate::sessions::{EndReason, StreamKind};
 use crate::state::SharedState;
 use crate::store::{AgentRecord, CommandAck, NewAgent, StoredEvent, TokenRejection};
@@ -19,6 +21,7 @@ use dockflare::v1::{
 };
 use dockflare_common::identity::{AgentId, Identity};
 use dockflare_common::join_token::{certificate_digest, JoinToken};
+use dockflare_common::retry_pushback;
 use prost::Message;
 use std::time::Duration;
 use tokio_stream::wrappers::ReceiverStream;
@@ -79,6 +82,24 @@ fn describe_group(group: &str) -> String {
         "a tunnel of its own (no group)".to_string()
     } else {
         format!("group {group:?}")
+    }
+}
+
+/// A Register refused for lack of a slot: `UNAVAILABLE` (retriable) with the retry hint in the
+/// trailing metadata (`grpc-retry-pushback-ms`).
+fn busy(busy: Busy) -> Status {
+    let millis = retry_pushback::encode(busy.retry_in);
+    let mut status = Status::unavailable(format!("the master is busy registering other agents; retry in {millis} ms"));
+    if let Ok(value) = tonic::metadata::MetadataValue::try_from(millis.as_str()) {
+        status.metadata_mut().insert(retry_pushback::RETRY_PUSHBACK_KEY, value);
+    }
+    status
+}
+
+fn register_status(error: RegisterError) -> Status {
+    match error {
+        RegisterError::Store(error) => store_status("registering the agent", error),
+        RegisterError::Stopped => Status::unavailable("the master is shutting down; reconnect"),
     }
 }
 
@@ -159,6 +180,8 @@ impl AgentService for AgentApi {
 
     async fn register(&self, request: Request<RegisterRequest>) -> Result<Response<RegisterResponse>, Status> {
         let agent_id = self.state.auth.agent(&request)?;
+        // Before any work: over the limit, the agent is told when to come back.
+        let _admitted = self.state.registrations.admit(request.remote_addr().map(|addr| addr.ip())).map_err(busy)?;
         let registration =
             validate::registration(request.get_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let admitted = self.active_agent(&agent_id).await?;
@@ -177,17 +200,17 @@ impl AgentService for AgentApi {
                 registration.tunnel_group
             )));
         }
+        // With the other registrations in flight, in one transaction (it asks for the pass).
         let record = self
             .state
-            .store
-            .register_agent(&agent_id, &registration, now_millis())
+            .registration_writer
+            .register(&agent_id, registration, now_millis())
             .await
-            .map_err(|e| store_status("registering the agent", e))?
+            .map_err(register_status)?
             .ok_or_else(|| unknown_agent(&agent_id))?;
         if record.is_revoked() {
             return Err(revoked(&agent_id));
         }
-        self.state.fanout.reconcile().await;
         tracing::info!(
             message = "Agent registered.",
             agent = %agent_id,

@@ -347,6 +347,11 @@ pub struct LimitArgs {
     /// … and at once (a reconnect's full status report must fit).
     #[arg(long, env = "DOCKFLARE_AGENT_EVENT_BURST", default_value = "8MiB", value_parser = byte_size)]
     pub agent_event_burst: usize,
+    /// Register calls in progress at once (a restarted master meets its whole fleet); more are
+    /// refused at once with UNAVAILABLE and a retry hint (grpc-retry-pushback-ms) that spreads
+    /// the agents' retries over the time the master needs to serve them.
+    #[arg(long, env = "DOCKFLARE_MAX_CONCURRENT_REGISTRATIONS", default_value_t = dockflare_master::register_gate::DEFAULT_MAX_CONCURRENT_REGISTRATIONS)]
+    pub max_concurrent_registrations: usize,
     /// Failed enrollments per source address and minute; then Enroll refuses it until the minute ends.
     #[arg(long, env = "DOCKFLARE_ENROLL_FAILURES_PER_MINUTE", default_value_t = 30)]
     pub enroll_failures_per_minute: u32,

@@ -103,6 +103,7 @@ pub fn serve_options(cli: &Cli, open_files_limit: Option<u64>) -> Result<ServeOp
             max_unauthenticated_message: limits.max_unauthenticated_message,
             max_unauthenticated_calls: limits.max_unauthenticated_calls,
             max_unauthenticated_calls_per_source: limits.max_unauthenticated_calls_per_source,
+            max_concurrent_registrations: limits.max_concurrent_registrations.max(1),
         },
         metrics_listen: serve.metrics_listen.0,
         bootstrap_token: serve.bootstrap_join_token_file.clone().map(|path| BootstrapToken {

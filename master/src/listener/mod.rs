@@ -62,9 +62,30 @@ impl Default for ConnectionLimits {
 /// A finished handshake, ready for tonic.
 pub type Connection = TlsStream<AdmittedTcp>;
 
+/// Handshakes that did not finish, by reason (`dockflare_tls_handshake_failures_total`).
+#[derive(Clone)]
+struct HandshakeFailures {
+    hello_unreadable: metrics::Counter,
+    hello_timeout: metrics::Counter,
+    failed: metrics::Counter,
+    timed_out: metrics::Counter,
+}
+
+impl HandshakeFailures {
+    fn new() -> HandshakeFailures {
+        let counter = |reason: &'static str| metrics::counter!("dockflare_tls_handshake_failures_total", "reason" => reason);
+        HandshakeFailures {
+            hello_unreadable: counter("hello_unreadable"),
+            hello_timeout: counter("hello_timeout"),
+            failed: counter("handshake_error"),
+            timed_out: counter("handshake_timeout"),
+        }
+    }
+}
+
 /// Accepts connections within `limits` and yields finished TLS handshakes.
-/// Failed and slow handshakes are logged at debug level and dropped; refused
-/// connections are counted ("Refused connections." every few seconds).
+/// Failed and slow handshakes are counted ([`HandshakeFailures`]), logged at debug level and
+/// dropped; refused connections are counted ("Refused connections." every few seconds).
 pub fn incoming(
     listener: TcpListener,
     config: Arc<ServerConfig>,
@@ -75,6 +96,7 @@ pub fn incoming(
     let slots = Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
     let admission = Admission::new(limits.max_connections, limits.max_connections_per_source);
     let refused = Tally::spawn("Refused connections (connection limits reached).");
+    let failures = HandshakeFailures::new();
     supervisor.spawn("listener", async move {
         loop {
             let (tcp, peer) = tokio::select! {
@@ -100,12 +122,19 @@ pub fn incoming(
             let _ = tcp.set_nodelay(true);
             let tcp = AdmittedTcp::new(tcp, limits.idle_timeout, slot);
             let (config, slots, tx, limits) = (config.clone(), slots.clone(), tx.clone(), limits.clone());
+            let failures = failures.clone();
             tokio::spawn(async move {
                 let hello = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
                 let start = match tokio::time::timeout(limits.hello_timeout, hello).await {
                     Ok(Ok(start)) => start,
-                    Ok(Err(error)) => return tracing::debug!(message = "TLS ClientHello unreadable.", %peer, %error),
-                    Err(_) => return tracing::debug!(message = "No TLS ClientHello in time.", %peer),
+                    Ok(Err(error)) => {
+                        failures.hello_unreadable.increment(1);
+                        return tracing::debug!(message = "TLS ClientHello unreadable.", %peer, %error);
+                    }
+                    Err(_) => {
+                        failures.hello_timeout.increment(1);
+                        return tracing::debug!(message = "No TLS ClientHello in time.", %peer);
+                    }
                 };
                 let finished = {
                     let Ok(_slot) = slots.acquire_owned().await else { return };
@@ -115,8 +144,14 @@ pub fn incoming(
                     Ok(Ok(stream)) => {
                         let _ = tx.send(Ok(stream)).await;
                     }
-                    Ok(Err(error)) => tracing::debug!(message = "TLS handshake failed.", %peer, %error),
-                    Err(_) => tracing::debug!(message = "TLS handshake timed out.", %peer),
+                    Ok(Err(error)) => {
+                        failures.failed.increment(1);
+                        tracing::debug!(message = "TLS handshake failed.", %peer, %error)
+                    }
+                    Err(_) => {
+                        failures.timed_out.increment(1);
+                        tracing::debug!(message = "TLS handshake timed out.", %peer)
+                    }
                 }
             });
         }

@@ -115,28 +115,45 @@ impl Store {
         registration: &AgentRegistration,
         now: i64,
     ) -> Result<Option<AgentRecord>, StoreError> {
-        let row = sqlx::query(&format!(
+        let mut records = self.register_agents(&[(id, registration, now)]).await?;
+        Ok(records.pop().flatten())
+    }
+
+    /// [`Store::register_agent`] for many agents in one transaction (one commit); each agent's
+    /// record in the order given, `None` for an unknown agent.
+    pub async fn register_agents(
+        &self,
+        registrations: &[(&AgentId, &AgentRegistration, i64)],
+    ) -> Result<Vec<Option<AgentRecord>>, StoreError> {
+        let sql = format!(
             "UPDATE agents SET display_name = $2, hostname = $3, docker_mode = $4, node_id = $5, node_role = $6, \
              version = $7, capabilities = $8, last_seen_at = $9, label_prefix = $10, swarm_cluster_id = $11, \
              swarm_managers = $12, \
              status = CASE WHEN status = '{STATUS_REVOKED}' THEN status ELSE '{STATUS_ONLINE}' END \
              WHERE id = $1 RETURNING {COLUMNS}"
-        ))
-        .bind(id.as_str())
-        .bind(&registration.display_name)
-        .bind(&registration.hostname)
-        .bind(&registration.docker_mode)
-        .bind(&registration.node_id)
-        .bind(&registration.node_role)
-        .bind(&registration.version)
-        .bind(registration.capabilities.join(","))
-        .bind(now)
-        .bind(&registration.label_prefix)
-        .bind(&registration.swarm_cluster_id)
-        .bind(registration.swarm_managers.join(","))
-        .fetch_optional(&self.writer)
-        .await?;
-        row.as_ref().map(agent_from_row).transpose()
+        );
+        let mut tx = self.writer.begin().await?;
+        let mut records = Vec::with_capacity(registrations.len());
+        for (id, registration, now) in registrations {
+            let row = sqlx::query(&sql)
+                .bind(id.as_str())
+                .bind(&registration.display_name)
+                .bind(&registration.hostname)
+                .bind(&registration.docker_mode)
+                .bind(&registration.node_id)
+                .bind(&registration.node_role)
+                .bind(&registration.version)
+                .bind(registration.capabilities.join(","))
+                .bind(*now)
+                .bind(&registration.label_prefix)
+                .bind(&registration.swarm_cluster_id)
+                .bind(registration.swarm_managers.join(","))
+                .fetch_optional(&mut *tx)
+                .await?;
+            records.push(row.as_ref().map(agent_from_row).transpose()?);
+        }
+        tx.commit().await?;
+        Ok(records)
     }
 
     pub async fn get_agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {

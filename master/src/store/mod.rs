@@ -140,7 +140,13 @@ impl Store {
         let (pool, writer) = match backend {
             Backend::Sqlite => {
                 let sqlite_pool = |connections: u32, wait: Duration| {
-                    AnyPoolOptions::new().max_connections(connections).acquire_timeout(wait).after_connect(|conn, _| {
+                    AnyPoolOptions::new()
+                        .max_connections(connections)
+                        .acquire_timeout(wait)
+                        // A file's connection does not go stale: no ping (a round trip to the
+                        // connection's thread) before every query.
+                        .test_before_acquire(false)
+                        .after_connect(|conn, _| {
                         Box::pin(async move {
                             conn.execute(
                                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",

@@ -67,25 +67,21 @@ pub async fn read(store: &Store, route_quota: u32) -> Result<Vec<LiveObject>, St
             Object::Agent(agent),
         ));
     }
+    let tunnel_ids: std::collections::HashMap<&str, &str> =
+        tunnels.iter().map(|t| (t.tunnel_key.as_str(), t.tunnel_id.as_str())).collect();
     for row in &routes {
         let mut route = crate::convert::route(row);
         route.updated_at = None;
-        if let Some(tunnel) = tunnels.iter().find(|t| t.tunnel_key == row.spec.tunnel_key) {
-            route.tunnel_id = tunnel.tunnel_id.clone();
+        if let Some(tunnel_id) = tunnel_ids.get(row.spec.tunnel_key.as_str()) {
+            route.tunnel_id = tunnel_id.to_string();
         }
         let agents = if row.spec.agent_id.is_empty() { Vec::new() } else { vec![row.spec.agent_id.clone()] };
         objects.push(LiveObject::new(v1::ResourceKind::Route, route_key(row), agents, Object::Route(route)));
     }
-    for row in &tunnels {
-        let mut tunnel = crate::views::tunnel(row, &agents, &routes);
+    for mut tunnel in crate::views::tunnels(&tunnels, &agents, &routes) {
         tunnel.updated_at = None;
-        let members = tunnel.agent_ids.clone();
-        objects.push(LiveObject::new(
-            v1::ResourceKind::Tunnel,
-            row.tunnel_key.clone(),
-            members,
-            Object::Tunnel(tunnel),
-        ));
+        let (key, members) = (tunnel.key.clone(), tunnel.agent_ids.clone());
+        objects.push(LiveObject::new(v1::ResourceKind::Tunnel, key, members, Object::Tunnel(tunnel)));
     }
     let mut seen = std::collections::HashSet::new();
     for record in diagnostics {

@@ -1,0 +1,410 @@
+//! Reconnect-storm benchmark: one real `dockflare-master` and N simulated agents on 127.0.0.1;
+//! the master is killed with SIGKILL under the connected fleet and started again on the same
+//! port and data dir, and every agent comes back the way the real agent does.
+//!
+//! 1. **Baseline.** Enrolls N agents (one join token) and connects them `--connect-concurrency`
+//!    at a time, each on its own TCP + TLS connection with its own certificate: Register, both
+//!    streams, a status report and its receipt. Its time is the figure to compare with.
+//! 2. **Storm.** `kill -9` of the master, then a restart. From the kill on, every agent runs a
+//!    reconnect loop like the real agent's (agent/src/session.rs): a jittered exponential backoff
+//!    (`--backoff-min` .. `--backoff-max`, the agent's defaults), a new channel per attempt, each
+//!    failure classified (connection refused, TLS handshake, UNAVAILABLE, RESOURCE_EXHAUSTED, …)
+//!    and counted; a retry hint (`grpc-retry-pushback-ms`) replaces the next backoff step. An
+//!    agent is back when its status report's receipt comes; one not back `--give-up-after` the
+//!    master listens again gives up.
+//!
+//! Figures (stdout; `--json FILE` too): restart → "Master listening.", then from listening the
+//! time until 50, 90, 99 and 100 % of the agents are back, attempts per agent, failures by
+//! class, hints received and honoured, what the master counted (refused registrations, failed
+//! TLS handshakes), its memory. The run fails when an agent gave up, and with `--enforce` also
+//! when the last agent was back later than `--target`.
+//!
+//! ```sh
+//! cargo build --release -p dockflare-master -p dockflare-bench --bin storm_bench
+//! target/release/storm_bench --agents 10000 [--database-url postgres://…] [--master-arg=--flag …]
+//! ```
+//!
+//! (`deploy/bench-storm.sh` does both.) The harness and the master share the machine's cores: on
+//! a small machine the agents' own TLS handshakes are part of what the figures measure.
+
+mod backoff;
+mod classify;
+mod figures;
+mod master;
+mod reconnect;
+
+use anyhow::{bail, ensure, Context, Result};
+use clap::Parser;
+use dockflare_testsupport::{FakeAgent, Master};
+use figures::{attempts_summary, metric_samples, metric_sum, mib, secs, time_until_share, Figures};
+use futures::{StreamExt, TryStreamExt};
+use reconnect::{come_back, Clock, Outcome, Policy, Stats, Target};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often the storm prints progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
+#[derive(Parser, Debug)]
+#[command(about = "Kills a real dockflare-master under N connected agents and times their way back.")]
+pub struct Args {
+    /// Number of simulated agents.
+    #[arg(long, default_value_t = 10_000)]
+    pub agents: usize,
+    /// Enrollments and initial connections in progress at once (the baseline).
+    #[arg(long, default_value_t = 64)]
+    pub connect_concurrency: usize,
+    /// Database of the master (default: SQLite in its data dir).
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// The master binary (default: `dockflare-master` beside this program).
+    #[arg(long)]
+    pub master_bin: Option<PathBuf>,
+    /// An extra flag for the master, after the benchmark's (repeat; `--master-arg=--flag`).
+    #[arg(long, allow_hyphen_values = true)]
+    pub master_arg: Vec<String>,
+    /// Also write every log line of the master to this file (both runs).
+    #[arg(long)]
+    pub master_log: Option<PathBuf>,
+    /// Shortest reconnect wait (the real agent's).
+    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+    pub backoff_min: Duration,
+    /// Longest reconnect wait (the real agent's `--reconnect-max` default).
+    #[arg(long, default_value = "4s", value_parser = humantime::parse_duration)]
+    pub backoff_max: Duration,
+    /// An agent not back this long after the master listens again gives up.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub give_up_after: Duration,
+    /// Every agent should be back within this long after the master listens again.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub target: Duration,
+    /// Fail (exit non-zero) when the last agent came back later than `--target`.
+    #[arg(long)]
+    pub enforce: bool,
+    /// Also write the restarted master's /metrics, read after the storm, to this file.
+    #[arg(long)]
+    pub master_metrics: Option<PathBuf>,
+    /// Also write the figures to this file as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Longest the enrollment or the baseline may take.
+    #[arg(long, default_value = "600s", value_parser = humantime::parse_duration)]
+    pub phase_timeout: Duration,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match run(&args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("storm_bench FAILED: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: &Args) -> Result<()> {
+    ensure!(args.agents > 0 && args.connect_concurrency > 0, "--agents and --connect-concurrency must be at least 1");
+    let nofile = master::raise_nofile_limit(args.agents)?;
+    let backend = if args.database_url.is_some() { "PostgreSQL" } else { "SQLite" };
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mut figures = Figures::new(format!(
+        "DockFlare reconnect storm: {} agents, {backend}, {cores} cores, RLIMIT_NOFILE {nofile}",
+        args.agents
+    ));
+    let started = Instant::now();
+    let mut master = master::start(args, nofile).await?;
+    figures.duration("master start -> listening (first start)", Some(started.elapsed()));
+    eprintln!("Master {} listening on {} ({backend}).", master.pid().unwrap_or_default(), master.addr);
+    let outcome = storm(args, &mut master, &mut figures).await;
+    let _ = master.kill9();
+    match &outcome {
+        Ok(()) => println!("{}", figures.render()),
+        Err(_) => eprintln!("Figures so far:{}", figures.render()),
+    }
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&figures.json())?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    outcome
+}
+
+/// Enrolls and connects the fleet, kills and restarts the master, and times the way back.
+async fn storm(args: &Args, master: &mut Master, figures: &mut Figures) -> Result<()> {
+    let target = Arc::new(Target { addr: master.addr, ca_pem: master.ca_pem()? });
+    let policy = Policy { backoff_min: args.backoff_min, backoff_max: args.backoff_max };
+    let n = args.agents;
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+
+    let started = Instant::now();
+    let enrolled = phase("enroll", args.phase_timeout, enroll_all(master, &target, args)).await?;
+    figures.duration(&format!("enroll {n} agents ({} at a time)", args.connect_concurrency), Some(started.elapsed()));
+
+    // The baseline: the same agents' first connection, a few at a time.
+    let baseline_stats = Stats::default();
+    let (listening, clock) = Clock::new(args.phase_timeout);
+    listening.send_replace(Some(Instant::now()));
+    let started = Instant::now();
+    let connected: Vec<(FakeAgent, Outcome)> = phase("baseline connect", args.phase_timeout, async {
+        Ok(futures::stream::iter(enrolled)
+            .map(|mut agent| {
+                let (target, clock, stats) = (&target, &clock, &baseline_stats);
+                async move {
+                    let outcome = come_back(&mut agent, target, &policy, clock, stats, false).await;
+                    (agent, outcome)
+                }
+            })
+            .buffer_unordered(args.connect_concurrency)
+            .collect()
+            .await)
+    })
+    .await?;
+    let baseline = started.elapsed();
+    let not_connected = connected.iter().filter(|(_, outcome)| outcome.back_at.is_none()).count();
+    ensure!(not_connected == 0, "{not_connected} agents did not connect in the baseline");
+    figures.row(
+        "baseline: connect (Register + 2 streams + 1st receipt)",
+        format!("{} ({:.0} agents/s, {} failed attempts)", secs(baseline), n as f64 / baseline.as_secs_f64(), failed(&baseline_stats)),
+        baseline.as_secs_f64(),
+    );
+    // A fleet at rest: every agent has its tunnel (the reconciler's start_tunnel, acknowledged).
+    let started = Instant::now();
+    phase("settle", args.phase_timeout, settle(&connected)).await?;
+    figures.duration("settle: every agent has its tunnel (start_tunnel acked)", Some(started.elapsed()));
+    let rss = master::rss_kib(master)?;
+    figures.row(&format!("master RSS, {n} agents connected"), mib(rss), rss);
+
+    // The storm.
+    let harness_cpu = master::cpu_time("self")?;
+    master.kill9()?;
+    eprintln!("Master killed (SIGKILL); restarting it.");
+    let stats = Arc::new(Stats::default());
+    let (listening, clock) = Clock::new(args.give_up_after);
+    let agents: Vec<_> = connected
+        .into_iter()
+        .map(|(mut agent, _)| {
+            let (target, clock, stats) = (target.clone(), clock.clone(), stats.clone());
+            tokio::spawn(async move {
+                let outcome = come_back(&mut agent, &target, &policy, &clock, &stats, true).await;
+                (agent, outcome)
+            })
+        })
+        .collect();
+    let restart = Instant::now();
+    if let Err(error) = master.restart().await {
+        agents.iter().for_each(|task| task.abort());
+        return Err(error.context("restarting the master"));
+    }
+    let listening_at = Instant::now();
+    listening.send_replace(Some(listening_at));
+    figures.duration("restart: start -> \"Master listening.\"", Some(listening_at - restart));
+    eprintln!("Master {} listening again.", master.pid().unwrap_or_default());
+
+    let all_back = futures::future::join_all(agents);
+    tokio::pin!(all_back);
+    let mut progress = tokio::time::interval_at((listening_at + PROGRESS_EVERY).into(), PROGRESS_EVERY);
+    let results = loop {
+        tokio::select! {
+            results = &mut all_back => break results,
+            _ = progress.tick() => eprintln!(
+                "  {} s: {} of {n} back, {} attempts",
+                listening_at.elapsed().as_secs(),
+                stats.back.load(Ordering::Relaxed),
+                stats.attempts.load(Ordering::Relaxed),
+            ),
+        }
+    };
+    let mut outcomes = Vec::with_capacity(n);
+    let mut fleet = Vec::with_capacity(n); // held (connected) until the figures are read
+    for result in results {
+        let (agent, outcome) = result.context("an agent's task panicked")?;
+        outcomes.push(outcome);
+        fleet.push(agent);
+    }
+    let storm_wall = restart.elapsed();
+    report_storm(figures, &outcomes, &stats, listening_at, args);
+    let master_cpu = master::cpu_time(&master.pid().unwrap_or_default().to_string())?;
+    let harness_cpu = master::cpu_time("self")?.saturating_sub(harness_cpu);
+    figures.row(
+        "CPU during the storm: master / harness",
+        format!("{} / {} over {} ({cores} cores)", secs(master_cpu), secs(harness_cpu), secs(storm_wall)),
+        serde_json::json!({ "master_s": master_cpu.as_secs_f64(), "harness_s": harness_cpu.as_secs_f64(), "wall_s": storm_wall.as_secs_f64() }),
+    );
+    let rss = master::rss_kib(master)?;
+    figures.row("master RSS after the storm", mib(rss), rss);
+    report_master_counters(figures, master, args).await;
+    drop(fleet);
+
+    let gave_up = outcomes.iter().filter(|outcome| outcome.back_at.is_none()).count();
+    if gave_up > 0 {
+        bail!("{gave_up} of {n} agents gave up (not back {:?} after the master listened)", args.give_up_after);
+    }
+    let last = outcomes.iter().filter_map(|o| o.back_at).max().map(|at| at.saturating_duration_since(listening_at));
+    if args.enforce && last.is_none_or(|last| last > args.target) {
+        bail!("the last agent was back {last:?} after the master listened, over --target {:?}", args.target);
+    }
+    Ok(())
+}
+
+/// The storm's rows: shares back over time, attempts, failures, hints.
+fn report_storm(figures: &mut Figures, outcomes: &[Outcome], stats: &Stats, listening_at: Instant, args: &Args) {
+    let n = outcomes.len();
+    let mut back: Vec<Duration> =
+        outcomes.iter().filter_map(|o| o.back_at).map(|at| at.saturating_duration_since(listening_at)).collect();
+    back.sort();
+    for share in [50, 90, 99, 100] {
+        let name = format!("back {share:>3} % (from listening: Register + 2 streams + 1st receipt)");
+        figures.duration(&name, time_until_share(&back, n, f64::from(share) / 100.0));
+    }
+    let gave_up = n - back.len();
+    figures.row("agents back / gave up", format!("{} / {gave_up}", back.len()), serde_json::json!({ "back": back.len(), "gave_up": gave_up }));
+    let last = back.last().copied();
+    let met = last.is_some_and(|last| last <= args.target) && gave_up == 0;
+    figures.row(
+        &format!("target: all back within {}", secs(args.target)),
+        if met { "met" } else { "MISSED" },
+        met,
+    );
+    let attempts: Vec<u32> = outcomes.iter().map(|o| o.attempts).collect();
+    let (mean, max) = attempts_summary(&attempts);
+    figures.row("attempts per agent, from the kill (mean / max)", format!("{mean:.2} / {max}"), serde_json::json!({ "mean": mean, "max": max }));
+    for (class, count, example) in stats.failures() {
+        let text = match (count, example) {
+            (0, _) | (_, None) => count.to_string(),
+            (_, Some(example)) => format!("{count}  (first: {})", shorten(&example, 160)),
+        };
+        figures.row(&format!("failures: {}", class.name()), text, count);
+    }
+    let steps = stats.steps();
+    for (name, step) in [
+        ("  step: channel (TCP + TLS + HTTP/2)", (|s: &reconnect::Steps| s.channel) as fn(&reconnect::Steps) -> Duration),
+        ("  step: Register + WatchCommands", |s| s.register),
+        ("  step: status report -> receipt", |s| s.receipt),
+    ] {
+        let mut times: Vec<Duration> = steps.iter().map(step).collect();
+        times.sort();
+        let at = |share: f64| time_until_share(&times, times.len(), share).unwrap_or_default();
+        figures.row(
+            &format!("{name} of the last attempt (p50 / p90 / max)"),
+            format!("{} / {} / {}", ms(at(0.5)), ms(at(0.9)), ms(at(1.0))),
+            serde_json::json!({ "p50_s": at(0.5).as_secs_f64(), "p90_s": at(0.9).as_secs_f64(), "max_s": at(1.0).as_secs_f64() }),
+        );
+    }
+    let (hints, honoured) = (stats.hints.load(Ordering::Relaxed), stats.hints_honoured.load(Ordering::Relaxed));
+    figures.row(
+        "retry hints received / honoured",
+        format!("{hints} / {honoured}"),
+        serde_json::json!({ "received": hints, "honoured": honoured }),
+    );
+}
+
+/// What the restarted master counted: refused registrations, failed TLS handshakes, log problems.
+async fn report_master_counters(figures: &mut Figures, master: &Master, args: &Args) {
+    match master::metrics(master).await {
+        Ok(text) => {
+            if let Some(path) = &args.master_metrics {
+                if let Err(error) = std::fs::write(path, &text) {
+                    eprintln!("Cannot write {}: {error}", path.display());
+                }
+            }
+            let refused = metric_sum(&text, "dockflare_registrations_refused_total");
+            figures.row("master: registrations refused (busy)", format!("{refused:.0}"), refused);
+            let tls = metric_sum(&text, "dockflare_tls_handshake_failures_total");
+            let by_reason: Vec<String> = metric_samples(&text, "dockflare_tls_handshake_failures_total")
+                .into_iter()
+                .map(|(labels, n)| format!("{labels}: {n:.0}"))
+                .collect();
+            figures.row("master: TLS handshake failures", format!("{tls:.0} {by_reason:?}"), tls);
+        }
+        Err(error) => figures.row("master: /metrics", format!("unreadable: {error:#}"), serde_json::Value::Null),
+    }
+    let (mut warnings, mut errors) = (0u64, 0u64);
+    for line in master.logs() {
+        let level = serde_json::from_str::<serde_json::Value>(&line)
+            .ok()
+            .and_then(|record| record.get("level")?.as_str().map(str::to_string));
+        match level.as_deref() {
+            Some("WARN") => warnings += 1,
+            Some("ERROR") => errors += 1,
+            _ => {}
+        }
+    }
+    figures.row(
+        "master log after the restart: warnings / errors",
+        format!("{warnings} / {errors}"),
+        serde_json::json!({ "warnings": warnings, "errors": errors }),
+    );
+}
+
+fn ms(duration: Duration) -> String {
+    format!("{:.0} ms", duration.as_secs_f64() * 1000.0)
+}
+
+fn failed(stats: &Stats) -> u64 {
+    stats.failures().iter().map(|(_, count, _)| count).sum()
+}
+
+fn shorten(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+/// Waits until every agent has received a start_tunnel and the master stored every event it
+/// sent (the acknowledgements among them).
+async fn settle(connected: &[(FakeAgent, Outcome)]) -> Result<()> {
+    let mut next_progress = Instant::now() + PROGRESS_EVERY;
+    loop {
+        if let Some((agent, why)) = connected.iter().find_map(|(agent, _)| agent.ended().map(|why| (agent, why))) {
+            bail!("agent {} lost its streams while settling: {why}", agent.id);
+        }
+        let waiting = connected
+            .iter()
+            .filter(|(agent, _)| agent.tunnel_tokens().is_empty() || !agent.stored_everything_sent())
+            .count();
+        if waiting == 0 {
+            return Ok(());
+        }
+        if Instant::now() >= next_progress {
+            next_progress += PROGRESS_EVERY;
+            eprintln!("  settle: {waiting} of {} agents without a tunnel or with events unconfirmed", connected.len());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Enrolls every agent with one join token, `--connect-concurrency` at a time.
+async fn enroll_all(master: &Master, target: &Target, args: &Args) -> Result<Vec<FakeAgent>> {
+    let uses = u32::try_from(args.agents).context("--agents is too large for one join token")?;
+    let token = master.join_token(uses).await?;
+    let mut enrolled: Vec<(usize, FakeAgent)> = futures::stream::iter(0..args.agents)
+        .map(|index| {
+            let token = token.clone();
+            async move {
+                let channel = dockflare_testsupport::mtls_channel(target.addr, &target.ca_pem, None).await?;
+                let agent = FakeAgent::enroll_over(channel, &token, &format!("storm-{index:05}"))
+                    .await
+                    .with_context(|| format!("enrolling agent {index}"))?;
+                anyhow::Ok((index, agent.registering(reconnect::registration(index))))
+            }
+        })
+        .buffer_unordered(args.connect_concurrency)
+        .try_collect()
+        .await?;
+    enrolled.sort_by_key(|(index, _)| *index);
+    Ok(enrolled.into_iter().map(|(_, agent)| agent).collect())
+}
+
+/// Runs one phase under the deadline; a miss is an error that names the phase.
+async fn phase<T>(name: &str, limit: Duration, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    eprintln!("Phase: {name}.");
+    tokio::time::timeout(limit, work)
+        .await
+        .map_err(|_| anyhow::anyhow!("phase {name:?} did not finish within {limit:?} (--phase-timeout)"))?
+        .with_context(|| format!("phase {name:?} failed"))
+}
