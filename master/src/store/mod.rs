@@ -147,14 +147,14 @@ impl Store {
                         // connection's thread) before every query.
                         .test_before_acquire(false)
                         .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            conn.execute(
+                            Box::pin(async move {
+                                conn.execute(
                                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
                             )
                             .await?;
-                            Ok(())
+                                Ok(())
+                            })
                         })
-                    })
                 };
                 let writer = sqlite_pool(1, SQLITE_WRITE_WAIT).connect_with(options.clone()).await?;
                 (sqlite_pool(8, Duration::from_secs(10)).connect_with(options).await?, writer)
