@@ -23,11 +23,6 @@ pub const QUEUE_CAPACITY: usize = 65_536;
 pub const QUEUE_BYTES: usize = 64 * 1024 * 1024;
 /// Most events in one transaction.
 pub const MAX_BATCH: usize = 8_192;
-/// … on SQLite, whose one writer connection every other write (a command, a registration)
-/// waits for: a batch this size commits in a few milliseconds, so a command queued behind it
-/// is not held up for the hundreds of milliseconds an 8,192-event batch takes on a busy
-/// machine. (Measured with fleet_bench: 1,000 agents, 60,000 events/s offered.)
-pub const MAX_BATCH_SQLITE: usize = 512;
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
@@ -104,18 +99,14 @@ async fn run(
     mut incoming: mpsc::Receiver<(PendingEvent, OwnedSemaphorePermit)>,
     stop: CancellationToken,
 ) {
-    let max_batch = match store.backend() {
-        crate::store::Backend::Sqlite => MAX_BATCH_SQLITE,
-        crate::store::Backend::Postgres => MAX_BATCH,
-    };
-    let mut buffer = Vec::with_capacity(max_batch);
-    let mut permits = Vec::with_capacity(max_batch);
+    let mut buffer = Vec::with_capacity(MAX_BATCH);
+    let mut permits = Vec::with_capacity(MAX_BATCH);
     let stored_total = metrics::counter!("dockflare_events_stored_total");
     let batch_size = metrics::histogram!("dockflare_event_batch_size");
     let commit_seconds = metrics::histogram!("dockflare_event_commit_seconds");
     loop {
         let received = tokio::select! {
-            received = incoming.recv_many(&mut buffer, max_batch) => received,
+            received = incoming.recv_many(&mut buffer, MAX_BATCH) => received,
             _ = stop.cancelled(), if !incoming.is_closed() => {
                 // Shutdown: nothing new comes in; what is queued is still stored.
                 incoming.close();
