@@ -185,26 +185,45 @@ async fn run(args: &Args) -> Result<()> {
     let mut runs = Vec::new();
     for &agents in &args.agents {
         for &kind in servers {
-            runs.push(one_run(kind, agents, database, args, &nofile).await?);
+            let run = one_run(kind, agents, database, args, &nofile).await?;
+            // Each run is saved as soon as it is measured: a later failure loses nothing.
+            if let Some(path) = &args.json {
+                save(path, run.clone())?;
+            }
+            runs.push(run);
         }
     }
     println!("{}", report::side_by_side(&runs));
-    let mut results = Results::new(commit(), results::describe_machine());
-    results.runs = runs;
-    if let Some(path) = &args.json {
-        if path.exists() {
-            let mut earlier = Results::read(path)?;
-            earlier.merge(results);
-            results = earlier;
+    let results = match &args.json {
+        Some(path) => {
+            println!("Results: {}", path.display());
+            Results::read(path)?
         }
-        results.write(path)?;
-        println!("Results: {}", path.display());
-    }
+        None => {
+            let mut results = Results::new(commit(), results::describe_machine());
+            results.runs = runs;
+            results
+        }
+    };
     if let Some(path) = &args.plot {
         plot::draw(&results, path)?;
         println!("Plot: {}", path.display());
     }
     Ok(())
+}
+
+/// Merges one run into the results file at `path` (created when missing).
+fn save(path: &std::path::Path, run: Run) -> Result<()> {
+    let mut latest = Results::new(commit(), results::describe_machine());
+    latest.runs.push(run);
+    let results = if path.exists() {
+        let mut earlier = Results::read(path)?;
+        earlier.merge(latest);
+        earlier
+    } else {
+        latest
+    };
+    results.write(path)
 }
 
 /// Starts `kind`, measures `agents` agents against it, prints its report and stops it.
