@@ -10,7 +10,18 @@ fn the_fleet_benchmark_runs_side_by_side_and_writes_json_and_a_plot() -> Result<
     let dir = tempfile::tempdir()?;
     let (json, png) = (dir.path().join("fleet.json"), dir.path().join("fleet.png"));
     let output = std::process::Command::new(&binary)
-        .args(["--agents", "200", "--events-per-agent", "20", "--commands", "100", "--load-rate", "2000", "--phase-timeout", "120s"])
+        .args([
+            "--agents",
+            "200",
+            "--events-per-agent",
+            "20",
+            "--commands",
+            "100",
+            "--load-rate",
+            "2000",
+            "--phase-timeout",
+            "120s",
+        ])
         .arg("--json")
         .arg(&json)
         .arg("--plot")
