@@ -26,14 +26,14 @@ pub const MAX_HINT: Duration = Duration::from_secs(30);
 /// What one registration is assumed to take before any has been measured (on the slow side:
 /// the first refusals come before the first registrations end, and agents told to come back
 /// too soon are refused again).
-const FIRST_GUESS: Duration = Duration::from_millis(250);
+const FIRST_GUESS: Duration = Duration::from_millis(100);
 /// Weight of the newest measurement in the moving average of service times.
 const SMOOTHING: f64 = 0.1;
 /// How much a hint varies around its slot (± this share of the wait).
 const JITTER: f64 = 0.1;
 
 /// The default of `--max-concurrent-registrations`.
-pub const DEFAULT_MAX_CONCURRENT_REGISTRATIONS: usize = 64;
+pub const DEFAULT_MAX_CONCURRENT_REGISTRATIONS: usize = 512;
 
 /// Registrations in progress, and when refused agents should come back. Cloning shares it.
 #[derive(Clone)]

@@ -36,6 +36,17 @@ pub struct AgentRegistration {
     pub swarm_managers: Vec<String>,
 }
 
+/// What became of one registration ([`Store::register_agents`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registration {
+    /// No such agent.
+    Unknown,
+    /// Not written: the record as it is.
+    NotAdmitted(AgentRecord),
+    /// Written: the record before and after.
+    Registered { before: AgentRecord, after: AgentRecord },
+}
+
 /// Ends with the policy columns ([`super::policy_from_row`]).
 const COLUMNS: &str = "id, display_name, hostname, status, docker_mode, node_id, node_role, version, \
     tunnel_group, capabilities, enrolled_at, last_seen_at, cert_serial, cert_not_after, last_command_seq, \
@@ -115,17 +126,23 @@ impl Store {
         registration: &AgentRegistration,
         now: i64,
     ) -> Result<Option<AgentRecord>, StoreError> {
-        let mut records = self.register_agents(&[(id, registration, now)]).await?;
-        Ok(records.pop().flatten())
+        let mut outcomes = self.register_agents(&[(id, registration, now)], |_, _| true).await?;
+        Ok(match outcomes.pop() {
+            Some(Registration::Registered { after, .. }) => Some(after),
+            _ => None,
+        })
     }
 
-    /// [`Store::register_agent`] for many agents in one transaction (one commit); each agent's
-    /// record in the order given, `None` for an unknown agent.
+    /// [`Store::register_agent`] for many agents in one transaction (one commit), each read
+    /// first and written only if `may_register` admits it: each agent's outcome, in the order
+    /// given.
     pub async fn register_agents(
         &self,
         registrations: &[(&AgentId, &AgentRegistration, i64)],
-    ) -> Result<Vec<Option<AgentRecord>>, StoreError> {
-        let sql = format!(
+        may_register: impl Fn(&AgentRecord, &AgentRegistration) -> bool,
+    ) -> Result<Vec<Registration>, StoreError> {
+        let select = format!("SELECT {COLUMNS} FROM agents WHERE id = $1");
+        let update = format!(
             "UPDATE agents SET display_name = $2, hostname = $3, docker_mode = $4, node_id = $5, node_role = $6, \
              version = $7, capabilities = $8, last_seen_at = $9, label_prefix = $10, swarm_cluster_id = $11, \
              swarm_managers = $12, \
@@ -133,9 +150,18 @@ impl Store {
              WHERE id = $1 RETURNING {COLUMNS}"
         );
         let mut tx = self.pool.begin().await?;
-        let mut records = Vec::with_capacity(registrations.len());
+        let mut outcomes = Vec::with_capacity(registrations.len());
         for (id, registration, now) in registrations {
-            let row = sqlx::query(&sql)
+            let before = sqlx::query(&select).bind(id.as_str()).fetch_optional(&mut *tx).await?;
+            let Some(before) = before.as_ref().map(agent_from_row).transpose()? else {
+                outcomes.push(Registration::Unknown);
+                continue;
+            };
+            if !may_register(&before, registration) {
+                outcomes.push(Registration::NotAdmitted(before));
+                continue;
+            }
+            let row = sqlx::query(&update)
                 .bind(id.as_str())
                 .bind(&registration.display_name)
                 .bind(&registration.hostname)
@@ -150,10 +176,13 @@ impl Store {
                 .bind(registration.swarm_managers.join(","))
                 .fetch_optional(&mut *tx)
                 .await?;
-            records.push(row.as_ref().map(agent_from_row).transpose()?);
+            outcomes.push(match row.as_ref().map(agent_from_row).transpose()? {
+                Some(after) => Registration::Registered { before, after },
+                None => Registration::Unknown,
+            });
         }
         tx.commit().await?;
-        Ok(records)
+        Ok(outcomes)
     }
 
     pub async fn get_agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {

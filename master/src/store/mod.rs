@@ -26,7 +26,7 @@ pub use crate::model::{
 };
 pub use access::AccessRelease;
 pub use access_policies::{FileReplace, PutOutcome, StoredPolicies};
-pub use agents::{AgentRegistration, NewAgent};
+pub use agents::{AgentRegistration, NewAgent, Registration};
 pub use commands::{CommandRow, CommandState, Enqueued};
 pub use containers::{ContainerChange, ContainerChangeEntry};
 pub use events::{CommandAck, EventBatch, StoredEvent, PROGRESS_ONLY_KINDS};
