@@ -150,6 +150,14 @@ impl Store {
              WHERE id = $1 RETURNING {COLUMNS}"
         );
         let mut tx = self.pool.begin().await?;
+        // The store's rule: a write transaction starts with a write (SQLite then takes its lock
+        // up front, instead of failing to upgrade a read). This one changes nothing.
+        if let Some((first, _, _)) = registrations.first() {
+            sqlx::query("UPDATE agents SET last_seen_at = last_seen_at WHERE id = $1")
+                .bind(first.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
         let mut outcomes = Vec::with_capacity(registrations.len());
         for (id, registration, now) in registrations {
             let before = sqlx::query(&select).bind(id.as_str()).fetch_optional(&mut *tx).await?;

@@ -344,8 +344,22 @@ fn ms(duration: Duration) -> String {
     format!("{:.0} ms", duration.as_secs_f64() * 1000.0)
 }
 
-fn failed(stats: &Stats) -> u64 {
-    stats.failures().iter().map(|(_, count, _)| count).sum()
+/// Failed attempts in all, and by class with the first of each.
+fn failed(stats: &Stats) -> String {
+    let failures = stats.failures();
+    let total: u64 = failures.iter().map(|(_, count, _)| count).sum();
+    let classes: Vec<String> = failures
+        .into_iter()
+        .filter(|(_, count, _)| *count > 0)
+        .map(|(class, count, example)| {
+            format!("{}={count} (first: {})", class.name(), shorten(&example.unwrap_or_default(), 120))
+        })
+        .collect();
+    if classes.is_empty() {
+        total.to_string()
+    } else {
+        format!("{total}: {}", classes.join(", "))
+    }
 }
 
 fn shorten(text: &str, chars: usize) -> String {
