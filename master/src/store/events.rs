@@ -88,7 +88,7 @@ impl Store {
         if batch.is_empty() {
             return Ok(false);
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writers.begin().await?;
         let track_inserted = !batch.container_changes.is_empty();
         let mut inserted: HashSet<(String, i64)> = HashSet::new();
         let rows_per_insert = match self.backend {

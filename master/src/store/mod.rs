@@ -96,6 +96,10 @@ impl StoreError {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// The group-committing writers' own connections (events, registrations): on SQLite a
+    /// reconnecting fleet's thousands of reads queue for `pool`, and a writer waiting behind
+    /// them holds back every receipt and registration. On PostgreSQL, `pool` itself.
+    writers: AnyPool,
     backend: Backend,
 }
 
@@ -127,31 +131,28 @@ impl Store {
             }
         }
         let options = AnyConnectOptions::from_str(url)?;
-        let pool = match backend {
-            Backend::Sqlite => {
-                AnyPoolOptions::new()
-                    .max_connections(8)
-                    .acquire_timeout(Duration::from_secs(10))
-                    // A file's connection does not go stale: no ping (a round trip to the
-                    // connection's thread) before every query.
-                    .test_before_acquire(false)
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
-                            )
+        let sqlite_pool = |connections: u32| {
+            AnyPoolOptions::new()
+                .max_connections(connections)
+                .acquire_timeout(Duration::from_secs(10))
+                // A file's connection does not go stale: no ping (a round trip to the
+                // connection's thread) before every query.
+                .test_before_acquire(false)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;")
                             .await?;
-                            Ok(())
-                        })
+                        Ok(())
                     })
-                    .connect_with(options)
-                    .await?
-            }
+                })
+        };
+        let pool = match backend {
+            Backend::Sqlite => sqlite_pool(8).connect_with(options.clone()).await?,
             Backend::Postgres => {
                 AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
-                    .connect_with(options)
+                    .connect_with(options.clone())
                     .await?
             }
         };
@@ -159,7 +160,12 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        Ok(Store { pool, backend })
+        // (An in-memory database is one per connection pool: it keeps a single pool.)
+        let writers = match backend {
+            Backend::Sqlite if sqlite_file::database_path(url).is_some() => sqlite_pool(2).connect_with(options).await?,
+            Backend::Sqlite | Backend::Postgres => pool.clone(),
+        };
+        Ok(Store { pool, writers, backend })
     }
 
     pub fn backend(&self) -> Backend {
