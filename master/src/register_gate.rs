@@ -32,8 +32,11 @@ const SMOOTHING: f64 = 0.1;
 /// How much a hint varies around its slot (± this share of the wait).
 const JITTER: f64 = 0.1;
 
-/// The default of `--max-concurrent-registrations`.
-pub const DEFAULT_MAX_CONCURRENT_REGISTRATIONS: usize = 512;
+/// The default of `--max-concurrent-registrations`: the registration writer's queue
+/// ([`crate::registration_writer::QUEUE_CAPACITY`]). A refused agent comes back with a new
+/// connection and TLS handshake, which costs a CPU-bound master more than waiting its turn in
+/// the writer's queue, so by default only a full queue refuses.
+pub const DEFAULT_MAX_CONCURRENT_REGISTRATIONS: usize = crate::registration_writer::QUEUE_CAPACITY;
 
 /// Registrations in progress, and when refused agents should come back. Cloning shares it.
 #[derive(Clone)]

@@ -60,6 +60,15 @@ impl AgentApi {
         Ok(record)
     }
 
+    /// [`AgentApi::active_agent`] for a stream open: the record the agent just registered with,
+    /// when it did so lately and was not revoked since ([`crate::sessions`]), else the store's.
+    async fn streaming_agent(&self, agent_id: &AgentId) -> Result<AgentRecord, Status> {
+        match self.state.sessions.recently_registered(agent_id.as_str()) {
+            Some(record) => Ok(record),
+            None => self.active_agent(agent_id).await,
+        }
+    }
+
     fn lifetime(&self) -> time::Duration {
         time::Duration::try_from(self.state.settings.agent_certificate_lifetime).unwrap_or(time::Duration::days(7))
     }
@@ -212,6 +221,7 @@ impl AgentService for AgentApi {
         let registration =
             validate::registration(request.get_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let requested_group = registration.tunnel_group.clone();
+        let mark = self.state.sessions.revocation_mark();
         // Read and written with the other registrations in flight, in one transaction.
         let (before, record) = match self
             .state
@@ -227,6 +237,7 @@ impl AgentService for AgentApi {
         if record.is_revoked() {
             return Err(revoked(&agent_id));
         }
+        self.state.sessions.remember_registered(&record, mark); // for its two stream opens
         if crate::reconcile::inputs::registration_needs_pass(&before, &record) {
             self.state.fanout.reconcile().await;
         } else if !same_but_last_seen(&before, &record) {
@@ -262,7 +273,7 @@ impl AgentService for AgentApi {
         request: Request<Streaming<AgentEvent>>,
     ) -> Result<Response<ReportEventsResponse>, Status> {
         let agent_id = self.state.auth.agent(&request)?;
-        let record = self.active_agent(&agent_id).await?;
+        let record = self.streaming_agent(&agent_id).await?;
         let mut attached = self.state.sessions.attach(agent_id.as_str(), StreamKind::Events, record.last_event_id);
         let mut stream = request.into_inner();
         let mut last_accepted = record.last_event_id.max(*attached.receipts.borrow());
@@ -348,7 +359,7 @@ impl AgentService for AgentApi {
         request: Request<WatchCommandsRequest>,
     ) -> Result<Response<Self::WatchCommandsStream>, Status> {
         let agent_id = self.state.auth.agent(&request)?;
-        let record = self.active_agent(&agent_id).await?;
+        let record = self.streaming_agent(&agent_id).await?;
         let attached = self.state.sessions.attach(agent_id.as_str(), StreamKind::Commands, record.last_event_id);
         let (tx, rx) = tokio::sync::mpsc::channel(commands::STREAM_BUFFER);
         tokio::spawn(commands::pump(self.state.clone(), agent_id, record.last_acked_command_seq, attached, tx));
