@@ -135,7 +135,10 @@ enum SessionEnd {
     /// What the agent registered changed: register again at once.
     Reregister(String),
     /// The master is busy and said when to come back.
-    Busy { reason: String, retry_in: Duration },
+    Busy {
+        reason: String,
+        retry_in: Duration,
+    },
 }
 
 fn status_end(call: &str, status: &tonic::Status) -> SessionEnd {

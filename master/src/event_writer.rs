@@ -139,7 +139,7 @@ async fn run(
             metrics::counter!("dockflare_commands_acknowledged_total", "outcome" => outcome).increment(1);
         }
         permits.clear(); // stored: the bytes are free for others
-        // A reconnecting agent's full report usually repeats what is stored: no pass for that.
+                         // A reconnecting agent's full report usually repeats what is stored: no pass for that.
         if containers_changed {
             fanout.reconcile().await;
         }

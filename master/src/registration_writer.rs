@@ -99,9 +99,10 @@ async fn run(store: Store, mut incoming: mpsc::Receiver<Pending>) {
                 tracing::debug!(message = "A batch of registrations failed; writing them one by one.", registrations = count, %error);
                 for pending in buffer.drain(..) {
                     let row = [(&pending.agent_id, &pending.registration, pending.at)];
-                    let outcome = store.register_agents(&row, may_register).await.map(|mut outcomes| {
-                        outcomes.pop().unwrap_or(Registration::Unknown)
-                    });
+                    let outcome = store
+                        .register_agents(&row, may_register)
+                        .await
+                        .map(|mut outcomes| outcomes.pop().unwrap_or(Registration::Unknown));
                     let _ = pending.reply.send(outcome);
                 }
             }

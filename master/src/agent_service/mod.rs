@@ -230,7 +230,7 @@ impl AgentService for AgentApi {
             .await
             .map_err(register_status)?
         {
-            Registration::Registered { before, after } => (before, after),
+            Registration::Registered { before, after } => (*before, *after),
             Registration::Unknown => return Err(unknown_agent(&agent_id)),
             Registration::NotAdmitted(record) => return Err(not_admitted(&agent_id, &record, &requested_group)),
         };

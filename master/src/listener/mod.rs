@@ -73,7 +73,8 @@ struct HandshakeFailures {
 
 impl HandshakeFailures {
     fn new() -> HandshakeFailures {
-        let counter = |reason: &'static str| metrics::counter!("dockflare_tls_handshake_failures_total", "reason" => reason);
+        let counter =
+            |reason: &'static str| metrics::counter!("dockflare_tls_handshake_failures_total", "reason" => reason);
         HandshakeFailures {
             hello_unreadable: counter("hello_unreadable"),
             hello_timeout: counter("hello_timeout"),

@@ -49,9 +49,9 @@ pub enum Registration {
     /// No such agent.
     Unknown,
     /// Not written: the record as it is.
-    NotAdmitted(AgentRecord),
+    NotAdmitted(Box<AgentRecord>),
     /// Written: the record before and after.
-    Registered { before: AgentRecord, after: AgentRecord },
+    Registered { before: Box<AgentRecord>, after: Box<AgentRecord> },
 }
 
 /// Ends with the policy columns ([`super::policy_from_row`]).
@@ -135,7 +135,7 @@ impl Store {
     ) -> Result<Option<AgentRecord>, StoreError> {
         let mut outcomes = self.register_agents(&[(id, registration, now)], |_, _| true).await?;
         Ok(match outcomes.pop() {
-            Some(Registration::Registered { after, .. }) => Some(after),
+            Some(Registration::Registered { after, .. }) => Some(*after),
             _ => None,
         })
     }
@@ -209,8 +209,10 @@ impl Store {
         Ok(registrations
             .iter()
             .map(|(id, _, _)| match (before.get(id.as_str()), after.get(id.as_str())) {
-                (Some(old), Some(new)) => Registration::Registered { before: old.clone(), after: new.clone() },
-                (Some(old), None) => Registration::NotAdmitted(old.clone()),
+                (Some(old), Some(new)) => {
+                    Registration::Registered { before: Box::new(old.clone()), after: Box::new(new.clone()) }
+                }
+                (Some(old), None) => Registration::NotAdmitted(Box::new(old.clone())),
                 (None, _) => Registration::Unknown,
             })
             .collect())

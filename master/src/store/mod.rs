@@ -140,8 +140,10 @@ impl Store {
                 .test_before_acquire(false)
                 .after_connect(|conn, _| {
                     Box::pin(async move {
-                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;")
-                            .await?;
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
+                        )
+                        .await?;
                         Ok(())
                     })
                 })
@@ -162,7 +164,9 @@ impl Store {
         }
         // (An in-memory database is one per connection pool: it keeps a single pool.)
         let writers = match backend {
-            Backend::Sqlite if sqlite_file::database_path(url).is_some() => sqlite_pool(2).connect_with(options).await?,
+            Backend::Sqlite if sqlite_file::database_path(url).is_some() => {
+                sqlite_pool(2).connect_with(options).await?
+            }
             Backend::Sqlite | Backend::Postgres => pool.clone(),
         };
         Ok(Store { pool, writers, backend })

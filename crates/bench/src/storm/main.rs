@@ -168,7 +168,12 @@ async fn storm(args: &Args, master: &mut Master, figures: &mut Figures) -> Resul
     ensure!(not_connected == 0, "{not_connected} agents did not connect in the baseline");
     figures.row(
         "baseline: connect (Register + 2 streams + 1st receipt)",
-        format!("{} ({:.0} agents/s, {} failed attempts)", secs(baseline), n as f64 / baseline.as_secs_f64(), failed(&baseline_stats)),
+        format!(
+            "{} ({:.0} agents/s, {} failed attempts)",
+            secs(baseline),
+            n as f64 / baseline.as_secs_f64(),
+            failed(&baseline_stats)
+        ),
         baseline.as_secs_f64(),
     );
     // A fleet at rest: every agent has its tunnel (the reconciler's start_tunnel, acknowledged).
@@ -261,17 +266,21 @@ fn report_storm(figures: &mut Figures, outcomes: &[Outcome], stats: &Stats, list
         figures.duration(&name, time_until_share(&back, n, f64::from(share) / 100.0));
     }
     let gave_up = n - back.len();
-    figures.row("agents back / gave up", format!("{} / {gave_up}", back.len()), serde_json::json!({ "back": back.len(), "gave_up": gave_up }));
+    figures.row(
+        "agents back / gave up",
+        format!("{} / {gave_up}", back.len()),
+        serde_json::json!({ "back": back.len(), "gave_up": gave_up }),
+    );
     let last = back.last().copied();
     let met = last.is_some_and(|last| last <= args.target) && gave_up == 0;
-    figures.row(
-        &format!("target: all back within {}", secs(args.target)),
-        if met { "met" } else { "MISSED" },
-        met,
-    );
+    figures.row(&format!("target: all back within {}", secs(args.target)), if met { "met" } else { "MISSED" }, met);
     let attempts: Vec<u32> = outcomes.iter().map(|o| o.attempts).collect();
     let (mean, max) = attempts_summary(&attempts);
-    figures.row("attempts per agent, from the kill (mean / max)", format!("{mean:.2} / {max}"), serde_json::json!({ "mean": mean, "max": max }));
+    figures.row(
+        "attempts per agent, from the kill (mean / max)",
+        format!("{mean:.2} / {max}"),
+        serde_json::json!({ "mean": mean, "max": max }),
+    );
     for (class, count, example) in stats.failures() {
         let text = match (count, example) {
             (0, _) | (_, None) => count.to_string(),
@@ -281,7 +290,10 @@ fn report_storm(figures: &mut Figures, outcomes: &[Outcome], stats: &Stats, list
     }
     let steps = stats.steps();
     for (name, step) in [
-        ("  step: channel (TCP + TLS + HTTP/2)", (|s: &reconnect::Steps| s.channel) as fn(&reconnect::Steps) -> Duration),
+        (
+            "  step: channel (TCP + TLS + HTTP/2)",
+            (|s: &reconnect::Steps| s.channel) as fn(&reconnect::Steps) -> Duration,
+        ),
         ("  step: Register + WatchCommands", |s| s.register),
         ("  step: status report -> receipt", |s| s.receipt),
     ] {
