@@ -1,9 +1,10 @@
 //! Admission for Register: at most `--max-concurrent-registrations` in progress at once.
 //!
-//! A restarted master meets its whole fleet within seconds (a reconnect storm). Queued on the
-//! database, registrations would pile up in memory and time out unseen; instead one over the
-//! limit is refused at once, before any work, with `UNAVAILABLE` (retriable) and a retry hint
-//! (`grpc-retry-pushback-ms`, [`dockflare_common::retry_pushback`]) that the agent honours.
+//! A restarted master meets its whole fleet within seconds (a reconnect storm). Registrations
+//! wait their turn in the registration writer's queue ([`crate::registration_writer`]); rather
+//! than pile up without bound, one over the limit is refused at once, before any work, with
+//! `UNAVAILABLE` (retriable) and a retry hint (`grpc-retry-pushback-ms`,
+//! [`dockflare_common::retry_pushback`]) that the agent honours.
 //!
 //! The hints spread the retries over the time the master needs to serve them: refused agents
 //! are given successive slots of a calendar ([`Calendar`]) spaced by the master's own pace —
