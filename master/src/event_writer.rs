@@ -130,7 +130,7 @@ async fn run(
             batch.events.push(pending.event);
         }
         let started = std::time::Instant::now();
-        write_until_stored(&store, &batch).await;
+        let containers_changed = write_until_stored(&store, &batch).await;
         commit_seconds.record(started.elapsed().as_secs_f64());
         batch_size.record(batch.events.len() as f64);
         stored_total.increment(batch.events.len() as u64);
@@ -139,7 +139,8 @@ async fn run(
             metrics::counter!("dockflare_commands_acknowledged_total", "outcome" => outcome).increment(1);
         }
         permits.clear(); // stored: the bytes are free for others
-        if !batch.container_changes.is_empty() {
+                         // A reconnecting agent's full report usually repeats what is stored: no pass for that.
+        if containers_changed {
             fanout.reconcile().await;
         }
         let mut stored: HashMap<&str, u64> = HashMap::new();
@@ -153,16 +154,17 @@ async fn run(
     }
 }
 
-async fn write_until_stored(store: &Store, batch: &EventBatch) {
+/// Writes the batch, retrying until it is stored; whether the reported containers changed.
+async fn write_until_stored(store: &Store, batch: &EventBatch) -> bool {
     let mut delay = RETRY_MIN;
     let mut failures = 0u32;
     loop {
         match store.write_event_batch(batch).await {
-            Ok(()) => {
+            Ok(containers_changed) => {
                 if failures > 0 {
                     tracing::info!(message = "Event writes recovered.", failed_attempts = failures);
                 }
-                return;
+                return containers_changed;
             }
             Err(error) => {
                 if failures == 0 {

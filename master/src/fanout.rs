@@ -31,6 +31,12 @@ impl Fanout {
         cluster::notify(&self.store, RECONCILE, "").await;
     }
 
+    /// Something watchers see changed, nothing a pass reads (an agent registered again as it
+    /// was): a look for changes to tell watchers, no pass.
+    pub fn watchers(&self) {
+        self.watch.wake();
+    }
+
     /// `agent_id` has new commands: its stream, wherever it is open, reads them.
     pub async fn commands_for(&self, agent_id: &str) {
         self.sessions.notify_commands(agent_id);

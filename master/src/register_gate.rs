@@ -1,9 +1,10 @@
 //! Admission for Register: at most `--max-concurrent-registrations` in progress at once.
 //!
-//! A restarted master meets its whole fleet within seconds (a reconnect storm). Queued on the
-//! database, registrations would pile up in memory and time out unseen; instead one over the
-//! limit is refused at once, before any work, with `UNAVAILABLE` (retriable) and a retry hint
-//! (`grpc-retry-pushback-ms`, [`dockflare_common::retry_pushback`]) that the agent honours.
+//! A restarted master meets its whole fleet within seconds (a reconnect storm). Registrations
+//! wait their turn in the registration writer's queue ([`crate::registration_writer`]); rather
+//! than pile up without bound, one over the limit is refused at once, before any work, with
+//! `UNAVAILABLE` (retriable) and a retry hint (`grpc-retry-pushback-ms`,
+//! [`dockflare_common::retry_pushback`]) that the agent honours.
 //!
 //! The hints spread the retries over the time the master needs to serve them: refused agents
 //! are given successive slots of a calendar ([`Calendar`]) spaced by the master's own pace —
@@ -26,14 +27,17 @@ pub const MAX_HINT: Duration = Duration::from_secs(30);
 /// What one registration is assumed to take before any has been measured (on the slow side:
 /// the first refusals come before the first registrations end, and agents told to come back
 /// too soon are refused again).
-const FIRST_GUESS: Duration = Duration::from_millis(250);
+const FIRST_GUESS: Duration = Duration::from_millis(100);
 /// Weight of the newest measurement in the moving average of service times.
 const SMOOTHING: f64 = 0.1;
 /// How much a hint varies around its slot (± this share of the wait).
 const JITTER: f64 = 0.1;
 
-/// The default of `--max-concurrent-registrations`.
-pub const DEFAULT_MAX_CONCURRENT_REGISTRATIONS: usize = 64;
+/// The default of `--max-concurrent-registrations`: the registration writer's queue
+/// ([`crate::registration_writer::QUEUE_CAPACITY`]). A refused agent comes back with a new
+/// connection and TLS handshake, which costs a CPU-bound master more than waiting its turn in
+/// the writer's queue, so by default only a full queue refuses.
+pub const DEFAULT_MAX_CONCURRENT_REGISTRATIONS: usize = crate::registration_writer::QUEUE_CAPACITY;
 
 /// Registrations in progress, and when refused agents should come back. Cloning shares it.
 #[derive(Clone)]

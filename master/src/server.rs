@@ -190,8 +190,7 @@ pub async fn start(
         crate::cluster::spawn_listener(url.clone(), sessions.clone(), reconciler.clone(), &supervisor);
     }
     let events = EventWriter::spawn(store.clone(), sessions.clone(), fanout.clone(), &supervisor);
-    let registration_writer =
-        crate::registration_writer::RegistrationWriter::spawn(store.clone(), fanout.clone(), &supervisor);
+    let registration_writer = crate::registration_writer::RegistrationWriter::spawn(store.clone(), &supervisor);
     supervisor.spawn("access policy reloads", policy_reloads.run(store.clone(), fanout.clone()));
     let admins = crate::admin_identities::AdminRegistry::new(store.clone());
     let own_admin = std::fs::read_to_string(pki.dir.join("admin.crt"))

@@ -3,12 +3,25 @@
 //! event receipts are published, and how streams are ended (a newer stream
 //! of the same agent supersedes the older; revocation ends both).
 //!
+//! It also keeps the record of each agent that registered in the last
+//! [`REGISTERED_FOR`], for the two streams the agent opens next (a fleet
+//! reconnecting at once would otherwise read every agent twice more). A
+//! revocation forgets the agent's record, and a record read before any
+//! revocation is not kept after it ([`Sessions::revocation_mark`]).
+//!
 //! One mutex guards a map of small entries; it is held only to look up or
 //! change an entry, never across an await.
 
+use crate::model::AgentRecord;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
+
+/// How long a registered agent's record serves its stream opens.
+pub const REGISTERED_FOR: Duration = Duration::from_secs(10);
+/// Records kept at most (older ones are dropped first when there are more).
+const REGISTERED_MAX: usize = 65_536;
 
 /// Why the master ended a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +72,10 @@ pub struct Sessions {
 struct Inner {
     entries: HashMap<String, Entry>,
     next_generation: u64,
+    /// Agents that registered lately: their record and when.
+    registered: HashMap<String, (AgentRecord, Instant)>,
+    /// Revocations so far (a record read before one is not kept).
+    revocations: u64,
 }
 
 /// A stream's hold on its session. Dropping it detaches the stream.
@@ -146,9 +163,42 @@ impl Sessions {
         }
     }
 
-    /// Ends every stream of a revoked agent.
+    /// A mark to take before reading an agent for [`Sessions::remember_registered`].
+    pub fn revocation_mark(&self) -> u64 {
+        self.lock().revocations
+    }
+
+    /// Keeps the record an agent registered with, for its stream opens — unless an agent was
+    /// revoked since `mark` (the record may predate it).
+    pub fn remember_registered(&self, record: &AgentRecord, mark: u64) {
+        let mut inner = self.lock();
+        if inner.revocations != mark {
+            return;
+        }
+        let now = Instant::now();
+        if inner.registered.len() >= REGISTERED_MAX {
+            inner.registered.retain(|_, (_, at)| now.duration_since(*at) < REGISTERED_FOR);
+            if inner.registered.len() >= REGISTERED_MAX {
+                inner.registered.clear();
+            }
+        }
+        inner.registered.insert(record.id.clone(), (record.clone(), now));
+    }
+
+    /// The record the agent registered with, if that was in the last [`REGISTERED_FOR`] and it
+    /// was not revoked since.
+    pub fn recently_registered(&self, agent_id: &str) -> Option<AgentRecord> {
+        let inner = self.lock();
+        let (record, at) = inner.registered.get(agent_id)?;
+        (at.elapsed() < REGISTERED_FOR).then(|| record.clone())
+    }
+
+    /// Ends every stream of a revoked agent (and forgets its registration).
     pub fn revoke(&self, agent_id: &str) {
-        if let Some(entry) = self.lock().entries.get_mut(agent_id) {
+        let mut inner = self.lock();
+        inner.revocations += 1;
+        inner.registered.remove(agent_id);
+        if let Some(entry) = inner.entries.get_mut(agent_id) {
             for attachment in [entry.commands.take(), entry.events.take()].into_iter().flatten() {
                 let _ = attachment.end.send(Some(EndReason::Revoked));
             }
@@ -197,6 +247,24 @@ mod tests {
         drop(second);
         assert!(!sessions.is_connected("a"));
         assert_eq!(sessions.connected_count(), 0);
+    }
+
+    #[test]
+    fn a_registration_serves_the_stream_opens_until_a_revocation() {
+        let sessions = Sessions::default();
+        let record = crate::reconcile::swarms::tests::agent("a", "standalone", "", "n1", "", &[]);
+        let mark = sessions.revocation_mark();
+        sessions.remember_registered(&record, mark);
+        assert_eq!(sessions.recently_registered("a"), Some(record.clone()));
+        assert_eq!(sessions.recently_registered("b"), None);
+        sessions.revoke("a");
+        assert_eq!(sessions.recently_registered("a"), None, "a revocation forgets it");
+
+        // A record read before a revocation (of any agent) is not kept after it.
+        let mark = sessions.revocation_mark();
+        sessions.revoke("someone-else");
+        sessions.remember_registered(&record, mark);
+        assert_eq!(sessions.recently_registered("a"), None);
     }
 
     #[test]

@@ -44,6 +44,8 @@ struct Shared {
     tokens: Mutex<Vec<String>>,
     /// Why a stream ended, once one has.
     ended: Mutex<Option<String>>,
+    /// Woken when a receipt comes or a stream ends.
+    changed: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -60,6 +62,7 @@ impl Shared {
 
     fn end(&self, why: String) {
         self.ended.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(why);
+        self.changed.notify_waiters();
     }
 }
 
@@ -147,6 +150,7 @@ impl FakeAgent {
                 commands_received: AtomicU64::new(0),
                 tokens: Mutex::default(),
                 ended: Mutex::default(),
+                changed: tokio::sync::Notify::new(),
             }),
             tasks: Vec::new(),
         })
@@ -249,6 +253,7 @@ impl FakeAgent {
                         }
                         Some(Incoming::EventsReceipt(receipt)) => {
                             shared.receipt.fetch_max(receipt.through_event_id, Ordering::AcqRel);
+                            shared.changed.notify_waiters();
                         }
                         None => {}
                     },
@@ -287,6 +292,23 @@ impl FakeAgent {
     /// The highest event id the master confirmed stored.
     pub fn receipt(&self) -> u64 {
         self.shared.receipt.load(Ordering::Acquire)
+    }
+
+    /// Waits until the master confirmed `event_id` stored; an error (why) when a stream of the
+    /// current connection ended first.
+    pub async fn stored(&self, event_id: u64) -> Result<(), String> {
+        loop {
+            let changed = self.shared.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.receipt() >= event_id {
+                return Ok(());
+            }
+            if let Some(why) = self.ended() {
+                return Err(why);
+            }
+            changed.await;
+        }
     }
 
     /// Whether the master confirmed every event sent.

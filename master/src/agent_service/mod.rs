@@ -13,7 +13,7 @@ use crate::register_gate::Busy;
 use crate::registration_writer::RegisterError;
 use crate::sessions::{EndReason, StreamKind};
 use crate::state::SharedState;
-use crate::store::{AgentRecord, CommandAck, NewAgent, StoredEvent, TokenRejection};
+use crate::store::{AgentRecord, CommandAck, NewAgent, Registration, StoredEvent, TokenRejection};
 use dockflare::v1::agent_service_server::AgentService;
 use dockflare::v1::{
     AgentEvent, EnrollRequest, EnrollResponse, RegisterRequest, RegisterResponse, RenewCertificateRequest,
@@ -60,6 +60,15 @@ impl AgentApi {
         Ok(record)
     }
 
+    /// [`AgentApi::active_agent`] for a stream open: the record the agent just registered with,
+    /// when it did so lately and was not revoked since ([`crate::sessions`]), else the store's.
+    async fn streaming_agent(&self, agent_id: &AgentId) -> Result<AgentRecord, Status> {
+        match self.state.sessions.recently_registered(agent_id.as_str()) {
+            Some(record) => Ok(record),
+            None => self.active_agent(agent_id).await,
+        }
+    }
+
     fn lifetime(&self) -> time::Duration {
         time::Duration::try_from(self.state.settings.agent_certificate_lifetime).unwrap_or(time::Duration::days(7))
     }
@@ -94,6 +103,33 @@ fn busy(busy: Busy) -> Status {
         status.metadata_mut().insert(retry_pushback::RETRY_PUSHBACK_KEY, value);
     }
     status
+}
+
+/// Why a Register was not written ([`crate::registration_writer::may_register`]).
+fn not_admitted(agent_id: &AgentId, record: &AgentRecord, requested_group: &str) -> Status {
+    if record.removed_at.is_some() {
+        return removed(agent_id);
+    }
+    if record.is_revoked() {
+        return revoked(agent_id);
+    }
+    tracing::warn!(
+        message = "Register refused: the agent names a tunnel group it was not admitted to.",
+        agent = %agent_id,
+        name = %record.display_name,
+        requested = %requested_group,
+        admitted = %record.tunnel_group,
+    );
+    Status::permission_denied(format!(
+        "tunnel_group: this agent was admitted to {}, not to group {requested_group:?}; an operator moves agents \
+         between groups (AdminService.SetAgentTunnelGroup), or drop --tunnel-group",
+        describe_group(&record.tunnel_group),
+    ))
+}
+
+/// Whether a Register changed nothing but the time the agent was last seen (a reconnect).
+fn same_but_last_seen(before: &AgentRecord, after: &AgentRecord) -> bool {
+    AgentRecord { last_seen_at: after.last_seen_at, ..before.clone() } == *after
 }
 
 fn register_status(error: RegisterError) -> Status {
@@ -181,35 +217,31 @@ impl AgentService for AgentApi {
     async fn register(&self, request: Request<RegisterRequest>) -> Result<Response<RegisterResponse>, Status> {
         let agent_id = self.state.auth.agent(&request)?;
         // Before any work: over the limit, the agent is told when to come back.
-        let _admitted = self.state.registrations.admit(request.remote_addr().map(|addr| addr.ip())).map_err(busy)?;
+        let _slot = self.state.registrations.admit(request.remote_addr().map(|addr| addr.ip())).map_err(busy)?;
         let registration =
             validate::registration(request.get_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let admitted = self.active_agent(&agent_id).await?;
-        if !registration.tunnel_group.is_empty() && registration.tunnel_group != admitted.tunnel_group {
-            tracing::warn!(
-                message = "Register refused: the agent names a tunnel group it was not admitted to.",
-                agent = %agent_id,
-                name = %admitted.display_name,
-                requested = %registration.tunnel_group,
-                admitted = %admitted.tunnel_group,
-            );
-            return Err(Status::permission_denied(format!(
-                "tunnel_group: this agent was admitted to {}, not to group {:?}; an operator moves agents \
-                 between groups (AdminService.SetAgentTunnelGroup), or drop --tunnel-group",
-                describe_group(&admitted.tunnel_group),
-                registration.tunnel_group
-            )));
-        }
-        // With the other registrations in flight, in one transaction (it asks for the pass).
-        let record = self
+        let requested_group = registration.tunnel_group.clone();
+        let mark = self.state.sessions.revocation_mark();
+        // Read and written with the other registrations in flight, in one transaction.
+        let (before, record) = match self
             .state
             .registration_writer
             .register(&agent_id, registration, now_millis())
             .await
             .map_err(register_status)?
-            .ok_or_else(|| unknown_agent(&agent_id))?;
+        {
+            Registration::Registered { before, after } => (*before, *after),
+            Registration::Unknown => return Err(unknown_agent(&agent_id)),
+            Registration::NotAdmitted(record) => return Err(not_admitted(&agent_id, &record, &requested_group)),
+        };
         if record.is_revoked() {
             return Err(revoked(&agent_id));
+        }
+        self.state.sessions.remember_registered(&record, mark); // for its two stream opens
+        if crate::reconcile::inputs::registration_needs_pass(&before, &record) {
+            self.state.fanout.reconcile().await;
+        } else if !same_but_last_seen(&before, &record) {
+            self.state.fanout.watchers(); // watchers see the change; nothing a pass reads changed
         }
         tracing::info!(
             message = "Agent registered.",
@@ -241,7 +273,7 @@ impl AgentService for AgentApi {
         request: Request<Streaming<AgentEvent>>,
     ) -> Result<Response<ReportEventsResponse>, Status> {
         let agent_id = self.state.auth.agent(&request)?;
-        let record = self.active_agent(&agent_id).await?;
+        let record = self.streaming_agent(&agent_id).await?;
         let mut attached = self.state.sessions.attach(agent_id.as_str(), StreamKind::Events, record.last_event_id);
         let mut stream = request.into_inner();
         let mut last_accepted = record.last_event_id.max(*attached.receipts.borrow());
@@ -327,7 +359,7 @@ impl AgentService for AgentApi {
         request: Request<WatchCommandsRequest>,
     ) -> Result<Response<Self::WatchCommandsStream>, Status> {
         let agent_id = self.state.auth.agent(&request)?;
-        let record = self.active_agent(&agent_id).await?;
+        let record = self.streaming_agent(&agent_id).await?;
         let attached = self.state.sessions.attach(agent_id.as_str(), StreamKind::Commands, record.last_event_id);
         let (tx, rx) = tokio::sync::mpsc::channel(commands::STREAM_BUFFER);
         tokio::spawn(commands::pump(self.state.clone(), agent_id, record.last_acked_command_seq, attached, tx));

@@ -4,7 +4,8 @@
 //!
 //! - [`task`]: the loop — when a pass runs (debounce, leadership, backoff, drift timer, the
 //!   deadline the last pass reported). [`ReconcilerHandle`] talks to it.
-//! - [`pass`]: one pass — observe, decide, apply, save.
+//! - [`pass`]: one pass — observe, decide, apply, save. [`inputs`]: what of an agent's record
+//!   it reads (a Register that changes none of it needs no pass).
 //! - Per Cloudflare resource, a pure plan and an apply: [`tunnels`], [`ingress`], [`dns`],
 //!   [`access_apps`] (Cloudflare Access applications and policies from labels).
 //! - Pure planners of the route table: [`desired`] (what the store asks for), [`claims`],
@@ -23,6 +24,7 @@ pub mod dry_run;
 pub mod fairness;
 mod handle;
 pub mod ingress;
+pub mod inputs;
 mod noticed;
 pub mod pass;
 pub mod policy;

@@ -2,11 +2,18 @@
 //! and the stream cursors (last command sequence, last acknowledged one,
 //! last stored event id).
 
+use super::events::placeholders;
 use super::{policy_from_row, to_u64, Store, StoreError};
 use crate::model::{AgentRecord, STATUS_OFFLINE, STATUS_ONLINE, STATUS_REVOKED};
 use dockflare_common::hostname_policy::HostnamePolicy;
 use dockflare_common::identity::AgentId;
 use sqlx::Row;
+use std::collections::HashMap;
+
+/// Agents read by one statement of a registration batch (SQLite's oldest limit: 999 parameters).
+const READS_PER_STATEMENT: usize = 500;
+/// Agents written by one statement of a registration batch (12 parameters each).
+const WRITES_PER_STATEMENT: usize = 64;
 
 /// An agent as enrollment creates it.
 #[derive(Debug, Clone)]
@@ -34,6 +41,17 @@ pub struct AgentRegistration {
     pub swarm_cluster_id: String,
     /// Swarm mode: the managers' node ids the node sees.
     pub swarm_managers: Vec<String>,
+}
+
+/// What became of one registration ([`Store::register_agents`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registration {
+    /// No such agent.
+    Unknown,
+    /// Not written: the record as it is.
+    NotAdmitted(Box<AgentRecord>),
+    /// Written: the record before and after.
+    Registered { before: Box<AgentRecord>, after: Box<AgentRecord> },
 }
 
 /// Ends with the policy columns ([`super::policy_from_row`]).
@@ -115,45 +133,89 @@ impl Store {
         registration: &AgentRegistration,
         now: i64,
     ) -> Result<Option<AgentRecord>, StoreError> {
-        let mut records = self.register_agents(&[(id, registration, now)]).await?;
-        Ok(records.pop().flatten())
+        let mut outcomes = self.register_agents(&[(id, registration, now)], |_, _| true).await?;
+        Ok(match outcomes.pop() {
+            Some(Registration::Registered { after, .. }) => Some(*after),
+            _ => None,
+        })
     }
 
-    /// [`Store::register_agent`] for many agents in one transaction (one commit); each agent's
-    /// record in the order given, `None` for an unknown agent.
+    /// [`Store::register_agent`] for many agents in one transaction (one commit), each read
+    /// first and written only if `may_register` admits it: each agent's outcome, in the order
+    /// given. A few statements per batch, not per agent: the writer's every round trip to the
+    /// database waits its turn among a reconnecting fleet's tasks.
     pub async fn register_agents(
         &self,
         registrations: &[(&AgentId, &AgentRegistration, i64)],
-    ) -> Result<Vec<Option<AgentRecord>>, StoreError> {
-        let sql = format!(
-            "UPDATE agents SET display_name = $2, hostname = $3, docker_mode = $4, node_id = $5, node_role = $6, \
-             version = $7, capabilities = $8, last_seen_at = $9, label_prefix = $10, swarm_cluster_id = $11, \
-             swarm_managers = $12, \
-             status = CASE WHEN status = '{STATUS_REVOKED}' THEN status ELSE '{STATUS_ONLINE}' END \
-             WHERE id = $1 RETURNING {COLUMNS}"
-        );
+        may_register: impl Fn(&AgentRecord, &AgentRegistration) -> bool,
+    ) -> Result<Vec<Registration>, StoreError> {
+        let Some((first, _, _)) = registrations.first() else { return Ok(Vec::new()) };
         let mut tx = self.writer.begin().await?;
-        let mut records = Vec::with_capacity(registrations.len());
-        for (id, registration, now) in registrations {
-            let row = sqlx::query(&sql)
-                .bind(id.as_str())
-                .bind(&registration.display_name)
-                .bind(&registration.hostname)
-                .bind(&registration.docker_mode)
-                .bind(&registration.node_id)
-                .bind(&registration.node_role)
-                .bind(&registration.version)
-                .bind(registration.capabilities.join(","))
-                .bind(*now)
-                .bind(&registration.label_prefix)
-                .bind(&registration.swarm_cluster_id)
-                .bind(registration.swarm_managers.join(","))
-                .fetch_optional(&mut *tx)
-                .await?;
-            records.push(row.as_ref().map(agent_from_row).transpose()?);
+        // The store's rule: a write transaction starts with a write (SQLite then takes its lock
+        // up front, instead of failing to upgrade a read). This one changes nothing.
+        sqlx::query("UPDATE agents SET last_seen_at = last_seen_at WHERE id = $1")
+            .bind(first.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let mut before: HashMap<String, AgentRecord> = HashMap::with_capacity(registrations.len());
+        for chunk in registrations.chunks(READS_PER_STATEMENT) {
+            let sql = format!("SELECT {COLUMNS} FROM agents WHERE id IN {}", placeholders(1, chunk.len()));
+            let mut query = sqlx::query(&sql);
+            for (id, _, _) in chunk {
+                query = query.bind(id.as_str());
+            }
+            for row in query.fetch_all(&mut *tx).await? {
+                let record = agent_from_row(&row)?;
+                before.insert(record.id.clone(), record);
+            }
+        }
+        let admitted: Vec<&(&AgentId, &AgentRegistration, i64)> = registrations
+            .iter()
+            .filter(|(id, registration, _)| before.get(id.as_str()).is_some_and(|b| may_register(b, registration)))
+            .collect();
+        let mut after: HashMap<String, AgentRecord> = HashMap::with_capacity(admitted.len());
+        for chunk in admitted.chunks(WRITES_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE agents SET display_name = v.column2, hostname = v.column3, docker_mode = v.column4, \
+                 node_id = v.column5, node_role = v.column6, version = v.column7, capabilities = v.column8, \
+                 last_seen_at = v.column9, label_prefix = v.column10, swarm_cluster_id = v.column11, \
+                 swarm_managers = v.column12, \
+                 status = CASE WHEN agents.status = '{STATUS_REVOKED}' THEN agents.status ELSE '{STATUS_ONLINE}' END \
+                 FROM (VALUES {}) AS v WHERE agents.id = v.column1 RETURNING {COLUMNS}",
+                placeholders(chunk.len(), 12)
+            );
+            let mut query = sqlx::query(&sql);
+            for (id, registration, now) in chunk {
+                query = query
+                    .bind(id.as_str())
+                    .bind(&registration.display_name)
+                    .bind(&registration.hostname)
+                    .bind(&registration.docker_mode)
+                    .bind(&registration.node_id)
+                    .bind(&registration.node_role)
+                    .bind(&registration.version)
+                    .bind(registration.capabilities.join(","))
+                    .bind(*now)
+                    .bind(&registration.label_prefix)
+                    .bind(&registration.swarm_cluster_id)
+                    .bind(registration.swarm_managers.join(","));
+            }
+            for row in query.fetch_all(&mut *tx).await? {
+                let record = agent_from_row(&row)?;
+                after.insert(record.id.clone(), record);
+            }
         }
         tx.commit().await?;
-        Ok(records)
+        Ok(registrations
+            .iter()
+            .map(|(id, _, _)| match (before.get(id.as_str()), after.get(id.as_str())) {
+                (Some(old), Some(new)) => {
+                    Registration::Registered { before: Box::new(old.clone()), after: Box::new(new.clone()) }
+                }
+                (Some(old), None) => Registration::NotAdmitted(Box::new(old.clone())),
+                (None, _) => Registration::Unknown,
+            })
+            .collect())
     }
 
     pub async fn get_agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {

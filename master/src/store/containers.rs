@@ -43,8 +43,9 @@ fn row_from(row: &sqlx::any::AnyRow) -> Result<ContainerRow, StoreError> {
     })
 }
 
-async fn upsert(tx: &mut sqlx::Transaction<'_, sqlx::Any>, row: &ContainerRow) -> Result<(), StoreError> {
-    sqlx::query(
+/// Adds or updates one container; whether anything changed (an identical report writes nothing).
+async fn upsert(tx: &mut sqlx::Transaction<'_, sqlx::Any>, row: &ContainerRow) -> Result<bool, StoreError> {
+    let written = sqlx::query(
         "INSERT INTO agent_containers \
          (agent_id, container_id, name, service_id, service_name, status, payload, first_seen_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
@@ -63,24 +64,25 @@ async fn upsert(tx: &mut sqlx::Transaction<'_, sqlx::Any>, row: &ContainerRow) -
     .bind(row.updated_at)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    Ok(written.rows_affected() > 0)
 }
 
-/// Applies one change inside the event transaction.
+/// Applies one change inside the event transaction; whether the agent's containers changed (a
+/// reconnecting agent's status report usually repeats what is stored).
 pub(super) async fn apply(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     agent_id: &str,
     change: &ContainerChange,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     match change {
         ContainerChange::Upsert(row) => upsert(tx, row).await,
         ContainerChange::Remove { container_id } => {
-            sqlx::query("DELETE FROM agent_containers WHERE agent_id = $1 AND container_id = $2")
+            let removed = sqlx::query("DELETE FROM agent_containers WHERE agent_id = $1 AND container_id = $2")
                 .bind(agent_id)
                 .bind(container_id)
                 .execute(&mut **tx)
                 .await?;
-            Ok(())
+            Ok(removed.rows_affected() > 0)
         }
         ContainerChange::Replace(rows) => {
             let keep: BTreeSet<&str> = rows.iter().map(|r| r.container_id.as_str()).collect();
@@ -88,20 +90,22 @@ pub(super) async fn apply(
                 .bind(agent_id)
                 .fetch_all(&mut **tx)
                 .await?;
+            let mut changed = false;
             for row in existing {
                 let id: String = row.try_get("container_id")?;
                 if !keep.contains(id.as_str()) {
-                    sqlx::query("DELETE FROM agent_containers WHERE agent_id = $1 AND container_id = $2")
+                    let removed = sqlx::query("DELETE FROM agent_containers WHERE agent_id = $1 AND container_id = $2")
                         .bind(agent_id)
                         .bind(&id)
                         .execute(&mut **tx)
                         .await?;
+                    changed |= removed.rows_affected() > 0;
                 }
             }
             for row in rows {
-                upsert(tx, row).await?;
+                changed |= upsert(tx, row).await?;
             }
-            Ok(())
+            Ok(changed)
         }
     }
 }

@@ -123,9 +123,10 @@ pub(super) fn placeholders(rows: usize, columns: usize) -> String {
 
 impl Store {
     /// Stores a batch atomically. Events already stored (same agent and id) are skipped.
-    pub async fn write_event_batch(&self, batch: &EventBatch) -> Result<(), StoreError> {
+    /// Whether the reported containers changed (what a reconcile pass reads).
+    pub async fn write_event_batch(&self, batch: &EventBatch) -> Result<bool, StoreError> {
         if batch.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let mut tx = self.writer.begin().await?;
         let track_inserted = !batch.container_changes.is_empty();
@@ -165,9 +166,10 @@ impl Store {
                 }
             }
         }
+        let mut containers_changed = false;
         for entry in &batch.container_changes {
             if inserted.contains(&(entry.agent_id.clone(), to_i64(entry.event_id, "event_id")?)) {
-                containers::apply(&mut tx, &entry.agent_id, &entry.change).await?;
+                containers_changed |= containers::apply(&mut tx, &entry.agent_id, &entry.change).await?;
             }
         }
 
@@ -301,7 +303,7 @@ impl Store {
             }
         }
         tx.commit().await?;
-        Ok(())
+        Ok(containers_changed)
     }
 
     /// Deletes up to `limit` events received before `cutoff` (Unix ms); returns how many went.

@@ -27,7 +27,7 @@ pub use crate::model::{
 };
 pub use access::AccessRelease;
 pub use access_policies::{FileReplace, PutOutcome, StoredPolicies};
-pub use agents::{AgentRegistration, NewAgent};
+pub use agents::{AgentRegistration, NewAgent, Registration};
 pub use commands::{CommandRow, CommandState, DeliveredRun, Enqueued};
 pub use containers::{ContainerChange, ContainerChangeEntry};
 pub use events::{CommandAck, EventBatch, StoredEvent, PROGRESS_ONLY_KINDS};
@@ -157,7 +157,12 @@ impl Store {
                         })
                 };
                 let writer = sqlite_pool(1, SQLITE_WRITE_WAIT).connect_with(options.clone()).await?;
-                (sqlite_pool(8, Duration::from_secs(10)).connect_with(options).await?, writer)
+                if sqlite_file::database_path(url).is_some() {
+                    (sqlite_pool(8, Duration::from_secs(10)).connect_with(options).await?, writer)
+                } else {
+                    // An in-memory database lives in its connection: reads and writes share it.
+                    (writer.clone(), writer)
+                }
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()

@@ -56,6 +56,7 @@ pub async fn run(store: Store, hub: WatchHub, leader: watch::Receiver<bool>, rou
             let started = Instant::now();
             let outcome = pass(&store, &hub, route_quota).await;
             last_pass = Some((started, started.elapsed()));
+            metrics::histogram!("dockflare_watch_pass_seconds").record(started.elapsed().as_secs_f64());
             outcome
         } else {
             follow::catch_up(&store, &hub).await

@@ -32,20 +32,24 @@ mod classify;
 mod figures;
 mod master;
 mod reconnect;
+mod rows;
+mod setup;
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
 use dockflare_testsupport::{FakeAgent, Master};
-use figures::{attempts_summary, metric_samples, metric_sum, mib, secs, time_until_share, Figures};
-use futures::{StreamExt, TryStreamExt};
+use figures::{mib, secs, Figures};
+use futures::StreamExt;
 use reconnect::{come_back, Clock, Outcome, Policy, Stats, Target};
+use rows::{failed, report_master_counters, report_storm};
+use setup::{enroll_all, settle};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often the storm prints progress.
-const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Parser, Debug)]
 #[command(about = "Kills a real dockflare-master under N connected agents and times their way back.")]
@@ -253,163 +257,6 @@ async fn storm(args: &Args, master: &mut Master, figures: &mut Figures) -> Resul
         bail!("the last agent was back {last:?} after the master listened, over --target {:?}", args.target);
     }
     Ok(())
-}
-
-/// The storm's rows: shares back over time, attempts, failures, hints.
-fn report_storm(figures: &mut Figures, outcomes: &[Outcome], stats: &Stats, listening_at: Instant, args: &Args) {
-    let n = outcomes.len();
-    let mut back: Vec<Duration> =
-        outcomes.iter().filter_map(|o| o.back_at).map(|at| at.saturating_duration_since(listening_at)).collect();
-    back.sort();
-    for share in [50, 90, 99, 100] {
-        let name = format!("back {share:>3} % (from listening: Register + 2 streams + 1st receipt)");
-        figures.duration(&name, time_until_share(&back, n, f64::from(share) / 100.0));
-    }
-    let gave_up = n - back.len();
-    figures.row(
-        "agents back / gave up",
-        format!("{} / {gave_up}", back.len()),
-        serde_json::json!({ "back": back.len(), "gave_up": gave_up }),
-    );
-    let last = back.last().copied();
-    let met = last.is_some_and(|last| last <= args.target) && gave_up == 0;
-    figures.row(&format!("target: all back within {}", secs(args.target)), if met { "met" } else { "MISSED" }, met);
-    let attempts: Vec<u32> = outcomes.iter().map(|o| o.attempts).collect();
-    let (mean, max) = attempts_summary(&attempts);
-    figures.row(
-        "attempts per agent, from the kill (mean / max)",
-        format!("{mean:.2} / {max}"),
-        serde_json::json!({ "mean": mean, "max": max }),
-    );
-    for (class, count, example) in stats.failures() {
-        let text = match (count, example) {
-            (0, _) | (_, None) => count.to_string(),
-            (_, Some(example)) => format!("{count}  (first: {})", shorten(&example, 160)),
-        };
-        figures.row(&format!("failures: {}", class.name()), text, count);
-    }
-    let steps = stats.steps();
-    for (name, step) in [
-        (
-            "  step: channel (TCP + TLS + HTTP/2)",
-            (|s: &reconnect::Steps| s.channel) as fn(&reconnect::Steps) -> Duration,
-        ),
-        ("  step: Register + WatchCommands", |s| s.register),
-        ("  step: status report -> receipt", |s| s.receipt),
-    ] {
-        let mut times: Vec<Duration> = steps.iter().map(step).collect();
-        times.sort();
-        let at = |share: f64| time_until_share(&times, times.len(), share).unwrap_or_default();
-        figures.row(
-            &format!("{name} of the last attempt (p50 / p90 / max)"),
-            format!("{} / {} / {}", ms(at(0.5)), ms(at(0.9)), ms(at(1.0))),
-            serde_json::json!({ "p50_s": at(0.5).as_secs_f64(), "p90_s": at(0.9).as_secs_f64(), "max_s": at(1.0).as_secs_f64() }),
-        );
-    }
-    let (hints, honoured) = (stats.hints.load(Ordering::Relaxed), stats.hints_honoured.load(Ordering::Relaxed));
-    figures.row(
-        "retry hints received / honoured",
-        format!("{hints} / {honoured}"),
-        serde_json::json!({ "received": hints, "honoured": honoured }),
-    );
-}
-
-/// What the restarted master counted: refused registrations, failed TLS handshakes, log problems.
-async fn report_master_counters(figures: &mut Figures, master: &Master, args: &Args) {
-    match master::metrics(master).await {
-        Ok(text) => {
-            if let Some(path) = &args.master_metrics {
-                if let Err(error) = std::fs::write(path, &text) {
-                    eprintln!("Cannot write {}: {error}", path.display());
-                }
-            }
-            let refused = metric_sum(&text, "dockflare_registrations_refused_total");
-            figures.row("master: registrations refused (busy)", format!("{refused:.0}"), refused);
-            let tls = metric_sum(&text, "dockflare_tls_handshake_failures_total");
-            let by_reason: Vec<String> = metric_samples(&text, "dockflare_tls_handshake_failures_total")
-                .into_iter()
-                .map(|(labels, n)| format!("{labels}: {n:.0}"))
-                .collect();
-            figures.row("master: TLS handshake failures", format!("{tls:.0} {by_reason:?}"), tls);
-        }
-        Err(error) => figures.row("master: /metrics", format!("unreadable: {error:#}"), serde_json::Value::Null),
-    }
-    let (mut warnings, mut errors) = (0u64, 0u64);
-    for line in master.logs() {
-        let level = serde_json::from_str::<serde_json::Value>(&line)
-            .ok()
-            .and_then(|record| record.get("level")?.as_str().map(str::to_string));
-        match level.as_deref() {
-            Some("WARN") => warnings += 1,
-            Some("ERROR") => errors += 1,
-            _ => {}
-        }
-    }
-    figures.row(
-        "master log after the restart: warnings / errors",
-        format!("{warnings} / {errors}"),
-        serde_json::json!({ "warnings": warnings, "errors": errors }),
-    );
-}
-
-fn ms(duration: Duration) -> String {
-    format!("{:.0} ms", duration.as_secs_f64() * 1000.0)
-}
-
-fn failed(stats: &Stats) -> u64 {
-    stats.failures().iter().map(|(_, count, _)| count).sum()
-}
-
-fn shorten(text: &str, chars: usize) -> String {
-    match text.char_indices().nth(chars) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
-    }
-}
-
-/// Waits until every agent has received a start_tunnel and the master stored every event it
-/// sent (the acknowledgements among them).
-async fn settle(connected: &[(FakeAgent, Outcome)]) -> Result<()> {
-    let mut next_progress = Instant::now() + PROGRESS_EVERY;
-    loop {
-        if let Some((agent, why)) = connected.iter().find_map(|(agent, _)| agent.ended().map(|why| (agent, why))) {
-            bail!("agent {} lost its streams while settling: {why}", agent.id);
-        }
-        let waiting = connected
-            .iter()
-            .filter(|(agent, _)| agent.tunnel_tokens().is_empty() || !agent.stored_everything_sent())
-            .count();
-        if waiting == 0 {
-            return Ok(());
-        }
-        if Instant::now() >= next_progress {
-            next_progress += PROGRESS_EVERY;
-            eprintln!("  settle: {waiting} of {} agents without a tunnel or with events unconfirmed", connected.len());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Enrolls every agent with one join token, `--connect-concurrency` at a time.
-async fn enroll_all(master: &Master, target: &Target, args: &Args) -> Result<Vec<FakeAgent>> {
-    let uses = u32::try_from(args.agents).context("--agents is too large for one join token")?;
-    let token = master.join_token(uses).await?;
-    let mut enrolled: Vec<(usize, FakeAgent)> = futures::stream::iter(0..args.agents)
-        .map(|index| {
-            let token = token.clone();
-            async move {
-                let channel = dockflare_testsupport::mtls_channel(target.addr, &target.ca_pem, None).await?;
-                let agent = FakeAgent::enroll_over(channel, &token, &format!("storm-{index:05}"))
-                    .await
-                    .with_context(|| format!("enrolling agent {index}"))?;
-                anyhow::Ok((index, agent.registering(reconnect::registration(index))))
-            }
-        })
-        .buffer_unordered(args.connect_concurrency)
-        .try_collect()
-        .await?;
-    enrolled.sort_by_key(|(index, _)| *index);
-    Ok(enrolled.into_iter().map(|(_, agent)| agent).collect())
 }
 
 /// Runs one phase under the deadline; a miss is an error that names the phase.

@@ -19,8 +19,6 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 /// The real agent's connect timeout (agent/src/connection.rs).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often an agent waiting for its first receipt looks again.
-const RECEIPT_POLL: Duration = Duration::from_millis(10);
 
 /// Where the agents connect, and how.
 pub struct Target {
@@ -154,19 +152,8 @@ async fn attempt(agent: &mut FakeAgent, target: &Target) -> Result<Steps> {
     agent.connect_over(channel).await?;
     let registered = Instant::now();
     let event_id = agent.send(Event::StatusReport(StatusReport { containers: Vec::new() })).await?;
-    loop {
-        if agent.receipt() >= event_id {
-            return Ok(Steps {
-                channel: channel_done - started,
-                register: registered - channel_done,
-                receipt: registered.elapsed(),
-            });
-        }
-        if let Some(why) = agent.ended() {
-            return Err(StreamEnded(why).into());
-        }
-        tokio::time::sleep(RECEIPT_POLL).await;
-    }
+    agent.stored(event_id).await.map_err(StreamEnded)?;
+    Ok(Steps { channel: channel_done - started, register: registered - channel_done, receipt: registered.elapsed() })
 }
 
 /// Brings `agent` back: attempts until one succeeds or the clock says give up. With
