@@ -12,14 +12,12 @@ use dockflare::v1::{
     send_command_request, ConnectorState, DockerMode, GetAgentRequest, RegisterRequest, Resync, SendCommandRequest,
     StatusReport, TunnelStatus,
 };
-use dockflare_testsupport::{mtls_channel, FakeAgent};
+use dockflare_testsupport::{mtls_channel, Arrivals, FakeAgent};
 use futures::{StreamExt, TryStreamExt};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
 /// How often the waits re-check progress.
@@ -29,56 +27,12 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// How long an agent's acks may take to catch up with the commands it received.
 const ACKS_SETTLE: Duration = Duration::from_secs(10);
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// The reason the harness's resync commands carry.
 const RESYNC_REASON: &str = "fleet_bench";
 
 /// Whether the harness sent this command (rather than the master on its own).
 fn is_ours(command: &dockflare::v1::Command) -> bool {
     matches!(&command.kind, Some(dockflare::v1::command::Kind::Resync(resync)) if resync.reason == RESYNC_REASON)
-}
-
-/// When each command arrived, by command id, matched with whoever waits for it.
-#[derive(Default)]
-pub struct Arrivals {
-    slots: Mutex<HashMap<String, Slot>>,
-}
-
-enum Slot {
-    Arrived(Instant),
-    Waiting(oneshot::Sender<Instant>),
-}
-
-impl Arrivals {
-    fn arrived(&self, command_id: &str, at: Instant) {
-        let mut slots = lock(&self.slots);
-        match slots.remove(command_id) {
-            Some(Slot::Waiting(waiter)) => {
-                let _ = waiter.send(at);
-            }
-            _ => {
-                slots.insert(command_id.to_string(), Slot::Arrived(at));
-            }
-        }
-    }
-
-    async fn wait(&self, command_id: &str) -> Result<Instant> {
-        let receiver = {
-            let mut slots = lock(&self.slots);
-            if let Some(Slot::Arrived(at)) = slots.get(command_id) {
-                let at = *at;
-                slots.remove(command_id);
-                return Ok(at);
-            }
-            let (waiter, receiver) = oneshot::channel();
-            slots.insert(command_id.to_string(), Slot::Waiting(waiter));
-            receiver
-        };
-        receiver.await.map_err(|_| anyhow!("command {command_id}: waiter dropped"))
-    }
 }
 
 pub struct Fleet {

@@ -7,6 +7,7 @@
 //! gRPC API, as an operator or an agent would (so it cannot pass where they would fail).
 
 pub mod agent;
+pub mod arrivals;
 pub mod browser;
 pub mod databases;
 pub mod docker;
@@ -19,6 +20,7 @@ pub mod tls;
 pub mod wait;
 
 pub use agent::Agent;
+pub use arrivals::Arrivals;
 pub use databases::{postgres_admin_url, test_databases, TestDatabase, POSTGRES_URL_VAR};
 pub use docker::{docker, require_docker, unique, DockerCleanup};
 pub use fake_agent::{container, enroll_agent, labelled, route_labels, FakeAgent};

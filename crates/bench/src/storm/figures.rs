@@ -37,6 +37,18 @@ impl Figures {
         text
     }
 
+    /// A row of p50 / p99 / max of `latencies`, in milliseconds.
+    pub fn latencies(&mut self, name: &str, latencies: Vec<Duration>) {
+        let samples = latencies.len();
+        let [p50, p99, max] = percentiles(latencies);
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        self.row(
+            name,
+            format!("{:.1} / {:.1} / {:.1} ms ({samples} commands)", ms(p50), ms(p99), ms(max)),
+            serde_json::json!({ "p50_ms": ms(p50), "p99_ms": ms(p99), "max_ms": ms(max), "samples": samples }),
+        );
+    }
+
     pub fn json(&self) -> Value {
         let mut figures = Map::new();
         for (name, _, value) in &self.rows {
@@ -54,6 +66,13 @@ pub fn time_until_share(sorted_back: &[Duration], total: usize, share: f64) -> O
     }
     let needed = ((share * total as f64).ceil() as usize).clamp(1, total);
     sorted_back.get(needed - 1).copied()
+}
+
+/// p50, p99 and max of `latencies` (zero when empty).
+pub fn percentiles(mut latencies: Vec<Duration>) -> [Duration; 3] {
+    latencies.sort();
+    let at = |share| time_until_share(&latencies, latencies.len(), share).unwrap_or_default();
+    [at(0.5), at(0.99), at(1.0)]
 }
 
 /// Mean and maximum of the attempts per agent.
@@ -110,6 +129,14 @@ mod tests {
         assert_eq!(time_until_share(&back, 5, 1.0), None, "one never came back");
         assert_eq!(time_until_share(&back, 5, 0.5), Some(ms(30)));
         assert_eq!(time_until_share(&[], 0, 1.0), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn percentiles_of_a_hundred() {
+        let latencies: Vec<Duration> = (1..=100).rev().map(Duration::from_millis).collect();
+        let [p50, p99, max] = percentiles(latencies);
+        assert_eq!((p50, p99, max), (Duration::from_millis(50), Duration::from_millis(99), Duration::from_millis(100)));
+        assert_eq!(percentiles(Vec::new()), [Duration::ZERO; 3]);
     }
 
     #[test]

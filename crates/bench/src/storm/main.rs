@@ -24,11 +24,17 @@
 //! target/release/storm_bench --agents 10000 [--database-url postgres://…] [--master-arg=--flag …]
 //! ```
 //!
+//! With `--masters 2` (PostgreSQL) it measures two masters sharing the fleet instead
+//! ([`cluster`]): the agents spread over both, commands through either reaching any agent, and
+//! the loss of one master (`kill -9`, no restart) moving its agents to the other, timed from the
+//! kill (`deploy/bench-cluster.sh`).
+//!
 //! (`deploy/bench-storm.sh` does both.) The harness and the master share the machine's cores: on
 //! a small machine the agents' own TLS handshakes are part of what the figures measure.
 
 mod backoff;
 mod classify;
+mod cluster;
 mod figures;
 mod master;
 mod reconnect;
@@ -63,6 +69,13 @@ pub struct Args {
     /// Database of the master (default: SQLite in its data dir).
     #[arg(long)]
     pub database_url: Option<String>,
+    /// Masters sharing the fleet: 1 (the restart storm) or 2 (two masters on one PostgreSQL
+    /// database, the loss of one; needs `--database-url postgres://…`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub masters: u8,
+    /// Commands per round in the two-master run (sequential, spread over the fleet).
+    #[arg(long, default_value_t = 200)]
+    pub commands: usize,
     /// The master binary (default: `dockflare-master` beside this program).
     #[arg(long)]
     pub master_bin: Option<PathBuf>,
@@ -113,19 +126,40 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(args: &Args) -> Result<()> {
     ensure!(args.agents > 0 && args.connect_concurrency > 0, "--agents and --connect-concurrency must be at least 1");
+    ensure!(
+        args.masters == 1 || args.database_url.as_deref().is_some_and(|url| url.starts_with("postgres")),
+        "--masters 2 needs --database-url postgres://… (masters share a fleet through PostgreSQL)"
+    );
     let nofile = master::raise_nofile_limit(args.agents)?;
     let backend = if args.database_url.is_some() { "PostgreSQL" } else { "SQLite" };
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let mut figures = Figures::new(format!(
-        "DockFlare reconnect storm: {} agents, {backend}, {cores} cores, RLIMIT_NOFILE {nofile}",
+        "DockFlare {}: {} agents, {backend}, {cores} cores, RLIMIT_NOFILE {nofile}",
+        if args.masters == 1 { "reconnect storm" } else { "two masters, one fleet" },
         args.agents
     ));
     let started = Instant::now();
-    let mut master = master::start(args, nofile).await?;
+    let mut masters = vec![master::start(args, nofile, &[], "").await?];
     figures.duration("master start -> listening (first start)", Some(started.elapsed()));
-    eprintln!("Master {} listening on {} ({backend}).", master.pid().unwrap_or_default(), master.addr);
-    let outcome = storm(args, &mut master, &mut figures).await;
-    let _ = master.kill9();
+    eprintln!("Master {} listening on {} ({backend}).", masters[0].pid().unwrap_or_default(), masters[0].addr);
+    let outcome = if args.masters == 1 {
+        storm(args, &mut masters[0], &mut figures).await
+    } else {
+        // The second master shares the database and the first one's CA.
+        let pki = masters[0].pki_dir();
+        let ca = ["--ca-cert".into(), path(&pki.join("ca.crt")), "--ca-key".into(), path(&pki.join("ca.key"))];
+        match master::start(args, nofile, &ca, ".b").await {
+            Ok(second) => {
+                eprintln!("Master B {} listening on {}.", second.pid().unwrap_or_default(), second.addr);
+                masters.push(second);
+                cluster::run(args, &mut masters, &mut figures).await
+            }
+            Err(error) => Err(error.context("starting master B")),
+        }
+    };
+    for master in &mut masters {
+        let _ = master.kill9();
+    }
     match &outcome {
         Ok(()) => println!("{}", figures.render()),
         Err(_) => eprintln!("Figures so far:{}", figures.render()),
@@ -139,7 +173,7 @@ async fn run(args: &Args) -> Result<()> {
 
 /// Enrolls and connects the fleet, kills and restarts the master, and times the way back.
 async fn storm(args: &Args, master: &mut Master, figures: &mut Figures) -> Result<()> {
-    let target = Arc::new(Target { addr: master.addr, ca_pem: master.ca_pem()? });
+    let target = Arc::new(Target { addrs: vec![master.addr], ca_pem: master.ca_pem()? });
     let policy = Policy { backoff_min: args.backoff_min, backoff_max: args.backoff_max };
     let n = args.agents;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -158,7 +192,7 @@ async fn storm(args: &Args, master: &mut Master, figures: &mut Figures) -> Resul
             .map(|mut agent| {
                 let (target, clock, stats) = (&target, &clock, &baseline_stats);
                 async move {
-                    let outcome = come_back(&mut agent, target, &policy, clock, stats, false).await;
+                    let outcome = come_back(&mut agent, target, 0, &policy, clock, stats, false).await;
                     (agent, outcome)
                 }
             })
@@ -198,7 +232,7 @@ async fn storm(args: &Args, master: &mut Master, figures: &mut Figures) -> Resul
         .map(|(mut agent, _)| {
             let (target, clock, stats) = (target.clone(), clock.clone(), stats.clone());
             tokio::spawn(async move {
-                let outcome = come_back(&mut agent, &target, &policy, &clock, &stats, true).await;
+                let outcome = come_back(&mut agent, &target, 0, &policy, &clock, &stats, true).await;
                 (agent, outcome)
             })
         })
@@ -235,7 +269,7 @@ async fn storm(args: &Args, master: &mut Master, figures: &mut Figures) -> Resul
         fleet.push(agent);
     }
     let storm_wall = restart.elapsed();
-    report_storm(figures, &outcomes, &stats, listening_at, args);
+    report_storm(figures, &outcomes, &stats, (listening_at, "listening"), args);
     let master_cpu = master::cpu_time(&master.pid().unwrap_or_default().to_string())?;
     let harness_cpu = master::cpu_time("self")?.saturating_sub(harness_cpu);
     figures.row(
@@ -257,6 +291,10 @@ async fn storm(args: &Args, master: &mut Master, figures: &mut Figures) -> Resul
         bail!("the last agent was back {last:?} after the master listened, over --target {:?}", args.target);
     }
     Ok(())
+}
+
+fn path(path: &std::path::Path) -> String {
+    path.to_string_lossy().into_owned()
 }
 
 /// Runs one phase under the deadline; a miss is an error that names the phase.

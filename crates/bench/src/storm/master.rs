@@ -40,8 +40,9 @@ pub fn binary(args: &Args) -> Result<PathBuf> {
     }
 }
 
-/// Starts the master with the benchmark's settings, and `--master-arg`s after them.
-pub async fn start(args: &Args, nofile: u64) -> Result<Master> {
+/// Starts a master with the benchmark's settings, `extra` flags and `--master-arg`s after them;
+/// its log copied to `--master-log` with `log_suffix` appended to the name.
+pub async fn start(args: &Args, nofile: u64, extra: &[String], log_suffix: &str) -> Result<Master> {
     let flags = [
         // Idle agents: heartbeats would only add noise to the figures.
         "--heartbeat-interval",
@@ -58,6 +59,7 @@ pub async fn start(args: &Args, nofile: u64) -> Result<Master> {
         "65536",
     ];
     let mut master_args: Vec<String> = flags.iter().map(|flag| flag.to_string()).collect();
+    master_args.extend(extra.iter().cloned());
     master_args.extend(args.master_arg.iter().cloned());
     Master::start_with(MasterOptions {
         binary: Some(binary(args)?),
@@ -65,7 +67,11 @@ pub async fn start(args: &Args, nofile: u64) -> Result<Master> {
         args: master_args,
         env: Vec::new(),
         nofile: Some(nofile),
-        log_copy: args.master_log.clone(),
+        log_copy: args.master_log.as_ref().map(|path| {
+            let mut name = path.clone().into_os_string();
+            name.push(log_suffix);
+            PathBuf::from(name)
+        }),
     })
     .await
 }

@@ -2,7 +2,9 @@
 //! lost connection it waits a backoff step, then opens a new channel (own TCP + TLS connection,
 //! its client certificate, the agent's 5 s connect timeout), registers, opens both streams and
 //! sends a status report; it is back when that report's receipt comes. Every failure is
-//! classified and counted; a retry hint from the master replaces the next backoff step.
+//! classified and counted; a retry hint from the master replaces the next backoff step. With
+//! several masters an attempt tries them in the agent's order from the one it used last, as the
+//! agent walks its `--master` list (agent/src/connection.rs, `connect_any`).
 
 use crate::backoff::Backoff;
 use crate::classify::{classify, Class, StreamEnded};
@@ -20,20 +22,36 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 /// The real agent's connect timeout (agent/src/connection.rs).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Where the agents connect, and how.
+/// Where the agents connect, and how: the masters' addresses (the agents' URL list) and CA.
 pub struct Target {
-    pub addr: SocketAddr,
+    pub addrs: Vec<SocketAddr>,
     pub ca_pem: String,
 }
 
 impl Target {
-    /// A new channel authenticated with `identity` (certificate PEM, key PEM).
-    pub async fn channel(&self, (cert, key): (&str, &str)) -> Result<Channel> {
+    /// A new channel authenticated with `identity` (certificate PEM, key PEM) to the first
+    /// master that answers, trying them in order from `preferred`; with the index it reached.
+    /// When none answers, the error is the preferred one's (what the class counts).
+    pub async fn channel(&self, (cert, key): (&str, &str), preferred: usize) -> Result<(Channel, usize)> {
+        let mut first_error = None;
+        for offset in 0..self.addrs.len() {
+            let index = (preferred + offset) % self.addrs.len();
+            match self.channel_to(index, (cert, key)).await {
+                Ok(channel) => return Ok((channel, index)),
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        Err(first_error.unwrap_or_else(|| anyhow::anyhow!("no master address")))
+    }
+
+    async fn channel_to(&self, index: usize, (cert, key): (&str, &str)) -> Result<Channel> {
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&self.ca_pem))
             .identity(Identity::from_pem(cert, key))
             .domain_name("localhost");
-        let endpoint = Endpoint::from_shared(format!("https://{}", self.addr))?
+        let endpoint = Endpoint::from_shared(format!("https://{}", self.addrs[index]))?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .tls_config(tls)?;
@@ -119,6 +137,8 @@ pub struct Outcome {
     pub attempts: u32,
     /// When it was back (both streams, first receipt); `None`: it gave up.
     pub back_at: Option<Instant>,
+    /// The master it is connected to (an index into [`Target::addrs`]), or last tried.
+    pub master: usize,
 }
 
 /// The registration fields of bench agent `index`.
@@ -145,9 +165,10 @@ pub struct Steps {
 }
 
 /// One attempt: a new channel, Register and both streams, a status report and its receipt.
-async fn attempt(agent: &mut FakeAgent, target: &Target) -> Result<Steps> {
+async fn attempt(agent: &mut FakeAgent, target: &Target, master: &mut usize) -> Result<Steps> {
     let started = Instant::now();
-    let channel = target.channel(agent.identity()).await.context("connecting")?;
+    let (channel, reached) = target.channel(agent.identity(), *master).await.context("connecting")?;
+    *master = reached;
     let channel_done = Instant::now();
     agent.connect_over(channel).await?;
     let registered = Instant::now();
@@ -156,27 +177,29 @@ async fn attempt(agent: &mut FakeAgent, target: &Target) -> Result<Steps> {
     Ok(Steps { channel: channel_done - started, register: registered - channel_done, receipt: registered.elapsed() })
 }
 
-/// Brings `agent` back: attempts until one succeeds or the clock says give up. With
-/// `lost_connection` the first attempt waits a backoff step, as the real agent does after its
-/// session ended.
+/// Brings `agent` back: attempts until one succeeds or the clock says give up, starting with
+/// master `preferred` (the one it used last). With `lost_connection` the first attempt waits a
+/// backoff step, as the real agent does after its session ended.
 pub async fn come_back(
     agent: &mut FakeAgent,
     target: &Target,
+    preferred: usize,
     policy: &Policy,
     clock: &Clock,
     stats: &Stats,
     lost_connection: bool,
 ) -> Outcome {
+    let mut master = preferred;
     let mut backoff = Backoff::new(policy.backoff_min, policy.backoff_max);
     let mut wait = lost_connection.then(|| backoff.next_delay(rand::random()));
     let mut hinted_until: Option<Instant> = None;
     let mut attempts = 0u32;
-    let gave_up = Outcome { attempts: 0, back_at: None };
+    let gave_up = Outcome { attempts: 0, back_at: None, master };
     loop {
         if let Some(delay) = wait.take() {
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                _ = clock.give_up() => return Outcome { attempts, ..gave_up },
+                _ = clock.give_up() => return Outcome { attempts, master, ..gave_up },
             }
         }
         if let Some(until) = hinted_until.take() {
@@ -187,14 +210,14 @@ pub async fn come_back(
         attempts += 1;
         stats.attempts.fetch_add(1, Ordering::Relaxed);
         let result = tokio::select! {
-            result = attempt(agent, target) => result,
-            _ = clock.give_up() => return Outcome { attempts, ..gave_up },
+            result = attempt(agent, target, &mut master) => result,
+            _ = clock.give_up() => return Outcome { attempts, master, ..gave_up },
         };
         let error = match result {
             Ok(steps) => {
                 stats.steps.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(steps);
                 stats.back.fetch_add(1, Ordering::Relaxed);
-                return Outcome { attempts, back_at: Some(Instant::now()) };
+                return Outcome { attempts, back_at: Some(Instant::now()), master };
             }
             Err(error) => error,
         };

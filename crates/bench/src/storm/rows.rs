@@ -8,14 +8,21 @@ use dockflare_testsupport::Master;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-/// The storm's rows: shares back over time, attempts, failures, hints.
-pub fn report_storm(figures: &mut Figures, outcomes: &[Outcome], stats: &Stats, listening_at: Instant, args: &Args) {
+/// The storm's rows: shares back over time (from `since`, named by `since_name`), attempts,
+/// failures, hints.
+pub fn report_storm(
+    figures: &mut Figures,
+    outcomes: &[Outcome],
+    stats: &Stats,
+    (since, since_name): (Instant, &str),
+    args: &Args,
+) {
     let n = outcomes.len();
     let mut back: Vec<Duration> =
-        outcomes.iter().filter_map(|o| o.back_at).map(|at| at.saturating_duration_since(listening_at)).collect();
+        outcomes.iter().filter_map(|o| o.back_at).map(|at| at.saturating_duration_since(since)).collect();
     back.sort();
     for share in [50, 90, 99, 100] {
-        let name = format!("back {share:>3} % (from listening: Register + 2 streams + 1st receipt)");
+        let name = format!("back {share:>3} % (from {since_name}: Register + 2 streams + 1st receipt)");
         figures.duration(&name, time_until_share(&back, n, f64::from(share) / 100.0));
     }
     let gave_up = n - back.len();

@@ -31,7 +31,8 @@ pub async fn settle(connected: &[(FakeAgent, Outcome)]) -> Result<()> {
     }
 }
 
-/// Enrolls every agent with one join token, `--connect-concurrency` at a time.
+/// Enrolls every agent with one join token, `--connect-concurrency` at a time, through the
+/// first master.
 pub async fn enroll_all(master: &Master, target: &Target, args: &Args) -> Result<Vec<FakeAgent>> {
     let uses = u32::try_from(args.agents).context("--agents is too large for one join token")?;
     let token = master.join_token(uses).await?;
@@ -39,7 +40,7 @@ pub async fn enroll_all(master: &Master, target: &Target, args: &Args) -> Result
         .map(|index| {
             let token = token.clone();
             async move {
-                let channel = dockflare_testsupport::mtls_channel(target.addr, &target.ca_pem, None).await?;
+                let channel = dockflare_testsupport::mtls_channel(target.addrs[0], &target.ca_pem, None).await?;
                 let agent = FakeAgent::enroll_over(channel, &token, &format!("storm-{index:05}"))
                     .await
                     .with_context(|| format!("enrolling agent {index}"))?;
