@@ -138,8 +138,9 @@ async fn run(
             let outcome = if ack.success { "success" } else { "failure" };
             metrics::counter!("dockflare_commands_acknowledged_total", "outcome" => outcome).increment(1);
         }
-        permits.clear(); // stored: the bytes are free for others
-                         // A reconnecting agent's full report usually repeats what is stored: no pass for that.
+        // Stored: the bytes are free for others.
+        permits.clear();
+        // A reconnecting agent's full report usually repeats what is stored: no pass for that.
         if containers_changed {
             fanout.reconcile().await;
         }

@@ -34,7 +34,10 @@ async fn two_masters_share_the_fleet_and_the_survivor_takes_the_lost_ones_agents
     assert_eq!(figures["agents back / gave up"]["back"], 100, "{figures}");
     assert_eq!(figures["agents back / gave up"]["gave_up"], 0, "{figures}");
     assert_eq!(figures["master B's own agents that lost a stream meanwhile"], 0, "{figures}");
-    assert_eq!(figures["command through the other master: SendCommand -> agent's stream (p50 / p99 / max)"]["samples"], 20);
+    assert_eq!(
+        figures["command through the other master: SendCommand -> agent's stream (p50 / p99 / max)"]["samples"],
+        20
+    );
     assert_eq!(figures["command through master B to a moved agent (p50 / p99 / max)"]["samples"], 20);
     Ok(())
 }
