@@ -52,18 +52,26 @@ pub struct EventWriter {
 pub struct WriterStopped;
 
 impl EventWriter {
-    /// Starts the writer task.
+    /// Starts the writer task, on a thread of its own: each of a batch's statements is a round
+    /// trip to the database's thread, and on the main runtime every return of one queued behind
+    /// the fleet's ready stream tasks (a saturated machine made a batch take hundreds of
+    /// milliseconds of waiting, not of work, while receipts and commands waited for it).
     /// `fanout` asks for a reconcile pass when reported containers change.
-    pub fn spawn(store: Store, sessions: Sessions, fanout: Fanout, supervisor: &Supervisor) -> EventWriter {
+    pub fn spawn(
+        store: Store,
+        sessions: Sessions,
+        fanout: Fanout,
+        supervisor: &Supervisor,
+    ) -> std::io::Result<EventWriter> {
         let (queue, incoming) = mpsc::channel(QUEUE_CAPACITY);
         let stop = CancellationToken::new();
         let (stopped_tx, stopped) = watch::channel(false);
         let writer = run(store, sessions, fanout, incoming, stop.clone());
-        supervisor.spawn("event writer", async move {
+        supervisor.spawn_on_own_thread("event writer", async move {
             writer.await;
             stopped_tx.send_replace(true);
-        });
-        EventWriter { queue, bytes: Arc::new(Semaphore::new(QUEUE_BYTES)), stop, stopped }
+        })?;
+        Ok(EventWriter { queue, bytes: Arc::new(Semaphore::new(QUEUE_BYTES)), stop, stopped })
     }
 
     /// At shutdown: takes no more events, stores those queued, and returns once they are stored

@@ -91,6 +91,8 @@ pub enum StartError {
     AccessPolicies(#[from] crate::access_policy_file::LoadError),
     #[error("cannot watch for SIGHUP (access policy reloads): {0}")]
     Signal(std::io::Error),
+    #[error("cannot start the {task} thread: {source}")]
+    Thread { task: &'static str, source: std::io::Error },
     #[error("recording the master's admin identity: {0}")]
     AdminIdentity(#[from] crate::admin_identities::AdmissionError),
 }
@@ -189,7 +191,8 @@ pub async fn start(
     if store.backend() == store::Backend::Postgres {
         crate::cluster::spawn_listener(url.clone(), sessions.clone(), reconciler.clone(), &supervisor);
     }
-    let events = EventWriter::spawn(store.clone(), sessions.clone(), fanout.clone(), &supervisor);
+    let events = EventWriter::spawn(store.clone(), sessions.clone(), fanout.clone(), &supervisor)
+        .map_err(|source| StartError::Thread { task: "event writer", source })?;
     let registration_writer = crate::registration_writer::RegistrationWriter::spawn(store.clone(), &supervisor);
     supervisor.spawn("access policy reloads", policy_reloads.run(store.clone(), fanout.clone()));
     let admins = crate::admin_identities::AdminRegistry::new(store.clone());

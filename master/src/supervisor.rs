@@ -72,6 +72,36 @@ impl Supervisor {
 
     /// Spawns `task` under `name`; its end, however it comes, is reported.
     pub fn spawn(&self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
+        tokio::spawn(self.supervised(name, task));
+    }
+
+    /// Like [`Supervisor::spawn`], on an OS thread of its own with a single-threaded runtime:
+    /// for a task whose every step waits for another thread (the database's) and that must not
+    /// queue behind thousands of ready stream tasks for each one. I/O is shared both ways (a
+    /// pool's connection belongs to the runtime that opened it), so the thread's runtime keeps
+    /// running after the task ends, until the process exits.
+    pub fn spawn_on_own_thread(
+        &self,
+        name: &'static str,
+        task: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let supervised = self.supervised(name, task);
+        std::thread::Builder::new().name(name.replace(' ', "-")).spawn(move || {
+            runtime.block_on(async move {
+                supervised.await;
+                std::future::pending::<()>().await
+            })
+        })?;
+        Ok(())
+    }
+
+    /// `task` with the fault injection, and its end reported.
+    fn supervised(
+        &self,
+        name: &'static str,
+        task: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = ()> + Send + 'static {
         let (exits, stopping, failure) = (self.exits.clone(), self.stopping.clone(), self.failure.clone());
         let fault = self.fault.as_ref().filter(|(task, _)| task == name).map(|(_, fire)| fire.clone());
         let task = async move {
@@ -81,7 +111,7 @@ impl Supervisor {
                 _ = fire.wait_for(|fire| *fire) => panic!("a fault injected by --test-fault-task {name}"),
             }
         };
-        tokio::spawn(async move {
+        async move {
             let panic = AssertUnwindSafe(task).catch_unwind().await.err().map(|payload| {
                 payload
                     .downcast_ref::<&str>()
@@ -94,7 +124,7 @@ impl Supervisor {
                 failure.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert_with(|| exit.to_string());
                 let _ = exits.send(exit);
             }
-        });
+        }
     }
 }
 
@@ -143,5 +173,19 @@ mod tests {
         let exit = exits.first_exit().await;
         assert_eq!(exit.task, "reconciler");
         assert_eq!(exit.panic.as_deref(), Some("a fault injected by --test-fault-task reconciler"));
+    }
+
+    #[tokio::test]
+    async fn a_task_on_its_own_thread_runs_there_and_its_end_is_reported() -> std::io::Result<()> {
+        let (supervisor, mut exits) = Supervisor::new();
+        let (name_tx, name_rx) = tokio::sync::oneshot::channel();
+        supervisor.spawn_on_own_thread("event writer", async move {
+            let _ = name_tx.send(std::thread::current().name().map(str::to_string));
+            panic!("the writer lost its database");
+        })?;
+        let exit = exits.first_exit().await;
+        assert_eq!(exit.to_string(), "the event writer task panicked: the writer lost its database");
+        assert_eq!(name_rx.await.ok().flatten().as_deref(), Some("event-writer"));
+        Ok(())
     }
 }
