@@ -154,6 +154,26 @@ impl Master {
             .context("the master did not log where its health and metrics listen")
     }
 
+    /// The master's whole /metrics text (a plain HTTP/1.0 GET, read to the end; at most 10 s).
+    pub async fn metrics_text(&self) -> Result<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.metrics_addr()?;
+        let read = async {
+            let mut stream = tokio::net::TcpStream::connect(addr).await?;
+            stream.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await?;
+            let mut answer = Vec::new();
+            stream.read_to_end(&mut answer).await?;
+            anyhow::Ok(String::from_utf8_lossy(&answer).into_owned())
+        };
+        let answer = tokio::time::timeout(Duration::from_secs(10), read).await.context("/metrics took over 10 s")??;
+        match answer.split_once("\r\n\r\n") {
+            Some((head, body)) if head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200") => {
+                Ok(body.to_string())
+            }
+            _ => bail!("/metrics answered: {}", answer.lines().next().unwrap_or_default()),
+        }
+    }
+
     /// The `addr` of the master's last log record with `message`.
     fn logged_addr(&self, message: &str) -> Option<SocketAddr> {
         self.logs.records(message).last().and_then(|record| record.get("addr")?.as_str()?.parse().ok())

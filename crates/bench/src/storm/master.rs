@@ -100,22 +100,7 @@ pub fn cpu_time(pid: &str) -> Result<Duration> {
     Ok(Duration::from_millis((tick(14)? + tick(15)?) * 1000 / USER_HZ))
 }
 
-/// The master's /metrics text (read whole: the health probe's reader stops at 64 KiB).
+/// The master's /metrics text.
 pub async fn metrics(master: &Master) -> Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = master.metrics_addr()?;
-    let read = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        stream.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await?;
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).await?;
-        anyhow::Ok(String::from_utf8_lossy(&answer).into_owned())
-    };
-    let answer = tokio::time::timeout(Duration::from_secs(10), read).await.context("/metrics took over 10 s")??;
-    match answer.split_once("\r\n\r\n") {
-        Some((head, body)) if head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200") => {
-            Ok(body.to_string())
-        }
-        _ => bail!("/metrics answered: {}", answer.lines().next().unwrap_or_default()),
-    }
+    master.metrics_text().await
 }
