@@ -20,9 +20,10 @@ use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
 use dockflare::v1::Container;
 use dockflare::v1::{ListRoutesRequest, ReconcileRequest, RouteStatus};
+use dockflare_bench::figures::Figures;
 use dockflare_emulator::{Emulator, EmulatorConfig, RequestLogEntry};
 use dockflare_testsupport::fake_agent::{labelled, route_labels, FakeAgent};
-use dockflare_testsupport::{Master, MasterOptions};
+use dockflare_testsupport::{eventually, Master, MasterOptions};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,8 +33,6 @@ use std::time::{Duration, Instant};
 const ZONE: &str = "bench.example.com";
 /// The ingress configuration's route in the emulator's request log.
 const INGRESS_ROUTE: &str = "/accounts/{account_id}/cfd_tunnel/{tunnel_id}/configurations";
-/// How often the waits look again.
-const POLL: Duration = Duration::from_millis(20);
 
 #[derive(Parser, Debug)]
 #[command(about = "Restarts a real dockflare-master under N agents' labelled containers and times its convergence.")]
@@ -73,39 +72,6 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-/// The figures, printed as a table and kept as JSON.
-#[derive(Default)]
-struct Figures {
-    rows: Vec<(String, String, serde_json::Value)>,
-}
-
-impl Figures {
-    fn row(&mut self, name: &str, text: impl Into<String>, value: impl Into<serde_json::Value>) {
-        let text = text.into();
-        eprintln!("  {name}: {text}");
-        self.rows.push((name.to_string(), text, value.into()));
-    }
-
-    fn seconds(&mut self, name: &str, took: Duration) {
-        self.row(name, format!("{:.2} s", took.as_secs_f64()), took.as_secs_f64());
-    }
-
-    fn render(&self, title: &str) -> String {
-        let width = self.rows.iter().map(|(name, _, _)| name.len()).max().unwrap_or(0);
-        let mut out = format!("\n{title}\n{}\n", "=".repeat(title.len()));
-        for (name, text, _) in &self.rows {
-            out.push_str(&format!("{name:<width$}  {text}\n"));
-        }
-        out
-    }
-
-    fn json(&self, title: &str) -> serde_json::Value {
-        let figures: serde_json::Map<String, serde_json::Value> =
-            self.rows.iter().map(|(name, _, value)| (name.clone(), value.clone())).collect();
-        serde_json::json!({ "title": title, "figures": figures })
-    }
-}
-
 async fn run(args: &Args) -> Result<()> {
     ensure!(args.agents > 0 && args.containers > 0, "--agents and --containers must be at least 1");
     let routes = args.agents * args.containers;
@@ -117,12 +83,12 @@ async fn run(args: &Args) -> Result<()> {
     let config = EmulatorConfig { zones: vec![ZONE.into()], ..EmulatorConfig::default() };
     let (emulator, addr) = Emulator::start(config, SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let mut master = start_master(args, &emulator, addr).await?;
-    let mut figures = Figures::default();
+    let mut figures = Figures::new(title);
     let outcome = measure(args, &emulator, &mut master, &mut figures).await;
     let _ = master.kill9();
-    println!("{}", figures.render(&title));
+    println!("{}", figures.render());
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&figures.json(&title))?)
+        std::fs::write(path, serde_json::to_string_pretty(&figures.json())?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
     outcome
@@ -173,11 +139,14 @@ async fn measure(args: &Args, emulator: &Emulator, master: &mut Master, figures:
     emulator.reset_requests();
     let started = Instant::now();
     report_all(&agents, &fleet).await?;
-    wait(args.timeout, "the first convergence", || async {
-        Ok(active_routes(master).await? == routes && served(emulator, routes))
+    eventually("the first convergence", args.timeout, || async {
+        Ok((active_routes(master).await? == routes && served(emulator, routes)).then_some(()))
     })
     .await?;
-    figures.seconds("first convergence: reports -> every route active, recorded and in its ingress", started.elapsed());
+    figures.duration(
+        "first convergence: reports -> every route active, recorded and in its ingress",
+        Some(started.elapsed()),
+    );
     let first = Writes::of(&emulator.requests().log);
     figures.row("  writes it took: ingress PUTs / DNS / other", first.summary(), first.json());
 
@@ -187,17 +156,20 @@ async fn measure(args: &Args, emulator: &Emulator, master: &mut Master, figures:
     let restart = Instant::now();
     master.restart().await?;
     let listening = Instant::now();
-    figures.seconds("restart: start -> \"Master listening.\"", listening - restart);
+    figures.duration("restart: start -> \"Master listening.\"", Some(listening - restart));
     futures::future::try_join_all(agents.iter_mut().map(|agent| agent.connect(master))).await?;
     report_all(&agents, &fleet).await?;
     let reports_stored = listening.elapsed();
-    wait(args.timeout, "the convergence after the restart", || async {
-        Ok(passes_ok(master).await? >= 1.0 && active_routes(master).await? == routes)
+    eventually("the convergence after the restart", args.timeout, || async {
+        Ok((passes_ok(master).await? >= 1.0 && active_routes(master).await? == routes).then_some(()))
     })
     .await?;
     let converged = listening.elapsed();
-    figures.seconds("after the restart: every agent reconnected and its report stored", reports_stored);
-    figures.seconds("after the restart: converged (reports stored, a pass succeeded, every route active)", converged);
+    figures.duration("after the restart: every agent reconnected and its report stored", Some(reports_stored));
+    figures.duration(
+        "after the restart: converged (reports stored, a pass succeeded, every route active)",
+        Some(converged),
+    );
     let met = converged <= args.target;
     figures.row(
         &format!("target: converged within {:.1} s of listening", args.target.as_secs_f64()),
@@ -271,24 +243,6 @@ async fn passes_ok(master: &Master) -> Result<f64> {
         .filter(|line| line.starts_with("dockflare_reconcile_passes_total") && line.contains("result=\"ok\""))
         .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
         .sum())
-}
-
-/// Waits until `done` holds, looking every [`POLL`]; an error names `what` after `timeout`.
-async fn wait<F, Fut>(timeout: Duration, what: &str, mut done: F) -> Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<bool>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if done().await? {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            bail!("{what}: not reached within {timeout:?}");
-        }
-        tokio::time::sleep(POLL).await;
-    }
 }
 
 /// The writes in a stretch of the emulator's request log, by kind.

@@ -8,17 +8,16 @@
 //!    the real agent's way (backoff, hints), timed from the kill; the other master's agents keep
 //!    their streams; commands through the survivor reach the agents that moved.
 
-use crate::figures::{mib, secs, Figures};
-use crate::reconnect::{come_back, Clock, Outcome, Policy, Stats, Target};
+use crate::reconnect::{all_back, come_back, Clock, Outcome, Policy, Stats, Target};
 use crate::rows::{failed, report_storm};
 use crate::setup::{enroll_all, settle};
-use crate::{master, phase, Args, PROGRESS_EVERY};
+use crate::{master, phase, Args};
 use anyhow::{bail, ensure, Context, Result};
 use dockflare::v1::admin_service_client::AdminServiceClient;
 use dockflare::v1::{command, send_command_request, Resync, SendCommandRequest};
+use dockflare_bench::figures::{mib, secs, Figures};
 use dockflare_testsupport::{Arrivals, FakeAgent, Master};
 use futures::StreamExt;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
@@ -115,24 +114,7 @@ pub async fn run(args: &Args, masters: &mut [Master], figures: &mut Figures) -> 
         })
         .collect();
     let moved_count = tasks.len();
-    let all_back = futures::future::join_all(tasks);
-    tokio::pin!(all_back);
-    let mut progress = tokio::time::interval_at((killed_at + PROGRESS_EVERY).into(), PROGRESS_EVERY);
-    let results = loop {
-        tokio::select! {
-            results = &mut all_back => break results,
-            _ = progress.tick() => eprintln!(
-                "  {} s: {} of {moved_count} on master B, {} attempts",
-                killed_at.elapsed().as_secs(),
-                stats.back.load(Ordering::Relaxed),
-                stats.attempts.load(Ordering::Relaxed),
-            ),
-        }
-    };
-    let mut moved = Vec::with_capacity(results.len());
-    for result in results {
-        moved.push(result.context("an agent's task panicked")?);
-    }
+    let moved = all_back(tasks, &stats, killed_at, "on master B").await?;
     let outcomes: Vec<Outcome> = moved.iter().map(|(_, outcome)| *outcome).collect();
     report_storm(figures, &outcomes, &stats, (killed_at, "the kill of master A"), args);
     let elsewhere = outcomes.iter().filter(|o| o.back_at.is_some() && o.master != 1).count();

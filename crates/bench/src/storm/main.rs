@@ -35,7 +35,6 @@
 mod backoff;
 mod classify;
 mod cluster;
-mod figures;
 mod master;
 mod reconnect;
 mod rows;
@@ -43,14 +42,13 @@ mod setup;
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
+use dockflare_bench::figures::{mib, secs, Figures};
 use dockflare_testsupport::{FakeAgent, Master};
-use figures::{mib, secs, Figures};
 use futures::StreamExt;
-use reconnect::{come_back, Clock, Outcome, Policy, Stats, Target};
+use reconnect::{all_back, come_back, Clock, Outcome, Policy, Stats, Target};
 use rows::{failed, report_master_counters, report_storm};
 use setup::{enroll_all, settle};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -247,27 +245,9 @@ async fn storm(args: &Args, master: &mut Master, figures: &mut Figures) -> Resul
     figures.duration("restart: start -> \"Master listening.\"", Some(listening_at - restart));
     eprintln!("Master {} listening again.", master.pid().unwrap_or_default());
 
-    let all_back = futures::future::join_all(agents);
-    tokio::pin!(all_back);
-    let mut progress = tokio::time::interval_at((listening_at + PROGRESS_EVERY).into(), PROGRESS_EVERY);
-    let results = loop {
-        tokio::select! {
-            results = &mut all_back => break results,
-            _ = progress.tick() => eprintln!(
-                "  {} s: {} of {n} back, {} attempts",
-                listening_at.elapsed().as_secs(),
-                stats.back.load(Ordering::Relaxed),
-                stats.attempts.load(Ordering::Relaxed),
-            ),
-        }
-    };
-    let mut outcomes = Vec::with_capacity(n);
-    let mut fleet = Vec::with_capacity(n); // held (connected) until the figures are read
-    for result in results {
-        let (agent, outcome) = result.context("an agent's task panicked")?;
-        outcomes.push(outcome);
-        fleet.push(agent);
-    }
+    // The fleet is held (connected) until the figures are read.
+    let (fleet, outcomes): (Vec<FakeAgent>, Vec<Outcome>) =
+        all_back(agents, &stats, listening_at, "back").await?.into_iter().unzip();
     let storm_wall = restart.elapsed();
     report_storm(figures, &outcomes, &stats, (listening_at, "listening"), args);
     let master_cpu = master::cpu_time(&master.pid().unwrap_or_default().to_string())?;

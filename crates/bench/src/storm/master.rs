@@ -1,7 +1,7 @@
 //! The master under the storm: the shared launcher ([`dockflare_testsupport::Master`]) with
 //! fleet_bench's flags (crates/bench/src/process.rs; copied, not shared, so that benchmark can
 //! change on its own), the descriptor limit both sides need, and what the master says about
-//! itself (/proc, /metrics) after the storm.
+//! itself (/proc) after the storm.
 
 use crate::Args;
 use anyhow::{bail, Context, Result};
@@ -98,9 +98,4 @@ pub fn cpu_time(pid: &str) -> Result<Duration> {
         fields.get(index - 3).context("short /proc/<pid>/stat")?.parse().context("parsing /proc/<pid>/stat")
     };
     Ok(Duration::from_millis((tick(14)? + tick(15)?) * 1000 / USER_HZ))
-}
-
-/// The master's /metrics text.
-pub async fn metrics(master: &Master) -> Result<String> {
-    master.metrics_text().await
 }

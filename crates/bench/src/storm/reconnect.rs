@@ -233,3 +233,31 @@ pub async fn come_back(
         });
     }
 }
+
+/// Waits for every agent's way back (`tasks`, each from [`come_back`]), printing every
+/// [`crate::PROGRESS_EVERY`] from `since` how many are `back` (the word says where); the agents
+/// with their outcomes, in the tasks' order.
+pub async fn all_back(
+    tasks: Vec<tokio::task::JoinHandle<(FakeAgent, Outcome)>>,
+    stats: &Stats,
+    since: Instant,
+    back: &str,
+) -> Result<Vec<(FakeAgent, Outcome)>> {
+    let total = tasks.len();
+    let joined = futures::future::join_all(tasks);
+    tokio::pin!(joined);
+    let every = crate::PROGRESS_EVERY;
+    let mut progress = tokio::time::interval_at((since + every).into(), every);
+    let results = loop {
+        tokio::select! {
+            results = &mut joined => break results,
+            _ = progress.tick() => eprintln!(
+                "  {} s: {} of {total} {back}, {} attempts",
+                since.elapsed().as_secs(),
+                stats.back.load(Ordering::Relaxed),
+                stats.attempts.load(Ordering::Relaxed),
+            ),
+        }
+    };
+    results.into_iter().map(|result| result.context("an agent's task panicked")).collect()
+}

@@ -1,9 +1,9 @@
 //! The storm's rows of the figures: shares of the fleet back over time, attempts, failures by
 //! class, hints, the steps of the last attempts, and what the restarted master counted.
 
-use crate::figures::{attempts_summary, metric_samples, metric_sum, secs, time_until_share, Figures};
 use crate::reconnect::{Outcome, Stats, Steps};
 use crate::Args;
+use dockflare_bench::figures::{attempts_summary, metric_samples, metric_sum, secs, time_until_share, Figures};
 use dockflare_testsupport::Master;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -73,7 +73,7 @@ pub fn report_storm(
 
 /// What the restarted master counted: refused registrations, failed TLS handshakes, log problems.
 pub async fn report_master_counters(figures: &mut Figures, master: &Master, args: &Args) {
-    match crate::master::metrics(master).await {
+    match master.metrics_text().await {
         Ok(text) => {
             if let Some(path) = &args.master_metrics {
                 if let Err(error) = std::fs::write(path, &text) {

@@ -1,5 +1,6 @@
-//! The storm's figures: a two-column table (as fleet_bench prints) and the same rows as JSON,
-//! and the pure arithmetic behind them (time until a share of the fleet is back, attempts).
+//! A benchmark's figures: a two-column table (as fleet_bench prints) and the same rows as JSON,
+//! and the pure arithmetic behind them (time until a share of the fleet is back, attempts,
+//! percentiles, counters read from a /metrics text).
 
 use serde_json::{Map, Value};
 use std::time::Duration;
