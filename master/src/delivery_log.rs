@@ -34,6 +34,16 @@ impl DeliveryLog {
             tracing::warn!(message = "Command deliveries are no longer recorded (shutting down).", agent = %agent_id);
         }
     }
+
+    /// [`DeliveryLog::delivered`] where waiting is not possible (a stream being dropped): when
+    /// the queue is full the record is skipped, and the agent's acknowledgement counts the
+    /// delivery instead.
+    pub fn delivered_without_waiting(&self, agent_id: &str, first: u64, last: u64) {
+        let run = DeliveredRun { agent_id: agent_id.to_string(), first, last, at: now_millis() };
+        if let Err(error) = self.queue.try_send(run) {
+            tracing::debug!(message = "A delivery record was skipped.", agent = %agent_id, first, last, %error);
+        }
+    }
 }
 
 async fn record(store: Store, mut incoming: mpsc::Receiver<DeliveredRun>) {

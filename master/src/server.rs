@@ -202,6 +202,10 @@ pub async fn start(
     supervisor.spawn("admin revocations", admins.clone().follow_revocations());
     let quota = options.cloudflare.reconcile.max_routes_per_agent;
     supervisor.spawn("watch feed", crate::watch::feed::run(store.clone(), watch.clone(), leader.clone(), quota));
+    supervisor.spawn(
+        "command stream watchdog",
+        sessions.clone().end_unread_command_streams_every(options.settings.command_send_timeout),
+    );
     supervisor.spawn("liveness", crate::liveness::run(store.clone(), options.settings.heartbeat_timeout));
     supervisor.spawn("event retention", crate::retention::run(store.clone(), options.settings.event_retention));
     let state = Arc::new(MasterState {

@@ -9,12 +9,19 @@
 //! revocation forgets the agent's record, and a record read before any
 //! revocation is not kept after it ([`Sessions::revocation_mark`]).
 //!
+//! A command stream is pulled by the connection (it is the response body, with no task or
+//! channel of its own), so a stream whose agent stops reading is simply not polled. Each one
+//! keeps a [`CommandWake`]: queued commands wake it and mark it wanted, its pump notes when it
+//! was last polled, and [`Sessions::end_unread_command_streams`] ends those wanted and not
+//! polled for longer than the send timeout.
+//!
 //! One mutex guards a map of small entries; it is held only to look up or
 //! change an entry, never across an await.
 
 use crate::model::AgentRecord;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 
@@ -32,6 +39,58 @@ pub enum EndReason {
     Revoked,
     /// This master is shutting down (the agent reconnects, to another master if it has one).
     ShuttingDown,
+    /// Commands waited longer than the send timeout for the agent to read its stream.
+    NotReading,
+}
+
+/// How a command stream is woken, and whether it keeps up: shared by the session (which wakes
+/// it) and the stream's pump (which notes its progress).
+#[derive(Default)]
+pub struct CommandWake {
+    notify: Notify,
+    /// Set when a command is queued or the pump has more to send; cleared when the pump has
+    /// sent everything and waits.
+    wanted: AtomicBool,
+    /// When the pump was last polled ([`monotonic_millis`]).
+    polled_at: AtomicU64,
+}
+
+impl CommandWake {
+    /// Waits until a command is queued (a wake-up given while nobody waited is kept).
+    pub async fn queued(&self) {
+        self.notify.notified().await
+    }
+
+    /// The pump was polled: it is making progress.
+    pub fn polled(&self) {
+        self.polled_at.store(monotonic_millis(), Ordering::Relaxed);
+    }
+
+    /// The pump has something to send (or may have: it is reading the log).
+    pub fn busy(&self) {
+        self.wanted.store(true, Ordering::Relaxed);
+    }
+
+    /// The pump has sent everything and waits.
+    pub fn idle(&self) {
+        self.wanted.store(false, Ordering::Relaxed);
+    }
+
+    fn wake(&self) {
+        self.wanted.store(true, Ordering::Relaxed);
+        self.notify.notify_one();
+    }
+
+    /// Wanted and not polled for longer than `limit` (milliseconds) as of `now`.
+    fn unread_for(&self, now: u64, limit: u64) -> bool {
+        self.wanted.load(Ordering::Relaxed) && now.saturating_sub(self.polled_at.load(Ordering::Relaxed)) > limit
+    }
+}
+
+/// Milliseconds on a monotonic clock (since the first call in this process).
+fn monotonic_millis() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    u64::try_from(START.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The two long-lived streams an agent holds.
@@ -47,7 +106,7 @@ struct Attachment {
 }
 
 struct Entry {
-    commands_queued: Arc<Notify>,
+    commands_queued: Arc<CommandWake>,
     receipts: watch::Sender<u64>,
     commands: Option<Attachment>,
     events: Option<Attachment>,
@@ -74,6 +133,8 @@ struct Inner {
     next_generation: u64,
     /// Agents that registered lately: their record and when.
     registered: HashMap<String, (AgentRecord, Instant)>,
+    /// The same agents in the order they registered (the oldest are forgotten first).
+    registered_order: VecDeque<(String, Instant)>,
     /// Revocations so far (a record read before one is not kept).
     revocations: u64,
 }
@@ -87,7 +148,7 @@ pub struct Attached {
     /// Becomes `Some` when the master ends this stream.
     pub end: watch::Receiver<Option<EndReason>>,
     /// Woken when a command is queued for the agent (command streams).
-    pub commands_queued: Arc<Notify>,
+    pub commands_queued: Arc<CommandWake>,
     /// The highest event id stored for the agent.
     pub receipts: watch::Receiver<u64>,
 }
@@ -107,7 +168,7 @@ impl Sessions {
         inner.next_generation += 1;
         let generation = inner.next_generation;
         let entry = inner.entries.entry(agent_id.to_string()).or_insert_with(|| Entry {
-            commands_queued: Arc::new(Notify::new()),
+            commands_queued: Arc::new(CommandWake::default()),
             receipts: watch::Sender::new(stored_event_id),
             commands: None,
             events: None,
@@ -141,15 +202,52 @@ impl Sessions {
     /// Wakes the agent's command stream, if it has one here.
     pub fn notify_commands(&self, agent_id: &str) {
         if let Some(entry) = self.lock().entries.get(agent_id) {
-            entry.commands_queued.notify_one();
+            entry.commands_queued.wake();
         }
     }
 
     /// Wakes every command stream here (after missed notifications).
     pub fn notify_all_commands(&self) {
         for entry in self.lock().entries.values() {
-            entry.commands_queued.notify_one();
+            entry.commands_queued.wake();
         }
+    }
+
+    /// Runs [`Sessions::end_unread_command_streams`] a few times per `limit`, for ever, logging
+    /// each stream it ends.
+    pub async fn end_unread_command_streams_every(self, limit: Duration) {
+        let mut tick = tokio::time::interval((limit / 4).clamp(Duration::from_millis(100), Duration::from_secs(1)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            for agent_id in self.end_unread_command_streams(limit) {
+                tracing::warn!(
+                    message = "Agent is not reading its command stream; closing it.",
+                    agent = %agent_id,
+                    waited_longer_than = ?limit,
+                );
+            }
+        }
+    }
+
+    /// Ends the command streams that had something to send and were not polled for longer than
+    /// `limit` (their agent does not read them); returns those agents.
+    pub fn end_unread_command_streams(&self, limit: Duration) -> Vec<String> {
+        self.end_command_streams_unread_at(monotonic_millis(), u64::try_from(limit.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// [`Sessions::end_unread_command_streams`] as of `now`, `limit` in milliseconds.
+    fn end_command_streams_unread_at(&self, now: u64, limit: u64) -> Vec<String> {
+        let mut ended = Vec::new();
+        for (agent_id, entry) in self.lock().entries.iter_mut() {
+            if entry.commands.is_some() && entry.commands_queued.unread_for(now, limit) {
+                if let Some(attachment) = entry.commands.take() {
+                    let _ = attachment.end.send(Some(EndReason::NotReading));
+                    ended.push(agent_id.clone());
+                }
+            }
+        }
+        ended
     }
 
     /// Publishes that the agent's events up to `event_id` are stored.
@@ -176,19 +274,20 @@ impl Sessions {
             return;
         }
         let now = Instant::now();
+        inner.forget_registered_before(now);
         if inner.registered.len() >= REGISTERED_MAX {
-            inner.registered.retain(|_, (_, at)| now.duration_since(*at) < REGISTERED_FOR);
-            if inner.registered.len() >= REGISTERED_MAX {
-                inner.registered.clear();
-            }
+            inner.registered.clear();
+            inner.registered_order.clear();
         }
         inner.registered.insert(record.id.clone(), (record.clone(), now));
+        inner.registered_order.push_back((record.id.clone(), now));
     }
 
     /// The record the agent registered with, if that was in the last [`REGISTERED_FOR`] and it
     /// was not revoked since.
     pub fn recently_registered(&self, agent_id: &str) -> Option<AgentRecord> {
-        let inner = self.lock();
+        let mut inner = self.lock();
+        inner.forget_registered_before(Instant::now());
         let (record, at) = inner.registered.get(agent_id)?;
         (at.elapsed() < REGISTERED_FOR).then(|| record.clone())
     }
@@ -222,6 +321,27 @@ impl Sessions {
     /// Number of agents with a command stream open here.
     pub fn connected_count(&self) -> usize {
         self.lock().entries.values().filter(|entry| entry.commands.is_some()).count()
+    }
+}
+
+impl Inner {
+    /// Forgets the records older than [`REGISTERED_FOR`] (a fleet's records do not stay once
+    /// its streams are open).
+    fn forget_registered_before(&mut self, now: Instant) {
+        while let Some((agent_id, at)) = self.registered_order.front() {
+            if now.duration_since(*at) < REGISTERED_FOR {
+                break;
+            }
+            // A newer registration of the same agent keeps its record.
+            if self.registered.get(agent_id).is_some_and(|(_, latest)| latest == at) {
+                self.registered.remove(agent_id);
+            }
+            self.registered_order.pop_front();
+        }
+        if self.registered.is_empty() {
+            self.registered.shrink_to(0);
+            self.registered_order.shrink_to(0);
+        }
     }
 }
 
@@ -277,6 +397,57 @@ mod tests {
         assert_eq!(*commands.end.borrow(), Some(EndReason::Revoked));
         assert_eq!(*events.end.borrow(), Some(EndReason::Revoked));
         assert_eq!(*other.end.borrow(), None);
+    }
+
+    #[test]
+    fn a_stream_is_unread_only_while_wanted_and_not_polled() {
+        let wake = CommandWake::default();
+        wake.polled_at.store(100, Ordering::Relaxed);
+        assert!(!wake.unread_for(10_000, 50), "nothing to send: never unread");
+        wake.wake();
+        assert!(wake.unread_for(200, 50));
+        assert!(!wake.unread_for(140, 50), "polled lately");
+        wake.idle();
+        assert!(!wake.unread_for(10_000, 50), "everything sent");
+        wake.busy();
+        assert!(wake.unread_for(10_000, 50), "mid-page, not polled");
+    }
+
+    #[test]
+    fn only_the_unread_command_stream_is_ended_and_detached() {
+        let sessions = Sessions::default();
+        let stuck = sessions.attach("stuck", StreamKind::Commands, 0);
+        let idle = sessions.attach("idle", StreamKind::Commands, 0);
+        let reading = sessions.attach("reading", StreamKind::Commands, 0);
+        let events = sessions.attach("stuck", StreamKind::Events, 0);
+        stuck.commands_queued.polled_at.store(1_000, Ordering::Relaxed);
+        idle.commands_queued.polled_at.store(1_000, Ordering::Relaxed);
+        reading.commands_queued.polled_at.store(9_990, Ordering::Relaxed);
+        sessions.notify_commands("stuck");
+        sessions.notify_commands("reading");
+
+        assert_eq!(sessions.end_command_streams_unread_at(10_000, 5_000), vec!["stuck".to_string()]);
+        assert_eq!(*stuck.end.borrow(), Some(EndReason::NotReading));
+        assert_eq!(*idle.end.borrow(), None);
+        assert_eq!(*reading.end.borrow(), None);
+        assert_eq!(*events.end.borrow(), None, "the event stream goes on");
+        assert!(!sessions.is_connected("stuck"), "a new command stream is welcome");
+        assert!(sessions.end_command_streams_unread_at(10_000, 5_000).is_empty(), "ended once");
+    }
+
+    #[test]
+    fn registrations_are_forgotten_once_old() {
+        let sessions = Sessions::default();
+        let first = crate::reconcile::swarms::tests::agent("a", "standalone", "", "n1", "", &[]);
+        let second = crate::reconcile::swarms::tests::agent("b", "standalone", "", "n2", "", &[]);
+        let mark = sessions.revocation_mark();
+        sessions.remember_registered(&first, mark);
+        sessions.remember_registered(&second, mark);
+        sessions.remember_registered(&first, mark); // again: one record, the newest
+        assert_eq!(sessions.lock().registered.len(), 2);
+        sessions.lock().forget_registered_before(Instant::now() + REGISTERED_FOR);
+        let inner = sessions.lock();
+        assert!(inner.registered.is_empty() && inner.registered_order.is_empty(), "nothing kept past its time");
     }
 
     #[test]

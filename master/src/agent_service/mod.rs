@@ -17,14 +17,13 @@ use crate::store::{AgentRecord, CommandAck, NewAgent, Registration, StoredEvent,
 use dockflare::v1::agent_service_server::AgentService;
 use dockflare::v1::{
     AgentEvent, EnrollRequest, EnrollResponse, RegisterRequest, RegisterResponse, RenewCertificateRequest,
-    RenewCertificateResponse, ReportEventsResponse, WatchCommandsRequest, WatchCommandsResponse,
+    RenewCertificateResponse, ReportEventsResponse, WatchCommandsRequest,
 };
 use dockflare_common::identity::{AgentId, Identity};
 use dockflare_common::join_token::{certificate_digest, JoinToken};
 use dockflare_common::retry_pushback;
 use prost::Message;
 use std::time::Duration;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 /// Features this master offers agents (RegisterResponse.master_capabilities).
@@ -144,6 +143,9 @@ fn end_status(agent_id: &str, reason: EndReason) -> Status {
         EndReason::Revoked => Status::permission_denied(format!("agent {agent_id} has been revoked")),
         EndReason::Superseded => Status::aborted("a newer stream of this agent replaced this one"),
         EndReason::ShuttingDown => Status::unavailable("the master is shutting down; reconnect"),
+        EndReason::NotReading => {
+            Status::unavailable("commands waited longer than the send timeout for this stream to be read; reconnect")
+        }
     }
 }
 
@@ -352,7 +354,7 @@ impl AgentService for AgentApi {
         }
     }
 
-    type WatchCommandsStream = ReceiverStream<Result<WatchCommandsResponse, Status>>;
+    type WatchCommandsStream = commands::CommandStream;
 
     async fn watch_commands(
         &self,
@@ -361,9 +363,7 @@ impl AgentService for AgentApi {
         let agent_id = self.state.auth.agent(&request)?;
         let record = self.streaming_agent(&agent_id).await?;
         let attached = self.state.sessions.attach(agent_id.as_str(), StreamKind::Commands, record.last_event_id);
-        let (tx, rx) = tokio::sync::mpsc::channel(commands::STREAM_BUFFER);
-        tokio::spawn(commands::pump(self.state.clone(), agent_id, record.last_acked_command_seq, attached, tx));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(commands::stream(self.state.clone(), agent_id, record.last_acked_command_seq, attached)))
     }
 
     async fn renew_certificate(

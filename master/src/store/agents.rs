@@ -56,9 +56,13 @@ pub enum Registration {
 
 /// Ends with the policy columns ([`super::policy_from_row`]).
 const COLUMNS: &str = "id, display_name, hostname, status, docker_mode, node_id, node_role, version, \
-    tunnel_group, capabilities, enrolled_at, last_seen_at, cert_serial, cert_not_after, last_command_seq, \
-    last_acked_command_seq, last_event_id, label_prefix, assigned_tunnel_id, removed_at, swarm_cluster_id, \
-    swarm_managers, allowed_hostnames, allow_wildcards, allow_apex, max_routes";
+    tunnel_group, capabilities, enrolled_at, agent_progress.last_seen_at, cert_serial, cert_not_after, \
+    last_command_seq, last_acked_command_seq, COALESCE(agent_progress.last_event_id, 0) AS last_event_id, \
+    label_prefix, assigned_tunnel_id, removed_at, swarm_cluster_id, swarm_managers, allowed_hostnames, \
+    allow_wildcards, allow_apex, max_routes";
+/// The agents with their progress (event cursor, last seen: `agent_progress`, written by event
+/// batches apart from the agents' rows).
+const FROM_AGENTS: &str = "agents LEFT JOIN agent_progress ON agent_progress.agent_id = agents.id";
 
 fn agent_from_row(row: &sqlx::any::AnyRow) -> Result<AgentRecord, StoreError> {
     let capabilities: String = row.try_get("capabilities")?;
@@ -94,6 +98,19 @@ fn agent_from_row(row: &sqlx::any::AnyRow) -> Result<AgentRecord, StoreError> {
     })
 }
 
+/// The agents `ids` (those that exist), read in the transaction.
+async fn read_agents(tx: &mut sqlx::Transaction<'_, sqlx::Any>, ids: &[&str]) -> Result<Vec<AgentRecord>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!("SELECT {COLUMNS} FROM {FROM_AGENTS} WHERE id IN {}", placeholders(1, ids.len()));
+    let mut query = sqlx::query(&sql);
+    for id in ids {
+        query = query.bind(*id);
+    }
+    query.fetch_all(&mut **tx).await?.iter().map(agent_from_row).collect()
+}
+
 impl Store {
     pub(super) async fn insert_agent(
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -122,6 +139,10 @@ impl Store {
         .bind(i64::from(policy.max_routes))
         .execute(&mut **tx)
         .await?;
+        sqlx::query("INSERT INTO agent_progress (agent_id) VALUES ($1)")
+            .bind(agent.id.as_str())
+            .execute(&mut **tx)
+            .await?;
         Ok(())
     }
 
@@ -153,19 +174,11 @@ impl Store {
         let mut tx = self.writer.begin().await?;
         // The store's rule: a write transaction starts with a write (SQLite then takes its lock
         // up front, instead of failing to upgrade a read). This one changes nothing.
-        sqlx::query("UPDATE agents SET last_seen_at = last_seen_at WHERE id = $1")
-            .bind(first.as_str())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("UPDATE agents SET status = status WHERE id = $1").bind(first.as_str()).execute(&mut *tx).await?;
         let mut before: HashMap<String, AgentRecord> = HashMap::with_capacity(registrations.len());
         for chunk in registrations.chunks(READS_PER_STATEMENT) {
-            let sql = format!("SELECT {COLUMNS} FROM agents WHERE id IN {}", placeholders(1, chunk.len()));
-            let mut query = sqlx::query(&sql);
-            for (id, _, _) in chunk {
-                query = query.bind(id.as_str());
-            }
-            for row in query.fetch_all(&mut *tx).await? {
-                let record = agent_from_row(&row)?;
+            let ids: Vec<&str> = chunk.iter().map(|(id, _, _)| id.as_str()).collect();
+            for record in read_agents(&mut tx, &ids).await? {
                 before.insert(record.id.clone(), record);
             }
         }
@@ -173,19 +186,17 @@ impl Store {
             .iter()
             .filter(|(id, registration, _)| before.get(id.as_str()).is_some_and(|b| may_register(b, registration)))
             .collect();
-        let mut after: HashMap<String, AgentRecord> = HashMap::with_capacity(admitted.len());
         for chunk in admitted.chunks(WRITES_PER_STATEMENT) {
             let sql = format!(
                 "UPDATE agents SET display_name = v.column2, hostname = v.column3, docker_mode = v.column4, \
                  node_id = v.column5, node_role = v.column6, version = v.column7, capabilities = v.column8, \
-                 last_seen_at = v.column9, label_prefix = v.column10, swarm_cluster_id = v.column11, \
-                 swarm_managers = v.column12, \
+                 label_prefix = v.column9, swarm_cluster_id = v.column10, swarm_managers = v.column11, \
                  status = CASE WHEN agents.status = '{STATUS_REVOKED}' THEN agents.status ELSE '{STATUS_ONLINE}' END \
-                 FROM (VALUES {}) AS v WHERE agents.id = v.column1 RETURNING {COLUMNS}",
-                placeholders(chunk.len(), 12)
+                 FROM (VALUES {}) AS v WHERE agents.id = v.column1",
+                placeholders(chunk.len(), 11)
             );
             let mut query = sqlx::query(&sql);
-            for (id, registration, now) in chunk {
+            for (id, registration, _) in chunk {
                 query = query
                     .bind(id.as_str())
                     .bind(&registration.display_name)
@@ -195,13 +206,27 @@ impl Store {
                     .bind(&registration.node_role)
                     .bind(&registration.version)
                     .bind(registration.capabilities.join(","))
-                    .bind(*now)
                     .bind(&registration.label_prefix)
                     .bind(&registration.swarm_cluster_id)
                     .bind(registration.swarm_managers.join(","));
             }
-            for row in query.fetch_all(&mut *tx).await? {
-                let record = agent_from_row(&row)?;
+            query.execute(&mut *tx).await?;
+            // A Register is a sign of life.
+            let sql = format!(
+                "INSERT INTO agent_progress (agent_id, last_seen_at) VALUES {} ON CONFLICT (agent_id) \
+                 DO UPDATE SET last_seen_at = excluded.last_seen_at",
+                placeholders(chunk.len(), 2)
+            );
+            let mut query = sqlx::query(&sql);
+            for (id, _, now) in chunk {
+                query = query.bind(id.as_str()).bind(*now);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        let mut after: HashMap<String, AgentRecord> = HashMap::with_capacity(admitted.len());
+        for chunk in admitted.chunks(READS_PER_STATEMENT) {
+            let ids: Vec<&str> = chunk.iter().map(|(id, _, _)| id.as_str()).collect();
+            for record in read_agents(&mut tx, &ids).await? {
                 after.insert(record.id.clone(), record);
             }
         }
@@ -219,7 +244,7 @@ impl Store {
     }
 
     pub async fn get_agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM agents WHERE id = $1"))
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM {FROM_AGENTS} WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -228,7 +253,7 @@ impl Store {
 
     /// Agents ordered by id, after `after_id` (exclusive).
     pub async fn list_agents(&self, after_id: &str, limit: u32) -> Result<Vec<AgentRecord>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM agents WHERE id > $1 ORDER BY id LIMIT $2"))
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM {FROM_AGENTS} WHERE id > $1 ORDER BY id LIMIT $2"))
             .bind(after_id)
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
@@ -238,15 +263,28 @@ impl Store {
 
     /// Revokes an agent; `None` if it does not exist.
     pub async fn revoke_agent(&self, id: &str, now: i64) -> Result<Option<AgentRecord>, StoreError> {
-        let row = sqlx::query(&format!(
-            "UPDATE agents SET status = '{STATUS_REVOKED}', revoked_at = COALESCE(revoked_at, $2) \
-             WHERE id = $1 RETURNING {COLUMNS}"
-        ))
-        .bind(id)
-        .bind(now)
-        .fetch_optional(&self.writer)
-        .await?;
-        row.as_ref().map(agent_from_row).transpose()
+        let sql = format!(
+            "UPDATE agents SET status = '{STATUS_REVOKED}', revoked_at = COALESCE(revoked_at, $2) WHERE id = $1"
+        );
+        let update = sqlx::query(&sql).bind(id).bind(now);
+        self.update_agent(id, update).await
+    }
+
+    /// Runs `update` (a statement changing agent `id`'s row) and reads the agent back, in one
+    /// transaction; `None` if it does not exist.
+    async fn update_agent<'q>(
+        &self,
+        id: &str,
+        update: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> Result<Option<AgentRecord>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        if update.execute(&mut *tx).await?.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let record = read_agents(&mut tx, &[id]).await?.pop();
+        tx.commit().await?;
+        Ok(record)
     }
 
     /// Moves an agent to another tunnel group (an operator's decision); `None` if it does not exist.
@@ -255,28 +293,22 @@ impl Store {
         id: &str,
         tunnel_group: &str,
     ) -> Result<Option<AgentRecord>, StoreError> {
-        let row = sqlx::query(&format!("UPDATE agents SET tunnel_group = $2 WHERE id = $1 RETURNING {COLUMNS}"))
-            .bind(id)
-            .bind(tunnel_group)
-            .fetch_optional(&self.writer)
-            .await?;
-        row.as_ref().map(agent_from_row).transpose()
+        let update = sqlx::query("UPDATE agents SET tunnel_group = $2 WHERE id = $1").bind(id).bind(tunnel_group);
+        self.update_agent(id, update).await
     }
 
     /// Replaces an agent's hostname policy (an operator's decision); `None` if it does not exist.
     pub async fn set_agent_policy(&self, id: &str, policy: &HostnamePolicy) -> Result<Option<AgentRecord>, StoreError> {
-        let row = sqlx::query(&format!(
+        let update = sqlx::query(
             "UPDATE agents SET allowed_hostnames = $2, allow_wildcards = $3, allow_apex = $4, max_routes = $5 \
-             WHERE id = $1 RETURNING {COLUMNS}"
-        ))
+             WHERE id = $1",
+        )
         .bind(id)
         .bind(policy.allowed_hostnames.join(","))
         .bind(i64::from(policy.allow_wildcards))
         .bind(i64::from(policy.allow_apex))
-        .bind(i64::from(policy.max_routes))
-        .fetch_optional(&self.writer)
-        .await?;
-        row.as_ref().map(agent_from_row).transpose()
+        .bind(i64::from(policy.max_routes));
+        self.update_agent(id, update).await
     }
 
     /// Records a renewed certificate.
@@ -293,8 +325,9 @@ impl Store {
     /// Marks online agents not seen since `cutoff` offline; returns their ids.
     pub async fn mark_stale_agents_offline(&self, cutoff: i64) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(&format!(
-            "UPDATE agents SET status = '{STATUS_OFFLINE}' \
-             WHERE status = '{STATUS_ONLINE}' AND (last_seen_at IS NULL OR last_seen_at < $1) RETURNING id"
+            "UPDATE agents SET status = '{STATUS_OFFLINE}' WHERE status = '{STATUS_ONLINE}' AND NOT EXISTS \
+             (SELECT 1 FROM agent_progress WHERE agent_progress.agent_id = agents.id \
+              AND agent_progress.last_seen_at >= $1) RETURNING id"
         ))
         .bind(cutoff)
         .fetch_all(&self.writer)

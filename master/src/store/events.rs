@@ -1,7 +1,7 @@
 //! Agent events, written in batches: one transaction stores many events of
 //! many agents, advances each agent's `last_event_id` and `last_seen_at`
-//! (an offline agent that sends events is online again), and settles the
-//! commands that command_result events acknowledge.
+//! (`agent_progress`; an offline agent that sends events is online again),
+//! and settles the commands that command_result events acknowledge.
 
 use super::containers::{self, ContainerChangeEntry};
 use super::sqlite_bulk;
@@ -173,89 +173,6 @@ impl Store {
             }
         }
 
-        let mut progress: HashMap<&str, (u64, i64)> = HashMap::new();
-        for event in &batch.events {
-            let entry = progress.entry(event.agent_id.as_str()).or_insert((0, 0));
-            entry.0 = entry.0.max(event.event_id);
-            entry.1 = entry.1.max(event.received_at);
-        }
-        // One statement per chunk of agents, in id order (concurrent masters lock rows alike).
-        // An event is a sign of life: an agent the liveness pass marked offline (say, while its
-        // events waited for the database) is online again. Revoked agents stay revoked.
-        let mut progress: Vec<(&str, (u64, i64))> = progress.into_iter().collect();
-        progress.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let advance = |values: &str| {
-            format!(
-                "UPDATE agents SET \
-                 last_event_id = CASE WHEN agents.last_event_id < v.c1 THEN v.c1 ELSE agents.last_event_id END, \
-                 last_seen_at = CASE WHEN agents.last_seen_at IS NULL OR agents.last_seen_at < v.c2 \
-                     THEN v.c2 ELSE agents.last_seen_at END, \
-                 status = CASE WHEN agents.status = '{STATUS_OFFLINE}' THEN '{STATUS_ONLINE}' ELSE agents.status END \
-                 FROM ({values}) AS v WHERE agents.id = v.c0"
-            )
-        };
-        if self.backend == super::Backend::Sqlite {
-            let rows = progress.iter().map(|(agent_id, (last_event_id, seen_at))| {
-                vec![Value::from(*agent_id), Value::from(*last_event_id), Value::from(*seen_at)]
-            });
-            sqlx::query(&advance(&sqlite_bulk::select_rows(3, &[])))
-                .bind(sqlite_bulk::rows_json(rows))
-                .execute(&mut *tx)
-                .await?;
-        } else {
-            for chunk in progress.chunks(rows_per_insert) {
-                let values = format!(
-                    "SELECT column1 AS c0, column2 AS c1, column3 AS c2 FROM (VALUES {}) AS t",
-                    placeholders(chunk.len(), 3)
-                );
-                let sql = advance(&values);
-                let mut query = sqlx::query(&sql);
-                for (agent_id, (last_event_id, seen_at)) in chunk {
-                    query = query.bind(*agent_id).bind(to_i64(*last_event_id, "event_id")?).bind(*seen_at);
-                }
-                query.execute(&mut *tx).await?;
-            }
-        }
-
-        let mut acked: HashMap<&str, u64> = HashMap::new();
-        for ack in &batch.acks {
-            let state = if ack.success { "acked" } else { "failed" };
-            let settled = sqlx::query(
-                // An acknowledged command was delivered, whether or not its delivery record (written
-                // off the stream's path, crate::delivery_log) is stored yet.
-                "UPDATE agent_commands SET state = $4, error = $5, acked_at = $6, \
-                 delivery_count = CASE WHEN delivery_count = 0 THEN 1 ELSE delivery_count END, \
-                 delivered_at = COALESCE(delivered_at, $6) \
-                 WHERE agent_id = $1 AND sequence = $2 AND id = $3 AND state IN ('queued', 'delivered')",
-            )
-            .bind(ack.agent_id.as_str())
-            .bind(to_i64(ack.sequence, "sequence")?)
-            .bind(ack.command_id.as_str())
-            .bind(state)
-            .bind(ack.error.as_str())
-            .bind(ack.at)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            // Only an ack that settled its command moves the cursor: one whose
-            // id does not match the sequence must not hide that command from
-            // the replay. (A repeated ack settles nothing, but the first one
-            // already moved the cursor.)
-            if settled > 0 {
-                let entry = acked.entry(ack.agent_id.as_str()).or_insert(0);
-                *entry = (*entry).max(ack.sequence);
-            }
-        }
-        for (agent_id, sequence) in acked {
-            sqlx::query(
-                "UPDATE agents SET last_acked_command_seq = $2 \
-                 WHERE id = $1 AND last_acked_command_seq < $2 AND last_command_seq >= $2",
-            )
-            .bind(agent_id)
-            .bind(to_i64(sequence, "sequence")?)
-            .execute(&mut *tx)
-            .await?;
-        }
         // The latest connector report of each agent (what WatchChanges shows as its connector).
         let mut connectors: HashMap<&str, &StoredEvent> = HashMap::new();
         for event in batch.events.iter().filter(|event| event.kind == CONNECTOR_KIND) {
@@ -301,6 +218,104 @@ impl Store {
                 }
                 query.execute(&mut *tx).await?;
             }
+        }
+        let mut progress: HashMap<&str, (u64, i64)> = HashMap::new();
+        for event in &batch.events {
+            let entry = progress.entry(event.agent_id.as_str()).or_insert((0, 0));
+            entry.0 = entry.0.max(event.event_id);
+            entry.1 = entry.1.max(event.received_at);
+        }
+        // One statement per chunk of agents, in id order (concurrent masters lock rows alike), on
+        // the narrow progress rows: the agents' own rows, which commands and registrations write,
+        // are not locked by a batch.
+        let mut progress: Vec<(&str, (u64, i64))> = progress.into_iter().collect();
+        progress.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let advance = |values: &str| {
+            "UPDATE agent_progress SET \
+             last_event_id = CASE WHEN agent_progress.last_event_id < v.c1 THEN v.c1 ELSE agent_progress.last_event_id END, \
+             last_seen_at = CASE WHEN agent_progress.last_seen_at IS NULL OR agent_progress.last_seen_at < v.c2 \
+                 THEN v.c2 ELSE agent_progress.last_seen_at END \
+             FROM (VALUES_SQL) AS v WHERE agent_progress.agent_id = v.c0"
+                .replace("VALUES_SQL", values)
+        };
+        // An event is a sign of life: an agent the liveness pass marked offline (say, while its
+        // events waited for the database) is online again. Revoked agents stay revoked. Only the
+        // rows of offline agents are written (usually none).
+        let back_online = |ids: &str| {
+            format!("UPDATE agents SET status = '{STATUS_ONLINE}' WHERE status = '{STATUS_OFFLINE}' AND id IN {ids}")
+        };
+        if self.backend == super::Backend::Sqlite {
+            let rows = progress.iter().map(|(agent_id, (last_event_id, seen_at))| {
+                vec![Value::from(*agent_id), Value::from(*last_event_id), Value::from(*seen_at)]
+            });
+            sqlx::query(&advance(&sqlite_bulk::select_rows(3, &[])))
+                .bind(sqlite_bulk::rows_json(rows))
+                .execute(&mut *tx)
+                .await?;
+            let ids = Value::Array(progress.iter().map(|(agent_id, _)| Value::from(*agent_id)).collect());
+            sqlx::query(&back_online("(SELECT value FROM json_each($1))"))
+                .bind(ids.to_string())
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            for chunk in progress.chunks(rows_per_insert) {
+                let values = format!(
+                    "SELECT column1 AS c0, column2 AS c1, column3 AS c2 FROM (VALUES {}) AS t",
+                    placeholders(chunk.len(), 3)
+                );
+                let sql = advance(&values);
+                let mut query = sqlx::query(&sql);
+                for (agent_id, (last_event_id, seen_at)) in chunk {
+                    query = query.bind(*agent_id).bind(to_i64(*last_event_id, "event_id")?).bind(*seen_at);
+                }
+                query.execute(&mut *tx).await?;
+                let sql = back_online(&placeholders(1, chunk.len()));
+                let mut query = sqlx::query(&sql);
+                for (agent_id, _) in chunk {
+                    query = query.bind(*agent_id);
+                }
+                query.execute(&mut *tx).await?;
+            }
+        }
+
+        let mut acked: HashMap<&str, u64> = HashMap::new();
+        for ack in &batch.acks {
+            let state = if ack.success { "acked" } else { "failed" };
+            let settled = sqlx::query(
+                // An acknowledged command was delivered, whether or not its delivery record (written
+                // off the stream's path, crate::delivery_log) is stored yet.
+                "UPDATE agent_commands SET state = $4, error = $5, acked_at = $6, \
+                 delivery_count = CASE WHEN delivery_count = 0 THEN 1 ELSE delivery_count END, \
+                 delivered_at = COALESCE(delivered_at, $6) \
+                 WHERE agent_id = $1 AND sequence = $2 AND id = $3 AND state IN ('queued', 'delivered')",
+            )
+            .bind(ack.agent_id.as_str())
+            .bind(to_i64(ack.sequence, "sequence")?)
+            .bind(ack.command_id.as_str())
+            .bind(state)
+            .bind(ack.error.as_str())
+            .bind(ack.at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            // Only an ack that settled its command moves the cursor: one whose
+            // id does not match the sequence must not hide that command from
+            // the replay. (A repeated ack settles nothing, but the first one
+            // already moved the cursor.)
+            if settled > 0 {
+                let entry = acked.entry(ack.agent_id.as_str()).or_insert(0);
+                *entry = (*entry).max(ack.sequence);
+            }
+        }
+        for (agent_id, sequence) in acked {
+            sqlx::query(
+                "UPDATE agents SET last_acked_command_seq = $2 \
+                 WHERE id = $1 AND last_acked_command_seq < $2 AND last_command_seq >= $2",
+            )
+            .bind(agent_id)
+            .bind(to_i64(sequence, "sequence")?)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(containers_changed)
