@@ -1,7 +1,10 @@
 //! The single writer of agent events. Event streams hand it validated events
 //! through one bounded queue; it stores whatever has accumulated in one
 //! transaction (group commit: one fsync for many events), then publishes
-//! per-agent receipts. While the database is down it retries the same batch
+//! per-agent receipts. The batch is written in chunks of [`CHUNK`] events; on
+//! SQLite, whose one writer connection a command must wait for, a waiting
+//! command ends the transaction after the chunk in progress (the rest follows
+//! in the next one), so a command waits for a chunk, not for a whole batch. While the database is down it retries the same batch
 //! with backoff and the full queue pushes back on the agents' streams:
 //! nothing is acknowledged before it is stored, nothing stored is dropped.
 //! The queue is bounded in events and in bytes ([`QUEUE_BYTES`]).
@@ -23,6 +26,9 @@ pub const QUEUE_CAPACITY: usize = 65_536;
 pub const QUEUE_BYTES: usize = 64 * 1024 * 1024;
 /// Most events in one transaction.
 pub const MAX_BATCH: usize = 8_192;
+/// Events written between two looks for a waiting command: on SQLite a transaction ends early
+/// after the chunk in progress when a command waits for the one writer connection.
+pub const CHUNK: usize = 256;
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
@@ -124,27 +130,26 @@ async fn run(
         if received == 0 {
             return;
         }
-        let mut batch = EventBatch::default();
+        let mut chunks: Vec<EventBatch> = Vec::with_capacity(received.div_ceil(CHUNK));
         for (pending, permit) in buffer.drain(..) {
             permits.push(permit);
-            batch.acks.extend(pending.ack);
-            if let Some(change) = pending.container_change {
-                batch.container_changes.push(ContainerChangeEntry {
-                    agent_id: pending.event.agent_id.clone(),
-                    event_id: pending.event.event_id,
-                    change,
-                });
-            }
-            batch.events.push(pending.event);
+            add_to_chunks(&mut chunks, pending);
         }
-        let started = std::time::Instant::now();
-        let containers_changed = write_until_stored(&store, &batch).await;
-        commit_seconds.record(started.elapsed().as_secs_f64());
-        batch_size.record(batch.events.len() as f64);
-        stored_total.increment(batch.events.len() as u64);
-        for ack in &batch.acks {
-            let outcome = if ack.success { "success" } else { "failure" };
-            metrics::counter!("dockflare_commands_acknowledged_total", "outcome" => outcome).increment(1);
+        let mut containers_changed = false;
+        while !chunks.is_empty() {
+            let started = std::time::Instant::now();
+            let (stored, changed) = write_until_stored(&store, &chunks).await;
+            commit_seconds.record(started.elapsed().as_secs_f64());
+            containers_changed |= changed;
+            let events: usize = chunks[..stored].iter().map(|chunk| chunk.events.len()).sum();
+            batch_size.record(events as f64);
+            stored_total.increment(events as u64);
+            for ack in chunks[..stored].iter().flat_map(|chunk| &chunk.acks) {
+                let outcome = if ack.success { "success" } else { "failure" };
+                metrics::counter!("dockflare_commands_acknowledged_total", "outcome" => outcome).increment(1);
+            }
+            publish_receipts(&sessions, &chunks[..stored]);
+            chunks.drain(..stored);
         }
         // Stored: the bytes are free for others.
         permits.clear();
@@ -152,32 +157,59 @@ async fn run(
         if containers_changed {
             fanout.reconcile().await;
         }
-        let mut stored: HashMap<&str, u64> = HashMap::new();
-        for event in &batch.events {
-            let entry = stored.entry(event.agent_id.as_str()).or_default();
-            *entry = (*entry).max(event.event_id);
-        }
-        for (agent_id, event_id) in stored {
-            sessions.publish_receipt(agent_id, event_id);
-        }
     }
 }
 
-/// Writes the batch, retrying until it is stored; whether the reported containers changed.
-async fn write_until_stored(store: &Store, batch: &EventBatch) -> bool {
+/// Adds an event to the last chunk, or to a new one when that is full ([`CHUNK`] events).
+fn add_to_chunks(chunks: &mut Vec<EventBatch>, pending: PendingEvent) {
+    let chunk = match chunks.last_mut() {
+        Some(chunk) if chunk.events.len() < CHUNK => chunk,
+        _ => {
+            chunks.push(EventBatch::default());
+            let Some(chunk) = chunks.last_mut() else { return };
+            chunk
+        }
+    };
+    chunk.acks.extend(pending.ack);
+    if let Some(change) = pending.container_change {
+        chunk.container_changes.push(ContainerChangeEntry {
+            agent_id: pending.event.agent_id.clone(),
+            event_id: pending.event.event_id,
+            change,
+        });
+    }
+    chunk.events.push(pending.event);
+}
+
+/// Tells each agent's streams how far its events are stored.
+fn publish_receipts(sessions: &Sessions, stored: &[EventBatch]) {
+    let mut through: HashMap<&str, u64> = HashMap::new();
+    for event in stored.iter().flat_map(|chunk| &chunk.events) {
+        let entry = through.entry(event.agent_id.as_str()).or_default();
+        *entry = (*entry).max(event.event_id);
+    }
+    for (agent_id, event_id) in through {
+        sessions.publish_receipt(agent_id, event_id);
+    }
+}
+
+/// Writes the chunks, retrying until some are stored: how many (a prefix, see
+/// [`Store::write_event_chunks`]) and whether the reported containers changed.
+async fn write_until_stored(store: &Store, chunks: &[EventBatch]) -> (usize, bool) {
     let mut delay = RETRY_MIN;
     let mut failures = 0u32;
     loop {
-        match store.write_event_batch(batch).await {
-            Ok(containers_changed) => {
+        match store.write_event_chunks(chunks).await {
+            Ok(outcome) => {
                 if failures > 0 {
                     tracing::info!(message = "Event writes recovered.", failed_attempts = failures);
                 }
-                return containers_changed;
+                return outcome;
             }
             Err(error) => {
                 if failures == 0 {
-                    tracing::error!(message = "Storing agent events failed; retrying.", events = batch.events.len(), %error);
+                    let events: usize = chunks.iter().map(|chunk| chunk.events.len()).sum();
+                    tracing::error!(message = "Storing agent events failed; retrying.", events, %error);
                 }
                 failures += 1;
                 tokio::time::sleep(delay).await;

@@ -173,6 +173,10 @@ impl Sessions {
             commands: None,
             events: None,
         });
+        if kind == StreamKind::Commands {
+            // A new stream counts as polled now: its first poll may come a moment later.
+            entry.commands_queued.polled();
+        }
         let (end_tx, end_rx) = watch::channel(None);
         if let Some(previous) = entry.slot(kind).replace(Attachment { generation, end: end_tx }) {
             let _ = previous.end.send(Some(EndReason::Superseded));

@@ -8,8 +8,8 @@ use anyhow::{ensure, Context, Result};
 use dockflare_common::identity::AgentId;
 use dockflare_common::join_token::JoinToken;
 use dockflare_master::store::{
-    AgentRegistration, CommandAck, CommandState, DeliveredRun, Enqueued, EventBatch, JoinTokenRow, NewAgent, Store,
-    StoredEvent, TokenRejection, STATUS_OFFLINE, STATUS_ONLINE, STATUS_REVOKED,
+    AgentRegistration, Backend, CommandAck, CommandState, DeliveredRun, Enqueued, EventBatch, JoinTokenRow, NewAgent,
+    Store, StoredEvent, TokenRejection, STATUS_OFFLINE, STATUS_ONLINE, STATUS_REVOKED,
 };
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -548,6 +548,43 @@ async fn stale_online_agents_are_marked_offline() -> Result<()> {
         };
         store.write_event_batch(&events).await?;
         assert_eq!(agent(&store, stale.as_str()).await?.status, STATUS_REVOKED);
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_waiting_command_cuts_an_event_transaction_short_on_sqlite_only() -> Result<()> {
+    on_each_backend(|store| async move {
+        let a = enrolled_agent(&store, "a").await?;
+        let chunk = |first: u64| EventBatch {
+            events: (first..first + 3).map(|id| event(a.as_str(), id, NOW + id as i64, "e")).collect(),
+            acks: vec![],
+            container_changes: vec![],
+        };
+        let chunks = [chunk(1), chunk(4), chunk(7)];
+
+        // Nothing waits: every chunk in one transaction.
+        assert_eq!(store.write_event_chunks(&chunks[..2]).await?.0, 2);
+
+        // A command waits for the writer: SQLite (one writer connection) commits after the
+        // chunk in progress and leaves the rest; PostgreSQL has no reason to.
+        let waiting = store.waiting_for_writer();
+        let stored = store.write_event_chunks(&chunks[2..]).await?.0;
+        assert_eq!(stored, 1, "a lone chunk is always written");
+        let more = [chunk(10), chunk(13)];
+        let stored = store.write_event_chunks(&more).await?.0;
+        match store.backend() {
+            Backend::Sqlite => assert_eq!(stored, 1, "SQLite yields after one chunk"),
+            Backend::Postgres => assert_eq!(stored, 2, "PostgreSQL writes on"),
+        }
+        drop(waiting);
+        assert_eq!(store.write_event_chunks(&more[stored..]).await?.0, more.len() - stored);
+
+        // Whatever the split, every event is stored once and the cursor is at the last.
+        let ids: Vec<u64> = store.list_events(a.as_str(), 0, 100).await?.iter().map(|e| e.event_id).collect();
+        assert_eq!(ids, (1..=15).collect::<Vec<_>>());
+        assert_eq!(agent(&store, a.as_str()).await?.last_event_id, 15);
         Ok(())
     })
     .await

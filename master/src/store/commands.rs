@@ -103,7 +103,10 @@ impl Store {
         now: i64,
         encode: impl FnOnce(u64) -> Result<Vec<u8>, String>,
     ) -> Result<Enqueued, StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = {
+            let _waiting = self.waiting_for_writer();
+            self.writer.begin().await?
+        };
         let row = sqlx::query(
             "UPDATE agents SET last_command_seq = last_command_seq + 1 WHERE id = $1 \
              RETURNING last_command_seq, status",

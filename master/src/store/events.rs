@@ -125,10 +125,41 @@ impl Store {
     /// Stores a batch atomically. Events already stored (same agent and id) are skipped.
     /// Whether the reported containers changed (what a reconcile pass reads).
     pub async fn write_event_batch(&self, batch: &EventBatch) -> Result<bool, StoreError> {
-        if batch.is_empty() {
-            return Ok(false);
+        let (_, containers_changed) = self.write_event_chunks(std::slice::from_ref(batch)).await?;
+        Ok(containers_changed)
+    }
+
+    /// Writes `chunks` in order, in one transaction while nothing else is urgent: returns how
+    /// many are stored (a prefix) and whether the reported containers changed. On SQLite a
+    /// command waiting for the one writer connection ([`Store::waiting_for_writer`]) cuts the
+    /// transaction short after the chunk in progress; the caller writes the rest in another
+    /// transaction, which the command's comes before. A command then waits for one chunk, not
+    /// for a whole batch.
+    pub async fn write_event_chunks(&self, chunks: &[EventBatch]) -> Result<(usize, bool), StoreError> {
+        let chunks: Vec<&EventBatch> = chunks.iter().filter(|chunk| !chunk.is_empty()).collect();
+        if chunks.is_empty() {
+            return Ok((0, false));
         }
         let mut tx = self.writer.begin().await?;
+        let mut containers_changed = false;
+        for (index, chunk) in chunks.iter().enumerate() {
+            containers_changed |= self.write_chunk(&mut tx, chunk).await?;
+            if index + 1 < chunks.len() && self.backend == super::Backend::Sqlite && self.commands_waiting() > 0 {
+                tx.commit().await?;
+                metrics::counter!("dockflare_event_transactions_yielded_total").increment(1);
+                return Ok((index + 1, containers_changed));
+            }
+        }
+        tx.commit().await?;
+        Ok((chunks.len(), containers_changed))
+    }
+
+    /// One chunk's statements, in the caller's transaction; whether reported containers changed.
+    async fn write_chunk(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        batch: &EventBatch,
+    ) -> Result<bool, StoreError> {
         let track_inserted = !batch.container_changes.is_empty();
         let mut inserted: HashSet<(String, i64)> = HashSet::new();
         let rows_per_insert = match self.backend {
@@ -138,7 +169,7 @@ impl Store {
         let history: Vec<&StoredEvent> =
             batch.events.iter().filter(|event| !PROGRESS_ONLY_KINDS.contains(&event.kind.as_str())).collect();
         if self.backend == super::Backend::Sqlite {
-            inserted = sqlite_insert_history(&mut tx, &history, track_inserted).await?;
+            inserted = sqlite_insert_history(tx, &history, track_inserted).await?;
         } else {
             for chunk in history.chunks(rows_per_insert) {
                 let sql = format!(
@@ -158,18 +189,18 @@ impl Store {
                         .bind(event.payload.as_slice());
                 }
                 if track_inserted {
-                    for row in query.fetch_all(&mut *tx).await? {
+                    for row in query.fetch_all(&mut **tx).await? {
                         inserted.insert((row.try_get("agent_id")?, row.try_get("event_id")?));
                     }
                 } else {
-                    query.execute(&mut *tx).await?;
+                    query.execute(&mut **tx).await?;
                 }
             }
         }
         let mut containers_changed = false;
         for entry in &batch.container_changes {
             if inserted.contains(&(entry.agent_id.clone(), to_i64(entry.event_id, "event_id")?)) {
-                containers_changed |= containers::apply(&mut tx, &entry.agent_id, &entry.change).await?;
+                containers_changed |= containers::apply(tx, &entry.agent_id, &entry.change).await?;
             }
         }
 
@@ -204,7 +235,7 @@ impl Store {
             });
             // `WHERE true`: SQLite's parser needs it between a SELECT and ON CONFLICT.
             let values = format!("{} WHERE true", sqlite_bulk::select_rows(4, &[3]));
-            sqlx::query(&upsert(&values)).bind(sqlite_bulk::rows_json(rows)).execute(&mut *tx).await?;
+            sqlx::query(&upsert(&values)).bind(sqlite_bulk::rows_json(rows)).execute(&mut **tx).await?;
         } else {
             for chunk in connectors.chunks(rows_per_insert) {
                 let sql = upsert(&format!("VALUES {}", placeholders(chunk.len(), 4)));
@@ -216,7 +247,7 @@ impl Store {
                         .bind(event.received_at)
                         .bind(event.payload.as_slice());
                 }
-                query.execute(&mut *tx).await?;
+                query.execute(&mut **tx).await?;
             }
         }
         let mut progress: HashMap<&str, (u64, i64)> = HashMap::new();
@@ -250,12 +281,12 @@ impl Store {
             });
             sqlx::query(&advance(&sqlite_bulk::select_rows(3, &[])))
                 .bind(sqlite_bulk::rows_json(rows))
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
             let ids = Value::Array(progress.iter().map(|(agent_id, _)| Value::from(*agent_id)).collect());
             sqlx::query(&back_online("(SELECT value FROM json_each($1))"))
                 .bind(ids.to_string())
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
         } else {
             for chunk in progress.chunks(rows_per_insert) {
@@ -268,13 +299,13 @@ impl Store {
                 for (agent_id, (last_event_id, seen_at)) in chunk {
                     query = query.bind(*agent_id).bind(to_i64(*last_event_id, "event_id")?).bind(*seen_at);
                 }
-                query.execute(&mut *tx).await?;
+                query.execute(&mut **tx).await?;
                 let sql = back_online(&placeholders(1, chunk.len()));
                 let mut query = sqlx::query(&sql);
                 for (agent_id, _) in chunk {
                     query = query.bind(*agent_id);
                 }
-                query.execute(&mut *tx).await?;
+                query.execute(&mut **tx).await?;
             }
         }
 
@@ -295,7 +326,7 @@ impl Store {
             .bind(state)
             .bind(ack.error.as_str())
             .bind(ack.at)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?
             .rows_affected();
             // Only an ack that settled its command moves the cursor: one whose
@@ -314,10 +345,9 @@ impl Store {
             )
             .bind(agent_id)
             .bind(to_i64(sequence, "sequence")?)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
-        tx.commit().await?;
         Ok(containers_changed)
     }
 

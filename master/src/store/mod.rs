@@ -40,6 +40,8 @@ pub use web::{UiSession, UiUser};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Which database the store talks to.
@@ -104,6 +106,17 @@ pub struct Store {
     /// the same pool as reads.
     writer: AnyPool,
     backend: Backend,
+    /// Commands waiting for the writer connection now ([`Store::waiting_for_writer`]).
+    commands_waiting: Arc<AtomicUsize>,
+}
+
+/// Counts a command waiting for the writer connection while it lives.
+pub struct WaitingForWriter(Arc<AtomicUsize>);
+
+impl Drop for WaitingForWriter {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The writer connection's page cache and checkpoints. A fleet's batch touches a row of
@@ -187,11 +200,23 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&writer).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&writer).await?,
         }
-        Ok(Store { pool, writer, backend })
+        Ok(Store { pool, writer, backend, commands_waiting: Arc::default() })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Marks a command as waiting for the writer connection until the guard is dropped: an
+    /// event batch in progress on SQLite commits early for it ([`Store::write_event_chunks`]).
+    pub fn waiting_for_writer(&self) -> WaitingForWriter {
+        self.commands_waiting.fetch_add(1, Ordering::Relaxed);
+        WaitingForWriter(self.commands_waiting.clone())
+    }
+
+    /// Commands waiting for the writer connection now.
+    fn commands_waiting(&self) -> usize {
+        self.commands_waiting.load(Ordering::Relaxed)
     }
 
     /// One round trip to the database (readiness).
