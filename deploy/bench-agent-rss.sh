@@ -4,6 +4,11 @@
 #
 #   deploy/bench-agent-rss.sh [N]
 #
+# Settings (environment): AGENT_BIN, another agent binary to measure (e.g. an
+# older build kept for comparison; default: this checkout's release build);
+# AGENT_WRAP, a command to run the agent under, e.g. "heaptrack -o /tmp/agent"
+# for a heap profile (the figures are then the wrapper's, not the agent's).
+#
 # Needs a running Docker engine and the test images (deploy/images.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +25,8 @@ cleanup() {
 trap cleanup EXIT
 
 cargo build --release -q -p dockflare-master -p dockflare-agent
+agent_bin=${AGENT_BIN:-target/release/dockflare-agent}
+read -r -a agent_wrap <<<"${AGENT_WRAP:-}"
 docker image inspect dockflare-test/origin:latest >/dev/null 2>&1 || deploy/images.sh
 
 echo "starting $count labelled containers…"
@@ -35,7 +42,7 @@ master_pid=$!
 for _ in $(seq 1 100); do grep -q 'Master listening' "$work/master.log" 2>/dev/null && break; sleep 0.1; done
 token=$(target/release/dockflare-master --data-dir "$work/master" token create 2>/dev/null)
 
-DOCKFLARE_JOIN_TOKEN=$token target/release/dockflare-agent --master "https://localhost:$port" \
+DOCKFLARE_JOIN_TOKEN=$token "${agent_wrap[@]}" "$agent_bin" --master "https://localhost:$port" \
   --data-dir "$work/agent" --mode standalone --scope "bench.scope=$scope" --log-format json 2>"$work/agent.log" &
 agent_pid=$!
 deadline=$((SECONDS + 60))
