@@ -27,10 +27,11 @@ use tokio::sync::Notify;
 /// Events kept for resending, at most.
 pub const DEFAULT_CAPACITY: usize = 10_000;
 
-/// A pending event, or the place of a status report built when it is sent.
+/// A pending event (boxed: the queue's slots stay small, and so does the capacity it keeps after
+/// a burst), or the place of a status report built when it is sent.
 #[derive(Debug)]
 enum Entry {
-    Event(AgentEvent),
+    Event(Box<AgentEvent>),
     StatusReport { event_id: u64, occurred_at: Timestamp },
 }
 
@@ -52,7 +53,7 @@ impl Entry {
     /// The event to send: a status report is built from `inventory` now.
     fn materialize(&self, inventory: &Inventory) -> AgentEvent {
         match self {
-            Entry::Event(event) => event.clone(),
+            Entry::Event(event) => AgentEvent::clone(event),
             Entry::StatusReport { event_id, occurred_at } => AgentEvent {
                 event_id: *event_id,
                 occurred_at: Some(*occurred_at),
@@ -108,7 +109,7 @@ impl Outbox {
     /// [`Outbox::push_status_report`], which keeps no copy of it.
     pub fn push(&self, event: Event) -> u64 {
         self.add(|event_id, occurred_at| {
-            Entry::Event(AgentEvent { event_id, occurred_at: Some(occurred_at), event: Some(event) })
+            Entry::Event(Box::new(AgentEvent { event_id, occurred_at: Some(occurred_at), event: Some(event) }))
         })
     }
 

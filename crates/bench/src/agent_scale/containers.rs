@@ -79,6 +79,18 @@ impl Fleet {
         Ok(started)
     }
 
+    /// Removes containers `range` (`docker rm -f`).
+    pub async fn remove(&self, range: std::ops::Range<usize>) -> Result<()> {
+        let names: Vec<String> = range.map(|index| self.name(index)).collect();
+        for chunk in names.chunks(100) {
+            let output = Command::new("docker").args(["rm", "-f"]).args(chunk).output().await?;
+            if !output.status.success() {
+                bail!("docker rm: {}", String::from_utf8_lossy(&output.stderr).trim());
+            }
+        }
+        Ok(())
+    }
+
     /// Removes every container of this run (best effort: the end of a benchmark).
     pub fn remove_all(&self) {
         let Ok(output) = std::process::Command::new("docker")
