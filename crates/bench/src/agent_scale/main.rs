@@ -127,7 +127,13 @@ async fn measure(args: &Args, figures: &mut Figures) -> Result<()> {
     let emulator_port = free_port()?;
     let edge_port = free_port()?;
     let master = Master::start_with(MasterOptions {
-        args: vec!["--offline-emulator-listen".into(), format!("0.0.0.0:{emulator_port}")],
+        // The emulator has no rate limit to protect: the request budget is not what is measured.
+        args: vec![
+            "--offline-emulator-listen".into(),
+            format!("0.0.0.0:{emulator_port}"),
+            "--cf-requests-per-5min".into(),
+            "100000".into(),
+        ],
         ..MasterOptions::default()
     })
     .await?;
