@@ -3,12 +3,11 @@
 //! again. Every command is acknowledged with its real outcome through a
 //! command_result event in the outbox.
 
-use crate::inventory::Inventory;
 use crate::ledger::{Ledger, Outcome};
 use crate::outbox::Outbox;
 use crate::tunnel_state::{self, DesiredState, TunnelState};
 use dockflare::v1::agent_event::Event;
-use dockflare::v1::{command::Kind, Command, CommandResult, StatusReport};
+use dockflare::v1::{command::Kind, Command, CommandResult};
 use secrecy::SecretString;
 use std::path::PathBuf;
 use tokio::sync::{mpsc, watch};
@@ -21,7 +20,6 @@ pub struct Applier {
     pub data_dir: PathBuf,
     pub ledger: Ledger,
     pub outbox: Outbox,
-    pub inventory: Inventory,
     /// The desired connector, for the connector manager.
     pub tunnel: watch::Sender<Option<TunnelState>>,
 }
@@ -117,7 +115,7 @@ impl Applier {
             }
             Kind::Resync(resync) => {
                 tracing::info!(message = "Master asked for a resync.", reason = %resync.reason);
-                self.outbox.push(Event::StatusReport(StatusReport { containers: self.inventory.snapshot() }));
+                self.outbox.push_status_report();
                 Ok(())
             }
         }
@@ -148,8 +146,7 @@ mod tests {
         Applier {
             data_dir: dir.to_path_buf(),
             ledger: Ledger::default(),
-            outbox: Outbox::new(100),
-            inventory: Inventory::default(),
+            outbox: Outbox::new(100, crate::inventory::Inventory::default()),
             tunnel: watch::Sender::new(None),
         }
     }

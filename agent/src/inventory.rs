@@ -13,6 +13,12 @@ pub struct Inventory {
     containers: Arc<Mutex<BTreeMap<String, Container>>>,
 }
 
+impl std::fmt::Debug for Inventory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inventory").field("containers", &self.len()).finish()
+    }
+}
+
 impl Inventory {
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Container>> {
         // Each change is a single map operation; a poisoned lock is consistent.
@@ -24,9 +30,28 @@ impl Inventory {
         self.lock().values().cloned().collect()
     }
 
-    /// Replaces the whole view; returns the previous one.
-    pub fn replace_all(&self, containers: BTreeMap<String, Container>) -> BTreeMap<String, Container> {
-        std::mem::replace(&mut *self.lock(), containers)
+    /// Calls `visit` with every container, in id order, without copying them (under the lock:
+    /// `visit` must not use the inventory).
+    pub fn for_each(&self, mut visit: impl FnMut(&Container)) {
+        for container in self.lock().values() {
+            visit(container);
+        }
+    }
+
+    /// One container, copied.
+    pub fn get(&self, id: &str) -> Option<Container> {
+        self.lock().get(id).cloned()
+    }
+
+    /// Replaces the whole view; returns what changed: the ids of the containers new or
+    /// different in `containers` (to report as started), and the containers gone (to report as
+    /// stopped). The view is moved in, never copied.
+    pub fn replace_all(&self, containers: BTreeMap<String, Container>) -> (Vec<String>, Vec<Container>) {
+        let mut map = self.lock();
+        let started = containers.iter().filter(|(id, c)| map.get(*id) != Some(*c)).map(|(id, _)| id.clone()).collect();
+        let old = std::mem::replace(&mut *map, containers);
+        let stopped = old.into_iter().filter(|(id, _)| !map.contains_key(id)).map(|(_, c)| c).collect();
+        (started, stopped)
     }
 
     /// Adds or updates one container; `true` when it was new or different.
@@ -54,5 +79,28 @@ impl Inventory {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(id: &str, status: &str) -> (String, Container) {
+        (id.to_string(), Container { id: id.into(), status: status.into(), ..Default::default() })
+    }
+
+    #[test]
+    fn replacing_the_view_says_what_started_changed_and_stopped() {
+        let inventory = Inventory::default();
+        let (started, stopped) = inventory.replace_all([container("a", "running"), container("b", "running")].into());
+        assert_eq!((started.len(), stopped.len()), (2, 0));
+        let (started, stopped) =
+            inventory.replace_all([container("b", "restarting"), container("c", "running")].into());
+        assert_eq!(started, vec!["b", "c"]);
+        assert_eq!(stopped.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), vec!["a"]);
+        let mut seen = Vec::new();
+        inventory.for_each(|c| seen.push(c.id.clone()));
+        assert_eq!(seen, vec!["b", "c"]);
     }
 }

@@ -263,11 +263,25 @@ async fn shutdown_signal() {
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+/// Blocking-pool threads at most (name lookups, the few file writes tokio moves off the runtime).
+const BLOCKING_THREADS: usize = 2;
+
+fn main() -> Result<()> {
     if std::env::args().nth(1).as_deref() == Some("healthcheck") {
         return healthcheck(&HealthcheckArgs::parse_from(std::env::args().skip(1)));
     }
+    // One thread runs the agent: it waits on I/O far more than it computes, and each thread that
+    // allocates gets a malloc arena of its own that keeps what it once held (a runtime with a
+    // worker per core held several megabytes more at 1,000 containers; README, Benchmarks).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run())
+}
+
+async fn run() -> Result<()> {
     let matches = Args::command().get_matches();
     let args = Args::from_arg_matches(&matches)?;
     init_logging(args.log_format);
@@ -284,8 +298,8 @@ async fn main() -> Result<()> {
     // Every long-lived task is owned: one that ends (or panics) ends the agent, which says why and
     // exits non-zero for its supervisor (systemd, Docker, Swarm) to restart it.
     let mut tasks: JoinSet<&'static str> = JoinSet::new();
-    let outbox = Outbox::new(outbox::DEFAULT_CAPACITY);
     let inventory = Inventory::default();
+    let outbox = Outbox::new(outbox::DEFAULT_CAPACITY, inventory.clone());
     let status = dockflare_agent::status::AgentStatus::new(outbox.clone(), inventory.clone());
     // Before enrollment, so that an orchestrator sees a live process while it waits for a master.
     if let Some(addr) = args.metrics_listen.0 {
@@ -306,7 +320,6 @@ async fn main() -> Result<()> {
         data_dir: args.data_dir.clone(),
         ledger: Ledger::load(&args.data_dir)?,
         outbox: outbox.clone(),
-        inventory: inventory.clone(),
         tunnel: tunnel_tx,
     };
     tasks.spawn(named("command applier", applier.run(commands_rx)));

@@ -7,8 +7,18 @@
 //! and a full status_report follows on the next connection: a snapshot
 //! makes the lost container events irrelevant (commands whose results were
 //! dropped are redelivered, and the applier re-acknowledges them).
+//!
+//! A status report is kept as a marker, not as a copy of every container: it
+//! is built from the [`Inventory`] each time it is sent, so it says what the
+//! host runs when the master reads it (the events after it change what it
+//! says, in order, as they would after a report built earlier). A new marker
+//! replaces the older ones still pending: the master ignores missing ids, and
+//! a report supersedes every report before it. With a thousand containers,
+//! the backlog after a reconnect holds no copy of them, and a send holds one.
 
-use dockflare::v1::{agent_event::Event, AgentEvent};
+use crate::inventory::Inventory;
+
+use dockflare::v1::{agent_event::Event, AgentEvent, StatusReport};
 use prost_types::Timestamp;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,12 +27,48 @@ use tokio::sync::Notify;
 /// Events kept for resending, at most.
 pub const DEFAULT_CAPACITY: usize = 10_000;
 
+/// A pending event (boxed: the queue's slots stay small, and so does the capacity it keeps after
+/// a burst), or the place of a status report built when it is sent.
+#[derive(Debug)]
+enum Entry {
+    Event(Box<AgentEvent>),
+    StatusReport { event_id: u64, occurred_at: Timestamp },
+}
+
+impl Entry {
+    fn id(&self) -> u64 {
+        match self {
+            Entry::Event(event) => event.event_id,
+            Entry::StatusReport { event_id, .. } => *event_id,
+        }
+    }
+
+    fn set_id(&mut self, id: u64) {
+        match self {
+            Entry::Event(event) => event.event_id = id,
+            Entry::StatusReport { event_id, .. } => *event_id = id,
+        }
+    }
+
+    /// The event to send: a status report is built from `inventory` now.
+    fn materialize(&self, inventory: &Inventory) -> AgentEvent {
+        match self {
+            Entry::Event(event) => AgentEvent::clone(event),
+            Entry::StatusReport { event_id, occurred_at } => AgentEvent {
+                event_id: *event_id,
+                occurred_at: Some(*occurred_at),
+                event: Some(Event::StatusReport(StatusReport { containers: inventory.snapshot() })),
+            },
+        }
+    }
+}
+
 #[derive(Debug)]
 struct State {
     next_id: u64,
     /// Ids are provisional until the first Register tells where to continue.
     numbered: bool,
-    pending: VecDeque<AgentEvent>,
+    pending: VecDeque<Entry>,
     capacity: usize,
     dropped: u64,
     confirmed: u64,
@@ -33,11 +79,14 @@ struct State {
 pub struct Outbox {
     state: Arc<Mutex<State>>,
     added: Arc<Notify>,
+    /// What status reports are built from.
+    inventory: Inventory,
 }
 
 impl Outbox {
-    pub fn new(capacity: usize) -> Outbox {
+    pub fn new(capacity: usize, inventory: Inventory) -> Outbox {
         Outbox {
+            inventory,
             state: Arc::new(Mutex::new(State {
                 next_id: 1,
                 numbered: false,
@@ -56,15 +105,32 @@ impl Outbox {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Adds an event; returns its id.
+    /// Adds an event; returns its id. A status report is better pushed with
+    /// [`Outbox::push_status_report`], which keeps no copy of it.
     pub fn push(&self, event: Event) -> u64 {
+        self.add(|event_id, occurred_at| {
+            Entry::Event(Box::new(AgentEvent { event_id, occurred_at: Some(occurred_at), event: Some(event) }))
+        })
+    }
+
+    /// Adds a status report of every container in the inventory, built when it is sent, in
+    /// place of any older one still pending; returns its id.
+    pub fn push_status_report(&self) -> u64 {
+        self.add(|event_id, occurred_at| Entry::StatusReport { event_id, occurred_at })
+    }
+
+    fn add(&self, entry: impl FnOnce(u64, Timestamp) -> Entry) -> u64 {
         let now = time::OffsetDateTime::now_utc();
         let occurred_at = Timestamp { seconds: now.unix_timestamp(), nanos: now.nanosecond() as i32 };
         let id = {
             let mut state = self.lock();
             let id = state.next_id;
             state.next_id += 1;
-            state.pending.push_back(AgentEvent { event_id: id, occurred_at: Some(occurred_at), event: Some(event) });
+            let entry = entry(id, occurred_at);
+            if matches!(entry, Entry::StatusReport { .. }) {
+                state.pending.retain(|pending| !matches!(pending, Entry::StatusReport { .. }));
+            }
+            state.pending.push_back(entry);
             while state.pending.len() > state.capacity {
                 state.pending.pop_front();
                 state.dropped += 1;
@@ -79,7 +145,7 @@ impl Outbox {
     /// The master stored everything up to `through`.
     pub fn confirm(&self, through: u64) {
         let mut state = self.lock();
-        while state.pending.front().is_some_and(|event| event.event_id <= through) {
+        while state.pending.front().is_some_and(|entry| entry.id() <= through) {
             state.pending.pop_front();
         }
         state.confirmed = state.confirmed.max(through);
@@ -92,9 +158,9 @@ impl Outbox {
         if !state.numbered {
             state.numbered = true;
             let mut id = last_event_id;
-            for event in state.pending.iter_mut() {
+            for entry in state.pending.iter_mut() {
                 id += 1;
-                event.event_id = id;
+                entry.set_id(id);
             }
             state.next_id = id + 1;
             state.confirmed = last_event_id;
@@ -105,10 +171,18 @@ impl Outbox {
         }
     }
 
-    /// Up to `limit` pending events with an id above `after`, in order.
+    /// Up to `limit` pending events with an id above `after`, in order (a status report built
+    /// from the inventory now).
     pub fn pending_after(&self, after: u64, limit: usize) -> Vec<AgentEvent> {
         let state = self.lock();
-        state.pending.iter().filter(|event| event.event_id > after).take(limit).cloned().collect()
+        // Lock order: the outbox, then the inventory (the inventory never takes the outbox's).
+        state
+            .pending
+            .iter()
+            .filter(|entry| entry.id() > after)
+            .take(limit)
+            .map(|e| e.materialize(&self.inventory))
+            .collect()
     }
 
     /// Waits until an event is pushed (register interest before checking!).
@@ -146,7 +220,7 @@ mod tests {
 
     #[test]
     fn first_register_renumbers_provisional_events_after_the_masters_last_id() {
-        let outbox = Outbox::new(10);
+        let outbox = Outbox::new(10, Inventory::default());
         outbox.push(heartbeat());
         outbox.push(heartbeat());
         outbox.resume_after(41);
@@ -157,7 +231,7 @@ mod tests {
 
     #[test]
     fn receipts_and_later_registers_drop_confirmed_events() {
-        let outbox = Outbox::new(10);
+        let outbox = Outbox::new(10, Inventory::default());
         outbox.resume_after(0);
         for _ in 0..5 {
             outbox.push(heartbeat());
@@ -171,8 +245,26 @@ mod tests {
     }
 
     #[test]
+    fn a_status_report_is_built_when_sent_and_replaces_older_ones() {
+        let inventory = Inventory::default();
+        let outbox = Outbox::new(10, inventory.clone());
+        outbox.resume_after(0);
+        outbox.push_status_report();
+        outbox.push(heartbeat());
+        inventory.upsert(dockflare::v1::Container { id: "c1".into(), ..Default::default() });
+        let sent = outbox.pending_after(0, 10);
+        let Some(Event::StatusReport(report)) = &sent[0].event else { panic!("not a report: {sent:?}") };
+        assert_eq!(report.containers.len(), 1, "built from the inventory when sent");
+        assert_eq!(outbox.push_status_report(), 3);
+        let ids: Vec<u64> = outbox.pending_after(0, 10).iter().map(|e| e.event_id).collect();
+        assert_eq!(ids, vec![2, 3], "the newer report replaced the older one");
+        outbox.confirm(3);
+        assert!(outbox.is_empty());
+    }
+
+    #[test]
     fn overflow_drops_the_oldest_and_counts_them() {
-        let outbox = Outbox::new(3);
+        let outbox = Outbox::new(3, Inventory::default());
         outbox.resume_after(0);
         for _ in 0..5 {
             outbox.push(heartbeat());

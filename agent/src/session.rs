@@ -20,9 +20,7 @@ use backon::BackoffBuilder;
 use dockflare::v1::agent_event::Event;
 use dockflare::v1::agent_service_client::AgentServiceClient;
 use dockflare::v1::watch_commands_response::Message as Incoming;
-use dockflare::v1::{
-    AgentEvent, Command, DockerMode, Heartbeat, NodeRole, RegisterRequest, StatusReport, WatchCommandsRequest,
-};
+use dockflare::v1::{AgentEvent, Command, DockerMode, Heartbeat, NodeRole, RegisterRequest, WatchCommandsRequest};
 use dockflare_common::retry_pushback;
 use futures::Stream;
 use std::collections::VecDeque;
@@ -197,7 +195,7 @@ async fn run_once(context: &SessionContext, preferred: &mut usize) -> SessionEnd
             dropped
         );
     }
-    context.outbox.push(Event::StatusReport(StatusReport { containers: context.inventory.snapshot() }));
+    context.outbox.push_status_report();
     let heartbeat_every = registered
         .heartbeat_interval
         .and_then(|d| Duration::try_from(d).ok())

@@ -108,11 +108,11 @@ impl Observed for AgentStatus {
         metrics::gauge!("dockflare_agent_outbox_events").set(self.outbox.len() as f64);
         let mut kinds: std::collections::BTreeMap<&'static str, u64> =
             DIAGNOSTIC_KINDS.iter().map(|kind| (*kind, 0)).collect();
-        for container in self.inventory.snapshot() {
+        self.inventory.for_each(|container| {
             for diagnostic in &container.diagnostics {
                 *kinds.entry(diagnostic_kind(&diagnostic.reason)).or_default() += 1;
             }
-        }
+        });
         for (kind, count) in kinds {
             metrics::gauge!("dockflare_agent_label_diagnostics", "kind" => kind).set(count as f64);
         }

@@ -166,14 +166,6 @@ pub fn from_service(service: &Service, tasks: &[Task], selection: &Selection) ->
     Some(entry)
 }
 
-/// What changed between two views: containers to report as started (new or
-/// changed) and as stopped (gone).
-pub fn diff(old: &BTreeMap<String, Container>, new: &BTreeMap<String, Container>) -> (Vec<Container>, Vec<Container>) {
-    let started = new.iter().filter(|(id, c)| old.get(*id) != Some(*c)).map(|(_, c)| c.clone()).collect();
-    let stopped = old.iter().filter(|(id, _)| !new.contains_key(*id)).map(|(_, c)| c.clone()).collect();
-    (started, stopped)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,19 +220,5 @@ mod tests {
         // Without the service labels (a worker node) there is nothing to report.
         assert!(container("c1", "/web-app.1.abc", &own, None, "running", "img", &prefixes).is_none());
         Ok(())
-    }
-
-    #[test]
-    fn diff_reports_new_changed_and_gone() {
-        let prefixes = Selection::default();
-        let make = |id: &str, status: &str| {
-            container(id, "/x", &labels(&[("dockflare.enable", "true")]), None, status, "img", &prefixes)
-                .map(|c| (id.to_string(), c))
-        };
-        let old: BTreeMap<_, _> = [make("a", "running"), make("b", "running")].into_iter().flatten().collect();
-        let new: BTreeMap<_, _> = [make("b", "restarting"), make("c", "running")].into_iter().flatten().collect();
-        let (started, stopped) = diff(&old, &new);
-        assert_eq!(started.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), vec!["b", "c"]);
-        assert_eq!(stopped.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), vec!["a"]);
     }
 }

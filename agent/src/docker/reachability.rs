@@ -5,13 +5,15 @@
 //! overlay names live on other nodes too).
 //!
 //! [`diagnose`] decides (pure); [`NetworkNames`] reads the network's names from the engine,
-//! caching each member's aliases until the next full relist.
+//! caching each member's aliases by its endpoint on the network (an endpoint's aliases are
+//! fixed when it is created: a relist costs one network inspection, not one per member).
 
 use bollard::query_parameters::{InspectContainerOptions, InspectNetworkOptions};
 use bollard::Docker;
 use dockflare::v1::{Container, LabelDiagnostic};
 use dockflare_common::labels::{self, values, LabelPrefixes};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use futures::StreamExt;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// How many known names a diagnostic lists at most (the closest first).
 const NAMES_LISTED: usize = 8;
@@ -69,11 +71,18 @@ fn service_label(
     })
 }
 
-/// The known names closest to `host`, at most [`NAMES_LISTED`], or "none".
+/// The known names closest to `host`, at most [`NAMES_LISTED`], or "none". Each distance is
+/// computed once (a relist diagnoses every container against every name on the network).
 fn closest(host: &str, known: &BTreeSet<String>) -> String {
-    let mut names: Vec<&String> = known.iter().collect();
-    names.sort_by_key(|name| (levenshtein(host, name), name.as_str()));
-    let listed: Vec<&str> = names.iter().take(NAMES_LISTED).map(|n| n.as_str()).collect();
+    let mut row = Vec::new();
+    let mut names: Vec<(usize, &str)> =
+        known.iter().map(|name| (levenshtein(host, name, &mut row), name.as_str())).collect();
+    if names.len() > NAMES_LISTED {
+        names.select_nth_unstable(NAMES_LISTED - 1);
+        names.truncate(NAMES_LISTED);
+    }
+    names.sort_unstable();
+    let listed: Vec<&str> = names.iter().map(|(_, name)| *name).collect();
     match (listed.is_empty(), known.len() > NAMES_LISTED) {
         (true, _) => "none".into(),
         (false, true) => format!("{}, … ({} in all)", listed.join(", "), known.len()),
@@ -81,33 +90,37 @@ fn closest(host: &str, known: &BTreeSet<String>) -> String {
     }
 }
 
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
+/// The edit distance between `a` and `b`, in characters; `row` is scratch space reused between
+/// calls (one row of the table, no allocation per call once it is large enough).
+fn levenshtein(a: &str, b: &str, row: &mut Vec<usize>) -> usize {
+    row.clear();
+    row.extend(0..=b.chars().count());
     for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != *cb);
-            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        // `diagonal` is the previous row's value left of the cell being computed.
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.chars().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != cb)).min(above + 1).min(row[j] + 1);
+            diagonal = above;
         }
-        previous = current;
     }
-    previous[b.len()]
+    row[row.len() - 1]
 }
 
-/// The names the connector network resolves: its members' names and aliases (read once per
-/// member and kept until [`NetworkNames::forget`]), plus names about to join it.
+/// Member inspections in flight at once when many endpoints are new (a first relist).
+const INSPECTIONS_IN_FLIGHT: usize = 8;
+
+/// The names the connector network resolves: its members' names and aliases (each endpoint's
+/// aliases read once, when the endpoint is first seen, and kept while it exists), plus names
+/// about to join it.
 #[derive(Default)]
 pub struct NetworkNames {
+    /// Aliases by endpoint id.
     aliases: HashMap<String, Vec<String>>,
 }
 
 impl NetworkNames {
-    /// Drops what was cached (a full relist reads everything again).
-    pub fn forget(&mut self) {
-        self.aliases.clear();
-    }
-
     /// The names on `network` now; `None` when the network cannot be read (nothing is then
     /// diagnosed: no guess is better than a wrong one).
     pub async fn read(&mut self, docker: &Docker, network: &str) -> Option<BTreeSet<String>> {
@@ -122,29 +135,49 @@ impl NetworkNames {
             }
         };
         let members = inspect.containers.unwrap_or_default();
-        self.aliases.retain(|id, _| members.contains_key(id));
+        let current: HashSet<&str> = members.iter().map(|(id, member)| endpoint_key(id, member)).collect();
+        self.aliases.retain(|endpoint, _| current.contains(endpoint.as_str()));
+        let reads: Vec<_> = members
+            .iter()
+            .map(|(id, member)| (id.clone(), endpoint_key(id, member).to_string()))
+            .filter(|(_, endpoint)| !self.aliases.contains_key(endpoint))
+            .map(|(id, endpoint)| aliases_of(docker, id, endpoint, network))
+            .collect();
+        let read: Vec<(String, Vec<String>)> =
+            futures::stream::iter(reads).buffer_unordered(INSPECTIONS_IN_FLIGHT).collect().await;
+        self.aliases.extend(read);
         let mut names = BTreeSet::new();
-        for (id, endpoint) in members {
-            if let Some(name) = endpoint.name.as_deref() {
+        for (id, member) in &members {
+            if let Some(name) = member.name.as_deref() {
                 names.insert(name.trim_start_matches('/').to_ascii_lowercase());
             }
-            if !self.aliases.contains_key(&id) {
-                let aliases = match docker.inspect_container(&id, None::<InspectContainerOptions>).await {
-                    Ok(container) => container
-                        .network_settings
-                        .and_then(|settings| settings.networks)
-                        .and_then(|mut networks| networks.remove(network))
-                        .and_then(|endpoint| endpoint.aliases)
-                        .unwrap_or_default(),
-                    Err(_) => Vec::new(),
-                };
-                self.aliases.insert(id.clone(), aliases);
-            }
-            names.extend(self.aliases.get(&id).into_iter().flatten().map(|a| a.to_ascii_lowercase()));
+            let aliases = self.aliases.get(endpoint_key(id, member)).into_iter().flatten();
+            names.extend(aliases.map(|a| a.to_ascii_lowercase()));
             names.insert(id.chars().take(12).collect());
         }
         Some(names)
     }
+}
+
+/// What a member's aliases are cached under: its endpoint id, unique to one connection of one
+/// container (its container id when the engine gives none).
+fn endpoint_key<'a>(id: &'a str, member: &'a bollard::models::NetworkContainer) -> &'a str {
+    member.endpoint_id.as_deref().filter(|e| !e.is_empty()).unwrap_or(id)
+}
+
+/// The aliases of container `id` on `network` (none when it cannot be inspected), with the
+/// endpoint they are kept under.
+async fn aliases_of(docker: &Docker, id: String, endpoint: String, network: &str) -> (String, Vec<String>) {
+    let aliases = match docker.inspect_container(&id, None::<InspectContainerOptions>).await {
+        Ok(container) => container
+            .network_settings
+            .and_then(|settings| settings.networks)
+            .and_then(|mut networks| networks.remove(network))
+            .and_then(|endpoint| endpoint.aliases)
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    (endpoint, aliases)
 }
 
 #[cfg(test)]
@@ -212,6 +245,21 @@ mod tests {
         ]);
         let found = diagnose(&c, &known(&["proj-web-1"]), "n", &LabelPrefixes::default());
         assert_eq!(found.iter().map(|d| d.label.as_str()).collect::<Vec<_>>(), vec!["dockflare.1.service"]);
+    }
+
+    #[test]
+    fn edit_distances() {
+        let mut row = Vec::new();
+        for (a, b, distance) in [
+            ("web", "webb", 1),
+            ("kitten", "sitting", 3),
+            ("", "abc", 3),
+            ("abc", "", 3),
+            ("same", "same", 0),
+            ("é", "e", 1),
+        ] {
+            assert_eq!(levenshtein(a, b, &mut row), distance, "{a} → {b}");
+        }
     }
 
     #[test]

@@ -19,11 +19,11 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use dockflare::v1::agent_event::Event;
-use dockflare::v1::{Container, StatusReport};
+use dockflare::v1::Container;
 use dockflare_common::labels;
 use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// What the watcher needs.
@@ -84,14 +84,11 @@ async fn watch_once(context: &WatchContext) -> Result<(), EngineError> {
     let mut events = Box::pin(docker.events(Some(EventsOptions { filters: Some(filters), ..Default::default() })));
 
     let mut names = NetworkNames::default();
-    let mut view = snapshot(&docker, manager, &context.selection).await?;
-    check_reachability(context, &docker, &mut names, view.values_mut()).await;
-    let fresh = apply_view(context, view, true);
-    attach_to_network(context, &docker, &fresh).await;
+    relist(context, &docker, manager, &mut names, Relist::AfterConnect).await?;
 
     let period = if manager { context.swarm_relist_every } else { context.relist_every };
-    let mut relist = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    relist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut relist_timer = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    relist_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             event = events.next() => match event {
@@ -104,16 +101,53 @@ async fn watch_once(context: &WatchContext) -> Result<(), EngineError> {
                     err: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "event stream ended"),
                 })),
             },
-            _ = relist.tick() => {
+            _ = relist_timer.tick() => {
                 metrics::counter!("dockflare_agent_relists_total").increment(1);
-                names.forget();
-                let mut view = snapshot(&docker, manager, &context.selection).await?;
-                check_reachability(context, &docker, &mut names, view.values_mut()).await;
-                let fresh = apply_view(context, view, false);
-                attach_to_network(context, &docker, &fresh).await;
+                relist(context, &docker, manager, &mut names, Relist::Periodic).await?;
             }
         }
     }
+}
+
+/// Why a full relist runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Relist {
+    /// After (re)connecting to the engine: the whole view is reported.
+    AfterConnect,
+    /// On the relist timer: only differences are reported.
+    Periodic,
+    /// A Swarm service changed: only differences are reported.
+    ServiceChanged,
+}
+
+/// A full relist: lists everything, diagnoses reachability, installs the view and queues its
+/// report (whole after a connect, else the differences), timed — the time from the list request
+/// to the report queued is logged (`took_ms`) and recorded
+/// (`dockflare_agent_relist_duration_seconds`) — then attaches what is new to the connector
+/// network.
+async fn relist(
+    context: &WatchContext,
+    docker: &Docker,
+    manager: bool,
+    names: &mut NetworkNames,
+    why: Relist,
+) -> Result<(), EngineError> {
+    let began = Instant::now();
+    let mut view = snapshot(docker, manager, &context.selection).await?;
+    check_reachability(context, docker, names, view.values_mut()).await;
+    let containers = view.len();
+    let full = why == Relist::AfterConnect;
+    let fresh = apply_view(context, view, full);
+    let took = began.elapsed();
+    metrics::histogram!("dockflare_agent_relist_duration_seconds").record(took.as_secs_f64());
+    let took_ms = took.as_millis() as u64;
+    if full {
+        tracing::info!(message = "Docker inventory listed.", containers, took_ms);
+    } else {
+        tracing::debug!(message = "Docker inventory relisted.", containers, started = fresh.len(), took_ms, reason = ?why);
+    }
+    attach_to_network(context, docker, &fresh).await;
+    Ok(())
 }
 
 /// Everything DockFlare-labelled on the host now.
@@ -135,7 +169,12 @@ async fn snapshot(
             }
         }
     }
-    let containers = docker.list_containers(Some(ListContainersOptions::default())).await?;
+    // On a standalone engine the scope label is the container's own: the engine filters by it.
+    let filters = match (&selection.scope, manager) {
+        (Some((key, value)), false) => Some(HashMap::from([("label".to_string(), vec![format!("{key}={value}")])])),
+        _ => None,
+    };
+    let containers = docker.list_containers(Some(ListContainersOptions { filters, ..Default::default() })).await?;
     for summary in &containers {
         let service_id = summary.labels.as_ref().and_then(|l| l.get(observe::SWARM_SERVICE_ID));
         let labels = service_id.and_then(|id| service_labels.get(id));
@@ -162,56 +201,68 @@ async fn check_reachability(
     let mut containers: Vec<&mut Container> = containers.collect();
     let Some(mut known) = names.read(docker, network).await else { return };
     let prefixes = &context.selection.prefixes;
-    let enabled = |c: &Container| {
-        let labels: BTreeMap<String, String> = c.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        labels::parse(&c.name, &labels, prefixes).enabled
-    };
-    known.extend(context.inventory.snapshot().iter().filter(|c| enabled(c)).map(|c| c.name.to_ascii_lowercase()));
-    known.extend(containers.iter().filter(|c| enabled(c)).map(|c| c.name.to_ascii_lowercase()));
+    context.inventory.for_each(|c| {
+        if enabled(c, prefixes) {
+            known.insert(c.name.to_ascii_lowercase());
+        }
+    });
+    known.extend(containers.iter().filter(|c| enabled(c, prefixes)).map(|c| c.name.to_ascii_lowercase()));
     for container in containers.iter_mut() {
         let found = reachability::diagnose(container, &known, network, prefixes);
         container.diagnostics.extend(found);
     }
 }
 
-/// Installs a new view. `full`: send a status report (after a (re)connect);
-/// otherwise report only what changed. Returns the containers new to the
-/// agent: all of them after a (re)connect, else those that started.
-fn apply_view(context: &WatchContext, view: BTreeMap<String, Container>, full: bool) -> Vec<Container> {
-    let old = context.inventory.replace_all(view.clone());
-    let (started, stopped) = observe::diff(&old, &view);
-    for container in &started {
-        log_diagnostics(container);
-    }
+/// Whether a reported container has routing enabled (not only a label mistake).
+fn enabled(container: &Container, prefixes: &labels::LabelPrefixes) -> bool {
+    let labels: BTreeMap<String, String> = container.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    labels::parse(&container.name, &labels, prefixes).enabled
+}
+
+/// A container to connect to the connector network: its id and name (its alias there).
+struct Member {
+    id: String,
+    name: String,
+}
+
+/// Installs a new view (moved into the inventory, not copied). `full`: queue a status report
+/// (after a (re)connect; it is built from the inventory when sent); otherwise report only what
+/// changed. Returns the enabled containers new to the agent — all of them after a (re)connect,
+/// else those that started — to attach to the connector network.
+fn apply_view(context: &WatchContext, view: BTreeMap<String, Container>, full: bool) -> Vec<Member> {
+    let prefixes = &context.selection.prefixes;
+    let (started, stopped) = context.inventory.replace_all(view);
+    let member = |c: &Container| enabled(c, prefixes).then(|| Member { id: c.id.clone(), name: c.name.clone() });
+    let mut members = Vec::new();
     if full {
-        tracing::info!(message = "Docker inventory listed.", containers = view.len());
-        let containers: Vec<Container> = view.into_values().collect();
-        context.outbox.push(Event::StatusReport(StatusReport { containers: containers.clone() }));
-        return containers;
+        let started: HashSet<String> = started.into_iter().collect();
+        context.inventory.for_each(|c| {
+            if started.contains(&c.id) {
+                log_diagnostics(c);
+            }
+            members.extend(member(c));
+        });
+        context.outbox.push_status_report();
+        return members;
     }
-    for container in &started {
-        context.outbox.push(Event::ContainerStart(container.clone()));
+    for container in started.iter().filter_map(|id| context.inventory.get(id)) {
+        log_diagnostics(&container);
+        members.extend(member(&container));
+        context.outbox.push(Event::ContainerStart(container));
     }
     for container in stopped {
         context.outbox.push(Event::ContainerStop(container));
     }
-    started
+    members
 }
 
-/// Connects the enabled `containers` that are not on the connector network to it (standalone
-/// engines, with `attach_network` set), aliased by their name, so that the connector resolves
+/// Connects `members` that are not on the connector network to it (standalone engines, with
+/// `attach_network` set), aliased by their name, so that the connector resolves
 /// `http://NAME:PORT`. Logged; failures are never fatal (a `--network host` container cannot be
 /// attached, say).
-async fn attach_to_network(context: &WatchContext, docker: &Docker, containers: &[Container]) {
+async fn attach_to_network(context: &WatchContext, docker: &Docker, wanted: &[Member]) {
     let standalone = matches!(context.mode.borrow().as_ref(), Some(HostMode::Standalone { .. }));
     let Some(network) = context.attach_network.as_deref().filter(|_| standalone) else { return };
-    let wanted: Vec<&Container> = containers
-        .iter()
-        .filter(|c| {
-            let labels: BTreeMap<String, String> = c.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            labels::parse(&c.name, &labels, &context.selection.prefixes).enabled
-        })
-        .collect();
     if wanted.is_empty() {
         return;
     }
@@ -228,7 +279,7 @@ async fn attach_to_network(context: &WatchContext, docker: &Docker, containers: 
             return;
         }
     };
-    for container in wanted.into_iter().filter(|c| !attached.contains(&c.id)) {
+    for container in wanted.iter().filter(|c| !attached.contains(&c.id)) {
         let request = NetworkConnectRequest {
             container: Some(container.id.clone()),
             endpoint_config: Some(EndpointSettings {
@@ -276,11 +327,7 @@ async fn handle_event(
     let Some(id) = event.actor.and_then(|a| a.id) else { return Ok(()) };
     if kind == "service" {
         // Services changed (create, update, remove): relist, report the difference.
-        let mut view = snapshot(docker, manager, &context.selection).await?;
-        check_reachability(context, docker, names, view.values_mut()).await;
-        let fresh = apply_view(context, view, false);
-        attach_to_network(context, docker, &fresh).await;
-        return Ok(());
+        return relist(context, docker, manager, names, Relist::ServiceChanged).await;
     }
     match action.as_str() {
         "die" | "destroy" | "pause" | "oom" => {
@@ -336,7 +383,10 @@ async fn refresh(
                 tracing::info!(message = "Container started.", container = %container.name, routes_diagnostics = container.diagnostics.len());
                 log_diagnostics(&container);
                 // Reachable before the master routes to it.
-                attach_to_network(context, docker, std::slice::from_ref(&container)).await;
+                if enabled(&container, &context.selection.prefixes) {
+                    let member = Member { id: container.id.clone(), name: container.name.clone() };
+                    attach_to_network(context, docker, &[member]).await;
+                }
                 context.outbox.push(Event::ContainerStart(container));
             }
         }

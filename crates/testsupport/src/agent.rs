@@ -92,6 +92,11 @@ impl Agent {
         self.spawn()
     }
 
+    /// The process id of the running agent.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Where the agent serves /healthz, /readyz and /metrics (from its log).
     pub async fn metrics_addr(&self, timeout: Duration) -> Result<std::net::SocketAddr> {
         let record = self.logs.wait_for("Health and metrics listening.", timeout).await?;
