@@ -127,12 +127,15 @@ async fn measure(args: &Args, figures: &mut Figures) -> Result<()> {
     let emulator_port = free_port()?;
     let edge_port = free_port()?;
     let master = Master::start_with(MasterOptions {
-        // The emulator has no rate limit to protect: the request budget is not what is measured.
+        // The emulator has no rate limit to protect: the request budget is not what is measured;
+        // nor is the per-agent route quota (200 by default), which a host of 1,000 exceeds.
         args: vec![
             "--offline-emulator-listen".into(),
             format!("0.0.0.0:{emulator_port}"),
             "--cf-requests-per-5min".into(),
             "100000".into(),
+            "--max-routes-per-agent".into(),
+            (args.containers + 64).to_string(),
         ],
         ..MasterOptions::default()
     })
