@@ -27,7 +27,8 @@ pub const QUEUE_BYTES: usize = 64 * 1024 * 1024;
 /// Most events in one transaction.
 pub const MAX_BATCH: usize = 8_192;
 /// Events written between two looks for a waiting command: on SQLite a transaction ends early
-/// after the chunk in progress when a command waits for the one writer connection.
+/// after the chunk in progress when a command waits for the one writer connection (PostgreSQL
+/// writes a batch as one chunk).
 pub const CHUNK: usize = 256;
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
@@ -130,10 +131,13 @@ async fn run(
         if received == 0 {
             return;
         }
-        let mut chunks: Vec<EventBatch> = Vec::with_capacity(received.div_ceil(CHUNK));
+        // Only SQLite's transactions give way to commands: PostgreSQL's chunks would be round
+        // trips for nothing.
+        let chunk_size = if store.backend() == crate::store::Backend::Sqlite { CHUNK } else { MAX_BATCH };
+        let mut chunks: Vec<EventBatch> = Vec::with_capacity(received.div_ceil(chunk_size));
         for (pending, permit) in buffer.drain(..) {
             permits.push(permit);
-            add_to_chunks(&mut chunks, pending);
+            add_to_chunks(&mut chunks, pending, chunk_size);
         }
         let mut containers_changed = false;
         while !chunks.is_empty() {
@@ -160,10 +164,10 @@ async fn run(
     }
 }
 
-/// Adds an event to the last chunk, or to a new one when that is full ([`CHUNK`] events).
-fn add_to_chunks(chunks: &mut Vec<EventBatch>, pending: PendingEvent) {
+/// Adds an event to the last chunk, or to a new one when that holds `chunk_size` events.
+fn add_to_chunks(chunks: &mut Vec<EventBatch>, pending: PendingEvent, chunk_size: usize) {
     let chunk = match chunks.last_mut() {
-        Some(chunk) if chunk.events.len() < CHUNK => chunk,
+        Some(chunk) if chunk.events.len() < chunk_size => chunk,
         _ => {
             chunks.push(EventBatch::default());
             let Some(chunk) = chunks.last_mut() else { return };
@@ -199,7 +203,7 @@ async fn write_until_stored(store: &Store, chunks: &[EventBatch]) -> (usize, boo
     let mut delay = RETRY_MIN;
     let mut failures = 0u32;
     loop {
-        match store.write_event_chunks(chunks).await {
+        match store.write_event_chunks(chunks, crate::store::YIELD_AFTER).await {
             Ok(outcome) => {
                 if failures > 0 {
                     tracing::info!(message = "Event writes recovered.", failed_attempts = failures);

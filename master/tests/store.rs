@@ -13,6 +13,7 @@ use dockflare_master::store::{
 };
 use std::collections::BTreeSet;
 use std::future::Future;
+use std::time::Duration;
 use support::{test_databases, OpenStore};
 
 /// A fixed "now" (Unix milliseconds) for the cases.
@@ -565,21 +566,22 @@ async fn a_waiting_command_cuts_an_event_transaction_short_on_sqlite_only() -> R
         let chunks = [chunk(1), chunk(4), chunk(7)];
 
         // Nothing waits: every chunk in one transaction.
-        assert_eq!(store.write_event_chunks(&chunks[..2]).await?.0, 2);
-
-        // A command waits for the writer: SQLite (one writer connection) commits after the
-        // chunk in progress and leaves the rest; PostgreSQL has no reason to.
+        assert_eq!(store.write_event_chunks(&chunks[..1], Duration::ZERO).await?.0, 1);
+        // A command waits, but the transaction is younger than it must be to give way.
         let waiting = store.waiting_for_writer();
-        let stored = store.write_event_chunks(&chunks[2..]).await?.0;
-        assert_eq!(stored, 1, "a lone chunk is always written");
+        assert_eq!(store.write_event_chunks(&chunks[1..], Duration::from_secs(3600)).await?.0, 2);
+
+        // Old enough (here at once; the event writer lets one run YIELD_AFTER first): SQLite, one
+        // writer connection, commits after the chunk in progress and leaves the rest;
+        // PostgreSQL has no reason to.
         let more = [chunk(10), chunk(13)];
-        let stored = store.write_event_chunks(&more).await?.0;
+        let stored = store.write_event_chunks(&more, Duration::ZERO).await?.0;
         match store.backend() {
             Backend::Sqlite => assert_eq!(stored, 1, "SQLite yields after one chunk"),
             Backend::Postgres => assert_eq!(stored, 2, "PostgreSQL writes on"),
         }
         drop(waiting);
-        assert_eq!(store.write_event_chunks(&more[stored..]).await?.0, more.len() - stored);
+        assert_eq!(store.write_event_chunks(&more[stored..], Duration::ZERO).await?.0, more.len() - stored);
 
         // Whatever the split, every event is stored once and the cursor is at the last.
         let ids: Vec<u64> = store.list_events(a.as_str(), 0, 100).await?.iter().map(|e| e.event_id).collect();

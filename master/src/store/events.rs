@@ -16,6 +16,8 @@ use std::collections::HashSet;
 /// list (cost grows with the square of the count), so its statements stay
 /// small; PostgreSQL takes large ones well (below its 65535 parameters).
 const SQLITE_ROWS_PER_INSERT: usize = 64;
+/// How long an event transaction runs before it gives way to a waiting command (SQLite).
+pub const YIELD_AFTER: std::time::Duration = std::time::Duration::from_millis(20);
 const POSTGRES_ROWS_PER_INSERT: usize = 500;
 
 /// One event as stored.
@@ -125,26 +127,34 @@ impl Store {
     /// Stores a batch atomically. Events already stored (same agent and id) are skipped.
     /// Whether the reported containers changed (what a reconcile pass reads).
     pub async fn write_event_batch(&self, batch: &EventBatch) -> Result<bool, StoreError> {
-        let (_, containers_changed) = self.write_event_chunks(std::slice::from_ref(batch)).await?;
+        let (_, containers_changed) = self.write_event_chunks(std::slice::from_ref(batch), YIELD_AFTER).await?;
         Ok(containers_changed)
     }
 
     /// Writes `chunks` in order, in one transaction while nothing else is urgent: returns how
     /// many are stored (a prefix) and whether the reported containers changed. On SQLite a
-    /// command waiting for the one writer connection ([`Store::waiting_for_writer`]) cuts the
-    /// transaction short after the chunk in progress; the caller writes the rest in another
-    /// transaction, which the command's comes before. A command then waits for one chunk, not
-    /// for a whole batch.
-    pub async fn write_event_chunks(&self, chunks: &[EventBatch]) -> Result<(usize, bool), StoreError> {
+    /// command waiting for the one writer connection ([`Store::waiting_for_writer`]) cuts a
+    /// transaction open for `yield_after` ([`YIELD_AFTER`]) short after the chunk in progress; the caller writes
+    /// the rest in another transaction, which the command's comes before. A command then waits
+    /// for tens of milliseconds, not for a whole batch, and a stream of commands costs the
+    /// events at most one more commit per `yield_after`.
+    pub async fn write_event_chunks(
+        &self,
+        chunks: &[EventBatch],
+        yield_after: std::time::Duration,
+    ) -> Result<(usize, bool), StoreError> {
         let chunks: Vec<&EventBatch> = chunks.iter().filter(|chunk| !chunk.is_empty()).collect();
         if chunks.is_empty() {
             return Ok((0, false));
         }
         let mut tx = self.writer.begin().await?;
+        let began = std::time::Instant::now();
         let mut containers_changed = false;
         for (index, chunk) in chunks.iter().enumerate() {
             containers_changed |= self.write_chunk(&mut tx, chunk).await?;
-            if index + 1 < chunks.len() && self.backend == super::Backend::Sqlite && self.commands_waiting() > 0 {
+            let yields =
+                self.backend == super::Backend::Sqlite && began.elapsed() >= yield_after && self.commands_waiting() > 0;
+            if index + 1 < chunks.len() && yields {
                 tx.commit().await?;
                 metrics::counter!("dockflare_event_transactions_yielded_total").increment(1);
                 return Ok((index + 1, containers_changed));

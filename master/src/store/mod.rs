@@ -30,7 +30,7 @@ pub use access_policies::{FileReplace, PutOutcome, StoredPolicies};
 pub use agents::{AgentRegistration, NewAgent, Registration};
 pub use commands::{CommandRow, CommandState, DeliveredRun, Enqueued};
 pub use containers::{ContainerChange, ContainerChangeEntry};
-pub use events::{CommandAck, EventBatch, StoredEvent, PROGRESS_ONLY_KINDS};
+pub use events::{CommandAck, EventBatch, StoredEvent, PROGRESS_ONLY_KINDS, YIELD_AFTER};
 pub use identities::AdminIdentityRow;
 pub use routes::{CorruptRoute, StoredRoutes};
 pub use tokens::{JoinTokenRow, TokenRejection};
