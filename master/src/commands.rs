@@ -21,6 +21,15 @@ const LEGACY_SEALED_SETTING: &str = "command_log_sealed";
 /// Rows read per round of the one-off sealing pass.
 const LEGACY_PAGE: u32 = 256;
 
+/// Who waits for a command to be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Urgency {
+    /// An operator's call (AdminService): event batches give way to it.
+    Operator,
+    /// The reconciler's own commands: they wait their turn.
+    Background,
+}
+
 /// The command log as the rest of the master uses it.
 #[derive(Clone)]
 pub struct CommandQueue {
@@ -115,9 +124,19 @@ impl CommandQueue {
         }
     }
 
-    /// Stores a command for `agent_id` and wakes its stream. Returns the
-    /// command's id and sequence.
+    /// Stores an operator's command for `agent_id` and wakes its stream. Returns the command's
+    /// id and sequence. An operator waits for it: on SQLite an event batch in progress gives way
+    /// to it ([`Store::waiting_for_writer`]).
     pub async fn enqueue(&self, agent_id: &str, kind: command::Kind) -> Result<(String, u64), EnqueueError> {
+        self.enqueue_with(agent_id, kind, Urgency::Operator).await
+    }
+
+    async fn enqueue_with(
+        &self,
+        agent_id: &str,
+        kind: command::Kind,
+        urgency: Urgency,
+    ) -> Result<(String, u64), EnqueueError> {
         let command_id = uuid::Uuid::now_v7().to_string();
         let created_at = now_millis();
         let kind_name = crate::convert::command_kind_name(&kind);
@@ -133,7 +152,7 @@ impl CommandQueue {
         };
         let outcome = self
             .store
-            .enqueue_command(agent_id, &command_id, kind_name, created_at, seal_at)
+            .enqueue_command(agent_id, &command_id, kind_name, created_at, urgency == Urgency::Operator, seal_at)
             .await
             .map_err(EnqueueError::Store)?;
         metrics::counter!("dockflare_commands_queued_total", "kind" => kind_name).increment(1);
@@ -164,7 +183,11 @@ impl crate::reconcile::AgentCommands for CommandQueue {
         start: dockflare::v1::StartTunnel,
     ) -> futures::future::BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            self.enqueue(agent_id, command::Kind::StartTunnel(start)).await.map(drop).map_err(|e| e.to_string())
+            // Background work: it waits its turn behind event batches rather than cut them short.
+            self.enqueue_with(agent_id, command::Kind::StartTunnel(start), Urgency::Background)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
         })
     }
 }

@@ -95,7 +95,9 @@ fn registration(name: &str) -> AgentRegistration {
 }
 
 async fn enqueue(store: &Store, agent: &str, command_id: &str) -> Result<Enqueued> {
-    Ok(store.enqueue_command(agent, command_id, "resync", NOW, |seq| Ok(format!("payload-{seq}").into_bytes())).await?)
+    Ok(store
+        .enqueue_command(agent, command_id, "resync", NOW, true, |seq| Ok(format!("payload-{seq}").into_bytes()))
+        .await?)
 }
 
 fn event(agent: &str, event_id: u64, received_at: i64, payload: &str) -> StoredEvent {

@@ -94,17 +94,21 @@ pub struct DeliveredRun {
 impl Store {
     /// Stores a command under the agent's next sequence. `encode` builds the
     /// payload once the sequence is known (inside the transaction: keep it
-    /// to CPU work).
+    /// to CPU work). An `urgent` one (someone waits for it) is counted as
+    /// waiting for the writer ([`Store::waiting_for_writer`]).
     pub async fn enqueue_command(
         &self,
         agent_id: &str,
         command_id: &str,
         kind: &str,
         now: i64,
+        urgent: bool,
         encode: impl FnOnce(u64) -> Result<Vec<u8>, String>,
     ) -> Result<Enqueued, StoreError> {
-        let mut tx = {
+        let mut tx = if urgent {
             let _waiting = self.waiting_for_writer();
+            self.writer.begin().await?
+        } else {
             self.writer.begin().await?
         };
         let row = sqlx::query(

@@ -17,7 +17,7 @@ use std::collections::HashSet;
 /// small; PostgreSQL takes large ones well (below its 65535 parameters).
 const SQLITE_ROWS_PER_INSERT: usize = 64;
 /// How long an event transaction runs before it gives way to a waiting command (SQLite).
-pub const YIELD_AFTER: std::time::Duration = std::time::Duration::from_millis(20);
+pub const YIELD_AFTER: std::time::Duration = std::time::Duration::from_millis(5);
 const POSTGRES_ROWS_PER_INSERT: usize = 500;
 
 /// One event as stored.
