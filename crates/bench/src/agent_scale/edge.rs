@@ -46,14 +46,9 @@ fn parse_status(head: &[u8]) -> Option<u16> {
 
 /// Waits until the edge answers at all (any status), at most `within`.
 pub async fn wait_answering(edge: SocketAddr, within: Duration) -> Result<()> {
-    let deadline = Instant::now() + within;
-    while status(edge, "nobody.invalid").await.is_none() {
-        if Instant::now() > deadline {
-            bail!("the local edge on {edge} did not answer within {within:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
+    let what = format!("the local edge on {edge} answering");
+    dockflare_testsupport::eventually(&what, within, || async { Ok(status(edge, "nobody.invalid").await.map(|_| ())) })
+        .await
 }
 
 /// When each hostname first answered 200, polling all of them until then (at most `within`).

@@ -246,8 +246,8 @@ async fn wait_listing(
     count: usize,
     timeout: Duration,
 ) -> Result<Vec<u64>> {
-    let deadline = Instant::now() + timeout;
-    loop {
+    let what = format!("{count} agent log records {message:?} with {containers} containers");
+    dockflare_testsupport::eventually(&what, timeout, || async {
         let took: Vec<u64> = agent
             .logs
             .records(message)
@@ -257,15 +257,13 @@ async fn wait_listing(
             .take(count)
             .collect();
         if took.len() == count {
-            return Ok(took);
+            return Ok(Some(took));
         }
-        if Instant::now() > deadline {
-            let seen: Vec<String> =
-                agent.logs.records(message).iter().filter_map(|r| r.get("containers").map(|c| c.to_string())).collect();
-            bail!("the agent logged {} of {count} {message:?} records with {containers} containers within {timeout:?} (seen: {seen:?})", took.len());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        let seen: Vec<String> =
+            agent.logs.records(message).iter().filter_map(|r| r.get("containers").map(|c| c.to_string())).collect();
+        bail!("{} of {count} so far (containers seen: {seen:?})", took.len())
+    })
+    .await
 }
 
 fn relist_rows(figures: &mut Figures, containers: usize, took: &[u64]) {
