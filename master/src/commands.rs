@@ -9,7 +9,7 @@
 use crate::clock::now_millis;
 use crate::command_seal::{is_sealed, CommandSeal, LogPlace, SealError};
 use crate::fanout::Fanout;
-use crate::store::{CommandRow, Enqueued, Store, StoreError};
+use crate::store::{CommandRow, CommandWrite, Enqueued, Store, StoreError};
 use dockflare::v1::{command, Command};
 use prost::Message;
 use std::sync::Arc;
@@ -140,21 +140,27 @@ impl CommandQueue {
         let command_id = uuid::Uuid::now_v7().to_string();
         let created_at = now_millis();
         let kind_name = crate::convert::command_kind_name(&kind);
-        let seal_at = |sequence: u64| {
+        let seal = self.seal.clone();
+        let (id, agent) = (command_id.clone(), agent_id.to_string());
+        let encode = move |sequence: u64| {
             let command = Command {
-                id: command_id.clone(),
+                id: id.clone(),
                 sequence,
                 created_at: Some(crate::convert::timestamp(created_at)),
-                kind: Some(kind),
+                kind: Some(kind.clone()),
             };
-            let place = LogPlace { agent_id, command_id: &command_id, sequence };
-            self.seal.seal(&place, &command.encode_to_vec()).map_err(|e| e.to_string())
+            let place = LogPlace { agent_id: &agent, command_id: &id, sequence };
+            seal.seal(&place, &command.encode_to_vec()).map_err(|e| e.to_string())
         };
-        let outcome = self
-            .store
-            .enqueue_command(agent_id, &command_id, kind_name, created_at, urgency == Urgency::Operator, seal_at)
-            .await
-            .map_err(EnqueueError::Store)?;
+        let write = CommandWrite {
+            agent_id: agent_id.to_string(),
+            command_id: command_id.clone(),
+            kind: kind_name.to_string(),
+            created_at,
+            encode: Arc::new(encode),
+        };
+        let outcome =
+            self.store.enqueue_command(write, urgency == Urgency::Operator).await.map_err(EnqueueError::Store)?;
         metrics::counter!("dockflare_commands_queued_total", "kind" => kind_name).increment(1);
         match outcome {
             Enqueued::Queued(sequence) => {

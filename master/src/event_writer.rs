@@ -2,9 +2,11 @@
 //! through one bounded queue; it stores whatever has accumulated in one
 //! transaction (group commit: one fsync for many events), then publishes
 //! per-agent receipts. The batch is written in chunks of [`CHUNK`] events; on
-//! SQLite, whose one writer connection a command must wait for, a waiting
-//! command ends the transaction after the chunk in progress (the rest follows
-//! in the next one), so a command waits for a chunk, not for a whole batch. While the database is down it retries the same batch
+//! SQLite, whose one writer connection this transaction holds, a command queued
+//! meanwhile is written in it after the chunk in progress and an operator's
+//! ends the transaction there (the rest follows in the next one): a command
+//! waits for a chunk and shares the commit, not for a whole batch and a commit
+//! of its own (see the store's `write_event_chunks`). While the database is down it retries the same batch
 //! with backoff and the full queue pushes back on the agents' streams:
 //! nothing is acknowledged before it is stored, nothing stored is dropped.
 //! The queue is bounded in events and in bytes ([`QUEUE_BYTES`]).

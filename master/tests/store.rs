@@ -8,8 +8,8 @@ use anyhow::{ensure, Context, Result};
 use dockflare_common::identity::AgentId;
 use dockflare_common::join_token::JoinToken;
 use dockflare_master::store::{
-    AgentRegistration, Backend, CommandAck, CommandState, DeliveredRun, Enqueued, EventBatch, JoinTokenRow, NewAgent,
-    Store, StoredEvent, TokenRejection, STATUS_OFFLINE, STATUS_ONLINE, STATUS_REVOKED,
+    AgentRegistration, Backend, CommandAck, CommandState, CommandWrite, DeliveredRun, Enqueued, EventBatch,
+    JoinTokenRow, NewAgent, Store, StoredEvent, TokenRejection, STATUS_OFFLINE, STATUS_ONLINE, STATUS_REVOKED,
 };
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -94,10 +94,18 @@ fn registration(name: &str) -> AgentRegistration {
     }
 }
 
+fn command(agent: &str, command_id: &str) -> CommandWrite {
+    CommandWrite {
+        agent_id: agent.to_string(),
+        command_id: command_id.to_string(),
+        kind: "resync".into(),
+        created_at: NOW,
+        encode: std::sync::Arc::new(|seq| Ok(format!("payload-{seq}").into_bytes())),
+    }
+}
+
 async fn enqueue(store: &Store, agent: &str, command_id: &str) -> Result<Enqueued> {
-    Ok(store
-        .enqueue_command(agent, command_id, "resync", NOW, true, |seq| Ok(format!("payload-{seq}").into_bytes()))
-        .await?)
+    Ok(store.enqueue_command(command(agent, command_id), true).await?)
 }
 
 fn event(agent: &str, event_id: u64, received_at: i64, payload: &str) -> StoredEvent {
@@ -551,6 +559,66 @@ async fn stale_online_agents_are_marked_offline() -> Result<()> {
         };
         store.write_event_batch(&events).await?;
         assert_eq!(agent(&store, stale.as_str()).await?.status, STATUS_REVOKED);
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn commands_ride_along_in_an_open_event_transaction_without_losing_a_sequence() -> Result<()> {
+    on_each_backend(|store| async move {
+        let a = enrolled_agent(&store, "a").await?;
+        let b = enrolled_agent(&store, "b").await?;
+        store.revoke_agent(b.as_str(), NOW).await?;
+        // A long transaction: many chunks of the agent's events.
+        let chunks: Vec<EventBatch> = (0..400u64)
+            .map(|chunk| EventBatch {
+                events: (1..=256).map(|n| event(a.as_str(), chunk * 256 + n, NOW, "e")).collect(),
+                acks: vec![],
+                container_changes: vec![],
+            })
+            .collect();
+        let total: u64 = 400 * 256;
+        let writer = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut stored = 0;
+                let mut transactions = 0;
+                while stored < chunks.len() {
+                    stored += store.write_event_chunks(&chunks[stored..], Duration::from_secs(3600)).await?.0;
+                    transactions += 1;
+                }
+                anyhow::Ok(transactions)
+            })
+        };
+        // Commands for a known agent, a revoked one and an unknown one, while the events are
+        // written: the refused ones leave no gap in the known agent's sequence.
+        let mut sequences = Vec::new();
+        let mut rode = 0;
+        for n in 0..5 {
+            while store.backend() == Backend::Sqlite && !store.event_transaction_open() && !writer.is_finished() {
+                tokio::task::yield_now().await;
+            }
+            rode += usize::from(store.event_transaction_open());
+            assert_eq!(enqueue(&store, b.as_str(), &format!("revoked-{n}")).await?, Enqueued::RevokedAgent);
+            assert_eq!(enqueue(&store, "no-such-agent", &format!("unknown-{n}")).await?, Enqueued::UnknownAgent);
+            match enqueue(&store, a.as_str(), &format!("ok-{n}")).await? {
+                Enqueued::Queued(sequence) => sequences.push(sequence),
+                other => anyhow::bail!("command {n}: {other:?}"),
+            }
+        }
+        let transactions = writer.await??;
+        assert_eq!(sequences, vec![1, 2, 3, 4, 5]);
+        let rows = store.commands_after(a.as_str(), 0, 100).await?;
+        let ids: Vec<&str> = rows.iter().map(|row| row.id.as_str()).collect();
+        assert_eq!(ids, ["ok-0", "ok-1", "ok-2", "ok-3", "ok-4"]);
+        assert!(store.commands_after(b.as_str(), 0, 100).await?.is_empty(), "nothing stored for the revoked agent");
+        assert_eq!(agent(&store, a.as_str()).await?.last_event_id, total, "every event stored");
+        if store.backend() == Backend::Sqlite {
+            // Each operator's command that rode along cut its transaction short.
+            ensure!(rode > 0, "no command found an event transaction open");
+            ensure!(transactions > 1, "the transaction was never cut short ({rode} commands rode along)");
+        }
         Ok(())
     })
     .await

@@ -67,7 +67,7 @@ mod results;
 mod sample;
 mod server;
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use clap::{Parser, ValueEnum};
 use process::{LogSummary, NofileLimits};
 use report::Report;
@@ -139,6 +139,11 @@ pub struct Args {
     /// Also write every log line of the master to this file.
     #[arg(long)]
     pub master_log: Option<PathBuf>,
+    /// Write the master's /metrics, as it stands after the measured phases, to this file (the
+    /// run's size is added to its name: `FILE.N`). Its histograms say where the time went
+    /// (`dockflare_command_store_seconds`, `dockflare_event_commit_seconds`, …).
+    #[arg(long)]
+    pub master_metrics: Option<PathBuf>,
     /// Merge the runs into this results file (JSON; a run replaces one of the same server,
     /// database and size).
     #[arg(long)]
@@ -250,6 +255,13 @@ async fn one_run(
     let mut report = Report::new(args, kind, agents, database, nofile);
     let measured = measure::run(&mut server, database, agents, args, &mut report).await;
     if let ServerUnderTest::DockFlare(master) = &mut server {
+        if let Some(path) = &args.master_metrics {
+            let path = path.with_extension(agents.to_string());
+            match master.metrics_text().await {
+                Ok(text) => std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?,
+                Err(error) => eprintln!("The master's /metrics could not be read: {error:#}"),
+            }
+        }
         let logs = LogSummary::of(master);
         report.row("master log: warnings / errors", format!("{} / {}", logs.warnings, logs.errors));
         if !logs.problems.is_empty() {

@@ -3,6 +3,7 @@
 //! agent's stream, and settled (acked or failed) by the agent's
 //! command_result event (see `events`).
 
+use super::ride_along::{CommandWrite, Offer};
 use super::{to_i64, to_u64, Store, StoreError};
 use crate::model::STATUS_REVOKED;
 use sqlx::Row;
@@ -92,57 +93,37 @@ pub struct DeliveredRun {
 }
 
 impl Store {
-    /// Stores a command under the agent's next sequence. `encode` builds the
-    /// payload once the sequence is known (inside the transaction: keep it
-    /// to CPU work). An `urgent` one (someone waits for it) is counted as
-    /// waiting for the writer ([`Store::waiting_for_writer`]).
-    pub async fn enqueue_command(
-        &self,
-        agent_id: &str,
-        command_id: &str,
-        kind: &str,
-        now: i64,
-        urgent: bool,
-        encode: impl FnOnce(u64) -> Result<Vec<u8>, String>,
-    ) -> Result<Enqueued, StoreError> {
+    /// Stores a command under the agent's next sequence (its payload built by `write.encode`
+    /// once the sequence is known). On SQLite, while an event transaction holds the one writer
+    /// connection, the command rides along in it ([`super::ride_along`]); an `urgent` one (an
+    /// operator waits for it) makes that transaction commit right after it, or, when none is
+    /// open, counts as waiting for the writer ([`Store::waiting_for_writer`]).
+    pub async fn enqueue_command(&self, write: CommandWrite, urgent: bool) -> Result<Enqueued, StoreError> {
+        let started = std::time::Instant::now();
+        if self.backend == super::Backend::Sqlite {
+            if let Offer::Taken(outcome) = self.ride_along.offer(write.clone(), urgent) {
+                // A closed channel: the transaction failed; the command is written on its own.
+                if let Ok(outcome) = outcome.await {
+                    metrics::histogram!("dockflare_command_store_seconds", "with" => "events")
+                        .record(started.elapsed().as_secs_f64());
+                    return outcome;
+                }
+            }
+        }
         let mut tx = if urgent {
             let _waiting = self.waiting_for_writer();
             self.writer.begin().await?
         } else {
             self.writer.begin().await?
         };
-        let row = sqlx::query(
-            "UPDATE agents SET last_command_seq = last_command_seq + 1 WHERE id = $1 \
-             RETURNING last_command_seq, status",
-        )
-        .bind(agent_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            tx.rollback().await?;
-            return Ok(Enqueued::UnknownAgent);
-        };
-        if row.try_get::<String, _>("status")? == STATUS_REVOKED {
-            tx.rollback().await?;
-            return Ok(Enqueued::RevokedAgent);
+        let outcome = write_command(&mut tx, &write).await?;
+        match outcome {
+            Enqueued::Queued(_) => tx.commit().await?,
+            Enqueued::UnknownAgent | Enqueued::RevokedAgent => tx.rollback().await?,
         }
-        let sequence = to_u64(row.try_get("last_command_seq")?, "last_command_seq")?;
-        let payload = encode(sequence).map_err(StoreError::Encode)?;
-        sqlx::query(
-            "INSERT INTO agent_commands (agent_id, sequence, id, kind, payload, state, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(agent_id)
-        .bind(to_i64(sequence, "sequence")?)
-        .bind(command_id)
-        .bind(kind)
-        .bind(payload)
-        .bind(CommandState::Queued.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Enqueued::Queued(sequence))
+        metrics::histogram!("dockflare_command_store_seconds", "with" => "alone")
+            .record(started.elapsed().as_secs_f64());
+        Ok(outcome)
     }
 
     /// Commands of an agent with a sequence above `after`, oldest first.
@@ -242,4 +223,55 @@ impl Store {
         .await?;
         Ok(done.rows_affected() > 0)
     }
+}
+
+/// A command's statements, in the caller's transaction: the agent's next sequence and the row
+/// under it. Nothing is written for an unknown or revoked agent (the caller rolls back).
+async fn write_command(conn: &mut sqlx::AnyConnection, write: &CommandWrite) -> Result<Enqueued, StoreError> {
+    let row = sqlx::query(
+        "UPDATE agents SET last_command_seq = last_command_seq + 1 WHERE id = $1 \
+         RETURNING last_command_seq, status",
+    )
+    .bind(write.agent_id.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(Enqueued::UnknownAgent);
+    };
+    if row.try_get::<String, _>("status")? == STATUS_REVOKED {
+        return Ok(Enqueued::RevokedAgent);
+    }
+    let sequence = to_u64(row.try_get("last_command_seq")?, "last_command_seq")?;
+    let payload = (write.encode)(sequence).map_err(StoreError::Encode)?;
+    sqlx::query(
+        "INSERT INTO agent_commands (agent_id, sequence, id, kind, payload, state, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(write.agent_id.as_str())
+    .bind(to_i64(sequence, "sequence")?)
+    .bind(write.command_id.as_str())
+    .bind(write.kind.as_str())
+    .bind(payload)
+    .bind(CommandState::Queued.as_str())
+    .bind(write.created_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(Enqueued::Queued(sequence))
+}
+
+/// Writes a command inside another writer's transaction (the event writer's, see
+/// [`super::ride_along`]), under a savepoint: a command that fails or is refused undoes only
+/// itself. The outer error: the savepoint itself failed, and the transaction must not commit.
+pub(super) async fn write_command_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    write: &CommandWrite,
+) -> Result<Result<Enqueued, StoreError>, StoreError> {
+    let mut savepoint = sqlx::Connection::begin(&mut **tx).await?;
+    let outcome = write_command(&mut savepoint, write).await;
+    if matches!(outcome, Ok(Enqueued::Queued(_))) {
+        savepoint.commit().await?;
+    } else {
+        savepoint.rollback().await?;
+    }
+    Ok(outcome)
 }

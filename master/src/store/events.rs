@@ -132,12 +132,15 @@ impl Store {
     }
 
     /// Writes `chunks` in order, in one transaction while nothing else is urgent: returns how
-    /// many are stored (a prefix) and whether the reported containers changed. On SQLite a
-    /// command waiting for the one writer connection ([`Store::waiting_for_writer`]) cuts a
-    /// transaction open for `yield_after` ([`YIELD_AFTER`]) short after the chunk in progress; the caller writes
-    /// the rest in another transaction, which the command's comes before. A command then waits
-    /// for tens of milliseconds, not for a whole batch, and a stream of commands costs the
-    /// events at most one more commit per `yield_after`.
+    /// many are stored (a prefix) and whether the reported containers changed.
+    ///
+    /// On SQLite, whose one writer connection this transaction holds, commands ride along
+    /// ([`super::ride_along`]): after each chunk the commands handed in meanwhile are written
+    /// in the same transaction, and an operator's makes it commit right after them (the caller
+    /// writes the remaining chunks in the next transaction). A command then waits for a chunk
+    /// and one commit, shared with the events. A command that waits for the connection itself
+    /// ([`Store::waiting_for_writer`], it came before the transaction opened) cuts the
+    /// transaction short once it has run `yield_after` ([`YIELD_AFTER`]).
     pub async fn write_event_chunks(
         &self,
         chunks: &[EventBatch],
@@ -147,20 +150,35 @@ impl Store {
         if chunks.is_empty() {
             return Ok((0, false));
         }
+        let sqlite = self.backend == super::Backend::Sqlite;
         let mut tx = self.writer.begin().await?;
+        // Dropped on every way out: riders still waiting then write on their own.
+        let _inbox = sqlite.then(|| self.ride_along.open());
         let began = std::time::Instant::now();
         let mut containers_changed = false;
+        // Riders written and waiting for the commit (their outcome is told only after it).
+        let mut written = Vec::new();
         for (index, chunk) in chunks.iter().enumerate() {
             containers_changed |= self.write_chunk(&mut tx, chunk).await?;
-            let yields =
-                self.backend == super::Backend::Sqlite && began.elapsed() >= yield_after && self.commands_waiting() > 0;
-            if index + 1 < chunks.len() && yields {
+            let last = index + 1 == chunks.len();
+            if !sqlite {
+                continue;
+            }
+            let give_way = began.elapsed() >= yield_after && self.commands_waiting() > 0;
+            let boarding = self.ride_along.board(last, give_way);
+            for rider in boarding.riders {
+                let outcome = super::commands::write_command_in(&mut tx, &rider.write).await?;
+                written.push((rider.reply, outcome));
+            }
+            if boarding.commit_now && !last {
                 tx.commit().await?;
                 metrics::counter!("dockflare_event_transactions_yielded_total").increment(1);
+                super::ride_along::tell_riders(written);
                 return Ok((index + 1, containers_changed));
             }
         }
         tx.commit().await?;
+        super::ride_along::tell_riders(written);
         Ok((chunks.len(), containers_changed))
     }
 

@@ -14,6 +14,7 @@ mod commands;
 mod containers;
 mod events;
 mod identities;
+mod ride_along;
 mod routes;
 mod sqlite_bulk;
 mod sqlite_file;
@@ -32,6 +33,7 @@ pub use commands::{CommandRow, CommandState, DeliveredRun, Enqueued};
 pub use containers::{ContainerChange, ContainerChangeEntry};
 pub use events::{CommandAck, EventBatch, StoredEvent, PROGRESS_ONLY_KINDS, YIELD_AFTER};
 pub use identities::AdminIdentityRow;
+pub use ride_along::CommandWrite;
 pub use routes::{CorruptRoute, StoredRoutes};
 pub use tokens::{JoinTokenRow, TokenRejection};
 pub use watch::{WatchMeta, WatchRow, WatchWrite};
@@ -108,6 +110,8 @@ pub struct Store {
     backend: Backend,
     /// Commands waiting for the writer connection now ([`Store::waiting_for_writer`]).
     commands_waiting: Arc<AtomicUsize>,
+    /// Commands handed to the event transaction in progress (SQLite, [`ride_along`]).
+    ride_along: ride_along::RideAlong,
 }
 
 /// Counts a command waiting for the writer connection while it lives.
@@ -200,7 +204,7 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&writer).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&writer).await?,
         }
-        Ok(Store { pool, writer, backend, commands_waiting: Arc::default() })
+        Ok(Store { pool, writer, backend, commands_waiting: Arc::default(), ride_along: Default::default() })
     }
 
     pub fn backend(&self) -> Backend {
@@ -212,6 +216,12 @@ impl Store {
     pub fn waiting_for_writer(&self) -> WaitingForWriter {
         self.commands_waiting.fetch_add(1, Ordering::Relaxed);
         WaitingForWriter(self.commands_waiting.clone())
+    }
+
+    /// Whether an event transaction is open now and takes commands along (SQLite; diagnostics
+    /// and tests).
+    pub fn event_transaction_open(&self) -> bool {
+        self.ride_along.is_open()
     }
 
     /// Commands waiting for the writer connection now.
