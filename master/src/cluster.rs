@@ -30,9 +30,11 @@ pub async fn notify(store: &Store, channel: &str, payload: &str) {
     if store.backend() != Backend::Postgres {
         return;
     }
+    let started = std::time::Instant::now();
     if let Err(error) = store.pg_notify(channel, payload).await {
         tracing::warn!(message = "Could not notify the other masters.", channel, %error);
     }
+    metrics::histogram!("dockflare_cluster_notify_seconds").record(started.elapsed().as_secs_f64());
 }
 
 /// Listens for the other masters' notifications and acts on them here.

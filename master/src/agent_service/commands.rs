@@ -107,7 +107,9 @@ impl Pump {
             }
             if std::mem::take(&mut self.read_log) {
                 wake.busy();
+                let started = std::time::Instant::now();
                 let read = Box::pin(self.state.store.commands_after(self.agent_id.as_str(), self.cursor, PAGE)).await;
+                metrics::histogram!("dockflare_command_log_read_seconds").record(started.elapsed().as_secs_f64());
                 match read {
                     Ok(rows) => {
                         self.page_was_full = rows.len() == PAGE as usize;

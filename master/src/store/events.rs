@@ -3,22 +3,17 @@
 //! (`agent_progress`; an offline agent that sends events is online again),
 //! and settles the commands that command_result events acknowledge.
 
+use super::bulk::{self, Column};
 use super::containers::{self, ContainerChangeEntry};
-use super::sqlite_bulk;
-use super::{to_i64, to_u64, Store, StoreError};
+use super::{to_i64, to_u64, Backend, Store, StoreError};
 use crate::model::{STATUS_OFFLINE, STATUS_ONLINE};
 use serde_json::Value;
 use sqlx::Row;
 use std::collections::HashMap;
 use std::collections::HashSet;
 
-/// Rows per multi-row INSERT. SQLite looks bind parameters up by name in a
-/// list (cost grows with the square of the count), so its statements stay
-/// small; PostgreSQL takes large ones well (below its 65535 parameters).
-const SQLITE_ROWS_PER_INSERT: usize = 64;
 /// How long an event transaction runs before it gives way to a waiting command (SQLite).
 pub const YIELD_AFTER: std::time::Duration = std::time::Duration::from_millis(5);
-const POSTGRES_ROWS_PER_INSERT: usize = 500;
 
 /// One event as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,10 +61,11 @@ impl EventBatch {
 /// The event kind whose latest one per agent is kept as its connector's state.
 pub const CONNECTOR_KIND: &str = "tunnel_status";
 
-/// The history rows of a batch in one SQLite statement ([`sqlite_bulk`]); with
-/// `track_inserted`, the (agent, event id) of those not stored before.
-async fn sqlite_insert_history(
+/// The history rows of a batch in one statement ([`bulk`]); with `track_inserted`, the
+/// (agent, event id) of those not stored before.
+async fn insert_history(
     tx: &mut sqlx::AnyConnection,
+    backend: Backend,
     history: &[&StoredEvent],
     track_inserted: bool,
 ) -> Result<HashSet<(String, i64)>, StoreError> {
@@ -84,16 +80,17 @@ async fn sqlite_insert_history(
             Value::from(event.kind.as_str()),
             Value::from(event.occurred_at),
             Value::from(event.received_at),
-            sqlite_bulk::blob(&event.payload),
+            bulk::blob(&event.payload),
         ]
     });
+    // `WHERE true`: SQLite's parser needs it between a SELECT and ON CONFLICT.
     let sql = format!(
         "INSERT INTO agent_events (agent_id, event_id, kind, occurred_at, received_at, payload) {} WHERE true \
          ON CONFLICT (agent_id, event_id) DO NOTHING{}",
-        sqlite_bulk::select_rows(6, &[5]),
+        bulk::select_rows(backend, &[Column::Text, Column::Int, Column::Text, Column::Int, Column::Int, Column::Blob]),
         if track_inserted { " RETURNING agent_id, event_id" } else { "" }
     );
-    let query = sqlx::query(&sql).bind(sqlite_bulk::rows_json(rows));
+    let query = sqlx::query(&sql).bind(bulk::rows_json(rows));
     if track_inserted {
         for row in query.fetch_all(&mut *tx).await? {
             inserted.insert((row.try_get("agent_id")?, row.try_get("event_id")?));
@@ -189,42 +186,9 @@ impl Store {
         batch: &EventBatch,
     ) -> Result<bool, StoreError> {
         let track_inserted = !batch.container_changes.is_empty();
-        let mut inserted: HashSet<(String, i64)> = HashSet::new();
-        let rows_per_insert = match self.backend {
-            super::Backend::Sqlite => SQLITE_ROWS_PER_INSERT,
-            super::Backend::Postgres => POSTGRES_ROWS_PER_INSERT,
-        };
         let history: Vec<&StoredEvent> =
             batch.events.iter().filter(|event| !PROGRESS_ONLY_KINDS.contains(&event.kind.as_str())).collect();
-        if self.backend == super::Backend::Sqlite {
-            inserted = sqlite_insert_history(tx, &history, track_inserted).await?;
-        } else {
-            for chunk in history.chunks(rows_per_insert) {
-                let sql = format!(
-                    "INSERT INTO agent_events (agent_id, event_id, kind, occurred_at, received_at, payload) VALUES {} \
-                     ON CONFLICT (agent_id, event_id) DO NOTHING{}",
-                    placeholders(chunk.len(), 6),
-                    if track_inserted { " RETURNING agent_id, event_id" } else { "" }
-                );
-                let mut query = sqlx::query(&sql);
-                for event in chunk {
-                    query = query
-                        .bind(event.agent_id.as_str())
-                        .bind(to_i64(event.event_id, "event_id")?)
-                        .bind(event.kind.as_str())
-                        .bind(event.occurred_at)
-                        .bind(event.received_at)
-                        .bind(event.payload.as_slice());
-                }
-                if track_inserted {
-                    for row in query.fetch_all(&mut **tx).await? {
-                        inserted.insert((row.try_get("agent_id")?, row.try_get("event_id")?));
-                    }
-                } else {
-                    query.execute(&mut **tx).await?;
-                }
-            }
-        }
+        let inserted = insert_history(tx, self.backend, &history, track_inserted).await?;
         let mut containers_changed = false;
         for entry in &batch.container_changes {
             if inserted.contains(&(entry.agent_id.clone(), to_i64(entry.event_id, "event_id")?)) {
@@ -252,31 +216,21 @@ impl Store {
                  WHERE agent_connectors.event_id < excluded.event_id"
             )
         };
-        if self.backend == super::Backend::Sqlite && !connectors.is_empty() {
+        if !connectors.is_empty() {
             let rows = connectors.iter().map(|event| {
                 vec![
                     Value::from(event.agent_id.as_str()),
                     Value::from(event.event_id),
                     Value::from(event.received_at),
-                    sqlite_bulk::blob(&event.payload),
+                    bulk::blob(&event.payload),
                 ]
             });
             // `WHERE true`: SQLite's parser needs it between a SELECT and ON CONFLICT.
-            let values = format!("{} WHERE true", sqlite_bulk::select_rows(4, &[3]));
-            sqlx::query(&upsert(&values)).bind(sqlite_bulk::rows_json(rows)).execute(&mut **tx).await?;
-        } else {
-            for chunk in connectors.chunks(rows_per_insert) {
-                let sql = upsert(&format!("VALUES {}", placeholders(chunk.len(), 4)));
-                let mut query = sqlx::query(&sql);
-                for event in chunk {
-                    query = query
-                        .bind(event.agent_id.as_str())
-                        .bind(to_i64(event.event_id, "event_id")?)
-                        .bind(event.received_at)
-                        .bind(event.payload.as_slice());
-                }
-                query.execute(&mut **tx).await?;
-            }
+            let values = format!(
+                "{} WHERE true",
+                bulk::select_rows(self.backend, &[Column::Text, Column::Int, Column::Int, Column::Blob])
+            );
+            sqlx::query(&upsert(&values)).bind(bulk::rows_json(rows)).execute(&mut **tx).await?;
         }
         let mut progress: HashMap<&str, (u64, i64)> = HashMap::new();
         for event in &batch.events {
@@ -303,38 +257,16 @@ impl Store {
         let back_online = |ids: &str| {
             format!("UPDATE agents SET status = '{STATUS_ONLINE}' WHERE status = '{STATUS_OFFLINE}' AND id IN {ids}")
         };
-        if self.backend == super::Backend::Sqlite {
+        if !progress.is_empty() {
             let rows = progress.iter().map(|(agent_id, (last_event_id, seen_at))| {
                 vec![Value::from(*agent_id), Value::from(*last_event_id), Value::from(*seen_at)]
             });
-            sqlx::query(&advance(&sqlite_bulk::select_rows(3, &[])))
-                .bind(sqlite_bulk::rows_json(rows))
+            sqlx::query(&advance(&bulk::select_rows(self.backend, &[Column::Text, Column::Int, Column::Int])))
+                .bind(bulk::rows_json(rows))
                 .execute(&mut **tx)
                 .await?;
             let ids = Value::Array(progress.iter().map(|(agent_id, _)| Value::from(*agent_id)).collect());
-            sqlx::query(&back_online("(SELECT value FROM json_each($1))"))
-                .bind(ids.to_string())
-                .execute(&mut **tx)
-                .await?;
-        } else {
-            for chunk in progress.chunks(rows_per_insert) {
-                let values = format!(
-                    "SELECT column1 AS c0, column2 AS c1, column3 AS c2 FROM (VALUES {}) AS t",
-                    placeholders(chunk.len(), 3)
-                );
-                let sql = advance(&values);
-                let mut query = sqlx::query(&sql);
-                for (agent_id, (last_event_id, seen_at)) in chunk {
-                    query = query.bind(*agent_id).bind(to_i64(*last_event_id, "event_id")?).bind(*seen_at);
-                }
-                query.execute(&mut **tx).await?;
-                let sql = back_online(&placeholders(1, chunk.len()));
-                let mut query = sqlx::query(&sql);
-                for (agent_id, _) in chunk {
-                    query = query.bind(*agent_id);
-                }
-                query.execute(&mut **tx).await?;
-            }
+            sqlx::query(&back_online(bulk::text_list(self.backend))).bind(ids.to_string()).execute(&mut **tx).await?;
         }
 
         let mut acked: HashMap<&str, u64> = HashMap::new();

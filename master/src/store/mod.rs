@@ -10,13 +10,13 @@
 mod access;
 mod access_policies;
 mod agents;
+mod bulk;
 mod commands;
 mod containers;
 mod events;
 mod identities;
 mod ride_along;
 mod routes;
-mod sqlite_bulk;
 mod sqlite_file;
 mod tokens;
 mod watch;

@@ -3,8 +3,7 @@
 //! revision given out and the compaction horizon. One writer (the reconciling master) appends;
 //! every master reads what is newer than what it holds.
 
-use super::events::placeholders;
-use super::sqlite_bulk;
+use super::bulk::{self, Column};
 use super::{to_i64, to_u64, Store, StoreError};
 use serde_json::Value;
 use sqlx::Row;
@@ -42,7 +41,7 @@ pub struct WatchMeta {
     pub compacted: u64,
 }
 
-const ROWS_PER_INSERT: usize = 500;
+/// Rows read per page.
 const READ_PAGE: i64 = 5_000;
 
 impl Store {
@@ -65,41 +64,22 @@ impl Store {
                  payload = excluded.payload"
             )
         };
-        if self.backend == super::Backend::Sqlite {
-            // One statement for the whole batch ([`sqlite_bulk`]); `WHERE true` lets SQLite's
-            // parser tell the SELECT from the ON CONFLICT clause.
-            let rows = changes.iter().zip(first + 1..).map(|(change, revision)| {
-                vec![
-                    Value::from(change.kind.as_str()),
-                    Value::from(change.key.as_str()),
-                    Value::from(change.agents.as_str()),
-                    Value::from(revision),
-                    Value::from(now),
-                    Value::from(i64::from(change.deleted)),
-                    sqlite_bulk::blob(&change.payload),
-                ]
-            });
-            let values = format!("{} WHERE true", sqlite_bulk::select_rows(7, &[6]));
-            sqlx::query(&upsert(&values)).bind(sqlite_bulk::rows_json(rows)).execute(&mut *tx).await?;
-        } else {
-            let mut revision = first;
-            for chunk in changes.chunks(ROWS_PER_INSERT) {
-                let sql = upsert(&format!("VALUES {}", placeholders(chunk.len(), 7)));
-                let mut query = sqlx::query(&sql);
-                for change in chunk {
-                    revision += 1;
-                    query = query
-                        .bind(change.kind.as_str())
-                        .bind(change.key.as_str())
-                        .bind(change.agents.as_str())
-                        .bind(revision)
-                        .bind(now)
-                        .bind(i64::from(change.deleted))
-                        .bind(change.payload.as_slice());
-                }
-                query.execute(&mut *tx).await?;
-            }
-        }
+        // One statement for the whole batch ([`bulk`]); `WHERE true` lets SQLite's parser tell
+        // the SELECT from the ON CONFLICT clause.
+        let rows = changes.iter().zip(first + 1..).map(|(change, revision)| {
+            vec![
+                Value::from(change.kind.as_str()),
+                Value::from(change.key.as_str()),
+                Value::from(change.agents.as_str()),
+                Value::from(revision),
+                Value::from(now),
+                Value::from(i64::from(change.deleted)),
+                bulk::blob(&change.payload),
+            ]
+        });
+        let columns = [Column::Text, Column::Text, Column::Text, Column::Int, Column::Int, Column::Int, Column::Blob];
+        let values = format!("{} WHERE true", bulk::select_rows(self.backend, &columns));
+        sqlx::query(&upsert(&values)).bind(bulk::rows_json(rows)).execute(&mut *tx).await?;
         tx.commit().await?;
         to_u64(last, "watch revision")
     }
