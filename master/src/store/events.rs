@@ -148,9 +148,11 @@ impl Store {
             return Ok((0, false));
         }
         let sqlite = self.backend == super::Backend::Sqlite;
-        let mut tx = self.writer.begin().await?;
-        // Dropped on every way out: riders still waiting then write on their own.
+        // Open before the connection is ours: a command queued while this transaction waits for
+        // it (behind another writer) rides along too, instead of queueing for the connection
+        // behind it. Dropped on every way out: riders still waiting then write on their own.
         let _inbox = sqlite.then(|| self.ride_along.open());
+        let mut tx = self.writer.begin().await?;
         let began = std::time::Instant::now();
         let mut containers_changed = false;
         // Riders written and waiting for the commit (their outcome is told only after it).
