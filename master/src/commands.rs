@@ -164,7 +164,7 @@ impl CommandQueue {
         metrics::counter!("dockflare_commands_queued_total", "kind" => kind_name).increment(1);
         match outcome {
             Enqueued::Queued(sequence) => {
-                self.fanout.commands_for(agent_id).await;
+                self.fanout.commands_for(agent_id);
                 tracing::info!(message = "Command queued.", agent = %agent_id, command = %command_id, sequence, kind = kind_name);
                 Ok((command_id, sequence))
             }

@@ -4,7 +4,7 @@
 //! (PostgreSQL NOTIFY, which [`crate::cluster`] turns back into the same
 //! local calls on the others; nothing more on SQLite).
 
-use crate::cluster::{self, COMMANDS, RECONCILE, REVOCATIONS};
+use crate::cluster::{self, CommandAnnouncer, RECONCILE, REVOCATIONS};
 use crate::reconcile::{PassReport, ReconcilerHandle};
 use crate::sessions::Sessions;
 use crate::store::Store;
@@ -17,11 +17,18 @@ pub struct Fanout {
     sessions: Sessions,
     reconciler: ReconcilerHandle,
     watch: WatchHub,
+    announcer: CommandAnnouncer,
 }
 
 impl Fanout {
-    pub fn new(store: Store, sessions: Sessions, reconciler: ReconcilerHandle, watch: WatchHub) -> Fanout {
-        Fanout { store, sessions, reconciler, watch }
+    pub fn new(
+        store: Store,
+        sessions: Sessions,
+        reconciler: ReconcilerHandle,
+        watch: WatchHub,
+        announcer: CommandAnnouncer,
+    ) -> Fanout {
+        Fanout { store, sessions, reconciler, watch, announcer }
     }
 
     /// A pass soon, on whichever master reconciles (and a look for changes to tell watchers).
@@ -37,10 +44,11 @@ impl Fanout {
         self.watch.wake();
     }
 
-    /// `agent_id` has new commands: its stream, wherever it is open, reads them.
-    pub async fn commands_for(&self, agent_id: &str) {
+    /// `agent_id` has new commands: its stream, wherever it is open, reads them (here at once;
+    /// the other masters are told off the caller's path, [`CommandAnnouncer`]).
+    pub fn commands_for(&self, agent_id: &str) {
         self.sessions.notify_commands(agent_id);
-        cluster::notify(&self.store, COMMANDS, agent_id).await;
+        self.announcer.announce(agent_id);
     }
 
     /// `agent_id` is revoked (or removed): its streams end, wherever they are open.

@@ -170,7 +170,8 @@ pub async fn start(
     let sessions = Sessions::default();
     let (reconciler, reconciler_inbox) = ReconcilerHandle::channel();
     let watch = crate::watch::WatchHub::new(options.watch_backlog);
-    let fanout = Fanout::new(store.clone(), sessions.clone(), reconciler.clone(), watch.clone());
+    let announcer = crate::cluster::CommandAnnouncer::spawn(&store, &supervisor);
+    let fanout = Fanout::new(store.clone(), sessions.clone(), reconciler.clone(), watch.clone(), announcer);
     let seal = CommandSeal::derive(pki.ca.private_key_der()).map_err(|e| StartError::Seal(e.to_string()))?;
     let commands = CommandQueue::prepare(store.clone(), fanout.clone(), seal)
         .await
