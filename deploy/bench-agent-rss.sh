@@ -5,7 +5,8 @@
 #   deploy/bench-agent-rss.sh [N]
 #
 # Settings (environment): AGENT_BIN, another agent binary to measure (e.g. an
-# older build kept for comparison; default: this checkout's release build);
+# older build kept for comparison, or target/release/dockflare-agent; default: the
+# agent as its image ships it, static and built with the `agent` profile);
 # AGENT_WRAP, a command to run the agent under, e.g. "heaptrack -o /tmp/agent"
 # for a heap profile (the figures are then the wrapper's, not the agent's).
 #
@@ -29,7 +30,13 @@ cleanup() {
 trap cleanup EXIT
 
 cargo build --release -q -p dockflare-master -p dockflare-agent
-agent_bin=${AGENT_BIN:-target/release/dockflare-agent}
+# The agent as deploy/images.sh builds it for its image (the same flags: its build is reused).
+triple="$(uname -m)-unknown-linux-gnu"
+if [ -z "${AGENT_BIN:-}" ]; then
+  RUSTFLAGS="-C target-feature=+crt-static --remap-path-prefix=$PWD=." \
+    cargo build -q --profile agent --target "$triple" -p dockflare-agent --bin dockflare-agent
+fi
+agent_bin=${AGENT_BIN:-target/$triple/agent/dockflare-agent}
 read -r -a agent_wrap <<<"${AGENT_WRAP:-}"
 docker image inspect dockflare-test/origin:latest >/dev/null 2>&1 || deploy/images.sh
 

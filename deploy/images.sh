@@ -37,10 +37,10 @@ docker buildx version >/dev/null 2>&1 || export DOCKER_BUILDKIT=0
 context=$(mktemp -d "${TMPDIR:-/tmp}/dockflare-images.XXXXXX") || die "cannot create a temporary build context"
 trap 'rm -rf "$context"' EXIT
 
-static_binary() { # PACKAGE BINARY -> builds it statically, copies (stripped) into $context/BINARY, sets bin_sha
-  local package="$1" name="$2" messages bin
-  log "building $name (static, $TRIPLE)"
-  messages=$(RUSTFLAGS="-C target-feature=+crt-static --remap-path-prefix=$PWD=." cargo build --release --target "$TRIPLE" \
+static_binary() { # PACKAGE BINARY [PROFILE] -> builds it statically, copies (stripped) into $context/BINARY, sets bin_sha
+  local package="$1" name="$2" profile="${3:-release}" messages bin
+  log "building $name (static, $TRIPLE, profile $profile)"
+  messages=$(RUSTFLAGS="-C target-feature=+crt-static --remap-path-prefix=$PWD=." cargo build --profile "$profile" --target "$TRIPLE" \
     -p "$package" --bin "$name" --message-format=json-render-diagnostics) \
     || die "cargo build of $name failed (see above)"
   bin=$(printf '%s\n' "$messages" | sed -n "s/.*\"executable\":\"\([^\"]*\/$name\)\".*/\1/p" | tail -n 1)
@@ -128,7 +128,7 @@ product_image() { # NAME DOCKERFILE TITLE SMOKE-ARGS...
   extra_tags=()
   oci_labels=()
 }
-static_binary dockflare-agent dockflare-agent
+static_binary dockflare-agent dockflare-agent agent
 product_image agent deploy/agent.Dockerfile "DockFlare agent" --version
 static_binary dockflare-master dockflare-master
 product_image master deploy/master.Dockerfile "DockFlare master" --version
