@@ -256,7 +256,7 @@ async fn one_run(
     let measured = measure::run(&mut server, database, agents, args, &mut report).await;
     if let ServerUnderTest::DockFlare(master) = &mut server {
         if let Some(path) = &args.master_metrics {
-            let path = path.with_extension(agents.to_string());
+            let path = std::path::PathBuf::from(format!("{}.{agents}", path.display()));
             match master.metrics_text().await {
                 Ok(text) => std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?,
                 Err(error) => eprintln!("The master's /metrics could not be read: {error:#}"),
