@@ -2,6 +2,7 @@
 //! negotiation), telling standalone from Swarm, turning Docker's objects into
 //! reported containers, and the watch loop that keeps the inventory true.
 
+pub mod attach;
 pub mod engine;
 pub mod network;
 pub mod observe;

@@ -5,24 +5,24 @@
 //! events, re-inspecting what an event names, and relists periodically to
 //! catch what events do not say (tasks on other nodes, missed events).
 //! On a standalone engine it also connects enabled containers new to it to
-//! the connector's network (`attach_to_network`), so their routes resolve.
+//! the connector's network ([`super::attach`]), so their routes resolve, and
+//! reports a start once its container is attached.
 
+use super::attach::{self, Member};
 use super::engine::{self, EngineError, HostMode, ModeChoice};
 use super::observe;
 use super::reachability::{self, NetworkNames};
 
 use crate::inventory::Inventory;
 use crate::outbox::Outbox;
-use bollard::models::{EndpointSettings, EventMessage, NetworkConnectRequest};
-use bollard::query_parameters::{
-    EventsOptions, InspectNetworkOptions, ListContainersOptions, ListServicesOptions, ListTasksOptions,
-};
+use bollard::models::EventMessage;
+use bollard::query_parameters::{EventsOptions, ListContainersOptions, ListServicesOptions, ListTasksOptions};
 use bollard::Docker;
 use dockflare::v1::agent_event::Event;
 use dockflare::v1::Container;
 use dockflare_common::labels;
 use futures::StreamExt;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -137,7 +137,8 @@ async fn relist(
     check_reachability(context, docker, names, view.values_mut()).await;
     let containers = view.len();
     let full = why == Relist::AfterConnect;
-    let fresh = apply_view(context, view, full);
+    let network = attach_network(context);
+    let fresh = apply_view(context, view, full, network.is_some());
     let took = began.elapsed();
     metrics::histogram!("dockflare_agent_relist_duration_seconds").record(took.as_secs_f64());
     let took_ms = took.as_millis() as u64;
@@ -146,7 +147,16 @@ async fn relist(
     } else {
         tracing::debug!(message = "Docker inventory relisted.", containers, started = fresh.len(), took_ms, reason = ?why);
     }
-    attach_to_network(context, docker, &fresh).await;
+    if let Some(network) = network {
+        // After a (re)connect the status report is queued already (containers attached before
+        // a restart stay reachable); otherwise each start is reported once it is attached.
+        attach::attach_many(docker, network, fresh, |member| {
+            if let Some(container) = context.inventory.get(&member.id).filter(|_| !full) {
+                context.outbox.push(Event::ContainerStart(container));
+            }
+        })
+        .await;
+    }
     Ok(())
 }
 
@@ -196,17 +206,25 @@ async fn check_reachability(
     names: &mut NetworkNames,
     containers: impl Iterator<Item = &mut Container>,
 ) {
-    let standalone = matches!(context.mode.borrow().as_ref(), Some(HostMode::Standalone { .. }));
-    let Some(network) = context.attach_network.as_deref().filter(|_| standalone) else { return };
+    let Some(network) = attach_network(context) else { return };
     let mut containers: Vec<&mut Container> = containers.collect();
-    let Some(mut known) = names.read(docker, network).await else { return };
     let prefixes = &context.selection.prefixes;
+    // The names the agent knows without asking the engine: enabled containers join the network
+    // under their own name. Most routes name their own container: then the network (a thousand
+    // members on a busy host, read under a burst of starts) is not read at all.
+    let mut known = BTreeSet::new();
     context.inventory.for_each(|c| {
         if enabled(c, prefixes) {
             known.insert(c.name.to_ascii_lowercase());
         }
     });
     known.extend(containers.iter().filter(|c| enabled(c, prefixes)).map(|c| c.name.to_ascii_lowercase()));
+    let unresolved = containers.iter().any(|c| !reachability::diagnose(c, &known, network, prefixes).is_empty());
+    if !unresolved {
+        return;
+    }
+    let Some(on_network) = names.read(docker, network).await else { return };
+    known.extend(on_network);
     for container in containers.iter_mut() {
         let found = reachability::diagnose(container, &known, network, prefixes);
         container.diagnostics.extend(found);
@@ -219,17 +237,12 @@ fn enabled(container: &Container, prefixes: &labels::LabelPrefixes) -> bool {
     labels::parse(&container.name, &labels, prefixes).enabled
 }
 
-/// A container to connect to the connector network: its id and name (its alias there).
-struct Member {
-    id: String,
-    name: String,
-}
-
 /// Installs a new view (moved into the inventory, not copied). `full`: queue a status report
 /// (after a (re)connect; it is built from the inventory when sent); otherwise report only what
-/// changed. Returns the enabled containers new to the agent — all of them after a (re)connect,
-/// else those that started — to attach to the connector network.
-fn apply_view(context: &WatchContext, view: BTreeMap<String, Container>, full: bool) -> Vec<Member> {
+/// changed, each start once its container is on the connector network when it is to be attached
+/// (`attaching`: left to the caller). Returns the enabled containers new to the agent — all of
+/// them after a (re)connect, else those that started — to attach to the connector network.
+fn apply_view(context: &WatchContext, view: BTreeMap<String, Container>, full: bool, attaching: bool) -> Vec<Member> {
     let prefixes = &context.selection.prefixes;
     let (started, stopped) = context.inventory.replace_all(view);
     let member = |c: &Container| enabled(c, prefixes).then(|| Member { id: c.id.clone(), name: c.name.clone() });
@@ -246,9 +259,14 @@ fn apply_view(context: &WatchContext, view: BTreeMap<String, Container>, full: b
         return members;
     }
     for container in started.iter().filter_map(|id| context.inventory.get(id)) {
+        tracing::info!(message = "Container started.", container = %container.name, routes_diagnostics = container.diagnostics.len(), seen_by = "relist");
         log_diagnostics(&container);
-        members.extend(member(&container));
-        context.outbox.push(Event::ContainerStart(container));
+        match member(&container).filter(|_| attaching) {
+            Some(member) => members.push(member),
+            None => {
+                context.outbox.push(Event::ContainerStart(container));
+            }
+        }
     }
     for container in stopped {
         context.outbox.push(Event::ContainerStop(container));
@@ -256,51 +274,10 @@ fn apply_view(context: &WatchContext, view: BTreeMap<String, Container>, full: b
     members
 }
 
-/// Connects `members` that are not on the connector network to it (standalone engines, with
-/// `attach_network` set), aliased by their name, so that the connector resolves
-/// `http://NAME:PORT`. Logged; failures are never fatal (a `--network host` container cannot be
-/// attached, say).
-async fn attach_to_network(context: &WatchContext, docker: &Docker, wanted: &[Member]) {
+/// The network to attach enabled containers to: `attach_network` on a standalone engine.
+fn attach_network(context: &WatchContext) -> Option<&str> {
     let standalone = matches!(context.mode.borrow().as_ref(), Some(HostMode::Standalone { .. }));
-    let Some(network) = context.attach_network.as_deref().filter(|_| standalone) else { return };
-    if wanted.is_empty() {
-        return;
-    }
-    if let Err(error) =
-        crate::docker::network::ensure(docker, network, crate::docker::network::NetworkKind::Bridge).await
-    {
-        tracing::warn!(message = "Cannot create the connector network to attach containers to.", %network, %error);
-        return;
-    }
-    let attached: HashSet<String> = match docker.inspect_network(network, None::<InspectNetworkOptions>).await {
-        Ok(inspect) => inspect.containers.unwrap_or_default().into_keys().collect(),
-        Err(error) => {
-            tracing::warn!(message = "Cannot inspect the connector network.", %network, %error);
-            return;
-        }
-    };
-    for container in wanted.iter().filter(|c| !attached.contains(&c.id)) {
-        let request = NetworkConnectRequest {
-            container: Some(container.id.clone()),
-            endpoint_config: Some(EndpointSettings {
-                aliases: Some(vec![container.name.clone()]),
-                ..Default::default()
-            }),
-        };
-        match docker.connect_network(network, request).await {
-            Ok(()) => {
-                tracing::info!(message = "Container attached to the connector network.", container = %container.name, %network)
-            }
-            Err(bollard::errors::Error::DockerResponseServerError { message, .. })
-                if message.contains("already exists") => {}
-            Err(error) => tracing::warn!(
-                message = "Cannot attach the container to the connector network; the connector may not reach it.",
-                container = %container.name,
-                %network,
-                %error,
-            ),
-        }
-    }
+    context.attach_network.as_deref().filter(|_| standalone)
 }
 
 fn log_diagnostics(container: &Container) {
@@ -380,12 +357,19 @@ async fn refresh(
         Some(mut container) if observe::is_running(&container.status) => {
             check_reachability(context, docker, names, std::iter::once(&mut container)).await;
             if context.inventory.upsert(container.clone()) {
-                tracing::info!(message = "Container started.", container = %container.name, routes_diagnostics = container.diagnostics.len());
+                tracing::info!(message = "Container started.", container = %container.name, routes_diagnostics = container.diagnostics.len(), seen_by = "event");
                 log_diagnostics(&container);
                 // Reachable before the master routes to it.
-                if enabled(&container, &context.selection.prefixes) {
+                if let Some(network) =
+                    attach_network(context).filter(|_| enabled(&container, &context.selection.prefixes))
+                {
                     let member = Member { id: container.id.clone(), name: container.name.clone() };
-                    attach_to_network(context, docker, &[member]).await;
+                    let attached = inspect
+                        .network_settings
+                        .as_ref()
+                        .and_then(|settings| settings.networks.as_ref())
+                        .is_some_and(|networks| networks.contains_key(network));
+                    attach::attach_one(docker, network, &member, attached).await;
                 }
                 context.outbox.push(Event::ContainerStart(container));
             }
