@@ -83,7 +83,7 @@ impl Reconciler {
             self.publish_last_pass(&report, started.elapsed(), sent).await;
             let transient = !report.errors.is_empty();
             if report.changed_anything() || transient {
-                log_pass(&report);
+                log_pass(&report, started.elapsed());
             }
             for reply in waiting {
                 let _ = reply.send(report.clone());
@@ -168,9 +168,11 @@ fn record_pass(report: &PassReport, took: Duration) {
     }
 }
 
-fn log_pass(report: &PassReport) {
+/// The pass's outcome, with how long it took (`took_ms`: it began that long before the record).
+fn log_pass(report: &PassReport, took: Duration) {
     tracing::info!(
         message = "Reconcile pass.",
+        took_ms = took.as_millis() as u64,
         tunnels_created = report.tunnels_created,
         tunnels_deleted = report.tunnels_deleted,
         ingress_updates = report.ingress_updates,

@@ -3,8 +3,9 @@
 //! moment its `docker run` was issued, and every container of the run removed at the end.
 
 use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 use tokio::process::Command;
 use tokio::sync::Semaphore;
 
@@ -20,9 +21,10 @@ pub struct Fleet {
     pub unique: String,
 }
 
-/// A container as started: its hostname and when its `docker run` was issued and returned.
+/// A container as started: its name, hostname, and when its `docker run` was issued and returned.
 #[derive(Clone, Debug)]
 pub struct Started {
+    pub name: String,
     pub hostname: String,
     pub issued: Instant,
     pub returned: Instant,
@@ -58,7 +60,7 @@ impl Fleet {
         if !output.status.success() {
             bail!("docker run {name}: {}", String::from_utf8_lossy(&output.stderr).trim());
         }
-        Ok(Started { hostname, issued, returned: Instant::now() })
+        Ok(Started { name, hostname, issued, returned: Instant::now() })
     }
 
     /// Starts containers `range`, at most `parallel` `docker run`s at a time (`None`: all at once).
@@ -75,6 +77,26 @@ impl Fleet {
         let mut started = Vec::new();
         while let Some(run) = runs.join_next().await {
             started.push(run.context("a docker run task")??);
+        }
+        Ok(started)
+    }
+
+    /// The engine's `State.StartedAt` of each named container.
+    pub async fn started_at(&self, names: &[String]) -> Result<BTreeMap<String, SystemTime>> {
+        let output = Command::new("docker")
+            .args(["inspect", "--format", "{{.Name}} {{.State.StartedAt}}"])
+            .args(names)
+            .output()
+            .await
+            .context("running the docker CLI")?;
+        if !output.status.success() {
+            bail!("docker inspect: {}", String::from_utf8_lossy(&output.stderr).trim());
+        }
+        let mut started = BTreeMap::new();
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            let Some((name, at)) = line.split_once(' ') else { continue };
+            let at = humantime::parse_rfc3339_weak(at).with_context(|| format!("StartedAt of {name}: {at:?}"))?;
+            started.insert(name.trim_start_matches('/').to_string(), at);
         }
         Ok(started)
     }

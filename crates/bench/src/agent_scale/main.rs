@@ -14,6 +14,10 @@
 //!    first HTTP 200 for its hostname through the local edge (as `deploy/bench-first-request.sh`).
 //! 6. **Burst.** `--burst` containers started at once, each timed the same way from the moment
 //!    its own `docker run` was issued: p50 / p90 / p99 / max.
+//! 7. **Where the burst's time went.** Each start's way split into steps from what each part
+//!    logged ([`timeline`]): the engine (docker run → running), the agent (running → seen →
+//!    attached to the connector network), the master (→ the reconcile pass that routes it
+//!    begins), the pass and the edge (→ the edge loads the route), and the edge (→ first 200).
 //!
 //! ```sh
 //! cargo build --release -p dockflare-master -p dockflare-agent -p dockflare-bench --bin agent_bench
@@ -23,15 +27,18 @@
 
 mod containers;
 mod edge;
+mod timeline;
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
-use containers::Fleet;
+use containers::{Fleet, Started};
 use dockflare_bench::figures::{mib, time_until_share, Figures};
 use dockflare_testsupport::{docker, require_docker, unique, Agent, Master, MasterOptions};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+use timeline::{Marks, WallClock};
 
 /// The connector the agent runs for an offline master.
 const EDGE_IMAGE: &str = "dockflare/local-edge:latest";
@@ -121,6 +128,7 @@ async fn run(args: &Args) -> Result<()> {
 }
 
 async fn measure(args: &Args, figures: &mut Figures) -> Result<()> {
+    let clock = WallClock::now();
     let fleet = Fleet::new(&unique("ab"));
     let network = format!("{}-net", fleet.unique);
     let _cleanup = Cleanup { fleet: fleet.clone(), network: network.clone() };
@@ -232,7 +240,122 @@ async fn measure(args: &Args, figures: &mut Figures) -> Result<()> {
     latency_rows(figures, &format!("burst of {}: docker run itself", args.burst), runs);
     figures.duration(&format!("burst of {}: all live (from the first docker run)", args.burst), all_live);
     memory_row(figures, &agent, args.containers)?;
+
+    eprintln!("==> where the burst's time went");
+    let marks = burst_marks(&fleet, &network, &master, &agent, &started, &live, &clock).await?;
+    breakdown_rows(figures, args.burst, &marks);
     Ok(())
+}
+
+/// Each burst start's marks, from the engine, the agent's and the master's logs, the edge's log
+/// and the bench's own clock.
+async fn burst_marks(
+    fleet: &Fleet,
+    network: &str,
+    master: &Master,
+    agent: &Agent,
+    started: &[Started],
+    live: &BTreeMap<String, Instant>,
+    clock: &WallClock,
+) -> Result<Vec<Marks>> {
+    let names: Vec<String> = started.iter().map(|run| run.name.clone()).collect();
+    let hosts: Vec<String> = started.iter().map(|run| run.hostname.clone()).collect();
+    let running = fleet.started_at(&names).await?;
+    let seen = timeline::first_records_by(&agent.logs.records("Container started."), "container")?;
+    let attached =
+        timeline::first_records_by(&agent.logs.records("Container attached to the connector network."), "container")?;
+    let active: Vec<serde_json::Value> = master
+        .logs
+        .records("Route.")
+        .into_iter()
+        .filter(|record| record.get("status").and_then(|s| s.as_str()) == Some("active"))
+        .collect();
+    let routed = timeline::first_records_by(&active, "hostname")?;
+    let passes = timeline::passes(&master.logs.records("Reconcile pass."))?;
+    let loaded = timeline::first_mention(&edge_configurations(network).await?, &hosts);
+    Ok(started
+        .iter()
+        .map(|run| {
+            let pass = routed.get(&run.hostname).and_then(|at| timeline::pass_of(*at, &passes));
+            Marks {
+                issued: Some(clock.wall(run.issued)),
+                running: running.get(&run.name).copied(),
+                seen: seen.get(&run.name).copied(),
+                attached: attached.get(&run.name).copied(),
+                pass_began: pass.map(|p| p.ended - p.took),
+                pass_ended: pass.map(|p| p.ended),
+                edge_loaded: loaded.get(&run.hostname).copied(),
+                answered: live.get(&run.hostname).map(|at| clock.wall(*at)),
+            }
+        })
+        .collect())
+}
+
+/// The local edge's "Updated to new configuration" lines with their times (`docker logs
+/// --timestamps` of the connector the agent runs on `network`).
+async fn edge_configurations(network: &str) -> Result<Vec<(SystemTime, String)>> {
+    let ids = docker(&["ps", "-q", "--filter", &format!("network={network}"), "--filter", "label=dockflare.managed"])?;
+    let id = ids.split_whitespace().next().with_context(|| format!("no connector container on {network}"))?;
+    let output = tokio::process::Command::new("docker")
+        .args(["logs", "--timestamps", id])
+        .output()
+        .await
+        .context("running the docker CLI")?;
+    ensure!(output.status.success(), "docker logs {id}: {}", String::from_utf8_lossy(&output.stderr).trim());
+    let text = [String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)].concat();
+    Ok(text
+        .lines()
+        .filter(|line| line.contains("Updated to new configuration"))
+        .filter_map(timeline::timestamped)
+        .collect())
+}
+
+/// A row per step (min / p50 / p90 / p99 / max / mean), the passes that routed the burst, and the
+/// slowest start's own steps.
+fn breakdown_rows(figures: &mut Figures, burst: usize, marks: &[Marks]) {
+    for (step, took) in timeline::step_durations(marks) {
+        let at = |share| timeline::at_share(&took, share);
+        let mean = if took.is_empty() { 0 } else { took.iter().sum::<i64>() / took.len() as i64 };
+        let (min, p50, p90, p99, max) = (took.first().copied().unwrap_or(0), at(0.5), at(0.9), at(0.99), at(1.0));
+        figures.row(
+            &format!("burst of {burst}, step {step}"),
+            format!(
+                "min {min} / p50 {p50} / p90 {p90} / p99 {p99} / max {max} / mean {mean} ms ({} of {burst} starts)",
+                took.len()
+            ),
+            serde_json::json!({
+                "min_ms": min, "p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "max_ms": max, "mean_ms": mean,
+                "samples": took.len(),
+            }),
+        );
+    }
+    let mut passes: Vec<(SystemTime, SystemTime)> =
+        marks.iter().filter_map(|m| Some((m.pass_began?, m.pass_ended?))).collect();
+    passes.sort();
+    passes.dedup();
+    let took: Vec<i64> = passes.iter().map(|(began, ended)| timeline::millis_between(*began, *ended)).collect();
+    figures.row(
+        &format!("burst of {burst}: reconcile passes that routed it, each pass's time"),
+        format!("{} passes: {took:?} ms", passes.len()),
+        serde_json::json!({ "passes": passes.len(), "took_ms": took }),
+    );
+    if let Some(slowest) = marks.iter().max_by_key(|m| timeline::total(m).unwrap_or(i64::MIN)) {
+        let steps: Vec<String> = timeline::STEPS
+            .iter()
+            .map(|(step, from, to)| match (from(slowest), to(slowest)) {
+                (Some(from), Some(to)) => format!("{step}: {} ms", timeline::millis_between(from, to)),
+                _ => format!("{step}: not logged"),
+            })
+            .collect();
+        figures.row(
+            &format!(
+                "burst of {burst}: the slowest start ({} ms), step by step",
+                timeline::total(slowest).unwrap_or(-1)
+            ),
+            steps.join("; "),
+            serde_json::json!(steps),
+        );
+    }
 }
 
 const RELISTED: &str = "Docker inventory relisted.";
