@@ -1,7 +1,12 @@
-//! The single writer of agent events. Event streams hand it validated events
-//! through one bounded queue; it stores whatever has accumulated in one
-//! transaction (group commit: one fsync for many events), then publishes
-//! per-agent receipts. The batch is written in chunks of [`CHUNK`] events; on
+//! The writers of agent events. Event streams hand them validated events through
+//! bounded queues; each stores whatever has accumulated in one transaction
+//! (group commit: one fsync for many events), then publishes per-agent
+//! receipts. On SQLite there is one writer (the database has one writer
+//! connection); on PostgreSQL [`POSTGRES_WRITERS`], each owning a fixed share
+//! of the agents ([`writer_of`]), so that two transactions commit at once and
+//! an agent's events stay in order, in one writer, touching rows no other
+//! writer touches (no lock waits between them, receipts never ahead of what
+//! is stored). The batch is written in chunks of [`CHUNK`] events; on
 //! SQLite, whose one writer connection this transaction holds, a command queued
 //! meanwhile is written in it after the chunk in progress and an operator's
 //! ends the transaction there (the rest follows in the next one): a command
@@ -13,7 +18,9 @@
 
 use crate::fanout::Fanout;
 use crate::sessions::Sessions;
-use crate::store::{CommandAck, ContainerChange, ContainerChangeEntry, EventBatch, Store, StoredEvent};
+use crate::store::{
+    CommandAck, ConnectorReport, ContainerChange, ContainerChangeEntry, EventBatch, Store, StoredEvent,
+};
 use crate::supervisor::Supervisor;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,8 +28,13 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-/// Events waiting to be written, across all agents.
+/// Events waiting to be written, across all agents (shared out among the writers).
 pub const QUEUE_CAPACITY: usize = 65_536;
+/// Event writers on PostgreSQL: one backend's CPU bounded one writer's throughput, and each
+/// writer is a connection of the pool and a thread.
+pub const POSTGRES_WRITERS: usize = 2;
+/// Their threads' names.
+const WRITER_NAMES: [&str; POSTGRES_WRITERS] = ["event writer 1", "event writer 2"];
 /// Bytes of events waiting to be written, across all agents (a full queue pushes back on the
 /// streams: memory stays bounded however large the events).
 pub const QUEUE_BYTES: usize = 64 * 1024 * 1024;
@@ -42,17 +54,32 @@ pub struct PendingEvent {
     pub ack: Option<CommandAck>,
     /// How the event changes the agent's reported containers.
     pub container_change: Option<ContainerChange>,
+    /// The connector state it reports, as the store keeps it ([`crate::projection::connector_state`]).
+    pub connector_state: Option<Vec<u8>>,
 }
 
 /// Handle to queue events. Cheap to clone.
 #[derive(Clone)]
 pub struct EventWriter {
-    queue: mpsc::Sender<(PendingEvent, OwnedSemaphorePermit)>,
+    /// One queue per writer; an agent's events go to [`writer_of`] it.
+    queues: Arc<[mpsc::Sender<(PendingEvent, OwnedSemaphorePermit)>]>,
     bytes: Arc<Semaphore>,
-    /// Cancelled at shutdown: the writer stores what is queued, then stops.
+    /// Cancelled at shutdown: the writers store what is queued, then stop.
     stop: CancellationToken,
-    /// Becomes true once the writer has stopped (everything queued stored).
-    stopped: watch::Receiver<bool>,
+    /// Counts the writers that have stopped (everything queued stored).
+    stopped: watch::Receiver<usize>,
+}
+
+/// The writer (of `writers`) that stores `agent_id`'s events: always the same one.
+pub fn writer_of(agent_id: &str, writers: usize) -> usize {
+    if writers <= 1 {
+        return 0;
+    }
+    // FNV-1a: stable across runs and platforms, and cheap.
+    let hash = agent_id
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3));
+    (hash % writers as u64) as usize
 }
 
 /// The writer task stopped (the master is shutting down).
@@ -72,15 +99,26 @@ impl EventWriter {
         fanout: Fanout,
         supervisor: &Supervisor,
     ) -> std::io::Result<EventWriter> {
-        let (queue, incoming) = mpsc::channel(QUEUE_CAPACITY);
+        let names: &[&'static str] = match store.backend() {
+            crate::store::Backend::Sqlite => &["event writer"],
+            crate::store::Backend::Postgres => &WRITER_NAMES,
+        };
+        let writers = names.len();
         let stop = CancellationToken::new();
-        let (stopped_tx, stopped) = watch::channel(false);
-        let writer = run(store, sessions, fanout, incoming, stop.clone());
-        supervisor.spawn_on_own_thread("event writer", async move {
-            writer.await;
-            stopped_tx.send_replace(true);
-        })?;
-        Ok(EventWriter { queue, bytes: Arc::new(Semaphore::new(QUEUE_BYTES)), stop, stopped })
+        let (stopped_tx, stopped) = watch::channel(0usize);
+        let stopped_tx = Arc::new(stopped_tx);
+        let mut queues = Vec::with_capacity(writers);
+        for &name in names {
+            let (queue, incoming) = mpsc::channel(QUEUE_CAPACITY / writers);
+            queues.push(queue);
+            let writer = run(store.clone(), sessions.clone(), fanout.clone(), incoming, stop.clone());
+            let stopped_tx = stopped_tx.clone();
+            supervisor.spawn_on_own_thread(name, async move {
+                writer.await;
+                stopped_tx.send_modify(|stopped| *stopped += 1);
+            })?;
+        }
+        Ok(EventWriter { queues: queues.into(), bytes: Arc::new(Semaphore::new(QUEUE_BYTES)), stop, stopped })
     }
 
     /// At shutdown: takes no more events, stores those queued, and returns once they are stored
@@ -88,12 +126,13 @@ impl EventWriter {
     pub async fn drain(&self, timeout: Duration) -> bool {
         self.stop.cancel();
         let mut stopped = self.stopped.clone();
-        tokio::time::timeout(timeout, stopped.wait_for(|done| *done)).await.is_ok_and(|r| r.is_ok())
+        let writers = self.queues.len();
+        tokio::time::timeout(timeout, stopped.wait_for(|done| *done >= writers)).await.is_ok_and(|r| r.is_ok())
     }
 
     /// Events queued and not yet stored (metrics).
     pub fn depth(&self) -> usize {
-        self.queue.max_capacity() - self.queue.capacity()
+        self.queues.iter().map(|queue| queue.max_capacity() - queue.capacity()).sum()
     }
 
     /// Queues an event, waiting while the queue is full (in events or in bytes).
@@ -105,7 +144,8 @@ impl EventWriter {
             .acquire_many_owned(u32::try_from(size).unwrap_or(u32::MAX))
             .await
             .map_err(|_| WriterStopped)?;
-        self.queue.send((pending, permit)).await.map_err(|_| WriterStopped)
+        let queue = &self.queues[writer_of(&pending.event.agent_id, self.queues.len())];
+        queue.send((pending, permit)).await.map_err(|_| WriterStopped)
     }
 }
 
@@ -184,6 +224,14 @@ fn add_to_chunks(chunks: &mut Vec<EventBatch>, pending: PendingEvent, chunk_size
             change,
         });
     }
+    if let Some(state) = pending.connector_state {
+        chunk.connector_reports.push(ConnectorReport {
+            agent_id: pending.event.agent_id.clone(),
+            event_id: pending.event.event_id,
+            received_at: pending.event.received_at,
+            state,
+        });
+    }
     chunk.events.push(pending.event);
 }
 
@@ -222,5 +270,23 @@ async fn write_until_stored(store: &Store, chunks: &[EventBatch]) -> (usize, boo
                 delay = (delay * 2).min(RETRY_MAX);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_agent_always_has_the_same_writer_and_the_agents_are_shared_out() {
+        assert_eq!(writer_of("any", 1), 0);
+        let ids: Vec<String> = (0..1000).map(|n| format!("agent-{n:04}")).collect();
+        let mut counts = [0usize; 2];
+        for id in &ids {
+            let writer = writer_of(id, 2);
+            assert_eq!(writer, writer_of(id, 2));
+            counts[writer] += 1;
+        }
+        assert!(counts.iter().all(|&count| count > 400), "{counts:?}");
     }
 }

@@ -1,6 +1,6 @@
-//! How agent events change the master's view of reported containers: a pure
-//! mapping from an event to a [`ContainerChange`], applied by the event
-//! writer in the event's own transaction.
+//! How agent events change the master's view of reported containers and connectors: pure
+//! mappings from an event to a [`ContainerChange`] and to the connector state kept, applied by
+//! the event writer in the event's own transaction.
 
 use crate::store::{ContainerChange, ContainerRow};
 use dockflare::v1::{agent_event::Event, AgentEvent, Container};
@@ -32,6 +32,18 @@ pub fn container_change(agent_id: &str, event: &AgentEvent, received_at: i64) ->
     }
 }
 
+/// The connector state a tunnel_status event reports, as the store keeps it: an `AgentEvent`
+/// holding only the status (no event id, no time), so that a repeated report of the same state
+/// has the same bytes.
+pub fn connector_state(event: &AgentEvent) -> Option<Vec<u8>> {
+    match event.event.as_ref()? {
+        Event::TunnelStatus(status) => Some(
+            AgentEvent { event: Some(Event::TunnelStatus(status.clone())), ..AgentEvent::default() }.encode_to_vec(),
+        ),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,6 +51,29 @@ mod tests {
 
     fn event(event: Event) -> AgentEvent {
         AgentEvent { event_id: 1, occurred_at: None, event: Some(event) }
+    }
+
+    #[test]
+    fn a_connector_state_is_the_status_alone() {
+        use dockflare::v1::{ConnectorState, TunnelStatus};
+        let running = TunnelStatus { state: ConnectorState::Running as i32, ..Default::default() };
+        let first = AgentEvent {
+            event_id: 1,
+            occurred_at: Some(prost_types::Timestamp { seconds: 10, nanos: 0 }),
+            event: Some(Event::TunnelStatus(running.clone())),
+        };
+        let again = AgentEvent {
+            event_id: 9,
+            occurred_at: Some(prost_types::Timestamp { seconds: 40, nanos: 0 }),
+            ..first.clone()
+        };
+        let state = connector_state(&first).expect("a tunnel_status has a state");
+        assert_eq!(connector_state(&again), Some(state.clone()), "a repeated report is the same state");
+        let stored = AgentEvent::decode(state.as_slice()).expect("the state decodes as an AgentEvent");
+        assert_eq!(stored.event, Some(Event::TunnelStatus(running)));
+        let failed = TunnelStatus { state: ConnectorState::Failed as i32, ..Default::default() };
+        assert_ne!(connector_state(&event(Event::TunnelStatus(failed))), Some(state));
+        assert_eq!(connector_state(&event(Event::Heartbeat(Heartbeat::default()))), None);
     }
 
     #[test]

@@ -8,8 +8,9 @@ use anyhow::{ensure, Context, Result};
 use dockflare_common::identity::AgentId;
 use dockflare_common::join_token::JoinToken;
 use dockflare_master::store::{
-    AgentRegistration, Backend, CommandAck, CommandState, CommandWrite, DeliveredRun, Enqueued, EventBatch,
-    JoinTokenRow, NewAgent, Store, StoredEvent, TokenRejection, STATUS_OFFLINE, STATUS_ONLINE, STATUS_REVOKED,
+    AgentRegistration, Backend, CommandAck, CommandState, CommandWrite, ConnectorReport, DeliveredRun, Enqueued,
+    EventBatch, JoinTokenRow, NewAgent, Store, StoredEvent, TokenRejection, STATUS_OFFLINE, STATUS_ONLINE,
+    STATUS_REVOKED,
 };
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -289,8 +290,12 @@ async fn commands_after_pages_and_delivery_is_recorded() -> Result<()> {
         }
 
         // A settled command stays settled when it is delivered again.
-        let batch =
-            EventBatch { events: vec![], acks: vec![ack(id, 1, "c1", true, "", NOW + 30)], container_changes: vec![] };
+        let batch = EventBatch {
+            events: vec![],
+            acks: vec![ack(id, 1, "c1", true, "", NOW + 30)],
+            container_changes: vec![],
+            connector_reports: vec![],
+        };
         store.write_event_batch(&batch).await?;
         store
             .mark_commands_delivered(&[DeliveredRun { agent_id: id.to_string(), first: 1, last: 1, at: NOW + 40 }])
@@ -299,8 +304,12 @@ async fn commands_after_pages_and_delivery_is_recorded() -> Result<()> {
         assert_eq!((row.state, row.delivery_count, row.acked_at), (CommandState::Acked, 2, Some(NOW + 30)));
 
         // An ack stored before its delivery record counts the delivery; the late record does not.
-        let batch =
-            EventBatch { events: vec![], acks: vec![ack(id, 4, "c4", true, "", NOW + 50)], container_changes: vec![] };
+        let batch = EventBatch {
+            events: vec![],
+            acks: vec![ack(id, 4, "c4", true, "", NOW + 50)],
+            container_changes: vec![],
+            connector_reports: vec![],
+        };
         store.write_event_batch(&batch).await?;
         store
             .mark_commands_delivered(&[DeliveredRun { agent_id: id.to_string(), first: 4, last: 4, at: NOW + 45 }])
@@ -310,6 +319,65 @@ async fn commands_after_pages_and_delivery_is_recorded() -> Result<()> {
             (row.state, row.delivery_count, row.delivered_at, row.acked_at),
             (CommandState::Acked, 1, Some(NOW + 50), Some(NOW + 50))
         );
+        Ok(())
+    })
+    .await
+}
+
+fn connector_report(agent: &str, event_id: u64, received_at: i64, state: &str) -> ConnectorReport {
+    ConnectorReport { agent_id: agent.to_string(), event_id, received_at, state: state.as_bytes().to_vec() }
+}
+
+/// A batch of connector reports, with their events.
+fn connector_batch(reports: Vec<ConnectorReport>) -> EventBatch {
+    EventBatch {
+        events: reports.iter().map(|r| event(&r.agent_id, r.event_id, r.received_at, "status")).collect(),
+        acks: vec![],
+        container_changes: vec![],
+        connector_reports: reports,
+    }
+}
+
+#[tokio::test]
+async fn a_connector_row_changes_only_when_its_state_does() -> Result<()> {
+    on_each_backend(|store| async move {
+        let a = enrolled_agent(&store, "a").await?;
+        let b = enrolled_agent(&store, "b").await?;
+        let (a, b) = (a.as_str(), b.as_str());
+        let connectors = |store: Store| async move {
+            let rows = store.list_agent_connectors().await?;
+            let mut read = Vec::new();
+            for (id, at, state) in rows {
+                read.push((id, at, String::from_utf8(state)?));
+            }
+            anyhow::Ok(read)
+        };
+        let mut expected =
+            vec![(a.to_string(), NOW + 2, "running".to_string()), (b.to_string(), NOW + 1, "starting".to_string())];
+        expected.sort();
+
+        // In one batch, the latest report of each agent is kept.
+        store
+            .write_event_batch(&connector_batch(vec![
+                connector_report(b, 1, NOW + 1, "starting"),
+                connector_report(a, 2, NOW + 2, "running"),
+                connector_report(a, 1, NOW + 1, "starting"),
+            ]))
+            .await?;
+        assert_eq!(connectors(store.clone()).await?, expected);
+
+        // The same state again, later: the row is left as it was (reported_at is when the agent
+        // first reported the state it is in); the agent's progress still moves.
+        store.write_event_batch(&connector_batch(vec![connector_report(a, 3, NOW + 30, "running")])).await?;
+        assert_eq!(connectors(store.clone()).await?, expected);
+        assert_eq!(agent(&store, a).await?.last_event_id, 3);
+
+        // Another state is written; an older report (a replay) never overwrites a newer one.
+        store.write_event_batch(&connector_batch(vec![connector_report(a, 4, NOW + 40, "failed")])).await?;
+        store.write_event_batch(&connector_batch(vec![connector_report(a, 2, NOW + 2, "running")])).await?;
+        let slot = if expected[0].0 == a { 0 } else { 1 };
+        expected[slot] = (a.to_string(), NOW + 40, "failed".to_string());
+        assert_eq!(connectors(store.clone()).await?, expected);
         Ok(())
     })
     .await
@@ -336,6 +404,7 @@ async fn event_batches_dedupe_advance_cursors_and_settle_acks() -> Result<()> {
             ],
             acks: vec![],
             container_changes: vec![],
+            connector_reports: vec![],
         };
         store.write_event_batch(&batch).await?;
         let stored = store.list_events(a, 0, 100).await?;
@@ -358,6 +427,7 @@ async fn event_batches_dedupe_advance_cursors_and_settle_acks() -> Result<()> {
             ],
             acks: vec![],
             container_changes: vec![],
+            connector_reports: vec![],
         };
         store.write_event_batch(&batch).await?;
         let stored = store.list_events(a, 0, 100).await?;
@@ -375,6 +445,7 @@ async fn event_batches_dedupe_advance_cursors_and_settle_acks() -> Result<()> {
                 events: vec![event(a, 1, NOW + 5, "old")],
                 acks: vec![],
                 container_changes: vec![],
+                connector_reports: vec![],
             })
             .await?;
         let record = agent(&store, a).await?;
@@ -385,6 +456,7 @@ async fn event_batches_dedupe_advance_cursors_and_settle_acks() -> Result<()> {
             events: vec![event(a, 4, NOW + 20, "result-1"), event(a, 5, NOW + 21, "result-2")],
             acks: vec![ack(a, 1, "a-cmd-1", true, "", NOW + 20), ack(a, 2, "a-cmd-2", false, "boom", NOW + 21)],
             container_changes: vec![],
+            connector_reports: vec![],
         };
         store.write_event_batch(&batch).await?;
         let rows = store.commands_after(a, 0, 100).await?;
@@ -404,6 +476,7 @@ async fn event_batches_dedupe_advance_cursors_and_settle_acks() -> Result<()> {
             events: vec![],
             acks: vec![ack(a, 1, "a-cmd-1", false, "late", NOW + 30), ack(a, 2, "a-cmd-2", true, "", NOW + 30)],
             container_changes: vec![],
+            connector_reports: vec![],
         };
         store.write_event_batch(&batch).await?;
         let rows = store.commands_after(a, 0, 2).await?;
@@ -422,7 +495,12 @@ async fn event_batches_dedupe_advance_cursors_and_settle_acks() -> Result<()> {
         // (command 3 must still be replayed).
         for wrong in [ack(a, 99, "nope", true, "", NOW + 40), ack(a, 3, "a-cmd-4", true, "", NOW + 40)] {
             store
-                .write_event_batch(&EventBatch { events: vec![], acks: vec![wrong], container_changes: vec![] })
+                .write_event_batch(&EventBatch {
+                    events: vec![],
+                    acks: vec![wrong],
+                    container_changes: vec![],
+                    connector_reports: vec![],
+                })
                 .await?;
             assert_eq!(agent(&store, a).await?.last_acked_command_seq, 2);
         }
@@ -434,6 +512,7 @@ async fn event_batches_dedupe_advance_cursors_and_settle_acks() -> Result<()> {
             events: vec![event(a, 6, NOW + 50, "result-4")],
             acks: vec![ack(a, 4, "a-cmd-4", true, "", NOW + 50), ack(a, 3, "a-cmd-3", true, "", NOW + 50)],
             container_changes: vec![],
+            connector_reports: vec![],
         };
         store.write_event_batch(&batch).await?;
         let record = agent(&store, a).await?;
@@ -460,6 +539,7 @@ async fn heartbeats_keep_no_row_and_old_events_expire() -> Result<()> {
             events: vec![event(a, 1, NOW + 1, "old"), event(a, 2, NOW + 2, "new"), heartbeat],
             acks: vec![],
             container_changes: vec![],
+            connector_reports: vec![],
         };
         store.write_event_batch(&batch).await?;
         let stored = store.list_events(a, 0, 100).await?;
@@ -531,6 +611,7 @@ async fn stale_online_agents_are_marked_offline() -> Result<()> {
                 events: vec![event(fresh.as_str(), 1, NOW + 20_000, "hb")],
                 acks: vec![],
                 container_changes: vec![],
+                connector_reports: vec![],
             })
             .await?;
         assert!(store.mark_stale_agents_offline(NOW + 15_000).await?.is_empty());
@@ -546,6 +627,7 @@ async fn stale_online_agents_are_marked_offline() -> Result<()> {
             events: vec![event(fresh.as_str(), 2, NOW + 40_000, "hb")],
             acks: vec![],
             container_changes: vec![],
+            connector_reports: vec![],
         };
         store.write_event_batch(&events).await?;
         let record = agent(&store, fresh.as_str()).await?;
@@ -556,6 +638,7 @@ async fn stale_online_agents_are_marked_offline() -> Result<()> {
             events: vec![event(stale.as_str(), 1, NOW + 42_000, "hb")],
             acks: vec![],
             container_changes: vec![],
+            connector_reports: vec![],
         };
         store.write_event_batch(&events).await?;
         assert_eq!(agent(&store, stale.as_str()).await?.status, STATUS_REVOKED);
@@ -576,6 +659,7 @@ async fn commands_ride_along_in_an_open_event_transaction_without_losing_a_seque
                 events: (1..=256).map(|n| event(a.as_str(), chunk * 256 + n, NOW, "e")).collect(),
                 acks: vec![],
                 container_changes: vec![],
+                connector_reports: vec![],
             })
             .collect();
         let total: u64 = 400 * 256;
@@ -632,6 +716,7 @@ async fn a_waiting_command_cuts_an_event_transaction_short_on_sqlite_only() -> R
             events: (first..first + 3).map(|id| event(a.as_str(), id, NOW + id as i64, "e")).collect(),
             acks: vec![],
             container_changes: vec![],
+            connector_reports: vec![],
         };
         let chunks = [chunk(1), chunk(4), chunk(7)];
 

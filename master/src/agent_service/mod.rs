@@ -343,6 +343,7 @@ impl AgentService for AgentApi {
                 },
                 ack,
                 container_change,
+                connector_state: crate::projection::connector_state(&event),
             };
             self.state.events.submit(pending).await.map_err(|_| Status::unavailable("the master is shutting down"))?;
         }

@@ -50,6 +50,19 @@ pub struct EventBatch {
     /// Container changes, in event order; applied only for events stored
     /// now (not for duplicates of events stored before).
     pub container_changes: Vec<ContainerChangeEntry>,
+    /// Connector states reported (tunnel_status events), in event order.
+    pub connector_reports: Vec<ConnectorReport>,
+}
+
+/// An agent's connector as one event reported it: the row `agent_connectors` keeps of the latest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectorReport {
+    pub agent_id: String,
+    pub event_id: u64,
+    pub received_at: i64,
+    /// The state alone, equal bytes for an equal state (no event id, no time): what the row
+    /// keeps, and what tells a repeated report from a change.
+    pub state: Vec<u8>,
 }
 
 impl EventBatch {
@@ -57,9 +70,6 @@ impl EventBatch {
         self.events.is_empty() && self.acks.is_empty() && self.container_changes.is_empty()
     }
 }
-
-/// The event kind whose latest one per agent is kept as its connector's state.
-pub const CONNECTOR_KIND: &str = "tunnel_status";
 
 /// The history rows of a batch in one statement ([`bulk`]); with `track_inserted`, the
 /// (agent, event id) of those not stored before.
@@ -199,32 +209,36 @@ impl Store {
         }
 
         // The latest connector report of each agent (what WatchChanges shows as its connector).
-        let mut connectors: HashMap<&str, &StoredEvent> = HashMap::new();
-        for event in batch.events.iter().filter(|event| event.kind == CONNECTOR_KIND) {
-            let entry = connectors.entry(event.agent_id.as_str()).or_insert(event);
-            if event.event_id > entry.event_id {
-                *entry = event;
+        let mut connectors: HashMap<&str, &ConnectorReport> = HashMap::new();
+        for report in &batch.connector_reports {
+            let entry = connectors.entry(report.agent_id.as_str()).or_insert(report);
+            if report.event_id > entry.event_id {
+                *entry = report;
             }
         }
         // One upsert per chunk of agents (a statement per agent costs a round trip to the
-        // database each: thousands per batch at 10,000 agents).
-        let mut connectors: Vec<&StoredEvent> = connectors.into_values().collect();
+        // database each: thousands per batch at 10,000 agents). A row changes only when the
+        // state does: the agent repeats an unchanged status every 30 s, and rewriting thousands
+        // of rows with what they hold costs the writer a scattered page each. The row's
+        // `reported_at` is thus when the agent first reported the state it is in.
+        let mut connectors: Vec<&ConnectorReport> = connectors.into_values().collect();
         connectors.sort_unstable_by(|a, b| a.agent_id.cmp(&b.agent_id));
         let upsert = |values: &str| {
             format!(
                 "INSERT INTO agent_connectors (agent_id, event_id, reported_at, payload) {values} \
                  ON CONFLICT (agent_id) DO UPDATE SET event_id = excluded.event_id, \
                  reported_at = excluded.reported_at, payload = excluded.payload \
-                 WHERE agent_connectors.event_id < excluded.event_id"
+                 WHERE agent_connectors.event_id < excluded.event_id \
+                 AND agent_connectors.payload <> excluded.payload"
             )
         };
         if !connectors.is_empty() {
-            let rows = connectors.iter().map(|event| {
+            let rows = connectors.iter().map(|report| {
                 vec![
-                    Value::from(event.agent_id.as_str()),
-                    Value::from(event.event_id),
-                    Value::from(event.received_at),
-                    bulk::blob(&event.payload),
+                    Value::from(report.agent_id.as_str()),
+                    Value::from(report.event_id),
+                    Value::from(report.received_at),
+                    bulk::blob(&report.state),
                 ]
             });
             // `WHERE true`: SQLite's parser needs it between a SELECT and ON CONFLICT.

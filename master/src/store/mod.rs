@@ -31,7 +31,7 @@ pub use access_policies::{FileReplace, PutOutcome, StoredPolicies};
 pub use agents::{AgentRegistration, NewAgent, Registration};
 pub use commands::{CommandRow, CommandState, DeliveredRun, Enqueued};
 pub use containers::{ContainerChange, ContainerChangeEntry};
-pub use events::{CommandAck, EventBatch, StoredEvent, PROGRESS_ONLY_KINDS, YIELD_AFTER};
+pub use events::{CommandAck, ConnectorReport, EventBatch, StoredEvent, PROGRESS_ONLY_KINDS, YIELD_AFTER};
 pub use identities::AdminIdentityRow;
 pub use ride_along::CommandWrite;
 pub use routes::{CorruptRoute, StoredRoutes};
