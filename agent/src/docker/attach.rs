@@ -2,7 +2,8 @@
 //! their name, so that the connector resolves `http://NAME:PORT`. A container is reported to
 //! the master once it is attached: its route goes live when the edge can reach it. Many at once
 //! (a relist) cost one look at the network and [`CONNECTS_IN_FLIGHT`] connects at a time; one
-//! (an engine event) costs nothing when its own inspection shows it attached, else one connect.
+//! (an engine event) costs nothing when its own inspection shows it attached, else one connect
+//! (and, only if that fails, a look at the network and a second try).
 //! Failures are logged and never fatal (a `--network host` container cannot be attached, say):
 //! the container is reported all the same.
 
@@ -52,24 +53,30 @@ pub async fn attach_many(docker: &Docker, network: &str, members: Vec<Member>, m
     }
 }
 
-/// Connects `member` unless its own inspection said it is on `network` (`attached`); creates the
-/// network first only when the engine says it is missing.
+/// Connects `member` unless its own inspection said it is on `network` (`attached`). A connect
+/// that fails otherwise than "already attached" is tried once more after making sure the network
+/// exists: it may be missing, or being created right now by the connector manager (the engine then
+/// answers 404 or 500, "network … not found"), and `ensure` waits for a creation in progress.
 pub async fn attach_one(docker: &Docker, network: &str, member: &Member, attached: bool) {
     if attached {
         return;
     }
     match connect(docker, network, member).await {
-        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, message })
-            if message.contains("network") =>
-        {
+        Ok(()) => log_outcome(network, member, Ok(())),
+        Err(error) if already_attached(&error) => {}
+        Err(error) => {
+            tracing::debug!(message = "Could not attach the container yet; making sure the network exists, then retrying.", container = %member.name, %network, %error);
             if let Err(error) = network::ensure(docker, network, NetworkKind::Bridge).await {
                 tracing::warn!(message = "Cannot create the connector network to attach containers to.", %network, %error);
                 return;
             }
             connect_logged(docker, network, member).await;
         }
-        outcome => log_outcome(network, member, outcome),
     }
+}
+
+fn already_attached(error: &bollard::errors::Error) -> bool {
+    matches!(error, bollard::errors::Error::DockerResponseServerError { message, .. } if message.contains("already exists"))
 }
 
 /// The ids of the containers on `network` (created when missing); `None` when it cannot be read.
@@ -104,8 +111,7 @@ fn log_outcome(network: &str, member: &Member, outcome: Result<(), bollard::erro
         Ok(()) => {
             tracing::info!(message = "Container attached to the connector network.", container = %member.name, %network)
         }
-        Err(bollard::errors::Error::DockerResponseServerError { message, .. })
-            if message.contains("already exists") => {}
+        Err(error) if already_attached(&error) => {}
         Err(error) => tracing::warn!(
             message = "Cannot attach the container to the connector network; the connector may not reach it.",
             container = %member.name,
